@@ -1,0 +1,52 @@
+"""Command-line entry point: ``sr4zct info | enhance | demo``.
+
+Each subcommand lives in ``sr4zct.commands.<name>`` and provides ``add_parser(subparsers)`` which
+registers its arguments and sets ``func``. Errors of the :class:`~sr4zct.errors.SR4ZCTError` family
+are printed as one line (``--debug`` shows the traceback) and exit with the error's ``exit_code``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from . import __version__
+from .errors import SR4ZCTError
+
+COMMANDS = ("info", "enhance", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sr4zct",
+        description="Self-supervised through-plane resolution enhancement for CT (SR4ZCT).",
+    )
+    parser.add_argument("--version", action="version", version=f"sr4zct {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"sr4zct.commands.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SR4ZCTError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"sr4zct: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sr4zct: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
