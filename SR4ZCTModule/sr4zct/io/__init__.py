@@ -1,0 +1,143 @@
+"""Reading and writing CT volumes: DICOM folders (pydicom) and NRRD / NIfTI / MHA files (SimpleITK).
+
+* :func:`read_volume` / :func:`read_geometry` take a DICOM folder (or one file of the series) or an image
+  file and return a :class:`~sr4zct.volume.Volume` / :class:`~sr4zct.volume.SeriesGeometry` in the shared
+  ``(slice, row, column)`` layout. ``read_geometry`` reads DICOM headers only.
+* :func:`write_volume` writes atomically: an image file for ``.nrrd .nhdr .nii .nii.gz .mha .mhd``,
+  otherwise (an existing folder or a path without an image suffix) a DICOM series.
+* :func:`list_series` lists the series of a DICOM folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import InputError
+from ..volume import SeriesGeometry, Volume
+from .dicom import SeriesInfo, list_series, read_dicom_geometry, read_dicom_volume
+
+IMAGE_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "SeriesInfo",
+    "image_suffix",
+    "is_dicom_path",
+    "list_series",
+    "read_geometry",
+    "read_volume",
+    "write_volume",
+]
+
+
+def image_suffix(path: str | os.PathLike) -> str | None:
+    """The image-file suffix of ``path`` (``".nii.gz"``, ``".nrrd"``, ...) or None."""
+    name = Path(path).name.lower()
+    for suffix in IMAGE_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return None
+
+
+def is_dicom_path(path: str | os.PathLike) -> bool:
+    """True when ``path`` is read as DICOM: a folder, or a file that is not a NRRD/NIfTI/MHA image."""
+    path = Path(path)
+    return path.is_dir() or (path.is_file() and image_suffix(path) is None)
+
+
+def _dicom_file_series(path: Path) -> tuple[Path, str | None]:
+    """For a single DICOM file: its folder and its SeriesInstanceUID."""
+    from .dicom import _read_header
+
+    ds = _read_header(path)
+    if ds is None:
+        raise InputError(
+            f"{path} is neither a DICOM image nor a supported image file "
+            f"({', '.join(IMAGE_SUFFIXES)}); give a DICOM folder or a volume file."
+        )
+    uid = ds.get("SeriesInstanceUID")
+    return path.parent, (str(uid) if uid else None)
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"Input {path} does not exist.")
+
+
+def read_volume(
+    path: str | os.PathLike,
+    *,
+    series_uid: str | None = None,
+    thickness_mm: float | None = None,
+    slice_axis: int | None = None,
+) -> Volume:
+    """Read a CT volume in HU (float32) with its geometry.
+
+    Parameters
+    ----------
+    path : DICOM folder, one DICOM file of the series (its folder is read), or a NRRD/NIfTI/MHA file.
+    series_uid : SeriesInstanceUID when a DICOM folder holds several series.
+    thickness_mm : nominal slice thickness (overrides the file's; ``thickness_source = "user"``).
+    slice_axis : image files only: which NumPy axis (as SimpleITK reads it, ``(z, y, x)``) is the
+        through-plane axis; default is the axis with the largest spacing.
+    """
+    path = Path(path)
+    _check_exists(path)
+    if image_suffix(path) is not None and path.is_file():
+        from .image import read_image_volume
+
+        return read_image_volume(path, thickness_mm=thickness_mm, slice_axis=slice_axis)
+    if path.is_file():
+        path, file_uid = _dicom_file_series(path)
+        series_uid = series_uid or file_uid
+    return read_dicom_volume(path, series_uid=series_uid, thickness_mm=thickness_mm)
+
+
+def read_geometry(
+    path: str | os.PathLike,
+    *,
+    series_uid: str | None = None,
+    thickness_mm: float | None = None,
+    slice_axis: int | None = None,
+) -> SeriesGeometry:
+    """Geometry of a CT volume without reading DICOM pixel data. Parameters as :func:`read_volume`."""
+    path = Path(path)
+    _check_exists(path)
+    if image_suffix(path) is not None and path.is_file():
+        from .image import read_image_geometry
+
+        return read_image_geometry(path, thickness_mm=thickness_mm, slice_axis=slice_axis)
+    if path.is_file():
+        path, file_uid = _dicom_file_series(path)
+        series_uid = series_uid or file_uid
+    return read_dicom_geometry(path, series_uid=series_uid, thickness_mm=thickness_mm)
+
+
+def write_volume(
+    volume: Volume,
+    path: str | os.PathLike,
+    *,
+    metadata: dict | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``volume`` atomically; returns the written path.
+
+    ``.nrrd .nhdr .nii .nii.gz .mha .mhd`` -> one image file via SimpleITK (NIfTI gets a ``<name>.json``
+    sidecar with the metadata); an existing folder or a path without an image suffix -> a DICOM series
+    (a new SeriesInstanceUID in the reference study when ``volume.geometry.extra["dicom"]`` has one).
+
+    Raises
+    ------
+    OutputError
+        The output exists and ``overwrite`` is False, it is the input or inside the input DICOM folder,
+        or it cannot be written. Nothing partial is left behind.
+    """
+    path = Path(path)
+    if image_suffix(path) is not None and not path.is_dir():
+        from .image import write_image_volume
+
+        return write_image_volume(volume, path, metadata=metadata, overwrite=overwrite)
+    from .dicom_writer import write_dicom_series
+
+    return write_dicom_series(volume, path, metadata=metadata, overwrite=overwrite)

@@ -1,0 +1,421 @@
+"""Reading a DICOM series from a folder with pydicom.
+
+Files are recognised by content, not by name or extension (Siemens ``.IMA``, no extension, ``.dcm``):
+everything under the folder (recursively) is tried and non-DICOM files are skipped. Slices are grouped
+by SeriesInstanceUID and sorted by position (:func:`sr4zct.geometry.geometry_from_slices`), never by file
+name or InstanceNumber. Pixel values are converted to HU with RescaleSlope/RescaleIntercept (per slice).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import GeometryError, InputError, ParameterError
+from ..geometry import geometry_from_slices
+from ..volume import SeriesGeometry, Volume
+
+#: Attributes copied from the first slice into ``geometry.extra["dicom"]`` so that a derived series can
+#: be written into the same study (see ``sr4zct.io.dicom_writer``).
+REFERENCE_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "PatientPosition",
+    "StudyInstanceUID",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "FrameOfReferenceUID",
+    "PositionReferenceIndicator",
+    "Modality",
+    "Manufacturer",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "SeriesDescription",
+    "BodyPartExamined",
+    "SOPClassUID",
+    "ConvolutionKernel",
+    "KVP",
+    "SpecificCharacterSet",
+)
+
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+_NO_UID = "(no SeriesInstanceUID)"
+
+
+@dataclass(frozen=True)
+class SliceHeader:
+    """What the geometry needs from one DICOM file (read without pixel data)."""
+
+    path: Path
+    series_uid: str
+    sop_uid: str | None
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, ...] | None
+    pixel_spacing: tuple[float, float] | None
+    rows: int | None
+    columns: int | None
+    thickness: float | None
+    samples_per_pixel: int
+    frames: int
+    instance_number: int | None
+    description: str
+    modality: str | None
+    series_number: int | None
+    reference: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One series found in a folder (see :func:`list_series`)."""
+
+    series_uid: str
+    description: str
+    modality: str | None
+    series_number: int | None
+    n_slices: int
+
+    def describe(self) -> str:
+        number = f"#{self.series_number} " if self.series_number is not None else ""
+        desc = f"'{self.description}'" if self.description else "(no description)"
+        return f"{number}{desc} {self.modality or ''} {self.n_slices} slice(s), SeriesInstanceUID {self.series_uid}"
+
+
+def _pydicom():
+    import pydicom
+
+    return pydicom
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n else None
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _plain(value: Any) -> Any:
+    """DICOM element value as a JSON-ready Python value."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [_plain(v) for v in value]
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, bytes):
+        return None
+    return str(value)
+
+
+def _read_header(path: Path) -> Any | None:
+    """Dataset without pixel data, or None when the file is not a DICOM image."""
+    pydicom = _pydicom()
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        # Files written without the 128-byte preamble: accept only if they parse into image attributes.
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        except Exception:
+            return None
+        if "SOPClassUID" not in ds or "Rows" not in ds:
+            return None
+    except (OSError, ValueError, EOFError, TypeError, AttributeError, KeyError, IndexError):
+        return None
+    meta_class = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+    if meta_class == _DICOMDIR_CLASS or "Rows" not in ds:
+        return None
+    return ds
+
+
+def _header(path: Path, ds: Any) -> SliceHeader:
+    reference = {k: _plain(ds.get(k)) for k in REFERENCE_KEYWORDS if k in ds}
+    return SliceHeader(
+        path=path,
+        series_uid=str(ds.get("SeriesInstanceUID", "") or _NO_UID),
+        sop_uid=str(ds.SOPInstanceUID) if "SOPInstanceUID" in ds else None,
+        position=_floats(ds.get("ImagePositionPatient"), 3),
+        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
+        rows=_int_or_none(ds.get("Rows")),
+        columns=_int_or_none(ds.get("Columns")),
+        thickness=_float_or_none(ds.get("SliceThickness")),
+        samples_per_pixel=_int_or_none(ds.get("SamplesPerPixel")) or 1,
+        frames=_int_or_none(ds.get("NumberOfFrames")) or 1,
+        instance_number=_int_or_none(ds.get("InstanceNumber")),
+        description=str(ds.get("SeriesDescription", "") or ""),
+        modality=str(ds.Modality) if ds.get("Modality") else None,
+        series_number=_int_or_none(ds.get("SeriesNumber")),
+        reference=reference,
+    )
+
+
+def _iter_files(folder: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(root) / name
+
+
+def scan_folder(folder: str | os.PathLike) -> dict[str, list[SliceHeader]]:
+    """Headers of every DICOM image under ``folder``, grouped by SeriesInstanceUID.
+
+    Raises
+    ------
+    InputError
+        The folder does not exist or holds no DICOM image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"DICOM folder {folder} does not exist or is not a folder.")
+    groups: dict[str, list[SliceHeader]] = {}
+    seen_sop: set[str] = set()
+    n_files = 0
+    for path in _iter_files(folder):
+        n_files += 1
+        ds = _read_header(path)
+        if ds is None:
+            continue
+        header = _header(path, ds)
+        if header.sop_uid is not None:
+            if header.sop_uid in seen_sop:
+                continue  # the same image stored twice (copies): keep the first
+            seen_sop.add(header.sop_uid)
+        groups.setdefault(header.series_uid, []).append(header)
+    if not groups:
+        raise InputError(
+            f"No DICOM images found in {folder} ({n_files} file(s) checked). Point to the folder that holds "
+            "the series' files."
+        )
+    return groups
+
+
+def _summaries(groups: dict[str, list[SliceHeader]]) -> list[SeriesInfo]:
+    out = []
+    for uid, headers in groups.items():
+        h = headers[0]
+        out.append(SeriesInfo(uid, h.description, h.modality, h.series_number, len(headers)))
+    return sorted(out, key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid))
+
+
+def list_series(folder: str | os.PathLike) -> list[SeriesInfo]:
+    """Every DICOM series under ``folder`` (by SeriesInstanceUID), sorted by SeriesNumber."""
+    return _summaries(scan_folder(folder))
+
+
+def _select(groups: dict[str, list[SliceHeader]], folder: Path, series_uid: str | None) -> list[SliceHeader]:
+    if series_uid is not None:
+        if series_uid not in groups:
+            listing = "; ".join(s.describe() for s in _summaries(groups))
+            raise InputError(f"Series {series_uid} is not in {folder}. Available: {listing}.")
+        return groups[series_uid]
+    if len(groups) > 1:
+        listing = "\n  ".join(s.describe() for s in _summaries(groups))
+        raise InputError(
+            f"{folder} holds {len(groups)} DICOM series; choose one with --series UID:\n  {listing}"
+        )
+    return next(iter(groups.values()))
+
+
+def _check_images(headers: list[SliceHeader], description: str) -> None:
+    name = f" '{description}'" if description else ""
+    h = headers[0]
+    if any(x.frames > 1 for x in headers):
+        raise InputError(
+            f"The series{name} is stored as multi-frame DICOM ({max(x.frames for x in headers)} frames in one "
+            "file, e.g. Enhanced CT); only one-image-per-file series are supported. Export it as classic "
+            "single-frame DICOM (e.g. with Slicer or dcmtk) and try again."
+        )
+    if any(x.samples_per_pixel != 1 for x in headers):
+        raise InputError(
+            f"The series{name} holds colour (RGB, {h.samples_per_pixel} samples per pixel) images, "
+            "not CT intensities."
+        )
+    sizes = {(x.rows, x.columns) for x in headers}
+    if len(sizes) > 1:
+        raise GeometryError(f"The slices of the series{name} have different image sizes: {sorted(sizes)}.")
+    missing = [x.path.name for x in headers if x.position is None or x.orientation is None]
+    if missing:
+        raise GeometryError(
+            f"{len(missing)} of {len(headers)} slice(s) of the series{name} lack ImagePositionPatient or "
+            f"ImageOrientationPatient (e.g. {missing[0]}); slice positions cannot be determined."
+        )
+    if any(x.pixel_spacing is None for x in headers):
+        raise GeometryError(f"The series{name} lacks PixelSpacing (0028,0030).")
+
+
+def check_thickness(thickness_mm: float | None) -> float | None:
+    """Validate a user-given slice thickness (ParameterError when not a positive finite number)."""
+    if thickness_mm is None:
+        return None
+    try:
+        value = float(thickness_mm)
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"Slice thickness must be a number of millimetres, got {thickness_mm!r}."
+        ) from None
+    if not np.isfinite(value) or value <= 0:
+        raise ParameterError(f"Slice thickness must be positive, got {thickness_mm} mm.")
+    return value
+
+
+def _geometry(
+    headers: list[SliceHeader], folder: Path, thickness_mm: float | None
+) -> tuple[SeriesGeometry, list[SliceHeader]]:
+    description = headers[0].description or folder.resolve().name
+    _check_images(headers, description)
+    geometry, order = geometry_from_slices(
+        [h.position for h in headers],
+        [h.orientation for h in headers],
+        [h.pixel_spacing for h in headers],
+        headers[0].rows,
+        headers[0].columns,
+        [h.thickness for h in headers],
+        description=description,
+        series_uid=headers[0].series_uid if headers[0].series_uid != _NO_UID else None,
+        modality=headers[0].modality,
+    )
+    sorted_headers = [headers[int(i)] for i in order]
+    reference = dict(sorted_headers[0].reference)
+    geometry.extra["dicom"] = reference
+    geometry.extra["source_path"] = str(folder.resolve())
+    geometry.extra["files"] = [str(h.path) for h in sorted_headers]
+    thickness_mm = check_thickness(thickness_mm)
+    if thickness_mm is not None:
+        geometry = geometry.with_thickness(thickness_mm, source="user")
+    return geometry, sorted_headers
+
+
+def read_dicom_geometry(
+    folder: str | os.PathLike, *, series_uid: str | None = None, thickness_mm: float | None = None
+) -> SeriesGeometry:
+    """Geometry of a DICOM series from its headers only (no pixel data is read).
+
+    Parameters
+    ----------
+    folder : folder holding the series (searched recursively; file names do not matter).
+    series_uid : SeriesInstanceUID to pick when the folder holds several series.
+    thickness_mm : nominal slice thickness overriding SliceThickness (``thickness_source = "user"``).
+
+    Raises
+    ------
+    InputError
+        No DICOM images, several series and no ``series_uid``, multi-frame or colour images.
+    GeometryError
+        Missing positions, a single slice, inconsistent slices (see :func:`~sr4zct.geometry.geometry_from_slices`).
+    """
+    folder = Path(folder)
+    headers = _select(scan_folder(folder), folder, series_uid)
+    geometry, _ = _geometry(headers, folder, thickness_mm)
+    return geometry
+
+
+def _decode_hint(exc: Exception, transfer_syntax: Any) -> str:
+    name = getattr(transfer_syntax, "name", str(transfer_syntax))
+    return (
+        f"cannot decode the pixel data (transfer syntax {name} {transfer_syntax}): {exc}. "
+        "Compressed DICOM needs the decoders pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg and "
+        "pylibjpeg-rle (installed with sr4zct: pip install sr4zct) or python-gdcm."
+    )
+
+
+def _read_pixels(header: SliceHeader, shape: tuple[int, int]) -> np.ndarray:
+    pydicom = _pydicom()
+    try:
+        ds = pydicom.dcmread(header.path, force=True)
+    except Exception as exc:
+        raise InputError(f"Cannot read DICOM file {header.path}: {exc}") from exc
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise InputError(f"DICOM file {header.path} has no pixel data.")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise InputError(f"DICOM file {header.path}: {_decode_hint(exc, ts)}") from exc
+    if pixels.shape != shape:
+        raise InputError(
+            f"DICOM file {header.path} holds an image of shape {pixels.shape}, expected {shape}."
+        )
+    slope = _float_or_none(ds.get("RescaleSlope"))
+    intercept = _float_or_none(ds.get("RescaleIntercept"))
+    slope = 1.0 if slope is None else slope
+    intercept = 0.0 if intercept is None else intercept
+    if slope == 1.0:
+        return pixels.astype(np.float32) + np.float32(intercept)
+    return (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
+
+
+def read_dicom_volume(
+    folder: str | os.PathLike,
+    *,
+    series_uid: str | None = None,
+    thickness_mm: float | None = None,
+    workers: int | None = None,
+) -> Volume:
+    """Read a DICOM series into a :class:`~sr4zct.volume.Volume` in HU (float32), sorted by position.
+
+    Parameters
+    ----------
+    folder, series_uid, thickness_mm : as for :func:`read_dicom_geometry`.
+    workers : threads used to read and decode files (default: up to 4).
+
+    Raises
+    ------
+    InputError
+        As for :func:`read_dicom_geometry`, plus undecodable pixel data (the message says which decoder
+        is missing).
+    """
+    folder = Path(folder)
+    headers = _select(scan_folder(folder), folder, series_uid)
+    geometry, sorted_headers = _geometry(headers, folder, thickness_mm)
+    n, rows, columns = geometry.shape
+    array = np.empty((n, rows, columns), dtype=np.float32)
+
+    def load(k: int) -> None:
+        array[k] = _read_pixels(sorted_headers[k], (rows, columns))
+
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers > 1 and n > 8:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(load, range(n)))
+    else:
+        for k in range(n):
+            load(k)
+    return Volume(array=array, geometry=geometry)
