@@ -269,10 +269,11 @@ def geometry_from_slices(
     tilt_deg = math.degrees(math.acos(min(1.0, span_normal / float(np.linalg.norm(span)))))
     if tilt_deg > TILT_TOLERANCE_DEG:
         stack_dir = span / np.linalg.norm(span)
+        normal_spacing = float(np.median(np.diff(sorted_pos @ normal)))
         warnings.append(
             f"Gantry tilt: the slices are stacked {tilt_deg:.2f} degrees away from the slice normal. "
-            "Positions and spacing are measured along the actual stacking direction; the images are "
-            "sheared in patient space."
+            "Positions and spacing are measured along the actual stacking direction (the spacing along "
+            f"the normal is {normal_spacing:.4g} mm); the images are sheared in patient space."
         )
     else:
         stack_dir = normal

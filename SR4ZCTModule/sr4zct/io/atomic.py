@@ -1,0 +1,208 @@
+"""Atomic output: write under a temporary name beside the target, then rename.
+
+A reader never sees a half-written output, a failure leaves nothing behind, and an existing output is only
+replaced when the caller asked for it. Use :func:`atomic_output` for any file or folder the product writes::
+
+    with atomic_output(path, overwrite=overwrite, inputs=[input_path]) as tmp:
+        write_something(tmp)          # tmp keeps path's suffixes (".nii.gz" stays ".nii.gz")
+    # here path exists, complete
+
+For a folder (``directory=True``) the context yields an empty temporary folder created beside the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ..errors import OutputError
+
+_TMP_MARK = ".sr4zct-tmp-"
+
+
+def _suffixes(name: str) -> str:
+    """The suffix part of a file name that writers look at (``.nii.gz``, ``.nrrd``)."""
+    lower = name.lower()
+    for double in (".nii.gz", ".tar.gz"):
+        if lower.endswith(double):
+            return name[-len(double) :]
+    return Path(name).suffix
+
+
+def temporary_name(path: str | os.PathLike) -> Path:
+    """A unique hidden name in ``path``'s folder that keeps its suffixes."""
+    path = Path(path)
+    suffix = _suffixes(path.name)
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    return path.with_name(f".{stem}{_TMP_MARK}{uuid.uuid4().hex[:12]}{suffix}")
+
+
+def _is_within(child: Path, parent: Path) -> bool:
+    try:
+        child.relative_to(parent)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def check_output_path(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    directory: bool = False,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Path:
+    """Validate an output path before any work is done; returns it resolved.
+
+    Raises
+    ------
+    OutputError
+        The output is one of ``inputs``, lies inside an input folder, contains an input, exists and
+        ``overwrite`` is False (an empty folder counts as free for ``directory=True``), is a folder where a
+        file is expected (or the reverse), or its parent cannot be created.
+    """
+    target = Path(path).expanduser().resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).expanduser().resolve()
+        if target == source:
+            raise OutputError(f"The output {target} is the input; choose another output path.")
+        if source.is_dir() and _is_within(target, source):
+            raise OutputError(
+                f"The output {target} is inside the input folder {source}; write it somewhere else "
+                "(a derived series inside the input folder would be read back as part of the input)."
+            )
+        if _is_within(source, target):
+            raise OutputError(f"The output {target} contains the input {source}; choose another output path.")
+    if target.exists():
+        if directory:
+            if not target.is_dir():
+                raise OutputError(f"The output {target} exists and is a file, not a folder.")
+            if not _is_empty_dir(target) and not overwrite:
+                raise OutputError(
+                    f"The output folder {target} exists and is not empty; use --overwrite to replace it."
+                )
+            if overwrite and any(p.is_dir() for p in target.iterdir()):
+                raise OutputError(
+                    f"Refusing to replace {target}: it contains sub-folders, so it is not a previous output."
+                )
+        else:
+            if target.is_dir():
+                raise OutputError(f"The output {target} is a folder; give a file name.")
+            if not overwrite:
+                raise OutputError(f"The output {target} exists; use --overwrite to replace it.")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"Cannot create the output folder {target.parent}: {exc.strerror or exc}.") from exc
+    if not os.access(target.parent, os.W_OK):
+        raise OutputError(f"The output folder {target.parent} is not writable.")
+    return target
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+
+
+def _output_error(target: Path, exc: OSError) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"The disk is full while writing {target}; nothing was written.")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"No permission to write {target}; nothing was written.")
+    return OutputError(f"Cannot write {target}: {exc.strerror or exc}; nothing was written.")
+
+
+@contextlib.contextmanager
+def atomic_output(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    directory: bool = False,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    extra_suffixes: Iterable[str] = (),
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it into place, on failure delete it.
+
+    Parameters
+    ----------
+    path : final output file or folder.
+    overwrite : replace an existing output (a file by ``os.replace``; a folder by renaming the old one
+        aside, renaming the new one in, then deleting the old one).
+    directory : the output is a folder; the yielded temporary folder is created empty.
+    inputs : paths the output must not equal, lie inside or contain (see :func:`check_output_path`).
+    extra_suffixes : sidecar files the writer puts next to the temporary file, named by replacing the
+        temporary path's suffix (e.g. ``".json"`` for a NIfTI sidecar); they are moved and cleaned up too.
+
+    Raises
+    ------
+    OutputError
+        From :func:`check_output_path`, or when writing fails (disk full, permissions); nothing partial
+        remains. Other exceptions raised inside the block propagate after cleanup.
+    """
+    target = check_output_path(path, overwrite=overwrite, directory=directory, inputs=inputs)
+    tmp = temporary_name(target)
+    sidecars = [(_sidecar(tmp, s), _sidecar(target, s)) for s in extra_suffixes]
+    try:
+        if directory:
+            tmp.mkdir()
+        yield tmp
+        for tmp_side, final_side in sidecars:
+            if tmp_side.exists():
+                os.replace(tmp_side, final_side)
+        if directory:
+            _replace_dir(tmp, target)
+        else:
+            if not tmp.exists():
+                raise OutputError(f"Nothing was written to {target}.")
+            os.replace(tmp, target)
+    except OSError as exc:
+        _remove(tmp)
+        for tmp_side, _ in sidecars:
+            _remove(tmp_side)
+        raise _output_error(target, exc) from exc
+    except BaseException:
+        _remove(tmp)
+        for tmp_side, _ in sidecars:
+            _remove(tmp_side)
+        raise
+
+
+def _sidecar(path: Path, suffix: str) -> Path:
+    own = _suffixes(path.name)
+    base = path.name[: len(path.name) - len(own)] if own else path.name
+    return path.with_name(base + suffix)
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}{_TMP_MARK}old-{uuid.uuid4().hex[:12]}")
+        os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            os.replace(old, target)
+            raise
+        _remove(old)
+    else:
+        os.replace(tmp, target)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
+    """Write a small text file (JSON, a report) atomically; returns the resolved path."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path).expanduser().resolve()

@@ -1,0 +1,366 @@
+"""NRRD / NIfTI / MetaImage volumes via SimpleITK, converted to and from the shared Volume layout.
+
+SimpleITK gives physical geometry in LPS for every format (it converts NIfTI's RAS itself), so no sign
+flips are needed. A SimpleITK image of size ``(nx, ny, nz)`` becomes a NumPy array ``(nz, ny, nx)``: NumPy
+axis ``a`` is ITK axis ``2 - a``, whose direction is column ``2 - a`` of the direction matrix.
+
+Reading picks the through-plane axis (the axis with the largest spacing; ties go to the axis whose
+direction is closest to patient S-I; ``slice_axis=`` overrides), moves it to array axis 0 keeping the other
+two in file order, and records it in ``SeriesGeometry.source_slice_axis`` (a NumPy axis index). Writing
+puts the axes back, so origin, spacing and direction round-trip exactly (up to NIfTI's float32 storage).
+
+Slice thickness is not part of these formats: it comes from ``thickness_mm=`` (source ``"user"``), else the
+header key ``sr4zct_slice_thickness_mm`` (NRRD/MHA header, or the NIfTI JSON sidecar ``<name>.json``;
+source ``"header"``), else it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, OutputError, ParameterError
+from ..volume import SeriesGeometry, Volume
+from .atomic import atomic_output, check_output_path
+from .dicom import check_thickness
+
+THICKNESS_KEY = "sr4zct_slice_thickness_mm"
+READ_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
+WRITE_SUFFIXES = (".nii.gz", ".nrrd", ".nii", ".mha")
+_TIE_RTOL = 1e-4
+
+
+def _sitk():
+    import SimpleITK as sitk
+
+    return sitk
+
+
+def _suffix(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in READ_SUFFIXES if name.endswith(s)), None)
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """``<name>.json`` beside a NIfTI file (``ct.nii.gz`` -> ``ct.json``)."""
+    path = Path(path)
+    suffix = _suffix(path) or path.suffix
+    return path.with_name(path.name[: len(path.name) - len(suffix)] + ".json")
+
+
+def permutation(source_slice_axis: int) -> tuple[int, int, int]:
+    """Source NumPy axes in Volume order: the slice axis first, the other two in file order."""
+    s = int(source_slice_axis)
+    return (s, *(a for a in range(3) if a != s))
+
+
+def choose_slice_axis(spacing_xyz: Any, direction: Any) -> tuple[int, bool]:
+    """Through-plane NumPy axis from ITK spacing ``(x, y, z)`` and the 3x3 direction matrix.
+
+    Returns the NumPy axis index and whether a tie in spacing had to be broken by orientation.
+    """
+    spacing_np = np.asarray(spacing_xyz, dtype=float)[::-1]
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    candidates = np.nonzero(np.isclose(spacing_np, spacing_np.max(), rtol=_TIE_RTOL, atol=0.0))[0]
+    if len(candidates) == 1:
+        return int(candidates[0]), False
+    # Direction of NumPy axis a is ITK column 2 - a; its S-I component is row 2.
+    si = [abs(d[2, 2 - a]) for a in candidates]
+    return int(candidates[int(np.argmax(si))]), True
+
+
+def _header(reader_or_image: Any) -> dict[str, str]:
+    out = {}
+    for key in reader_or_image.GetMetaDataKeys():
+        try:
+            out[key] = reader_or_image.GetMetaData(key)
+        except RuntimeError:
+            continue
+    return out
+
+
+def _check_image_info(path: Path, dimension: int, components: int) -> None:
+    if dimension == 2:
+        raise InputError(f"{path} is a 2-D image; SR4ZCT needs a 3-D volume (a stack of slices).")
+    if dimension != 3:
+        raise InputError(f"{path} is a {dimension}-D image; SR4ZCT needs a 3-D volume.")
+    if components != 1:
+        raise InputError(
+            f"{path} has {components} components per voxel (colour or vector image), not CT intensities."
+        )
+
+
+def _geometry(
+    path: Path,
+    size_xyz: Any,
+    spacing_xyz: Any,
+    origin: Any,
+    direction: Any,
+    header: dict[str, str],
+    *,
+    thickness_mm: float | None,
+    slice_axis: int | None,
+) -> SeriesGeometry:
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    spacing_np = np.asarray(spacing_xyz, dtype=float)[::-1]
+    shape_np = tuple(int(s) for s in size_xyz)[::-1]
+    warnings: list[str] = []
+    if slice_axis is None:
+        axis, tie = choose_slice_axis(spacing_xyz, d)
+        if tie:
+            warnings.append(
+                f"The spacing is equal along several axes ({', '.join(f'{s:g}' for s in spacing_np)} mm); "
+                f"took the axis closest to the patient's S-I direction (array axis {axis}) as through-plane. "
+                "Use slice_axis to choose another."
+            )
+    else:
+        if not isinstance(slice_axis, (int, np.integer)) or not -3 <= int(slice_axis) <= 2:
+            raise ParameterError(f"slice_axis must be 0, 1 or 2 (NumPy order z, y, x), got {slice_axis!r}.")
+        axis = int(slice_axis) % 3
+    perm = permutation(axis)
+    axes = tuple(tuple(float(c) for c in d[:, 2 - a]) for a in perm)
+    spacing = [float(spacing_np[a]) for a in perm]
+    shape = tuple(shape_np[a] for a in perm)
+
+    normal = np.cross(axes[2], axes[1])
+    cos_tilt = abs(float(np.dot(normal, axes[0]))) / (float(np.linalg.norm(normal)) or 1.0)
+    tilt_deg = math.degrees(math.acos(min(1.0, cos_tilt)))
+    if tilt_deg > 0.01:
+        warnings.append(
+            f"The through-plane axis is {tilt_deg:.2f} degrees away from the slice normal (sheared grid, "
+            "e.g. gantry tilt)."
+        )
+
+    thickness_mm = check_thickness(thickness_mm)
+    source = "user"
+    if thickness_mm is None:
+        raw = header.get(THICKNESS_KEY)
+        if raw is not None:
+            try:
+                thickness_mm = check_thickness(float(raw))
+                source = "header"
+            except (ValueError, ParameterError):
+                warnings.append(f"Ignored the header value {THICKNESS_KEY}={raw!r}: not a positive number.")
+    if thickness_mm is None:
+        source = "missing"
+        warnings.append(
+            "Slice thickness is unknown: NRRD/NIfTI/MHA files do not record it. Give the nominal slice "
+            "thickness of the acquisition with --thickness MM (or the Thickness field in Slicer)."
+        )
+    n = shape[0]
+    return SeriesGeometry(
+        pixel_spacing_mm=(spacing[1], spacing[2]),
+        slice_thickness_mm=thickness_mm,
+        slice_spacing_mm=spacing[0],
+        slice_positions_mm=tuple(float(k * spacing[0]) for k in range(n)),
+        shape=(int(shape[0]), int(shape[1]), int(shape[2])),
+        origin_lps=tuple(float(o) for o in origin),
+        axes_lps=axes,
+        thickness_source=source,
+        source_slice_axis=axis,
+        gantry_tilt_deg=float(tilt_deg),
+        thickness_values_mm=() if thickness_mm is None else (float(thickness_mm),),
+        warnings=tuple(warnings),
+        description=path.name,
+        extra={"source_path": str(path.resolve()), "header": header},
+    )
+
+
+def _read_sidecar(path: Path) -> dict[str, str]:
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _check_input(path: Path) -> None:
+    if not path.is_file():
+        raise InputError(f"Image file {path} does not exist.")
+    if _suffix(path) is None:
+        raise InputError(f"{path} is not a NRRD/NIfTI/MHA file ({', '.join(READ_SUFFIXES)}).")
+
+
+def read_image_geometry(
+    path: str | os.PathLike, *, thickness_mm: float | None = None, slice_axis: int | None = None
+) -> SeriesGeometry:
+    """Geometry of a NRRD/NIfTI/MHA file from its header only (see :func:`read_image_volume`)."""
+    sitk = _sitk()
+    path = Path(path)
+    _check_input(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(f"Cannot read {path}: {str(exc).strip().splitlines()[-1]}") from exc
+    _check_image_info(path, reader.GetDimension(), reader.GetNumberOfComponents())
+    header = _header(reader)
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        header = {**header, **_read_sidecar(path)}
+    return _geometry(
+        path,
+        reader.GetSize(),
+        reader.GetSpacing(),
+        reader.GetOrigin(),
+        reader.GetDirection(),
+        header,
+        thickness_mm=thickness_mm,
+        slice_axis=slice_axis,
+    )
+
+
+def read_image_volume(
+    path: str | os.PathLike, *, thickness_mm: float | None = None, slice_axis: int | None = None
+) -> Volume:
+    """Read a NRRD/NIfTI/MHA volume as float32 in the ``(slice, row, column)`` layout.
+
+    Parameters
+    ----------
+    path : ``.nrrd .nhdr .nii .nii.gz .mha .mhd`` file.
+    thickness_mm : nominal slice thickness (source ``"user"``); otherwise from the header key
+        ``sr4zct_slice_thickness_mm`` (source ``"header"``) or missing.
+    slice_axis : NumPy axis of the file array (``(z, y, x)`` as SimpleITK reads it) that is through-plane;
+        default: the axis with the largest spacing, ties broken towards patient S-I.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, 2-D or 4-D image, colour/vector image.
+    """
+    sitk = _sitk()
+    geometry = read_image_geometry(path, thickness_mm=thickness_mm, slice_axis=slice_axis)
+    try:
+        image = sitk.ReadImage(str(path), sitk.sitkFloat32)
+    except RuntimeError as exc:
+        raise InputError(f"Cannot read {path}: {str(exc).strip().splitlines()[-1]}") from exc
+    array = sitk.GetArrayViewFromImage(image)
+    perm = permutation(geometry.source_slice_axis)
+    if perm == (0, 1, 2):
+        array = np.array(array, dtype=np.float32, copy=True)
+    else:
+        array = np.ascontiguousarray(np.transpose(array, perm), dtype=np.float32)
+    return Volume(array=array, geometry=geometry)
+
+
+def _regular_or_raise(geometry: SeriesGeometry, path: Path) -> None:
+    from ..geometry import spacing_tolerance_mm
+
+    n = geometry.n_slices
+    expected = np.arange(n) * geometry.slice_spacing_mm
+    deviation = np.max(np.abs(np.asarray(geometry.slice_positions_mm) - expected)) if n else 0.0
+    if deviation > spacing_tolerance_mm(geometry.slice_spacing_mm):
+        raise OutputError(
+            f"Cannot write {path.name}: the slice positions are irregular (up to {deviation:.3f} mm off a "
+            f"{geometry.slice_spacing_mm:g} mm grid) and {path.suffix} files need a regular grid. "
+            "Write a DICOM folder instead, or resample the slices first."
+        )
+
+
+_KEY_RE = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def header_items(volume: Volume, metadata: dict | None) -> dict[str, str]:
+    """Header key/values for a written file: ``volume.metadata``, ``metadata`` and the thickness key."""
+    items: dict[str, Any] = {**volume.metadata, **(metadata or {})}
+    thickness = items.get("slice_thickness_mm", volume.geometry.slice_thickness_mm)
+    if thickness is not None and THICKNESS_KEY not in items:
+        items[THICKNESS_KEY] = thickness
+    out = {}
+    for key, value in items.items():
+        if value is None:
+            continue
+        text = (
+            value
+            if isinstance(value, str)
+            else json.dumps(value)
+            if isinstance(value, (dict, list))
+            else str(value)
+        )
+        out[_KEY_RE.sub("_", str(key))] = " ".join(text.splitlines())
+    return out
+
+
+def image_from_volume(volume: Volume) -> Any:
+    """SimpleITK image in the source axis order with the volume's exact geometry."""
+    sitk = _sitk()
+    g = volume.geometry
+    perm = permutation(g.source_slice_axis)
+    inverse = tuple(int(i) for i in np.argsort(perm))
+    array = np.ascontiguousarray(np.transpose(volume.array, inverse))
+    image = sitk.GetImageFromArray(array, isVector=False)
+    spacing_vol = g.spacing_mm
+    direction = np.zeros((3, 3))
+    spacing_itk = [0.0, 0.0, 0.0]
+    for k, a in enumerate(perm):
+        j = 2 - a
+        direction[:, j] = g.axes_lps[k]
+        spacing_itk[j] = float(spacing_vol[k])
+    image.SetSpacing(spacing_itk)
+    image.SetOrigin([float(o) for o in g.origin_lps])
+    image.SetDirection([float(v) for v in direction.ravel()])
+    return image
+
+
+def write_image_volume(
+    volume: Volume,
+    path: str | os.PathLike,
+    *,
+    metadata: dict | None = None,
+    overwrite: bool = False,
+    compress: bool | None = None,
+) -> Path:
+    """Write ``volume`` as ``.nrrd``, ``.mha``, ``.nii`` or ``.nii.gz`` atomically; returns the path.
+
+    The source axis order and the exact geometry (origin, direction, spacing; the slice spacing is
+    ``geometry.slice_spacing_mm``) are restored. ``metadata`` (plus ``volume.metadata`` and the slice
+    thickness as ``sr4zct_slice_thickness_mm``) goes into the NRRD/MHA header, or a JSON sidecar
+    ``<name>.json`` for NIfTI. ``compress`` defaults to True only for ``.nii.gz``.
+
+    Raises
+    ------
+    OutputError
+        Unsupported suffix, irregular slice positions, output exists (without ``overwrite``), output is
+        the input, or the write fails (nothing is left behind).
+    """
+    sitk = _sitk()
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in WRITE_SUFFIXES:
+        raise OutputError(
+            f"Cannot write {path.name}: use one of {', '.join(WRITE_SUFFIXES)} or a folder for DICOM "
+            "(.nhdr/.mhd keep the data in a second file and cannot be written atomically)."
+        )
+    _regular_or_raise(volume.geometry, path)
+    is_nifti = suffix in (".nii", ".nii.gz")
+    items = header_items(volume, metadata)
+    source = volume.geometry.extra.get("source_path")
+    check_output_path(path, overwrite=overwrite, inputs=[source])
+    side = sidecar_path(path)
+    if is_nifti and side.exists() and not overwrite:
+        raise OutputError(f"The sidecar {side} exists; use --overwrite to replace it.")
+    image = image_from_volume(volume)
+    if not is_nifti:
+        for key, value in items.items():
+            image.SetMetaData(key, value)
+    with atomic_output(
+        path, overwrite=overwrite, inputs=[source], extra_suffixes=(".json",) if is_nifti else ()
+    ) as tmp:
+        try:
+            sitk.WriteImage(
+                image, str(tmp), useCompression=bool(suffix == ".nii.gz" if compress is None else compress)
+            )
+        except RuntimeError as exc:
+            raise OutputError(f"Cannot write {path}: {str(exc).strip().splitlines()[-1]}") from exc
+        if is_nifti:
+            sidecar_path(tmp).write_text(json.dumps(items, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path.expanduser().resolve()
