@@ -117,7 +117,7 @@ def _geometry(
             warnings.append(
                 f"The spacing is equal along several axes ({', '.join(f'{s:g}' for s in spacing_np)} mm); "
                 f"took the axis closest to the patient's S-I direction (array axis {axis}) as through-plane. "
-                "Use slice_axis to choose another."
+                "Pass slice_axis to choose another."
             )
     else:
         if not isinstance(slice_axis, (int, np.integer)) or not -3 <= int(slice_axis) <= 2:

@@ -1,0 +1,145 @@
+"""``sr4zct info INPUT``: show the acquisition geometry SR4ZCT will use (no pixel data is read for DICOM)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from ..volume import SeriesGeometry
+
+#: |overlap| up to this many millimetres counts as contiguous.
+CONTIGUOUS_TOLERANCE_MM = 0.01
+
+_SOURCES = {
+    "dicom": "from DICOM SliceThickness",
+    "user": "given with --thickness",
+    "header": "from the file header",
+    "missing": "missing",
+}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "info",
+        help="show slice thickness, spacing, overlap and geometry of a CT series",
+        description=(
+            "Show the geometry of a CT series: slice thickness T, slice spacing d, overlap T - d, number "
+            "of slices, in-plane pixel size, origin, direction and anything unusual (irregular spacing, "
+            "gantry tilt, missing thickness). INPUT is a DICOM folder (or one of its files) or a "
+            ".nrrd/.nii/.nii.gz/.mha file."
+        ),
+    )
+    parser.add_argument("input", metavar="INPUT", help="DICOM folder, DICOM file, or NRRD/NIfTI/MHA volume")
+    parser.add_argument(
+        "--series", metavar="UID", default=None, help="SeriesInstanceUID when a folder holds several"
+    )
+    parser.add_argument(
+        "--thickness",
+        metavar="MM",
+        type=float,
+        default=None,
+        help="nominal slice thickness, overriding the file's",
+    )
+    parser.add_argument("--json", action="store_true", help="print the geometry record as JSON")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def overlap_meaning(overlap_mm: float | None) -> str:
+    """``"overlapping"``, ``"contiguous"``, ``"gap"`` (or ``"unknown"`` without a thickness)."""
+    if overlap_mm is None:
+        return "unknown"
+    if overlap_mm > CONTIGUOUS_TOLERANCE_MM:
+        return "overlapping"
+    if overlap_mm < -CONTIGUOUS_TOLERANCE_MM:
+        return "gap"
+    return "contiguous"
+
+
+def _mm(value: float) -> str:
+    return f"{value + 0.0:.8g} mm"
+
+
+def _vec(v) -> str:
+    # "+ 0.0" turns -0.0 into 0.0 for display.
+    return "(" + ", ".join(f"{c + 0.0:.10g}" for c in v) + ")"
+
+
+def format_geometry(geometry: SeriesGeometry) -> str:
+    """Human-readable multi-line description of ``geometry``."""
+    g = geometry
+    d = g.to_dict()
+    lines = []
+    name = g.description or "(unnamed)"
+    lines.append(f"Series:            {name}" + (f"  [{g.modality}]" if g.modality else ""))
+    if g.series_uid:
+        lines.append(f"Series UID:        {g.series_uid}")
+    lines.append(f"Slices:            {g.n_slices} of {g.shape[1]} x {g.shape[2]} pixels (rows x columns)")
+    lines.append(
+        f"In-plane spacing:  {g.pixel_spacing_mm[0]:.8g} x {g.pixel_spacing_mm[1]:.8g} mm (row x column)"
+    )
+    if g.slice_thickness_mm is None:
+        lines.append("Slice thickness:   MISSING - give the nominal thickness with --thickness MM")
+    else:
+        lines.append(
+            f"Slice thickness:   {_mm(g.slice_thickness_mm)} ({_SOURCES.get(g.thickness_source, g.thickness_source)})"
+        )
+    origin = "measured from the slice positions" if "dicom" in g.extra else "from the file header"
+    lines.append(f"Slice spacing:     {_mm(g.slice_spacing_mm)} ({origin})")
+    overlap = g.overlap_mm
+    meaning = overlap_meaning(overlap)
+    if overlap is None:
+        lines.append("Overlap:           unknown (needs the slice thickness)")
+    else:
+        explain = {
+            "overlapping": "neighbouring slices overlap",
+            "contiguous": "slices touch without overlap or gap",
+            "gap": "there are gaps between slices",
+        }[meaning]
+        lines.append(f"Overlap T - d:     {_mm(overlap)} ({meaning}: {explain})")
+    extent = g.slice_positions_mm[-1] - g.slice_positions_mm[0] if g.slice_positions_mm else 0.0
+    lines.append(
+        f"Through-plane:     {d['through_plane_axis']}, {_mm(extent)} from first to last slice centre"
+    )
+    if g.source_slice_axis != 0:
+        lines.append(f"                   (array axis {g.source_slice_axis} of the file)")
+    lines.append(f"Origin (LPS):      {_vec(g.origin_lps)} mm (first slice, first pixel centre)")
+    lines.append(f"Direction (LPS):   slices {_vec(g.axes_lps[0])}")
+    lines.append(f"                   rows    {_vec(g.axes_lps[1])}")
+    lines.append(f"                   columns {_vec(g.axes_lps[2])}")
+    if g.gantry_tilt_deg > 0.01:
+        lines.append(f"Gantry tilt:       {g.gantry_tilt_deg:.3g} degrees")
+    if g.is_regular:
+        lines.append("Spacing:           regular")
+    else:
+        lines.append(
+            f"Spacing:           IRREGULAR after slice(s) {', '.join(str(i) for i in g.irregular_positions[:10])}"
+        )
+    if len(g.thickness_values_mm) > 1:
+        lines.append("Thickness values:  " + ", ".join(_mm(t) for t in g.thickness_values_mm))
+    if g.warnings:
+        lines.append("Warnings:")
+        lines.extend(f"  - {w}" for w in g.warnings)
+    return "\n".join(lines)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..io import read_geometry
+
+    geometry = read_geometry(args.input, series_uid=args.series, thickness_mm=args.thickness)
+    if args.json:
+        print(json.dumps(_json_safe(geometry.to_dict()), indent=2))
+    else:
+        print(format_geometry(geometry))
+    return 0
