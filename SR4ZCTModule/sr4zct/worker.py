@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import faulthandler
 import json
 import logging
 import os
@@ -273,8 +274,6 @@ def _task_selftest(spec: JobSpec, ctx: JobContext) -> dict:
             if step == fail_at and opts.get("crash") == "sigkill":
                 os.kill(os.getpid(), signal.SIGKILL)
             if step == fail_at and opts.get("crash") == "segfault":
-                import faulthandler
-
                 faulthandler._sigsegv()
             if step == fail_at and opts.get("fail"):
                 code = opts["fail"]
@@ -642,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     stream = EventStream.take_stdout()
     emit = stream.emit
+    # A hard crash (segfault in a native library) leaves its Python traceback on stderr, which the
+    # client keeps as the last log lines of the failed job.
+    faulthandler.enable(file=sys.stderr)
 
     handler = _LogHandler(emit)
     root = logging.getLogger()
