@@ -143,24 +143,33 @@ def slice_centres_mm(
     return phi + 0.5 * t + d * np.arange(count, dtype=np.float64)
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    # torch's float64 erf is vectorised and accurate to a few ulp; SciPy is not a runtime dependency.
-    return torch.special.erf(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))).numpy()
+def _erfc(x: np.ndarray) -> np.ndarray:
+    # torch's float64 erfc is vectorised and accurate to a few ulp; SciPy is not a runtime dependency.
+    return torch.special.erfc(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))).numpy()
 
 
-def _profile_cdf_and_moment(
+def _profile_integrals(
     u: np.ndarray, thickness_mm: float, profile: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """``S(u) = integral_{-inf}^u s`` and ``M(u) = integral_{-inf}^u t s(t) dt`` of the unit-area profile."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``S(u)``, ``1 - S(u)`` and ``M(u) = integral_{-inf}^u t s(t) dt`` of the unit-area profile.
+
+    ``S`` is the CDF. Both tails are returned, each computed without cancellation, so that differences
+    far out in either tail keep their relative precision.
+    """
     if profile == "box":
         half = 0.5 * thickness_mm
         uc = np.clip(u, -half, half)
-        return (uc + half) / thickness_mm, (uc * uc - half * half) / (2.0 * thickness_mm)
+        return (
+            (uc + half) / thickness_mm,
+            (half - uc) / thickness_mm,
+            (uc * uc - half * half) / (2.0 * thickness_mm),
+        )
     sigma = thickness_mm * _FWHM_TO_SIGMA
     x = u / sigma
-    cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
+    lower = 0.5 * _erfc(-x / math.sqrt(2.0))
+    upper = 0.5 * _erfc(x / math.sqrt(2.0))
     pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-    return cdf, -sigma * pdf
+    return lower, upper, -sigma * pdf
 
 
 @functools.lru_cache(maxsize=512)
@@ -170,20 +179,20 @@ def _degrade_matrix_cached(
     centres = slice_centres_mm(n, r, t, d, phi)
     pix = (np.arange(n, dtype=np.float64) + 0.5) * r
     u = pix[None, :] - centres[:, None]  # (K, n): pixel centres relative to each slice centre
-    cdf, mom = _profile_cdf_and_moment(u, t, profile)
-    # Segment j = [p_j, p_{j+1}]: g(z) = g_j + (g_{j+1} - g_j) (z - p_j) / r, so
-    # integral s(z - c) (z - p_j) dz over the segment = dM + (c - p_j) dS.
-    d_cdf = np.diff(cdf, axis=1)
+    lower, upper, mom = _profile_integrals(u, t, profile)
+    # Segment j = [p_j, p_{j+1}] (u_j..u_{j+1} relative to the slice centre), where
+    # g(z) = (g_j (u_{j+1} - u) + g_{j+1} (u - u_j)) / r. With dS and dM the profile's mass and first
+    # moment over the segment, g_j gets (u_{j+1} dS - dM) / r and g_{j+1} gets (dM - u_j dS) / r.
+    d_mass = np.where(u[:, 1:] <= 0.0, np.diff(lower, axis=1), -np.diff(upper, axis=1))
     d_mom = np.diff(mom, axis=1)
-    first_moment = d_mom - u[:, :-1] * d_cdf
-    to_right = first_moment / r
-    to_left = d_cdf - to_right
     w = np.zeros_like(u)
-    w[:, :-1] += to_left
-    w[:, 1:] += to_right
+    w[:, :-1] += (u[:, 1:] * d_mass - d_mom) / r
+    w[:, 1:] += (d_mom - u[:, :-1] * d_mass) / r
     # constant continuation beyond the first and last pixel centre
-    w[:, 0] += cdf[:, 0]
-    w[:, -1] += 1.0 - cdf[:, -1]
+    w[:, 0] += lower[:, 0]
+    w[:, -1] += upper[:, -1]
+    # the exact weights are >= 0; remove rounding residue of the order of 1e-17
+    np.maximum(w, 0.0, out=w)
     w.flags.writeable = False
     centres.flags.writeable = False
     return w, centres
