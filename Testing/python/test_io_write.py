@@ -1,0 +1,159 @@
+"""Writing: derived DICOM series round trip, atomic output, refusal of unsafe outputs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pydicom
+import pytest
+from dicom_factory import SAGITTAL, write_series
+from sr4zct.errors import OutputError
+from sr4zct.io import read_volume, write_volume
+from sr4zct.io.atomic import atomic_output, check_output_path, write_text_atomic
+from sr4zct.io.dicom_writer import rescale_for_int16
+from sr4zct.volume import Volume, make_geometry
+
+
+def leftovers(folder):
+    return [p.name for p in folder.rglob("*") if "sr4zct-tmp" in p.name]
+
+
+@pytest.mark.parametrize("orientation", [(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), SAGITTAL])
+def test_dicom_round_trip(tmp_path, orientation):
+    s = write_series(tmp_path / "in", n_slices=7, thickness_mm=3.0, spacing_mm=2.0, orientation=orientation)
+    v = read_volume(s.folder)
+    out = write_volume(v, tmp_path / "out", metadata={"slice_thickness_mm": 3.0, "preset": "fast"})
+    back = read_volume(out)
+    g, gb = v.geometry, back.geometry
+    np.testing.assert_array_equal(back.array, v.array)
+    assert gb.origin_lps == pytest.approx(g.origin_lps, abs=1e-9)
+    assert gb.axes_lps == g.axes_lps
+    assert gb.slice_positions_mm == pytest.approx(g.slice_positions_mm, abs=1e-9)
+    assert gb.pixel_spacing_mm == g.pixel_spacing_mm
+    assert gb.slice_thickness_mm == 3.0 and gb.slice_spacing_mm == pytest.approx(2.0)
+    # same patient/study/frame of reference, new series
+    assert gb.series_uid != s.series_uid
+    assert gb.extra["dicom"]["StudyInstanceUID"] == s.study_uid
+    assert gb.extra["dicom"]["FrameOfReferenceUID"] == s.frame_of_reference_uid
+    assert gb.extra["dicom"]["PatientID"] == "SR4ZCT-TEST"
+    ds = pydicom.dcmread(next(out.iterdir()))
+    assert list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"]
+    assert "preset=fast" in ds.ImageComments and "preset=fast" in ds.DerivationDescription
+    assert float(ds.SpacingBetweenSlices) == pytest.approx(2.0)
+    assert ds.SeriesDescription == "synthetic SR4ZCT"
+    sops = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in out.iterdir()}
+    assert len(sops) == 7 and not (sops & {pydicom.dcmread(p).SOPInstanceUID for p in s.paths})
+
+
+def test_dicom_from_made_geometry_float_hu_and_default_thickness(tmp_path):
+    g = make_geometry(
+        (5, 4, 3), slice_spacing_mm=0.75, pixel_spacing_mm=(0.5, 0.5), origin_lps=(1.0, 2.0, -3.5)
+    )
+    hu = np.linspace(-1024.4, 3000.6, 60, dtype=np.float32).reshape(5, 4, 3)
+    out = write_volume(Volume(hu, g), tmp_path / "derived")
+    back = read_volume(out)
+    np.testing.assert_allclose(back.array, np.round(hu), atol=0.5)
+    assert back.geometry.slice_thickness_mm == pytest.approx(0.75)  # no metadata: the slice spacing
+    assert back.geometry.slice_positions_mm == pytest.approx(np.arange(5) * 0.75)
+    assert back.geometry.origin_lps == pytest.approx((1.0, 2.0, -3.5))
+    ds = pydicom.dcmread(next(out.iterdir()))
+    assert ds.StudyInstanceUID and ds.FrameOfReferenceUID  # new ones
+
+
+def test_wide_range_uses_a_rescale_slope(tmp_path):
+    slope, intercept = rescale_for_int16(np.array([-50000.0, 80000.0]))
+    assert slope > 1
+    g = make_geometry((2, 2, 2), slice_spacing_mm=1.0)
+    hu = np.array([-50000.0, 80000.0, 0, 1, 2, 3, 4, 5], np.float32).reshape(2, 2, 2)
+    back = read_volume(write_volume(Volume(hu, g), tmp_path / "wide"))
+    np.testing.assert_allclose(back.array, hu, atol=slope)
+
+
+def test_dicom_output_refusals(tmp_path):
+    s = write_series(tmp_path / "in", n_slices=3)
+    v = read_volume(s.folder)
+    with pytest.raises(OutputError, match="inside the input folder"):
+        write_volume(v, s.folder / "enhanced")
+    with pytest.raises(OutputError, match="is the input"):
+        write_volume(v, s.folder, overwrite=True)
+    with pytest.raises(OutputError, match="contains the input"):
+        write_volume(v, tmp_path, overwrite=True)
+    out = write_volume(v, tmp_path / "out")
+    with pytest.raises(OutputError, match="--overwrite"):
+        write_volume(v, out)
+    # overwrite replaces a previous output but never a folder holding other files
+    write_volume(v, out, overwrite=True)
+    assert len(list(out.iterdir())) == 3
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not DICOM"):
+        write_volume(v, out, overwrite=True)
+    assert (out / "notes.txt").exists()
+    # an existing empty folder is fine
+    (tmp_path / "empty").mkdir()
+    assert len(list(write_volume(v, tmp_path / "empty").iterdir())) == 3
+    assert leftovers(tmp_path) == []
+
+
+def test_existing_file_refused_then_overwritten(tmp_path):
+    g = make_geometry((2, 2, 2), slice_spacing_mm=1.0)
+    v = Volume(np.zeros((2, 2, 2), np.float32), g)
+    path = tmp_path / "a.nrrd"
+    path.write_text("old")
+    with pytest.raises(OutputError, match="exists"):
+        write_volume(v, path)
+    assert path.read_text() == "old"
+    write_volume(v, path, overwrite=True)
+    assert path.stat().st_size > 3
+    assert leftovers(tmp_path) == []
+    with pytest.raises(OutputError, match="use one of"):
+        write_volume(v, tmp_path / "a.mhd")
+
+
+def test_failure_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "x.nii.gz"
+    with pytest.raises(RuntimeError), atomic_output(target, extra_suffixes=(".json",)) as tmp:
+        assert tmp.name.endswith(".nii.gz") and tmp.parent == tmp_path
+        tmp.write_bytes(b"partial")
+        tmp.with_name(tmp.name.replace(".nii.gz", ".json")).write_text("{}")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    folder = tmp_path / "series"
+    with pytest.raises(RuntimeError), atomic_output(folder, directory=True) as tmp:
+        (tmp / "IM1.dcm").write_bytes(b"x")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_folder_is_refused(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        with pytest.raises(OutputError, match="not writable"):
+            check_output_path(ro / "a.nrrd")
+    finally:
+        os.chmod(ro, 0o700)
+
+
+def test_os_errors_become_output_errors_without_leftovers(tmp_path):
+    import errno
+
+    with (
+        pytest.raises(OutputError, match="disk is full"),
+        atomic_output(tmp_path / "s", directory=True) as tmp,
+    ):
+        (tmp / "IM1.dcm").write_bytes(b"x")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_text_atomic(tmp_path):
+    p = write_text_atomic(tmp_path / "r.json", "{}")
+    assert p.read_text() == "{}"
+    with pytest.raises(OutputError):
+        write_text_atomic(p, "{1}")
+    write_text_atomic(p, "[]", overwrite=True)
+    assert p.read_text() == "[]" and leftovers(tmp_path) == []
