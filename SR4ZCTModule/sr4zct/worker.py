@@ -220,7 +220,9 @@ def _task_enhance(spec: JobSpec, ctx: JobContext) -> dict:
         "output_path": str(Path(spec.output_path).resolve()),
         "uncertainty_path": spec.uncertainty_path and str(Path(spec.uncertainty_path).resolve()),
         "saved_model_path": spec.save_model_path and str(Path(spec.save_model_path).resolve()),
-        "device": getattr(result, "device", ctx.device),
+        "device": ctx.device,
+        "device_description": getattr(result, "device", None),
+        "warnings": list(getattr(result, "warnings", []) or []),
         "parameters": dict(getattr(result, "parameters", {}) or {}),
         "timings_s": dict(getattr(result, "timings_s", {}) or {}),
     }
