@@ -157,3 +157,18 @@ def test_write_text_atomic(tmp_path):
         write_text_atomic(p, "{1}")
     write_text_atomic(p, "[]", overwrite=True)
     assert p.read_text() == "[]" and leftovers(tmp_path) == []
+
+
+def test_tilted_series_round_trips_through_nrrd_and_dicom_but_not_nifti(tmp_path):
+    s = write_series(tmp_path / "in", n_slices=5, tilt_deg=15.0)
+    v = read_volume(s.folder)
+    assert v.geometry.gantry_tilt_deg == pytest.approx(15.0, abs=1e-6)
+    for out in (write_volume(v, tmp_path / "t.nrrd"), write_volume(v, tmp_path / "t_dcm")):
+        back = read_volume(out, thickness_mm=3.0)
+        np.testing.assert_array_equal(back.array, v.array)
+        np.testing.assert_allclose(back.geometry.axes_lps, v.geometry.axes_lps, atol=1e-9)
+        np.testing.assert_allclose(back.geometry.origin_lps, v.geometry.origin_lps, atol=1e-9)
+        assert back.geometry.gantry_tilt_deg == pytest.approx(15.0, abs=1e-6)
+    with pytest.raises(OutputError, match="sheared"):
+        write_volume(v, tmp_path / "t.nii.gz")
+    assert not (tmp_path / "t.nii.gz").exists() and leftovers(tmp_path) == []

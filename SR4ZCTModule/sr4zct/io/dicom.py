@@ -139,6 +139,15 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _starts_like_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head[:2] in (b"\x02\x00", b"\x08\x00") and len(head) == 4
+
+
 def _read_header(path: Path) -> Any | None:
     """Dataset without pixel data, or None when the file is not a DICOM image."""
     pydicom = _pydicom()
@@ -147,7 +156,10 @@ def _read_header(path: Path) -> Any | None:
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except InvalidDicomError:
-        # Files written without the 128-byte preamble: accept only if they parse into image attributes.
+        # Files written without the 128-byte preamble: accept only if they start like a DICOM data set
+        # (a group 0002 or 0008 tag, little endian) and parse into image attributes.
+        if not _starts_like_dicom(path):
+            return None
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         except Exception:

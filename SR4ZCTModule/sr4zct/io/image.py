@@ -342,6 +342,12 @@ def write_image_volume(
         )
     _regular_or_raise(volume.geometry, path)
     is_nifti = suffix in (".nii", ".nii.gz")
+    axes = np.asarray(volume.geometry.axes_lps, dtype=float)
+    if is_nifti and np.max(np.abs(axes @ axes.T - np.eye(3))) > 1e-4:
+        raise OutputError(
+            f"Cannot write {path.name}: the grid is sheared (gantry tilt {volume.geometry.gantry_tilt_deg:.2f} "
+            "degrees) and NIfTI can only store orthogonal axes. Write .nrrd, .mha or a DICOM folder instead."
+        )
     items = header_items(volume, metadata)
     source = volume.geometry.extra.get("source_path")
     check_output_path(path, overwrite=overwrite, inputs=[source])
