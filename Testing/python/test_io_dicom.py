@@ -199,3 +199,20 @@ def test_l291_volume_hu(l291_dir):
     # air outside the body, soft tissue near the centre of a mid slice
     assert v.array[170, 5, 5] < -900
     assert -200 < float(np.median(v.array[170, 236:276, 236:276])) < 200
+
+
+def test_undecodable_pixel_data_names_the_transfer_syntax(tmp_path):
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLSLossless
+
+    s = write_series(tmp_path / "ls", n_slices=3)
+    for p in s.paths:
+        ds = pydicom.dcmread(p)
+        ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7" + b"\x00" * 50])
+        ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+        ds.save_as(p)
+    assert read_geometry(s.folder).n_slices == 3  # headers are fine
+    with pytest.raises(InputError, match="JPEG-LS Lossless") as info:
+        read_volume(s.folder)
+    assert "cannot decode the pixel data" in info.value.message

@@ -359,11 +359,19 @@ def read_dicom_geometry(
 
 def _decode_hint(exc: Exception, transfer_syntax: Any) -> str:
     name = getattr(transfer_syntax, "name", str(transfer_syntax))
-    return (
-        f"cannot decode the pixel data (transfer syntax {name} {transfer_syntax}): {exc}. "
-        "Compressed DICOM needs the decoders pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg and "
-        "pylibjpeg-rle (installed with sr4zct: pip install sr4zct) or python-gdcm."
-    )
+    detail = " ".join(str(exc).split())
+    text = f"cannot decode the pixel data (transfer syntax {name}, {transfer_syntax}): {detail}"
+    if (
+        "missing" in detail.lower()
+        or "unavailable" in detail.lower()
+        or "no pixel data decoders" in detail.lower()
+    ):
+        return (
+            f"{text}. A decoder for this compression is not installed: install the plugin named above "
+            "(sr4zct installs pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg and pylibjpeg-rle; JPEG-LS "
+            "also needs pyjpegls, or install python-gdcm) or convert the series to uncompressed DICOM."
+        )
+    return f"{text}. The compressed pixel data appears to be damaged."
 
 
 def _read_pixels(header: SliceHeader, shape: tuple[int, int]) -> np.ndarray:
