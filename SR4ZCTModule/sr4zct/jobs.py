@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +196,15 @@ class JobSpec:
                 raise ParameterError(f"{name} and {seen[key]} are the same file ({value}).")
             seen[key] = name
         return self
+
+    def absolute(self) -> JobSpec:
+        """A copy with every path made absolute (relative to the current directory)."""
+        changes = {
+            name: os.path.abspath(os.path.expanduser(getattr(self, name)))
+            for name in _PATH_FIELDS
+            if isinstance(getattr(self, name), str)
+        }
+        return dataclasses.replace(self, **changes)
 
     # -- JSON ---------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -372,7 +382,8 @@ class BackgroundJob:
             if self.state != "created":
                 raise RuntimeError("A BackgroundJob can only be started once; create a new one.")
             self.state = "starting"
-        spec = self.spec
+        # The worker runs in the temp folder: relative paths must mean what they mean here.
+        spec = self.spec = self.spec.absolute()
         if spec.temp_dir is None:
             self.temp_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
             self._created_temp = True
@@ -555,8 +566,15 @@ class BackgroundJob:
     def _watch(self) -> None:
         assert self._process is not None
         returncode = self._process.wait()
-        for thread in self._threads:
-            thread.join()
+        # Descendants that outlive the worker (after a crash) keep its pipes open; they belong to the
+        # job, so give them a moment, then end them: waiting for them could take forever.
+        if not self._join_readers(2.0):
+            with self._lock:
+                self._log.append("Ending processes the worker left behind.")
+            if os.name != "nt":
+                with contextlib.suppress(OSError):
+                    os.killpg(self._process.pid, signal.SIGKILL)
+            self._join_readers(3.0)
         with self._lock:
             self.returncode = returncode
             if self.terminal is None:
@@ -566,6 +584,12 @@ class BackgroundJob:
             self.state = self.terminal["event"]  # finished / cancelled / failed
         self._cleanup_after_exit()
         self._done.set()
+
+    def _join_readers(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _synthetic_terminal(self, returncode: int) -> dict:
         """The terminal event for a worker that exited without one (killed, crashed)."""

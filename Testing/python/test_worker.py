@@ -79,6 +79,14 @@ def test_events_in_order_and_result(tmp_path):
     assert job.poll() == []  # drained
 
 
+def test_relative_paths_mean_the_callers_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    job = BackgroundJob(JobSpec(output_path="rel.json", task="selftest", device="cpu")).start()
+    assert job.wait(WAIT_S)["event"] == "finished"
+    assert (tmp_path / "rel.json").is_file()
+    assert job.output_path == str((tmp_path / "rel.json").resolve())
+
+
 def test_garbage_on_stdout_becomes_log_events(tmp_path):
     job = BackgroundJob(selftest(tmp_path, steps=3, garbage=True)).start()
     events = drain(job)
@@ -148,6 +156,17 @@ def test_worker_that_dies_reports_failed(tmp_path, crash, signum):
         assert any("Fatal Python error" in line for line in failed["last_log_lines"])
     assert job.error is failed and job.result is None
     assert not lock_path_for(tmp_path / "out.json").exists()
+
+
+def test_crash_with_a_surviving_child_does_not_hang(tmp_path):
+    job = BackgroundJob(selftest(tmp_path, steps=6, crash="sigkill", child_sleep_s=120)).start()
+    t0 = time.monotonic()
+    failed = job.wait(WAIT_S)
+    assert time.monotonic() - t0 < 15  # the orphan holds the pipes; the client ends it
+    assert failed["code"] == "crashed" and failed["exit_code"] == -signal.SIGKILL
+    child = [line for line in failed["last_log_lines"] if line.startswith("started child process")]
+    assert child
+    assert_gone([int(child[0].split()[-1])])
 
 
 def test_missing_input_fails_clearly(tmp_path):
