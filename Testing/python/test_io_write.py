@@ -54,11 +54,21 @@ def test_dicom_from_made_geometry_float_hu_and_default_thickness(tmp_path):
     out = write_volume(Volume(hu, g), tmp_path / "derived")
     back = read_volume(out)
     np.testing.assert_allclose(back.array, np.round(hu), atol=0.5)
-    assert back.geometry.slice_thickness_mm == pytest.approx(0.75)  # no metadata: the slice spacing
+    assert back.geometry.slice_thickness_mm == pytest.approx(0.75)  # thickness unknown: the slice spacing
     assert back.geometry.slice_positions_mm == pytest.approx(np.arange(5) * 0.75)
     assert back.geometry.origin_lps == pytest.approx((1.0, 2.0, -3.5))
     ds = pydicom.dcmread(next(out.iterdir()))
     assert ds.StudyInstanceUID and ds.FrameOfReferenceUID  # new ones
+
+
+def test_slice_thickness_and_description_sources(tmp_path):
+    g = make_geometry((3, 2, 2), slice_spacing_mm=2.0, slice_thickness_mm=5.0)
+    v = Volume(np.zeros((3, 2, 2), np.float32), g)
+    back = read_volume(write_volume(v, tmp_path / "a", metadata={"SeriesDescription": "thick input"}))
+    assert back.geometry.slice_thickness_mm == 5.0  # from the geometry
+    assert back.geometry.description == "thick input"
+    back = read_volume(write_volume(v, tmp_path / "b", metadata={"slice_thickness_mm": 4.0}))
+    assert back.geometry.slice_thickness_mm == 4.0  # metadata wins
 
 
 def test_wide_range_uses_a_rescale_slope(tmp_path):

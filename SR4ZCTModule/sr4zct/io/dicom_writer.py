@@ -101,8 +101,9 @@ def write_dicom_series(
     path : output folder; it must not exist, be empty, or (``overwrite=True``) hold only DICOM files of a
         previous output. It may not be the input folder or lie inside it.
     metadata : recorded in ImageComments and DerivationDescription. Special keys:
-        ``slice_thickness_mm`` (SliceThickness; default: the slice spacing),
-        ``series_description`` (SeriesDescription; default: the reference's + " SR4ZCT").
+        ``slice_thickness_mm`` (SliceThickness; default: ``geometry.slice_thickness_mm``, or the slice
+        spacing when that is unknown), ``series_description`` or ``SeriesDescription``
+        (SeriesDescription; default: the reference's + " SR4ZCT").
 
     Returns
     -------
@@ -142,14 +143,16 @@ def write_dicom_series(
     origin = np.asarray(g.origin_lps, dtype=float)
     positions = origin + np.outer(np.asarray(g.slice_positions_mm, dtype=float), stack_dir)
 
-    thickness = metadata.get("slice_thickness_mm")
+    thickness = metadata.get("slice_thickness_mm", g.slice_thickness_mm)
     thickness = float(thickness) if thickness is not None else float(g.slice_spacing_mm)
-    description = metadata.get("series_description")
+    description = metadata.get("series_description", metadata.get("SeriesDescription"))
     if description is None:
         base = ref.get("SeriesDescription") or g.description or "CT"
         description = f"{base} SR4ZCT"
     description = str(description)[:64]
-    comment_items = {k: v for k, v in metadata.items() if k != "series_description"}
+    comment_items = {
+        k: v for k, v in metadata.items() if k not in ("series_description", "SeriesDescription")
+    }
     comment = _comment(comment_items)
     derivation = f"SR4ZCT {__version__} through-plane resolution enhancement" + (
         f"; {comment}" if comment else ""
