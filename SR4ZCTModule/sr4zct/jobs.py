@@ -451,17 +451,18 @@ class BackgroundJob:
 
         Raises ``TimeoutError`` if nothing arrives for ``timeout`` seconds.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._done.is_set() and self._queue.empty():
                 return
             try:
-                event = self._queue.get(timeout=0.1 if timeout is None else min(timeout, 0.1))
+                event = self._queue.get(timeout=0.1)
             except queue.Empty:
-                if timeout is not None:
-                    timeout -= 0.1
-                    if timeout <= 0:
-                        raise TimeoutError("No event from the background job in time.") from None
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError("No event from the background job in time.") from None
                 continue
+            if deadline is not None:
+                deadline = time.monotonic() + timeout
             yield event
             if event["event"] in TERMINAL_EVENTS:
                 return

@@ -14,11 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 from sr4zct.errors import Cancelled, InputError, ParameterError, SR4ZCTError
 from sr4zct.events import EVENT_TYPES, TERMINAL_EVENTS
-from sr4zct.jobs import BackgroundJob, JobSpec, lock_path_for, run_blocking
+from sr4zct.jobs import BackgroundJob, JobSpec, enhance_in_background, lock_path_for, run_blocking
 
 WAIT_S = 60  # generous: the CI machine is shared; a hang still fails the test
 
@@ -265,6 +266,21 @@ def test_run_blocking_cancelled(tmp_path):
         run_blocking(spec, progress_callback=cancel_on_first_progress)
     assert not (tmp_path / "out.json").exists()
     assert not (tmp_path / "job-temp").exists()
+
+
+def test_enhance_in_background_reads_the_input(tmp_path):
+    sitk = pytest.importorskip("SimpleITK")
+    image = sitk.GetImageFromArray(np.zeros((5, 8, 9), np.float32))
+    image.SetSpacing((0.5, 0.5, 2.0))
+    sitk.WriteImage(image, str(tmp_path / "in.nrrd"))
+    job = enhance_in_background(tmp_path / "in.nrrd", tmp_path / "out.json", task="selftest", device="cpu",
+                                task_options={"steps": 3})  # fmt: skip
+    assert job.state in ("running", "finished")
+    events = list(job.iter_events(timeout=WAIT_S))
+    assert events[-1]["event"] == "finished"
+    started = next(e for e in events if e["event"] == "started")
+    assert started["input_shape"] == [5, 8, 9] and started["input_spacing_mm"] == [2.0, 0.5, 0.5]
+    assert job.wait(WAIT_S) is events[-1] and job.state == "finished"
 
 
 def test_missing_python_executable(tmp_path):
