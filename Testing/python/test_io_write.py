@@ -182,3 +182,21 @@ def test_tilted_series_round_trips_through_nrrd_and_dicom_but_not_nifti(tmp_path
     with pytest.raises(OutputError, match="sheared"):
         write_volume(v, tmp_path / "t.nii.gz")
     assert not (tmp_path / "t.nii.gz").exists() and leftovers(tmp_path) == []
+
+
+def test_check_output_before_computing(tmp_path):
+    from sr4zct.io import check_output
+
+    s = write_series(tmp_path / "in", n_slices=3)
+    with pytest.raises(OutputError, match="inside the input folder"):
+        check_output(s.folder / "out", input_path=s.paths[0])  # a DICOM file stands for its folder
+    with pytest.raises(OutputError, match="is the input"):
+        check_output(s.folder, input_path=s.folder, overwrite=True)
+    with pytest.raises(OutputError, match="use .nrrd"):
+        check_output(tmp_path / "x.mhd")
+    (tmp_path / "x.nrrd").write_text("old")
+    with pytest.raises(OutputError, match="exists"):
+        check_output(tmp_path / "x.nrrd", input_path=s.folder)
+    assert check_output(tmp_path / "x.nrrd", input_path=s.folder, overwrite=True) == tmp_path / "x.nrrd"
+    assert check_output(tmp_path / "new_series", input_path=s.folder) == tmp_path / "new_series"
+    assert not (tmp_path / "new_series").exists()

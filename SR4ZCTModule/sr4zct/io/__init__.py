@@ -22,6 +22,7 @@ IMAGE_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 __all__ = [
     "IMAGE_SUFFIXES",
     "SeriesInfo",
+    "check_output",
     "image_suffix",
     "is_dicom_path",
     "list_series",
@@ -112,6 +113,37 @@ def read_geometry(
         path, file_uid = _dicom_file_series(path)
         series_uid = series_uid or file_uid
     return read_dicom_geometry(path, series_uid=series_uid, thickness_mm=thickness_mm)
+
+
+def check_output(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    input_path: str | os.PathLike | None = None,
+) -> Path:
+    """Check, before any long computation, that :func:`write_volume` will accept ``path``.
+
+    Applies the same rules as the writers: an existing output needs ``overwrite``; the output may not be
+    the input, lie inside the input DICOM folder (a DICOM file input counts as its folder) or contain it;
+    ``.nhdr``/``.mhd`` cannot be written. Returns the resolved path; raises ``OutputError``.
+    """
+    from ..errors import OutputError
+    from .atomic import check_output_path
+
+    path = Path(path)
+    suffix = image_suffix(path)
+    if suffix in (".nhdr", ".mhd"):
+        raise OutputError(
+            f"Cannot write {path.name}: use .nrrd, .mha, .nii or .nii.gz, or a folder for DICOM."
+        )
+    inputs: list[Path] = []
+    if input_path is not None:
+        source = Path(input_path)
+        inputs.append(source)
+        if source.is_file() and image_suffix(source) is None:
+            inputs.append(source.parent)
+    directory = suffix is None or path.is_dir()
+    return check_output_path(path, overwrite=overwrite, directory=directory, inputs=inputs)
 
 
 def write_volume(
