@@ -1,0 +1,664 @@
+"""Accumulated results (``benchmarks/results.json``) and the BENCHMARKS.md report generated from them.
+
+Every benchmark run appends a *run* record (date, exact command, machine, versions) and a list of *rows*.
+A row has a ``key``; a newer row with the same key replaces the older one, every other row is kept, so
+runs of different subsets accumulate. The report is always regenerated from all recorded rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from .machine import machine_line, versions_line
+
+SCHEMA = 1
+
+# method.md section 5: SR4ZCT's gain over linear interpolation in the paper (coronal, sagittal), dB.
+PAPER_GAINS_DB = {
+    (2.5, 1.25): (8.8, 8.6),
+    (3.75, 1.875): (8.7, 8.3),
+    (5.0, 2.5): (7.0, 6.7),
+    (6.25, 3.125): (6.0, 5.6),
+}
+# The settings of issue 6 (thickness, overlap) in mm.
+SETTINGS_MM = [
+    (2.5, 1.25),
+    (3.75, 1.875),
+    (5.0, 2.5),
+    (6.25, 3.125),
+    (5.0, 2.0),
+    (5.0, 3.0),
+    (5.0, 0.0),
+    (3.0, -1.0),
+]
+PRESET_GAIN_TARGET_DB = {"fast": 4.0, "balanced": 6.0, "best": 7.0}
+PRESET_TIME_TARGET_MIN = {"fast": 5.0, "balanced": 15.0, "best": 45.0}
+PEER_MARGIN_DB = 1.0
+L291_GPU_BEST_TARGET_MIN = 2.0
+L291_RSS_TARGET_GB = 4.0
+ACQUISITION_SPEEDUP_TARGET = 50.0
+HEADLINE = (5.0, 2.5)
+
+MET, NOT_MET = "met", "**NOT met**"
+
+
+# --------------------------------------------------------------------------------------------------
+# results.json
+# --------------------------------------------------------------------------------------------------
+def empty_results() -> dict:
+    return {"schema": SCHEMA, "runs": [], "rows": []}
+
+
+def load_results(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        return empty_results()
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"{path} has results schema {data.get('schema')}, expected {SCHEMA}")
+    return data
+
+
+def merge_results(results: dict, run: dict, rows: Iterable[dict]) -> dict:
+    """Add ``run`` and its ``rows``; a row replaces an older row with the same ``key``."""
+    rows = list(rows)
+    for row in rows:
+        row["run_id"] = run["id"]
+        row.setdefault("date", run["date"])
+        row.setdefault("command", run["command"])
+    new_keys = {row["key"] for row in rows}
+    kept = [row for row in results["rows"] if row["key"] not in new_keys]
+    merged = {"schema": SCHEMA, "runs": [*results["runs"], run], "rows": kept + rows}
+    used = {row["run_id"] for row in merged["rows"]}
+    merged["runs"] = [r for r in merged["runs"] if r["id"] in used or r["id"] == run["id"]]
+    return merged
+
+
+def _json_default(obj):
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean(obj):
+    """NaN/inf are not JSON: store them as strings that :func:`num` reads back."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_results(results: dict, path: Path) -> None:
+    text = json.dumps(_clean(results), indent=1, sort_keys=False, default=_json_default)
+    atomic_write_text(path, text + "\n")
+
+
+def num(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------------------------------
+def _same(a: float | None, b: float) -> bool:
+    return a is not None and abs(float(a) - b) < 1e-6
+
+
+def is_full_case(row: dict) -> bool:
+    return row.get("crop") is None and row.get("n_slices_gt") in (None, row.get("gt_slices_total"))
+
+
+def quality_rows(results: dict, *, ok_only: bool = True) -> list[dict]:
+    rows = [r for r in results["rows"] if r.get("kind") == "quality"]
+    if ok_only:
+        rows = [r for r in rows if r.get("status") == "ok"]
+    return rows
+
+
+def _sr_rows(results: dict) -> list[dict]:
+    return [r for r in quality_rows(results) if r.get("method") == "sr4zct"]
+
+
+def _pick(rows: list[dict], **conds) -> list[dict]:
+    out = []
+    for r in rows:
+        if all((_same(r.get(k), v) if isinstance(v, float) else r.get(k) == v) for k, v in conds.items()):
+            out.append(r)
+    return out
+
+
+def _fmt_db(x: float | None, signed: bool = True) -> str:
+    if x is None:
+        return "-"
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:+.2f} dB" if signed else f"{x:.2f} dB"
+
+
+def _headline_row(results: dict, preset: str, *, device_kind: str = "cpu") -> dict | None:
+    rows = _pick(
+        _sr_rows(results),
+        thickness_mm=HEADLINE[0],
+        overlap_mm=HEADLINE[1],
+        profile="box",
+        preset=preset,
+        network="default",
+    )
+    rows = [r for r in rows if is_full_case(r) and (r.get("device_kind") or "cpu") == device_kind]
+    return rows[-1] if rows else None
+
+
+def compute_targets(results: dict) -> list[dict]:
+    """One record per target of issue 6: ``target``, ``measured`` (text), ``status``."""
+    targets: list[dict] = []
+    setting = f"{HEADLINE[0]:g} mm every {HEADLINE[0] - HEADLINE[1]:g} mm, box"
+
+    for preset, goal in PRESET_GAIN_TARGET_DB.items():
+        row = _headline_row(results, preset)
+        name = f"`{preset}`: body-box PSNR gain over linear >= +{goal:g} dB (vhm-head, {setting})"
+        if row is None:
+            targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
+            continue
+        gain = num(row.get("gain_db"))
+        targets.append(
+            {
+                "target": name,
+                "measured": f"{_fmt_db(gain)} ({num(row['psnr_box']):.2f} vs linear {num(row['linear_psnr_box']):.2f})",
+                "status": MET if gain is not None and gain >= goal else NOT_MET,
+            }
+        )
+
+    for (t, o), (g_cor, g_sag) in PAPER_GAINS_DB.items():
+        name = f"`best` >= paper gain at {t:g}/{o:g} mm (coronal +{g_cor} / sagittal +{g_sag} dB)"
+        rows = _pick(_sr_rows(results), thickness_mm=t, overlap_mm=o, profile="box", preset="best")
+        rows = [r for r in rows if is_full_case(r)]
+        if not rows:
+            targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
+            continue
+        r = rows[-1]
+        gc, gs = num(r.get("gain_coronal_db")), num(r.get("gain_sagittal_db"))
+        ok = gc is not None and gs is not None and gc >= g_cor and gs >= g_sag
+        targets.append(
+            {
+                "target": name,
+                "measured": f"coronal {_fmt_db(gc)}, sagittal {_fmt_db(gs)}",
+                "status": MET if ok else NOT_MET,
+            }
+        )
+
+    sr = [r for r in _sr_rows(results) if r.get("network", "default") == "default"]
+    for baseline in ("bspline", "lanczos"):
+        name = f"every preset beats {'B-spline' if baseline == 'bspline' else 'Lanczos-3'} (body-box PSNR, every setting run)"
+        if not sr:
+            targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
+            continue
+        margins = [
+            num(r["psnr_box"]) - num(r[f"{baseline}_psnr_box"])
+            for r in sr
+            if num(r.get(f"{baseline}_psnr_box")) is not None
+        ]
+        losers = [
+            _case_label(r)
+            for r in sr
+            if num(r["psnr_box"]) <= num(r.get(f"{baseline}_psnr_box") or -math.inf)
+        ]
+        targets.append(
+            {
+                "target": name,
+                "measured": f"{len(sr) - len(losers)}/{len(sr)} runs; smallest margin {_fmt_db(min(margins) if margins else None)}"
+                + (f"; loses: {', '.join(losers)}" if losers else ""),
+                "status": MET if not losers else NOT_MET,
+            }
+        )
+    name = "no preset loses to linear interpolation anywhere (body-box, coronal and sagittal PSNR)"
+    if not sr:
+        targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
+    else:
+        losers = []
+        worst = math.inf
+        for r in sr:
+            for k in ("gain_db", "gain_coronal_db", "gain_sagittal_db"):
+                g = num(r.get(k))
+                if g is not None:
+                    worst = min(worst, g)
+                    if g < 0:
+                        losers.append(f"{_case_label(r)} ({k.replace('_db', '')} {g:+.2f})")
+        targets.append(
+            {
+                "target": name,
+                "measured": f"{len(sr)} runs; smallest gain {_fmt_db(worst if math.isfinite(worst) else None)}"
+                + (f"; loses: {', '.join(losers)}" if losers else ""),
+                "status": MET if not losers else NOT_MET,
+            }
+        )
+
+    peers = [r for r in results["rows"] if r.get("kind") == "peer"]
+    default = next(
+        (r for r in peers if r.get("method") == "sr4zct-default" and r.get("status") == "ok"), None
+    )
+    for peer, label in (("sr4zct-msd", "the MS-D option"), ("eclare", "ECLARE")):
+        name = f"equal wall time on the 192x192 crop (5/2.5 box): default network beats {label} by >= {PEER_MARGIN_DB:g} dB"
+        other = next((r for r in peers if r.get("method") == peer), None)
+        if default is None or other is None:
+            targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
+        elif other.get("status") != "ok":
+            targets.append(
+                {
+                    "target": name,
+                    "measured": f"default {num(default['psnr_box']):.2f} dB; {label}: {other.get('status')}",
+                    "status": "not measured (peer did not run)",
+                }
+            )
+        else:
+            margin = num(default["psnr_box"]) - num(other["psnr_box"])
+            targets.append(
+                {
+                    "target": name,
+                    "measured": f"{_fmt_db(margin)} ({num(default['psnr_box']):.2f} in {num(default['wall_s']) / 60:.1f} min "
+                    f"vs {num(other['psnr_box']):.2f} in {num(other['wall_s']) / 60:.1f} min)",
+                    "status": MET if margin >= PEER_MARGIN_DB else NOT_MET,
+                }
+            )
+
+    for preset, goal in PRESET_TIME_TARGET_MIN.items():
+        name = f"`{preset}` end to end <= {goal:g} min on the 2-core CPU (vhm-head {setting}, DICOM in)"
+        row = _headline_row(results, preset)
+        if row is None:
+            targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
+            continue
+        minutes = num(row["wall_s"]) / 60.0
+        cores = row.get("cpu_cores")
+        note = f"{minutes:.1f} min" + (f" on {cores} cores" if cores else "")
+        targets.append({"target": name, "measured": note, "status": MET if minutes <= goal else NOT_MET})
+
+    l291 = [r for r in results["rows"] if r.get("kind") == "l291" and r.get("status") == "ok"]
+    name = f"GPU: `best` <= {L291_GPU_BEST_TARGET_MIN:g} min for the full L291 series"
+    gpu_rows = [r for r in l291 if r.get("device_kind") == "cuda" and r.get("preset") == "best"]
+    if gpu_rows:
+        minutes = num(gpu_rows[-1]["wall_s"]) / 60
+        targets.append(
+            {
+                "target": name,
+                "measured": f"{minutes:.1f} min on {gpu_rows[-1].get('device')}",
+                "status": MET if minutes <= L291_GPU_BEST_TARGET_MIN else NOT_MET,
+            }
+        )
+    else:
+        targets.append({"target": name, "measured": "-", "status": "not measured (no GPU run recorded)"})
+    name = f"peak RSS <= {L291_RSS_TARGET_GB:g} GB for the full L291 series on CPU"
+    cpu_rows = [r for r in l291 if r.get("device_kind") == "cpu"]
+    if cpu_rows:
+        peak = max(num(r["peak_rss_bytes"]) for r in cpu_rows) / 1e9
+        presets = ", ".join(sorted({r.get("preset") for r in cpu_rows}))
+        targets.append(
+            {
+                "target": name,
+                "measured": f"{peak:.2f} GB ({presets})",
+                "status": MET if peak <= L291_RSS_TARGET_GB else NOT_MET,
+            }
+        )
+    else:
+        targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
+
+    name = f"acquisition model >= {ACQUISITION_SPEEDUP_TARGET:g}x faster than the naive oracle (512x512x343)"
+    acq = [r for r in results["rows"] if r.get("kind") == "acquisition" and r.get("status") == "ok"]
+    if acq:
+        speedup = num(acq[-1].get("speedup"))
+        shape = acq[-1].get("shape")
+        full = shape is None or list(shape) == [343, 512, 512] or list(shape) == [512, 512, 343]
+        status = (MET if speedup >= ACQUISITION_SPEEDUP_TARGET else NOT_MET) if speedup is not None else "-"
+        if not full:
+            status += f" (measured on {shape}, not the full stack)"
+        targets.append({"target": name, "measured": f"{speedup:.0f}x" if speedup else "-", "status": status})
+    else:
+        targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
+    return targets
+
+
+def _case_label(row: dict) -> str:
+    t, o = num(row.get("thickness_mm")), num(row.get("overlap_mm"))
+    label = f"{t:g}/{o:g} {row.get('profile')} {row.get('preset')}"
+    if row.get("crop"):
+        label += f" crop{row['crop']}"
+    return label
+
+
+# --------------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------------
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _f(x, fmt: str = ".2f", none: str = "-") -> str:
+    x = num(x)
+    if x is None:
+        return none
+    if not math.isfinite(x):
+        return str(x)
+    return format(x, fmt)
+
+
+def _minutes(seconds) -> str:
+    s = num(seconds)
+    return "-" if s is None else f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
+
+
+def _gb(nbytes) -> str:
+    b = num(nbytes)
+    return "-" if b is None else f"{b / 1e9:.2f} GB"
+
+
+def _stages(row: dict) -> str:
+    timings = row.get("timings_s") or {}
+    parts = [f"{k} {_minutes(v)}" for k, v in timings.items() if num(v) is not None and k != "total"]
+    return ", ".join(parts) if parts else "-"
+
+
+def _run_ref(row: dict, run_index: dict) -> str:
+    return f"[{run_index.get(row.get('run_id'), '?')}]"
+
+
+def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
+    runs = results["runs"]
+    run_index = {r["id"]: i + 1 for i, r in enumerate(runs)}
+    latest = latest_run or (runs[-1] if runs else None)
+    out: list[str] = ["# SR4ZCT benchmarks", ""]
+    out.append(
+        "Generated by `python -m benchmarks.run` from `benchmarks/results.json` (every recorded run; a newer "
+        "row replaces an older row of the same case). Do not edit by hand."
+    )
+    out.append("")
+    if latest is not None:
+        out += [
+            f"- Latest run: {latest['date']}",
+            f"- Command: `{latest['command']}`",
+            f"- Machine: {machine_line(latest['machine'])}",
+            f"- Versions: {versions_line(latest['machine'])}",
+            "",
+        ]
+    out += [
+        "Ground truth: vhm-head (Visible Human Male head, 1 mm isotropic, 512 x 512 x 245). Thick slices are simulated "
+        "with the exact acquisition model, written as a DICOM series, enhanced by the real `sr4zct enhance` CLI in a "
+        "subprocess and read back. Scores follow docs/method.md section 5: body-box PSNR (box of voxels above -500 HU in "
+        "y/x, slices within one thickness of either end dropped, data range = ground-truth max - min) and the mean "
+        "per-slice coronal/sagittal PSNR and SSIM inside the same box. Gains are over linear interpolation along z "
+        "computed in the same run. Wall time is the whole CLI process (read DICOM, train, infer, write); peak RSS is "
+        "the child process tree's.",
+        "",
+        "## Targets (issue 6)",
+        "",
+    ]
+    targets = compute_targets(results)
+    out += _table(
+        ["target", "measured", "status"], [[t["target"], t["measured"], t["status"]] for t in targets]
+    )
+    out.append("")
+
+    q_all = [r for r in results["rows"] if r.get("kind") == "quality"]
+    if q_all:
+        out += ["## Quality and time per setting", ""]
+        groups: dict[tuple, list[dict]] = {}
+        for r in q_all:
+            gk = (
+                r.get("crop") or 0,
+                r.get("n_slices_gt") or 0,
+                num(r["thickness_mm"]),
+                num(r["overlap_mm"]),
+                r["profile"],
+            )
+            groups.setdefault(gk, []).append(r)
+        order = {m: i for i, m in enumerate(("linear", "bspline", "lanczos", "sr4zct"))}
+        preset_order = {p: i for i, p in enumerate(("fast", "balanced", "best"))}
+        for gk in sorted(groups, key=lambda k: (k[0] != 0, k[0], k[4], -k[2], -k[3])):
+            rows = sorted(
+                groups[gk],
+                key=lambda r: (
+                    order.get(r["method"], 9),
+                    preset_order.get(r.get("preset"), 9),
+                    r.get("network", ""),
+                ),
+            )
+            crop, nz, t, o, profile = gk
+            first = rows[0]
+            shape_in = first.get("input_shape")
+            title = f"### {t:g} mm every {t - o:g} mm (overlap {o:g} mm), {profile} profile"
+            title += f", {'full volume' if not crop else f'central {crop}x{crop} crop'}"
+            if shape_in:
+                title += f" - input {shape_in[2]}x{shape_in[1]}x{shape_in[0]}"
+            out += [title, ""]
+            body = []
+            for r in rows:
+                name = {"linear": "linear", "bspline": "B-spline", "lanczos": "Lanczos-3"}.get(
+                    r["method"], "SR4ZCT"
+                )
+                if r["method"] == "sr4zct":
+                    name += f" `{r.get('preset')}`" + (
+                        f" ({r['network']})" if r.get("network") not in (None, "default") else ""
+                    )
+                if r.get("status") != "ok":
+                    body.append([name, f"failed: {r.get('status')}"] + ["-"] * 8 + [_run_ref(r, run_index)])
+                    continue
+                body.append(
+                    [
+                        name,
+                        _f(r.get("psnr_box")),
+                        _fmt_db(num(r.get("gain_db"))) if r["method"] != "linear" else "",
+                        f"{_f(r.get('psnr_coronal'))} / {_f(r.get('ssim_coronal'), '.4f')}",
+                        f"{_f(r.get('psnr_sagittal'))} / {_f(r.get('ssim_sagittal'), '.4f')}",
+                        _minutes(r.get("wall_s")),
+                        _stages(r),
+                        str(r.get("steps") or "-"),
+                        _gb(r.get("peak_rss_bytes")),
+                        _gb(r.get("peak_gpu_bytes")) if r.get("peak_gpu_bytes") else "-",
+                        _run_ref(r, run_index),
+                    ]
+                )
+            out += _table(
+                [
+                    "method",
+                    "body-box PSNR",
+                    "gain",
+                    "coronal PSNR / SSIM",
+                    "sagittal PSNR / SSIM",
+                    "wall time",
+                    "stages",
+                    "train steps",
+                    "peak RSS",
+                    "peak GPU",
+                    "run",
+                ],
+                body,
+            )
+            out.append("")
+
+    peers = [r for r in results["rows"] if r.get("kind") == "peer"]
+    if peers:
+        out += [
+            "## Peers at equal wall-clock budget (central 192 x 192 crop, 5 mm every 2.5 mm, box)",
+            "",
+            "Each method gets the same budget; `sr4zct` caps training with `--max-minutes`, ECLARE has no time "
+            "option, so its number of training patches is set from the budget (see the note per row).",
+            "",
+        ]
+        body = []
+        for r in sorted(peers, key=lambda r: r.get("order", 9)):
+            if r.get("status") != "ok":
+                body.append(
+                    [
+                        r["label"],
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        _minutes(r.get("wall_s")),
+                        r.get("status"),
+                        _run_ref(r, run_index),
+                    ]
+                )
+                continue
+            body.append(
+                [
+                    r["label"],
+                    _f(r.get("psnr_box")),
+                    _fmt_db(num(r.get("gain_db"))) if r.get("method") != "linear" else "",
+                    f"{_f(r.get('psnr_coronal'))} / {_f(r.get('ssim_coronal'), '.4f')}",
+                    f"{_f(r.get('psnr_sagittal'))} / {_f(r.get('ssim_sagittal'), '.4f')}",
+                    _minutes(r.get("wall_s")),
+                    r.get("note", ""),
+                    _run_ref(r, run_index),
+                ]
+            )
+        out += _table(
+            [
+                "method",
+                "body-box PSNR",
+                "gain",
+                "coronal PSNR / SSIM",
+                "sagittal PSNR / SSIM",
+                "wall time",
+                "note",
+                "run",
+            ],
+            body,
+        )
+        out.append("")
+
+    acq = [r for r in results["rows"] if r.get("kind") == "acquisition"]
+    nets = [r for r in results["rows"] if r.get("kind") == "network_speed"]
+    pipe = [
+        r
+        for r in results["rows"]
+        if r.get("kind") == "quality" and r.get("method") == "sr4zct" and r.get("status") == "ok"
+    ]
+    if acq or nets or pipe:
+        out += ["## Speed", ""]
+    if acq:
+        out += ["### Acquisition model vs the naive per-column oracle", ""]
+        body = []
+        for r in acq:
+            if r.get("status") != "ok":
+                body.append(["-", "-", "-", "-", r.get("status"), _run_ref(r, run_index)])
+                continue
+            body.append(
+                [
+                    "x".join(str(s) for s in r.get("shape") or []) or "-",
+                    _f(r.get("fast_s"), ".3f") + " s",
+                    _f(r.get("naive_s"), ".1f") + " s",
+                    _f(r.get("speedup"), ".0f") + "x",
+                    r.get("note", ""),
+                    _run_ref(r, run_index),
+                ]
+            )
+        out += _table(
+            ["stack (slices x rows x cols)", "fast path", "naive oracle", "speed-up", "note", "run"], body
+        )
+        out.append("")
+    if nets:
+        out += ["### Networks (micro-benchmark)", ""]
+        body = [
+            [
+                r.get("device", "-"),
+                r.get("network", "-"),
+                r.get("config", "-"),
+                _f(r.get("train_steps_per_s"), ".2f"),
+                _f(
+                    num(r.get("infer_voxels_per_s")) / 1e6 if num(r.get("infer_voxels_per_s")) else None,
+                    ".2f",
+                ),
+                r.get("status", ""),
+                _run_ref(r, run_index),
+            ]
+            for r in nets
+        ]
+        out += _table(
+            ["device", "network", "setup", "train steps/s", "inference Mvoxel/s", "status", "run"], body
+        )
+        out.append("")
+    if pipe:
+        out += ["### Pipeline (from the timings each enhance run records)", ""]
+        body = []
+        for r in pipe:
+            body.append(
+                [
+                    _case_label(r),
+                    r.get("device") or "-",
+                    _f(r.get("train_steps_per_s"), ".2f"),
+                    _f(
+                        num(r.get("infer_voxels_per_s")) / 1e6 if num(r.get("infer_voxels_per_s")) else None,
+                        ".2f",
+                    ),
+                    _run_ref(r, run_index),
+                ]
+            )
+        out += _table(["case", "device", "train steps/s", "inference Mvoxel/s (output)", "run"], body)
+        out.append("")
+
+    l291 = [r for r in results["rows"] if r.get("kind") == "l291"]
+    if l291:
+        out += ["## Full L291 series (512 x 512 x 343, 3 mm every 2 mm)", ""]
+        body = [
+            [
+                r.get("preset"),
+                r.get("device") or "-",
+                _minutes(r.get("wall_s")),
+                _stages(r),
+                _gb(r.get("peak_rss_bytes")),
+                _gb(r.get("peak_gpu_bytes")) if r.get("peak_gpu_bytes") else "-",
+                "x".join(str(s) for s in r.get("output_shape") or []) or "-",
+                r.get("status"),
+                _run_ref(r, run_index),
+            ]
+            for r in l291
+        ]
+        out += _table(
+            ["preset", "device", "wall time", "stages", "peak RSS", "peak GPU", "output", "status", "run"],
+            body,
+        )
+        out.append("")
+
+    if runs:
+        out += ["## Runs", ""]
+        body = [
+            [
+                f"[{i + 1}]",
+                r["date"],
+                f"`{r['command']}`",
+                machine_line(r["machine"]),
+                versions_line(r["machine"]),
+            ]
+            for i, r in enumerate(runs)
+        ]
+        out += _table(["run", "date", "command", "machine", "versions"], body)
+        out.append("")
+    return "\n".join(out)

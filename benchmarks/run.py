@@ -1,0 +1,591 @@
+"""The benchmark suite: ``python -m benchmarks.run [options]`` measures and writes BENCHMARKS.md.
+
+Examples
+--------
+    python -m benchmarks.run --settings 5/2.5 --profiles box --presets fast          # headline case
+    python -m benchmarks.run --peers --presets none                                  # peers on the crop
+    python -m benchmarks.run --smoke                                                 # CI smoke (< 1 min)
+
+Every run appends its rows to ``benchmarks/results.json`` (a newer row of the same case replaces the
+older one) and regenerates the report from all recorded rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from . import report
+from .machine import machine_info
+from .quality import (
+    BASELINES,
+    REPO_ROOT,
+    VHM_HEAD,
+    BenchmarkError,
+    add_gains,
+    baseline_scores,
+    derived_speed,
+    load_ground_truth,
+    run_enhance,
+    score,
+    write_dicom_input,
+)
+
+DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results.json"
+DEFAULT_OUTPUT = REPO_ROOT / "BENCHMARKS.md"
+L291_DIR = (REPO_ROOT / ".." / "shared" / "data" / "L291_3mm_overlap1mm").resolve()
+# ECLARE has no time option: its training patches come from the budget at this rate (patches/s, measured
+# on the 2-core CPU: 12,800 patches in about 600 s of training; docs/method.md section 6).
+ECLARE_PATCHES_PER_S = 21.0
+SMOKE = {
+    "crop": 96,
+    "slices": 60,
+    "settings": "5/2.5",
+    "profiles": "box",
+    "presets": "fast",
+    "max_minutes": 0.2,
+}
+
+
+def parse_settings(text: str) -> list[tuple[float, float]]:
+    """``"5/2.5,3/-1"`` -> ``[(5.0, 2.5), (3.0, -1.0)]`` (thickness/overlap in mm); ``"all"`` -> every setting."""
+    if text.strip().lower() == "all":
+        return list(report.SETTINGS_MM)
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            t, o = (float(v) for v in item.split("/"))
+        except ValueError:
+            raise BenchmarkError(
+                f"--settings item {item!r} is not THICKNESS/OVERLAP in mm (e.g. 5/2.5)."
+            ) from None
+        if t <= 0 or t - o <= 0:
+            raise BenchmarkError(
+                f"--settings item {item!r}: thickness and spacing (thickness - overlap) must be > 0."
+            )
+        out.append((t, o))
+    if not out:
+        raise BenchmarkError("--settings is empty.")
+    return out
+
+
+def _list(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
+    if text.strip().lower() in ("", "none"):
+        return []
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if bad:
+        raise BenchmarkError(f"{option}: unknown {', '.join(bad)}; choose from {', '.join(allowed)}.")
+    return items
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--settings",
+        default="all",
+        help="THICKNESS/OVERLAP mm list, e.g. 5/2.5,3/-1; 'all' (default) or 'none'",
+    )
+    p.add_argument("--profiles", default="box,gaussian", help="slice profiles (default box,gaussian)")
+    p.add_argument(
+        "--presets", default="fast,balanced,best", help="presets to run, or 'none' (baselines only)"
+    )
+    p.add_argument(
+        "--crop", type=int, default=None, help="central in-plane crop in pixels (default: whole image)"
+    )
+    p.add_argument("--slices", type=int, default=None, help="keep the central N ground-truth slices")
+    p.add_argument("--max-minutes", type=float, default=None, help="override every preset's time budget")
+    p.add_argument("--device", default="auto", help="device for sr4zct enhance (auto, cpu, cuda, mps)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--peers", action="store_true", help="peers on the central 192x192 crop of 5/2.5 box")
+    p.add_argument("--peer-minutes", type=float, default=4.0, help="wall-clock budget per peer (default 4)")
+    p.add_argument("--peer-preset", default="fast", help="sr4zct preset used for the peer runs")
+    p.add_argument(
+        "--peer-slices", type=int, default=None, help="keep the central N ground-truth slices for peers"
+    )
+    p.add_argument("--eclare-patches", type=int, default=None, help="override ECLARE's training patches")
+    p.add_argument("--no-eclare", action="store_true", help="skip ECLARE (no virtual environment is created)")
+    p.add_argument("--speed", action="store_true", help="acquisition-model and network micro-benchmarks")
+    p.add_argument(
+        "--l291", default=None, metavar="PRESET", help="also run PRESET on the full L291 series (memory)"
+    )
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny CI run: 96x96x60 crop, 5/2.5 box, fast, seconds"
+    )
+    p.add_argument("--ground-truth", type=Path, default=VHM_HEAD, help="thin-slice ground truth (vhm-head)")
+    p.add_argument(
+        "--output", type=Path, default=None, help="report path (default BENCHMARKS.md; smoke: temp)"
+    )
+    p.add_argument(
+        "--results", type=Path, default=None, help="results JSON (default benchmarks/results.json)"
+    )
+    p.add_argument("--timeout-factor", type=float, default=3.0, help="kill a run after factor x its budget")
+    p.add_argument("--workdir", type=Path, default=None, help="keep intermediate files here (default: temp)")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+class _Log:
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.t0:7.1f} s] {msg}", flush=True)
+
+
+def _preset_minutes(preset: str, override: float | None) -> float:
+    if override is not None:
+        return override
+    from sr4zct.presets import get_preset
+
+    return float(get_preset(preset).max_minutes)
+
+
+def _device_kind(device_text: str | None, requested: str) -> str:
+    text = (device_text or requested or "").lower()
+    if "cuda" in text or "gpu" in text and "cpu" not in text:
+        return "cuda"
+    if "mps" in text:
+        return "mps"
+    return "cpu"
+
+
+def _case_key(
+    prefix: str, *, gt_name: str, crop, slices, t, o, profile, method, preset="", network="", device=""
+):
+    return "|".join(
+        str(v)
+        for v in (
+            prefix,
+            gt_name,
+            crop or "full",
+            slices or "all",
+            f"{t:g}",
+            f"{o:g}",
+            profile,
+            method,
+            preset,
+            network,
+            device,
+        )
+    )
+
+
+def _measurement_fields(record: dict) -> dict:
+    keys = (
+        "wall_s",
+        "peak_rss_bytes",
+        "peak_gpu_bytes",
+        "maxrss_children_bytes",
+        "timings_s",
+        "steps",
+        "device",
+        "cli",
+    )
+    out = {k: record.get(k) for k in keys if record.get(k) is not None}
+    if record.get("peak_gpu_allocated_bytes"):
+        out["peak_gpu_bytes"] = max(out.get("peak_gpu_bytes") or 0, record["peak_gpu_allocated_bytes"])
+    if record.get("child_warnings"):
+        out["warnings"] = record["child_warnings"][:5]
+    return out
+
+
+def run_quality(args, log, workdir: Path, cores: int | None) -> list[dict]:
+    settings = parse_settings(args.settings)
+    profiles = _list(args.profiles, ("box", "gaussian"), "--profiles")
+    presets = _list(args.presets, ("fast", "balanced", "best"), "--presets")
+    from sr4zct.evaluation import simulate_acquisition
+    from sr4zct.io import read_volume
+
+    log(f"reading ground truth {args.ground_truth}")
+    gt = load_ground_truth(args.ground_truth, crop_px=args.crop, n_slices=args.slices)
+    gt_name = Path(args.ground_truth).name.split(".")[0]
+    rows: list[dict] = []
+    for t, o in settings:
+        d = t - o
+        for profile in profiles:
+            label = f"{t:g}/{o:g} mm {profile}"
+            case_dir = workdir / f"T{t:g}_o{o:g}_{profile}"
+            case_dir.mkdir(parents=True, exist_ok=True)
+            common = {
+                "kind": "quality",
+                "dataset": gt_name,
+                "crop": args.crop,
+                "n_slices_gt": args.slices,
+                "gt_slices_total": None if args.slices else gt.array.shape[0],
+                "gt_shape": list(gt.array.shape),
+                "thickness_mm": t,
+                "overlap_mm": o,
+                "spacing_mm": d,
+                "profile": profile,
+                "cpu_cores": cores,
+            }
+            log(f"{label}: simulating thick slices and writing DICOM")
+            thick_mem = simulate_acquisition(gt, t, d, profile=profile)
+            dicom_dir = case_dir / "input_dicom"
+            write_dicom_input(thick_mem, dicom_dir)
+            thick = read_volume(dicom_dir)
+            common["input_shape"] = list(thick.array.shape)
+            log(f"{label}: input {thick.array.shape} from DICOM; baselines")
+            base = baseline_scores(thick, gt, t)
+            for method in BASELINES:
+                row = {**common, "method": method, "status": "ok", **base[method]}
+                add_gains(row, base)
+                row["key"] = _case_key(
+                    "quality",
+                    gt_name=gt_name,
+                    crop=args.crop,
+                    slices=args.slices,
+                    t=t,
+                    o=o,
+                    profile=profile,
+                    method=method,
+                )
+                rows.append(row)
+                log(f"{label}: {method:8s} body-box PSNR {row['psnr_box']:.2f}")
+            for preset in presets:
+                minutes = _preset_minutes(preset, args.max_minutes)
+                out_path = case_dir / f"sr4zct_{preset}.nrrd"
+                log(f"{label}: sr4zct enhance --preset {preset} (budget {minutes:g} min)")
+                record, result = run_enhance(
+                    dicom_dir,
+                    out_path,
+                    preset=preset,
+                    profile=profile,
+                    network="default",
+                    device=args.device,
+                    seed=args.seed,
+                    max_minutes=args.max_minutes,
+                    timeout_s=max(60.0, minutes * 60 * args.timeout_factor),
+                    log_path=case_dir / f"sr4zct_{preset}.log",
+                )
+                row = {
+                    **common,
+                    "method": "sr4zct",
+                    "preset": preset,
+                    "network": "default",
+                    "max_minutes": minutes,
+                }
+                row.update(_measurement_fields(record))
+                row["device_kind"] = _device_kind(record.get("device"), args.device)
+                row["status"] = record["status"]
+                if result is not None:
+                    row.update(score(result, gt, t))
+                    row["output_shape"] = list(result.array.shape)
+                    row.update(derived_speed(record, result.array.shape))
+                    add_gains(row, base)
+                    log(
+                        f"{label}: sr4zct {preset}: body-box PSNR {row['psnr_box']:.2f} "
+                        f"(gain {row['gain_db']:+.2f} dB) in {record['wall_s'] / 60:.1f} min, "
+                        f"peak RSS {record['peak_rss_bytes'] / 1e9:.2f} GB"
+                    )
+                else:
+                    log(f"{label}: sr4zct {preset} FAILED: {record['status']}")
+                row["key"] = _case_key(
+                    "quality", gt_name=gt_name, crop=args.crop, slices=args.slices, t=t, o=o, profile=profile,
+                    method="sr4zct", preset=preset, network="default", device=row["device_kind"],
+                )  # fmt: skip
+                rows.append(row)
+                if not args.workdir:
+                    out_path.unlink(missing_ok=True)
+            if not args.workdir:
+                shutil.rmtree(dicom_dir, ignore_errors=True)
+    return rows
+
+
+def _write_nifti(volume, path: Path) -> Path:
+    """NIfTI for ECLARE (it reads NIfTI only): the DICOM-read thick volume, z spacing = slice spacing."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    g = volume.geometry
+    image = sitk.GetImageFromArray(np.asarray(volume.array, dtype=np.float32))
+    image.SetSpacing((g.pixel_spacing_mm[1], g.pixel_spacing_mm[0], g.slice_spacing_mm))
+    image.SetOrigin(tuple(g.origin_lps))
+    axes = np.asarray(g.axes_lps, dtype=float)  # rows = array axes (z, y, x); SimpleITK wants columns x, y, z
+    image.SetDirection(tuple(np.stack([axes[2], axes[1], axes[0]], axis=1).ravel()))
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _read_nifti_volume(path: Path, like):
+    """Read ECLARE's output (a NIfTI with z as the through-plane axis) as a Volume."""
+    from sr4zct.io import read_volume
+
+    return read_volume(path, slice_axis=0)
+
+
+def run_peers(args, log, workdir: Path, cores: int | None) -> list[dict]:
+    from sr4zct.evaluation import simulate_acquisition
+    from sr4zct.io import read_volume
+
+    t, o, profile, crop = 5.0, 2.5, "box", 192
+    d = t - o
+    budget_min = args.peer_minutes
+    gt = load_ground_truth(args.ground_truth, crop_px=crop, n_slices=args.peer_slices)
+    case_dir = workdir / "peers"
+    case_dir.mkdir(parents=True, exist_ok=True)
+    thick_mem = simulate_acquisition(gt, t, d, profile=profile)
+    dicom_dir = case_dir / "input_dicom"
+    write_dicom_input(thick_mem, dicom_dir)
+    thick = read_volume(dicom_dir)
+    log(f"peers: crop {crop}x{crop}, input {thick.array.shape}, budget {budget_min:g} min each")
+    base = baseline_scores(thick, gt, t)
+    common = {
+        "kind": "peer",
+        "crop": crop,
+        "n_slices_gt": args.peer_slices,
+        "thickness_mm": t,
+        "overlap_mm": o,
+        "profile": profile,
+        "input_shape": list(thick.array.shape),
+        "budget_min": budget_min,
+        "cpu_cores": cores,
+    }
+    key_base = f"peer|{crop}|{args.peer_slices or 'all'}|{t:g}/{o:g}|{profile}"
+    rows = []
+    for order, method in enumerate(BASELINES):
+        label = {"linear": "linear interpolation", "bspline": "B-spline", "lanczos": "Lanczos-3"}[method]
+        row = {**common, "method": method, "label": label, "order": order, "status": "ok", **base[method]}
+        row["wall_s"] = base[method]["wall_s"]
+        add_gains(row, base)
+        row["key"] = f"{key_base}|{method}"
+        rows.append(row)
+
+    train_s_default = None
+    for order, network in ((3, "default"), (4, "msd")):
+        out_path = case_dir / f"sr4zct_{network}.nrrd"
+        log(f"peers: sr4zct --network {network} --preset {args.peer_preset} --max-minutes {budget_min:g}")
+        record, result = run_enhance(
+            dicom_dir,
+            out_path,
+            preset=args.peer_preset,
+            profile=profile,
+            network=network,
+            device=args.device,
+            seed=args.seed,
+            max_minutes=budget_min,
+            timeout_s=max(120.0, budget_min * 60 * args.timeout_factor),
+            log_path=case_dir / f"sr4zct_{network}.log",
+        )
+        label = "SR4ZCT default network" if network == "default" else "SR4ZCT with the paper's MS-D network"
+        row = {**common, "method": f"sr4zct-{network}", "label": label, "order": order}
+        row.update(_measurement_fields(record))
+        row["status"] = record["status"]
+        if result is not None:
+            row.update(score(result, gt, t))
+            add_gains(row, base)
+            steps = record.get("steps")
+            row["note"] = f"`--preset {args.peer_preset} --max-minutes {budget_min:g}`" + (
+                f", {steps} steps" if steps else ""
+            )
+            log(
+                f"peers: {network}: {row['psnr_box']:.2f} dB ({row['gain_db']:+.2f}) in {record['wall_s'] / 60:.1f} min"
+            )
+            if network == "default":
+                train_s_default = (record.get("timings_s") or {}).get("train")
+        else:
+            log(f"peers: {network} FAILED: {record['status']}")
+        row["key"] = f"{key_base}|sr4zct-{network}"
+        rows.append(row)
+
+    rows.append(_run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, train_s_default))
+    if not args.workdir:
+        shutil.rmtree(case_dir, ignore_errors=True)
+    return rows
+
+
+def _run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, train_s_default) -> dict:
+    from .peers import PeerUnavailable, ensure_eclare, run_eclare
+
+    row = {
+        **common,
+        "method": "eclare",
+        "label": "ECLARE 1.0.1 (separate venv)",
+        "order": 5,
+        "key": f"{key_base}|eclare",
+    }
+    if args.no_eclare:
+        row["status"] = "skipped (--no-eclare)"
+        return row
+    budget_s = args.peer_minutes * 60
+    try:
+        log("peers: preparing ECLARE's virtual environment (benchmarks/.venv-eclare)")
+        exe = ensure_eclare()
+    except PeerUnavailable as exc:
+        row["status"] = f"cannot run: {exc}"
+        log(f"peers: ECLARE unavailable: {exc}")
+        return row
+    pixel = float(thick.geometry.pixel_spacing_mm[0])
+    rel_thickness = float(thick.geometry.slice_thickness_mm) / pixel
+    train_s = train_s_default or 0.8 * budget_s
+    n_patches = args.eclare_patches or max(256, int(round(train_s * ECLARE_PATCHES_PER_S / 32)) * 32)
+    nifti = _write_nifti(thick, case_dir / "thick.nii.gz")
+    timeout = max(budget_s * args.timeout_factor, budget_s + 300)
+    log(
+        f"peers: run-eclare --relative-slice-thickness {rel_thickness:g} --n-patches {n_patches} (timeout {timeout / 60:.0f} min)"
+    )
+    record, out = run_eclare(
+        exe,
+        nifti,
+        case_dir / "eclare_out",
+        relative_thickness_px=rel_thickness,
+        n_patches=n_patches,
+        timeout_s=timeout,
+        log_path=case_dir / "eclare.log",
+    )
+    row.update(_measurement_fields(record))
+    row["note"] = (
+        f"{n_patches} training patches (= the default network's training time x {ECLARE_PATCHES_PER_S:g} patches/s), "
+        f"`--relative-slice-thickness {rel_thickness:g} --relative-slice-profile-type rect`; ECLARE has no time option"
+    )
+    if out is None:
+        if record["timed_out"]:
+            row["status"] = (
+                f"no result within {timeout / 60:.0f} min ({timeout / budget_s:.1f}x the budget); killed - "
+                "its WDSR inference on every slice is too slow for this CPU"
+            )
+        else:
+            row["status"] = f"failed (exit {record['returncode']}): {record['output_tail'].splitlines()[-1:]}"
+        log(f"peers: ECLARE: {row['status']}")
+        return row
+    result = _read_nifti_volume(out, thick)
+    row.update(score(result, gt, common["thickness_mm"]))
+    add_gains(row, base)
+    row["status"] = "ok"
+    log(f"peers: ECLARE {row['psnr_box']:.2f} dB ({row['gain_db']:+.2f}) in {record['wall_s'] / 60:.1f} min")
+    return row
+
+
+def run_l291(args, log, workdir: Path) -> list[dict]:
+    preset = args.l291
+    if not L291_DIR.is_dir():
+        return [
+            {
+                "kind": "l291",
+                "key": f"l291|{preset}|{args.device}",
+                "preset": preset,
+                "status": f"{L291_DIR} not found",
+            }
+        ]
+    out_path = workdir / f"l291_{preset}.nrrd"
+    minutes = _preset_minutes(preset, args.max_minutes)
+    log(f"L291: sr4zct enhance --preset {preset} (budget {minutes:g} min)")
+    record, result = run_enhance(
+        L291_DIR,
+        out_path,
+        preset=preset,
+        device=args.device,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        timeout_s=max(120.0, minutes * 60 * args.timeout_factor),
+        log_path=workdir / f"l291_{preset}.log",
+    )
+    row = {"kind": "l291", "preset": preset, "status": record["status"], **_measurement_fields(record)}
+    row["device_kind"] = _device_kind(record.get("device"), args.device)
+    if result is not None:
+        row["output_shape"] = list(result.array.shape)
+    row["key"] = f"l291|{preset}|{row['device_kind']}"
+    log(
+        f"L291: {record['status']}, {record['wall_s'] / 60:.1f} min, peak RSS {record['peak_rss_bytes'] / 1e9:.2f} GB"
+    )
+    out_path.unlink(missing_ok=True)
+    return [row]
+
+
+def run_speed(args, log) -> list[dict]:
+    from .speed import acquisition_row, network_rows
+
+    log("speed: acquisition model vs naive oracle")
+    rows = [acquisition_row(quick=args.smoke)]
+    log(f"speed: acquisition {rows[0].get('status')} speed-up {rows[0].get('speedup')}")
+    log("speed: network micro-benchmarks")
+    nets = network_rows(
+        seconds=2.0 if args.smoke else 10.0, infer_shape=(48, 96) if args.smoke else (240, 512)
+    )
+    for r in nets:
+        log(f"speed: {r['network']} on {r['device']}: {r.get('train_steps_per_s')} steps/s")
+    return rows + nets
+
+
+def apply_smoke(args) -> None:
+    args.crop = args.crop or SMOKE["crop"]
+    args.slices = args.slices or SMOKE["slices"]
+    if args.settings == "all":
+        args.settings = SMOKE["settings"]
+    if args.profiles == "box,gaussian":
+        args.profiles = SMOKE["profiles"]
+    if args.presets == "fast,balanced,best":
+        args.presets = SMOKE["presets"]
+    if args.max_minutes is None:
+        args.max_minutes = SMOKE["max_minutes"]
+    args.peers = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    log = _Log(args.quiet)
+    tmp_root = None
+    if args.smoke:
+        apply_smoke(args)
+    if args.output is None or args.results is None:
+        if args.smoke:
+            tmp_root = Path(tempfile.mkdtemp(prefix="sr4zct-bench-smoke-"))
+        args.output = args.output or (tmp_root / "BENCHMARKS.md" if args.smoke else DEFAULT_OUTPUT)
+        args.results = args.results or (
+            (args.output.parent / "results.json") if args.smoke else DEFAULT_RESULTS
+        )
+    command = "python -m benchmarks.run" + ("" if not argv else " " + shlex.join(argv))
+    try:
+        info = machine_info()
+        cores = info.get("cores_logical")
+        run = {
+            "id": uuid.uuid4().hex[:12],
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command,
+            "machine": info,
+        }
+        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sr4zct-bench-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        rows: list[dict] = []
+        try:
+            if args.settings.strip().lower() != "none":
+                rows += run_quality(args, log, workdir, cores)
+            if args.peers:
+                rows += run_peers(args, log, workdir, cores)
+            if args.l291:
+                rows += run_l291(args, log, workdir)
+            if args.speed:
+                rows += run_speed(args, log)
+        finally:
+            if args.workdir is None:
+                shutil.rmtree(workdir, ignore_errors=True)
+        results = report.merge_results(report.load_results(args.results), run, rows)
+        report.save_results(results, args.results)
+        text = report.render_markdown(results, latest_run=run)
+        report.atomic_write_text(args.output, text)
+    except BenchmarkError as exc:
+        print(f"benchmarks: error: {exc}", file=sys.stderr)
+        return 2
+    log(f"wrote {args.output} and {args.results}")
+    failed = [r for r in rows if r.get("status") != "ok"]
+    for r in failed:
+        log(f"not ok: {r.get('key')}: {r.get('status')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
