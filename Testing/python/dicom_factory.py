@@ -98,6 +98,7 @@ def write_series(
     series_number: int = 1,
     missing_tags: Sequence[str] = (),
     extra_tags: dict[str, Any] | None = None,
+    per_slice_tags: dict[str, Sequence[Any]] | None = None,
     file_order: str = "sorted",
     name_pattern: str = "IM{index:04d}.dcm",
     transfer_syntax: str = ExplicitVRLittleEndian,
@@ -117,7 +118,8 @@ def write_series(
     hu : (n, rows, columns) HU values; default :func:`default_hu`. Stored as
         ``round((hu - intercept) / slope)`` in uint16/int16, so use integer HU with slope 1 for exactness.
     missing_tags : DICOM keywords to delete from every file (e.g. ``"ImagePositionPatient"``).
-    extra_tags : keyword -> value set on every file (or keyword -> list, one value per slice).
+    extra_tags : keyword -> value set on every file (a list value is one multi-valued attribute).
+    per_slice_tags : keyword -> sequence of one value per slice (stacking order).
     file_order : how files are named relative to the stacking order: ``"sorted"`` (index k = slice k),
         ``"reversed"`` or ``"shuffled"`` (a seeded permutation).
     name_pattern : file name format, ``{index}`` (file index) and ``{uid}`` available; e.g.
@@ -210,7 +212,9 @@ def write_series(
         if number_of_frames is not None:
             ds.NumberOfFrames = number_of_frames
         for key, value in (extra_tags or {}).items():
-            setattr(ds, key, value[k] if isinstance(value, list) else value)
+            setattr(ds, key, value)
+        for key, values in (per_slice_tags or {}).items():
+            setattr(ds, key, values[k])
         for key in missing_tags:
             if key in ds:
                 delattr(ds, key)

@@ -216,3 +216,18 @@ def test_undecodable_pixel_data_names_the_transfer_syntax(tmp_path):
     with pytest.raises(InputError, match="JPEG-LS Lossless") as info:
         read_volume(s.folder)
     assert "cannot decode the pixel data" in info.value.message
+
+
+def test_localizer_in_the_same_series_is_ignored(tmp_path):
+    s = write_series(tmp_path / "ct", n_slices=5)
+    write_series(
+        tmp_path / "ct",
+        n_slices=1,
+        series_uid=s.series_uid,
+        orientation=(1.0, 0.0, 0.0, 0.0, 0.0, -1.0),
+        extra_tags={"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]},
+        name_pattern="SCOUT{index}.dcm",
+    )
+    v = read_volume(s.folder)
+    np.testing.assert_array_equal(v.array, s.hu)
+    assert any("localizer" in w for w in v.geometry.warnings)

@@ -8,6 +8,7 @@ name or InstanceNumber. Pixel values are converted to HU with RescaleSlope/Resca
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class SliceHeader:
     modality: str | None
     series_number: int | None
     reference: dict[str, Any]
+    image_type: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,13 @@ def _read_header(path: Path) -> Any | None:
     return ds
 
 
+def _image_type(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    values = [value] if isinstance(value, str) else list(value)
+    return tuple(str(v).strip().upper() for v in values)
+
+
 def _header(path: Path, ds: Any) -> SliceHeader:
     reference = {k: _plain(ds.get(k)) for k in REFERENCE_KEYWORDS if k in ds}
     return SliceHeader(
@@ -193,6 +202,7 @@ def _header(path: Path, ds: Any) -> SliceHeader:
         modality=str(ds.Modality) if ds.get("Modality") else None,
         series_number=_int_or_none(ds.get("SeriesNumber")),
         reference=reference,
+        image_type=_image_type(ds.get("ImageType")),
     )
 
 
@@ -310,6 +320,12 @@ def _geometry(
     headers: list[SliceHeader], folder: Path, thickness_mm: float | None
 ) -> tuple[SeriesGeometry, list[SliceHeader]]:
     description = headers[0].description or folder.resolve().name
+    n_localizers = sum("LOCALIZER" in h.image_type for h in headers)
+    if 0 < n_localizers < len(headers):
+        # Scout images sometimes share the series UID; they are not part of the stack.
+        headers = [h for h in headers if "LOCALIZER" not in h.image_type]
+    else:
+        n_localizers = 0
     _check_images(headers, description)
     geometry, order = geometry_from_slices(
         [h.position for h in headers],
@@ -330,6 +346,9 @@ def _geometry(
     thickness_mm = check_thickness(thickness_mm)
     if thickness_mm is not None:
         geometry = geometry.with_thickness(thickness_mm, source="user")
+    if n_localizers:
+        note = f"Ignored {n_localizers} localizer (scout) image(s) stored in this series."
+        geometry = dataclasses.replace(geometry, warnings=(*geometry.warnings, note))
     return geometry, sorted_headers
 
 
