@@ -369,6 +369,15 @@ def input_info(spec: JobSpec) -> dict[str, Any]:
         }
 
 
+def check_outputs(spec: JobSpec) -> None:
+    """Fail before any long computation if the writers would refuse an output (``OutputError``)."""
+    from .io import check_output
+
+    for path in (spec.output_path, spec.uncertainty_path):
+        if path is not None:
+            check_output(path, overwrite=spec.overwrite, input_path=spec.input_path)
+
+
 def planned_steps(spec: JobSpec) -> int | None:
     """Upper bound of training steps (time may stop training earlier); None when not training."""
     if spec.task == "selftest":
@@ -558,6 +567,8 @@ def run_job(
                 temp_dir = Path(spec.temp_dir)
                 temp_dir.mkdir(parents=True, exist_ok=True)
             info = input_info(spec)
+            if spec.task == "enhance":
+                check_outputs(spec)
             lock = OutputLock(spec.output_path).acquire()
             # Only outputs this job creates are removed on cancel/failure (never another job's).
             before = _snapshot([spec.output_path, spec.uncertainty_path, spec.save_model_path])

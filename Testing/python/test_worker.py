@@ -283,6 +283,17 @@ def test_enhance_in_background_reads_the_input(tmp_path):
     assert job.wait(WAIT_S) is events[-1] and job.state == "finished"
 
 
+def test_existing_output_is_refused_before_starting(tmp_path):
+    sitk = pytest.importorskip("SimpleITK")
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 6, 6), np.float32)), str(tmp_path / "in.nrrd"))
+    (tmp_path / "out.nrrd").write_text("keep me")
+    job = enhance_in_background(tmp_path / "in.nrrd", tmp_path / "out.nrrd", device="cpu")
+    failed = job.wait(WAIT_S)
+    assert failed["event"] == "failed" and failed["code"] == "output" and "exists" in failed["message"]
+    assert job.started is None
+    assert (tmp_path / "out.nrrd").read_text() == "keep me"
+
+
 def test_missing_python_executable(tmp_path):
     job = BackgroundJob(selftest(tmp_path), python_executable=str(tmp_path / "no-python"))
     with pytest.raises(SR4ZCTError, match="Cannot start the background worker"):
