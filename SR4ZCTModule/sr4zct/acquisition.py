@@ -333,11 +333,14 @@ def image_range(images: Any) -> tuple[Any, Any]:
     return _back(lo, was_numpy), _back(hi, was_numpy)
 
 
-def _clip(x: torch.Tensor, clip_to: Any) -> torch.Tensor:
+def _clip(x: torch.Tensor, clip_to: Any, *, fresh: bool = False) -> torch.Tensor:
+    """Clip ``x`` to ``clip_to = (low, high)``; in place when ``x`` is a fresh result nobody else holds."""
     lo, hi = clip_to
     lo = torch.as_tensor(lo, dtype=x.dtype, device=x.device)
     hi = torch.as_tensor(hi, dtype=x.dtype, device=x.device)
-    return torch.minimum(torch.maximum(x, lo), hi)
+    if fresh and not (x.requires_grad and torch.is_grad_enabled()):
+        return x.clamp_(lo, hi)  # saves a full-size temporary on whole-volume calls
+    return torch.clamp(x, lo, hi)
 
 
 def f_down(
@@ -403,7 +406,7 @@ def f_up(
     m = _up_matrix_cached(n, r, tuple(centres.tolist()))
     out = _apply(m, x, axis)
     if clip_to is not None:
-        out = _clip(out, clip_to)
+        out = _clip(out, clip_to, fresh=True)
     return _back(out, was_numpy)
 
 
@@ -428,7 +431,7 @@ def degrade(
     n = x.shape[_axis(axis, x.ndim)]
     op = degrade_operator_matrix(n, pixel_mm, thickness_mm, spacing_mm, phase_mm, profile)
     out = _apply(op, x, axis)
-    out = _clip(out, image_range(x) if clip_to is None else clip_to)
+    out = _clip(out, image_range(x) if clip_to is None else clip_to, fresh=True)
     return _back(out, was_numpy)
 
 
@@ -460,7 +463,7 @@ def degrade_batch(
     )
     m = torch.tensor(ops, dtype=x.dtype, device=x.device)
     m = m.reshape(m.shape[:1] + (1,) * (x.ndim - 3) + m.shape[1:])
-    out = _clip(m @ x, image_range(x) if clip_to is None else clip_to)
+    out = _clip(m @ x, image_range(x) if clip_to is None else clip_to, fresh=True)
     return _back(out, was_numpy)
 
 
