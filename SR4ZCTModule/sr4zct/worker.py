@@ -593,6 +593,8 @@ def run_job(
             )
             if dev == "cpu" and spec.device == "auto":
                 ctx.log(description, "info")
+            if should_stop():  # cancelled while starting up (e.g. importing torch)
+                raise Cancelled("Cancelled by the user; nothing was written.")
             run = task or TASKS[spec.task]
             try:
                 result = run(spec, ctx)

@@ -124,6 +124,36 @@ def test_cancel_during_training(tmp_path):
     assert_gone(pids)
 
 
+def _start_raw_worker(tmp_path: Path, spec: JobSpec) -> subprocess.Popen:
+    spec.temp_dir = str(tmp_path / "temp")
+    job_file = spec.save(tmp_path / "job.json")
+    return subprocess.Popen([sys.executable, "-m", "sr4zct.worker", str(job_file)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+
+
+def test_sigterm_alone_cancels(tmp_path):
+    proc = _start_raw_worker(tmp_path, selftest(tmp_path, steps=2000, step_s=0.01))
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1]["event"] == "progress" and events[-1]["stage"] == "train":
+            proc.send_signal(signal.SIGTERM)
+            break
+    events += [json.loads(line) for line in proc.stdout]
+    assert proc.wait(WAIT_S) == 130
+    assert events[-1]["event"] == "cancelled"
+    assert_well_formed(events)
+    assert not (tmp_path / "out.json").exists() and not (tmp_path / "temp").exists()
+
+
+def test_worker_stops_when_its_reader_goes_away(tmp_path):
+    proc = _start_raw_worker(tmp_path, selftest(tmp_path, steps=2000, step_s=0.01))
+    assert json.loads(proc.stdout.readline())["event"] == "started"
+    proc.stdout.close()  # the client crashed: the next event cannot be written
+    assert proc.wait(WAIT_S) == 130
+    assert not (tmp_path / "out.json").exists()
+
+
 def test_cancel_kills_a_worker_that_does_not_listen(tmp_path):
     job = BackgroundJob(selftest(tmp_path, steps=2000, step_s=0.01, child_sleep_s=120, ignore_cancel=True))
     job.start()
