@@ -207,3 +207,12 @@ def test_vhm_head_geometry(vhm_head_path):
     assert g.spacing_mm == (1.0, 1.0, 1.0)
     assert g.to_dict()["through_plane_axis"].startswith("z")
     assert g.thickness_source == "missing"
+
+
+def test_bids_sidecar_slice_thickness(tmp_path):
+    path = tmp_path / "sub-01_ct.nii.gz"
+    write_sitk(path, np.zeros((3, 4, 4), np.float32), (0.8, 0.8, 2.5), (0, 0, 0), np.eye(3))
+    (tmp_path / "sub-01_ct.json").write_text(json.dumps({"Modality": "CT", "SliceThickness": 5}))
+    g = read_geometry(path)
+    assert g.slice_thickness_mm == 5.0 and g.thickness_source == "header"
+    assert g.overlap_mm == pytest.approx(2.5)

@@ -10,8 +10,8 @@ two in file order, and records it in ``SeriesGeometry.source_slice_axis`` (a Num
 puts the axes back, so origin, spacing and direction round-trip exactly (up to NIfTI's float32 storage).
 
 Slice thickness is not part of these formats: it comes from ``thickness_mm=`` (source ``"user"``), else the
-header key ``sr4zct_slice_thickness_mm`` (NRRD/MHA header, or the NIfTI JSON sidecar ``<name>.json``;
-source ``"header"``), else it is missing.
+header key ``sr4zct_slice_thickness_mm`` (NRRD/MHA header, or the NIfTI JSON sidecar ``<name>.json``,
+where a BIDS/dcm2niix ``SliceThickness`` also counts; source ``"header"``), else it is missing.
 """
 
 from __future__ import annotations
@@ -180,7 +180,13 @@ def _read_sidecar(path: Path) -> dict[str, str]:
         data = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    out = {str(k): str(v) for k, v in data.items()}
+    # BIDS sidecars (dcm2niix) record the DICOM SliceThickness under this name.
+    if THICKNESS_KEY not in out and isinstance(data.get("SliceThickness"), (int, float)):
+        out[THICKNESS_KEY] = str(data["SliceThickness"])
+    return out
 
 
 def _check_input(path: Path) -> None:
