@@ -109,7 +109,7 @@ def format_geometry(geometry: SeriesGeometry) -> str:
     lines.append(f"                   rows    {_vec(g.axes_lps[1])}")
     lines.append(f"                   columns {_vec(g.axes_lps[2])}")
     if g.gantry_tilt_deg > 0.01:
-        lines.append(f"Gantry tilt:       {g.gantry_tilt_deg:.3g} degrees")
+        lines.append(f"Gantry tilt:       {g.gantry_tilt_deg:.2f} degrees")
     if g.is_regular:
         lines.append("Spacing:           regular")
     else:
