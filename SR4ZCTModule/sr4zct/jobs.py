@@ -299,13 +299,27 @@ def _error_classes() -> list[type[SR4ZCTError]]:
 STATES = ("created", "starting", "running", "cancelling", "finished", "cancelled", "failed")
 
 
+def default_python_executable() -> str:
+    """The Python interpreter for worker processes: ``sys.executable``, or ``PythonSlicer`` inside Slicer."""
+    if "slicer" not in sys.modules:
+        return sys.executable
+    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    found = shutil.which("PythonSlicer") or shutil.which(name, path=os.path.dirname(sys.executable))
+    if found is None:
+        raise errors.ResourceError(
+            "Cannot find PythonSlicer to run the background worker; pass python_executable explicitly."
+        )
+    return found
+
+
 class BackgroundJob:
     """Runs one :class:`JobSpec` in a worker process and collects its events.
 
     Parameters
     ----------
     spec : the job; validated here (``ParameterError`` right away for bad options).
-    python_executable : the Python that runs the worker. Slicer passes ``shutil.which("PythonSlicer")``.
+    python_executable : the Python that runs the worker; default :func:`default_python_executable`
+        (``sys.executable``, or ``PythonSlicer`` inside 3D Slicer, whose ``sys.executable`` is the application).
     env : variables added to (or, with value ``None``, removed from) the worker's environment, e.g.
         ``{"CUDA_VISIBLE_DEVICES": "-1"}`` to keep it off the GPU.
     max_log_lines : how many recent log lines :attr:`last_log_lines` keeps.
@@ -320,13 +334,13 @@ class BackgroundJob:
     def __init__(
         self,
         spec: JobSpec,
-        python_executable: str | os.PathLike | None = sys.executable,
+        python_executable: str | os.PathLike | None = None,
         env: dict[str, str | None] | None = None,
         *,
         max_log_lines: int = 50,
     ):
         self.spec = spec.validate()
-        self.python_executable = os.fspath(python_executable or sys.executable)
+        self.python_executable = os.fspath(python_executable or default_python_executable())
         self.env = dict(env or {})
         self.state = "created"
         self.returncode: int | None = None
@@ -678,7 +692,7 @@ def _kill_tree(process: subprocess.Popen) -> None:
 def run_blocking(
     spec: JobSpec,
     progress_callback: Callable[[dict], None] | None = None,
-    python_executable: str | os.PathLike | None = sys.executable,
+    python_executable: str | os.PathLike | None = None,
     *,
     env: dict[str, str | None] | None = None,
     log_callback: Callable[[dict], None] | None = None,
@@ -729,7 +743,7 @@ def enhance_in_background(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
     *,
-    python_executable: str | os.PathLike | None = sys.executable,
+    python_executable: str | os.PathLike | None = None,
     env: dict[str, str | None] | None = None,
     **options: Any,
 ) -> BackgroundJob:
@@ -765,6 +779,7 @@ __all__ = [
     "BackgroundJob",
     "JobSpec",
     "enhance_in_background",
+    "default_python_executable",
     "error_from_event",
     "lock_path_for",
     "log_line",

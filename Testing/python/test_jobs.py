@@ -228,3 +228,20 @@ def test_output_lock_blocks_a_live_owner_and_takes_over_a_dead_one(tmp_path):
 def test_output_lock_in_missing_folder(tmp_path):
     with pytest.raises(OutputError, match="does not exist"):
         OutputLock(tmp_path / "nowhere" / "out.nrrd").acquire()
+
+
+def test_default_python_executable(tmp_path, monkeypatch):
+    import types
+
+    from sr4zct.jobs import default_python_executable
+
+    assert default_python_executable() == sys.executable
+    monkeypatch.setitem(sys.modules, "slicer", types.ModuleType("slicer"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "SlicerApp-real"))
+    with pytest.raises(ResourceError, match="PythonSlicer"):
+        default_python_executable()
+    launcher = tmp_path / ("PythonSlicer.exe" if os.name == "nt" else "PythonSlicer")
+    launcher.write_text("#!/bin/sh\n")
+    launcher.chmod(0o755)
+    assert Path(default_python_executable()) == launcher
