@@ -77,7 +77,11 @@ def _check_profile(profile: str) -> str:
 
 
 def _check_n(n_pixels: Any) -> int:
-    if isinstance(n_pixels, bool) or int(n_pixels) != n_pixels or int(n_pixels) < 2:
+    try:
+        whole = int(n_pixels) == n_pixels and not isinstance(n_pixels, bool)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or int(n_pixels) < 2:
         raise ParameterError(
             f"The number of pixels along the degraded axis must be an integer >= 2, got {n_pixels!r}."
         )

@@ -95,7 +95,7 @@ def test_training_pairs_match_oracle_with_anisotropic_pixels(profile):
     assert _rel_err(hin, np.rot90(horizontal)) < 1e-5
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, database=None)
 @given(
     n=st.integers(min_value=8, max_value=40),
     pixel=st.floats(min_value=0.3, max_value=1.5),
@@ -415,8 +415,9 @@ def test_f_up_validation():
         acq.f_up(np.zeros((3, 2)), n_pixels=10, pixel_mm=1.0, centres_mm=[1.0, 3.0, 2.0])
     with pytest.raises(ParameterError):
         acq.f_up(np.zeros((3, 2)), n_pixels=10, pixel_mm=1.0, centres_mm=[1.0, 2.0])  # length mismatch
-    with pytest.raises(ParameterError):
-        acq.f_up(np.zeros((3, 2)), n_pixels=1, pixel_mm=1.0, centres_mm=[1.0, 2.0, 3.0])
+    for bad_n in (1, 2.5, "many", None):
+        with pytest.raises(ParameterError):
+            acq.f_up(np.zeros((3, 2)), n_pixels=bad_n, pixel_mm=1.0, centres_mm=[1.0, 2.0, 3.0])
 
 
 # ------------------------------------------------------------------------------------------------
