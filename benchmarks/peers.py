@@ -8,6 +8,7 @@ its ``run-eclare`` command on a NIfTI file of the thick-slice input.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -105,6 +106,39 @@ def run_eclare(
     name = input_nifti.name.replace(".nii", "_eclare.nii")
     out = out_dir / name
     return record, (out if record["returncode"] == 0 and out.is_file() else None)
+
+
+_TQDM = re.compile(r"(\d+)/(\d+) \[(?:(\d+):)?(\d+):(\d+)")
+
+
+def eclare_progress(log_text: str, n_patches: int) -> str | None:
+    """Where a killed ECLARE run was: training patches done, or inference slices of which rotation."""
+    text = log_text.replace("\r", "\n")
+    matches = list(_TQDM.finditer(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    done, total = int(last.group(1)), int(last.group(2))
+    h, m, sec = int(last.group(3) or 0), int(last.group(4)), int(last.group(5))
+    elapsed = h * 3600 + m * 60 + sec
+    if total == n_patches:
+        return f"training: {done}/{total} patches after {elapsed} s"
+    rotation = min(max(1, _count_restarts(matches, total)), 2)
+    rate = elapsed / done if done else None
+    est = f", about {rate * total * 2 / 60:.0f} min for both rotations" if rate else ""
+    return f"inference: slice {done}/{total} of rotation {rotation} of 2 after {elapsed} s{est}"
+
+
+def _count_restarts(matches: list, total: int) -> int:
+    count, previous = 0, None
+    for x in matches:
+        if int(x.group(2)) != total:
+            continue
+        done = int(x.group(1))
+        if previous is None or done < previous:
+            count += 1
+        previous = done
+    return count
 
 
 if __name__ == "__main__":  # python -m benchmarks.peers: prepare the ECLARE environment only

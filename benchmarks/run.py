@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--eclare-patches", type=int, default=None, help="override ECLARE's training patches")
     p.add_argument("--no-eclare", action="store_true", help="skip ECLARE (no virtual environment is created)")
+    p.add_argument(
+        "--eclare-timeout-factor",
+        type=float,
+        default=2.0,
+        help="kill ECLARE after factor x the peer budget (default 2: it already lost at equal time)",
+    )
     p.add_argument("--speed", action="store_true", help="acquisition-model and network micro-benchmarks")
     p.add_argument(
         "--l291", default=None, metavar="PRESET", help="also run PRESET on the full L291 series (memory)"
@@ -408,7 +414,7 @@ def run_peers(args, log, workdir: Path, cores: int | None) -> list[dict]:
 
 
 def _run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, train_s_default) -> dict:
-    from .peers import PeerUnavailable, ensure_eclare, run_eclare
+    from .peers import PeerUnavailable, eclare_progress, ensure_eclare, run_eclare
 
     row = {
         **common,
@@ -433,9 +439,10 @@ def _run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, tra
     train_s = train_s_default or 0.8 * budget_s
     n_patches = args.eclare_patches or max(256, int(round(train_s * ECLARE_PATCHES_PER_S / 32)) * 32)
     nifti = _write_nifti(thick, case_dir / "thick.nii.gz")
-    timeout = max(budget_s * args.timeout_factor, budget_s + 300)
+    timeout = budget_s * args.eclare_timeout_factor
     log(
-        f"peers: run-eclare --relative-slice-thickness {rel_thickness:g} --n-patches {n_patches} (timeout {timeout / 60:.0f} min)"
+        f"peers: run-eclare --relative-slice-thickness {rel_thickness:g} --n-patches {n_patches} "
+        f"(killed after {timeout / 60:.1f} min)"
     )
     record, out = run_eclare(
         exe,
@@ -447,18 +454,22 @@ def _run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, tra
         log_path=case_dir / "eclare.log",
     )
     row.update(_measurement_fields(record))
+    row["n_patches"] = n_patches
     row["note"] = (
-        f"{n_patches} training patches (= the default network's training time x {ECLARE_PATCHES_PER_S:g} patches/s), "
-        f"`--relative-slice-thickness {rel_thickness:g} --relative-slice-profile-type rect`; ECLARE has no time option"
+        f"{n_patches} training patches (the default network's training time x {ECLARE_PATCHES_PER_S:g} patches/s; "
+        f"ECLARE has no time option), `--relative-slice-thickness {rel_thickness:g} --relative-slice-profile-type rect "
+        "--batch-size 32`"
     )
     if out is None:
+        where = eclare_progress(record.get("output", ""), n_patches)
         if record["timed_out"]:
             row["status"] = (
-                f"no result within {timeout / 60:.0f} min ({timeout / budget_s:.1f}x the budget); killed - "
-                "its WDSR inference on every slice is too slow for this CPU"
+                f"no result within {timeout / 60:.1f} min ({args.eclare_timeout_factor:g}x the budget), killed"
+                + (f"; it was at {where}" if where else "")
             )
         else:
-            row["status"] = f"failed (exit {record['returncode']}): {record['output_tail'].splitlines()[-1:]}"
+            last = [ln for ln in record["output_tail"].splitlines() if ln.strip()][-1:] or [""]
+            row["status"] = f"failed (exit {record['returncode']}): {last[0][:200]}"
         log(f"peers: ECLARE: {row['status']}")
         return row
     result = _read_nifti_volume(out, thick)

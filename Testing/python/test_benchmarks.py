@@ -312,3 +312,18 @@ def test_smoke_run_writes_report_with_sane_numbers(vhm_head_path, tmp_path):
     # residual design: even an under-trained model stays close to linear interpolation
     assert sr["gain_db"] > -1.0
     assert elapsed < 90
+
+
+def test_eclare_progress_reads_where_a_killed_run_was():
+    from benchmarks.peers import eclare_progress
+
+    training = " 50%|#| 128/256 [00:10<00:10, 12it/s]\r"
+    assert eclare_progress(training, 256) == "training: 128/256 patches after 10 s"
+    inference = (
+        training + "100%|#| 256/256 [00:20<00:00]\n  0%| | 0/192 [00:00<?]\r 10%| | 19/192 [01:02<10:00]\r"
+    )
+    text = eclare_progress(inference, 256)
+    assert text.startswith("inference: slice 19/192 of rotation 1 of 2 after 62 s")
+    second = inference + "100%| | 192/192 [10:00<00:00]\n  0%| | 0/192 [00:00<?]\r  5%| | 10/192 [00:30<9:00]"
+    assert "rotation 2 of 2" in eclare_progress(second, 256)
+    assert eclare_progress("no progress bar", 256) is None
