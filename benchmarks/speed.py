@@ -34,6 +34,8 @@ def acquisition_row(quick: bool = False) -> dict:
         return row
     params = inspect.signature(run).parameters
     kwargs = {"quick": quick} if "quick" in params else {}
+    if "verbose" in params:
+        kwargs["verbose"] = False
     try:
         figures = run(**kwargs)
     except Exception as exc:  # noqa: BLE001 - recorded in the table instead of aborting the suite
