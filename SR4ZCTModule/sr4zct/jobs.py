@@ -94,7 +94,9 @@ class JobSpec:
     overwrite : replace existing output files.
     allow_cpu_fallback : when the GPU runs out of memory even after the pipeline's retries, rerun on the CPU.
     keep_temp : keep the per-job temp folder (for debugging).
-    temp_dir : the per-job temp folder; ``None`` = created (``tempfile.mkdtemp(prefix="sr4zct-job-")``).
+    temp_dir : the per-job temp folder. ``None``: a fresh ``tempfile.mkdtemp(prefix="sr4zct-job-")``,
+        deleted at the end unless ``keep_temp``. A folder given here that already exists is kept (only
+        the job's own ``job.json`` and ``cancel`` files are removed).
     task : "enhance", or "selftest" (a tiny built-in task that checks the worker round trip; its
         ``task_options`` drive the protocol tests).
     task_options : extra options for the task.
@@ -269,6 +271,18 @@ def lock_path_for(output_path: str | os.PathLike) -> Path:
     return path.with_name(path.name + LOCK_SUFFIX)
 
 
+def remove_job_temp(temp_dir: str | os.PathLike, *, created: bool) -> None:
+    """Remove a job's temp folder: entirely when it was made for the job (``created`` or an
+    ``sr4zct-job-*`` folder), else only the files the job protocol put there (a folder the user chose)."""
+    temp_dir = Path(temp_dir)
+    if created or temp_dir.name.startswith(TEMP_PREFIX):
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        return
+    for name in (JOB_FILE, CANCEL_FILE):
+        with contextlib.suppress(OSError):
+            (temp_dir / name).unlink()
+
+
 def error_from_event(event: dict) -> SR4ZCTError:
     """The :class:`~sr4zct.errors.SR4ZCTError` (subclass chosen by ``code``) for a ``failed`` event."""
     code = event.get("code") or CODE_CRASHED
@@ -326,6 +340,10 @@ class BackgroundJob:
 
     Notes
     -----
+    States: ``created`` -> ``starting`` (worker launched, loading) -> ``running`` (``started`` received)
+    -> ``cancelling`` (after :meth:`cancel`) -> ``finished`` / ``cancelled`` / ``failed`` once the worker
+    has exited (:attr:`done`).
+
     Thread safety: events are read on background threads and queued; :meth:`poll` (for a GUI timer) and
     :meth:`iter_events` (for scripts) drain the same queue, so use one of them. :attr:`state`,
     :attr:`progress`, :attr:`result` and :attr:`error` are always current without polling.
@@ -405,6 +423,7 @@ class BackgroundJob:
             self.spec = spec
         else:
             self.temp_dir = Path(spec.temp_dir)
+            self._created_temp = not self.temp_dir.exists()
             self.temp_dir.mkdir(parents=True, exist_ok=True)
         job_file = spec.save(self.temp_dir / JOB_FILE)
 
@@ -436,9 +455,6 @@ class BackgroundJob:
             raise errors.ResourceError(
                 f"Cannot start the background worker with {self.python_executable}: {exc.strerror or exc}."
             ) from None
-        with self._lock:
-            if self.state == "starting":
-                self.state = "running"
         out = threading.Thread(
             target=self._read_stream, args=("stdout",), name="sr4zct-job-stdout", daemon=True
         )
@@ -572,6 +588,8 @@ class BackgroundJob:
                 self._log.append(event.get("message", ""))
             elif kind == "started":
                 self.started = event
+                if self.state == "starting":
+                    self.state = "running"
             elif kind == "progress":
                 self.progress = event
             elif kind in TERMINAL_EVENTS:
@@ -656,8 +674,8 @@ class BackgroundJob:
             self._cleanup_temp()
 
     def _cleanup_temp(self) -> None:
-        if self.temp_dir is not None and self._created_temp:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if self.temp_dir is not None:
+            remove_job_temp(self.temp_dir, created=self._created_temp)
 
 
 def _kill_tree(process: subprocess.Popen) -> None:

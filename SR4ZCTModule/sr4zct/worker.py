@@ -48,7 +48,7 @@ from .events import (
     make_event,
     progress_event,
 )
-from .jobs import CANCEL_FILE, TEMP_PREFIX, JobSpec, lock_path_for
+from .jobs import CANCEL_FILE, TEMP_PREFIX, JobSpec, lock_path_for, remove_job_temp
 from .progress import Progress, ProgressReporter
 
 Emit = Callable[[dict], None]
@@ -557,14 +557,17 @@ def run_job(
     """
     t0 = time.monotonic()
     temp_dir: Path | None = None
+    created_temp = False
     lock: OutputLock | None = None
     before: dict[Path, float | None] = {}
     try:
         try:
             if spec.temp_dir is None:
                 temp_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+                created_temp = True
             else:
                 temp_dir = Path(spec.temp_dir)
+                created_temp = not temp_dir.exists()
                 temp_dir.mkdir(parents=True, exist_ok=True)
             info = input_info(spec)
             if spec.task == "enhance":
@@ -633,7 +636,7 @@ def run_job(
             if spec.keep_temp:
                 emit(log_event(f"Temp folder kept: {temp_dir}", "info"))
             else:
-                shutil.rmtree(temp_dir, ignore_errors=True)
+                remove_job_temp(temp_dir, created=created_temp)
     fields = {k: v for k, v in result.items() if k not in ("event", "version", "time")}
     fields.setdefault("elapsed_s", time.monotonic() - t0)
     emit(make_event("finished", exit_code=EXIT_OK, **fields))

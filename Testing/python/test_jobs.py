@@ -200,6 +200,15 @@ def test_temp_dir_is_removed_unless_kept(tmp_path):
     _run(JobSpec(output_path=str(tmp_path / "o"), task="selftest"), record)
     assert seen["temp"].name.startswith("sr4zct-job-")
     assert not seen["temp"].exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "precious.txt").write_text("x")
+    (mine / "job.json").write_text("{}")
+    _run(JobSpec(output_path=str(tmp_path / "o"), task="selftest", temp_dir=str(mine)), record)
+    assert sorted(p.name for p in mine.iterdir()) == ["precious.txt"]  # a folder the user chose stays
+    created = tmp_path / "created"
+    _run(JobSpec(output_path=str(tmp_path / "o"), task="selftest", temp_dir=str(created)), record)
+    assert not created.exists()
     kept = tmp_path / "kept"
     code, events = _run(JobSpec(output_path=str(tmp_path / "o"), task="selftest", keep_temp=True,
                                 temp_dir=str(kept)), record)  # fmt: skip
