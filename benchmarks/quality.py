@@ -274,9 +274,10 @@ def run_enhance(
     max_minutes: float | None = None,
     timeout_s: float | None = None,
     log_path: Path | None = None,
+    threads: int | None = None,
 ) -> tuple[dict, object | None]:
     """Run ``sr4zct enhance`` in a subprocess; returns the measurement record and the result Volume
-    (``None`` when the CLI failed).
+    (``None`` when the CLI failed). ``threads`` pins the pipeline's default CPU thread count.
 
     The child is :mod:`benchmarks.enhance_child`, i.e. the real CLI plus a JSON record of the pipeline's
     own stage timings (``timings_s``: read, prepare, train, infer, write, total).
@@ -299,6 +300,8 @@ def run_enhance(
     fd, record_path = tempfile.mkstemp(prefix="sr4zct-bench-", suffix=".json")
     os.close(fd)
     env = dict(os.environ, SR4ZCT_BENCH_RECORD=record_path, PYTHONPATH=_pythonpath())
+    if threads:
+        env["SR4ZCT_BENCH_THREADS"] = str(int(threads))
     try:
         record = run_measured(cmd, timeout_s=timeout_s, env=env, cwd=REPO_ROOT, log_path=log_path)
         child = _json_maybe(Path(record_path).read_text(encoding="utf-8") or "{}") or {}

@@ -413,8 +413,10 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
         "subprocess and read back. Scores follow docs/method.md section 5: body-box PSNR (box of voxels above -500 HU in "
         "y/x, slices within one thickness of either end dropped, data range = ground-truth max - min) and the mean "
         "per-slice coronal/sagittal PSNR and SSIM inside the same box. Gains are over linear interpolation along z "
-        "computed in the same run. Wall time is the whole CLI process (read DICOM, train, infer, write); peak RSS is "
-        "the child process tree's.",
+        "computed in the same run. Wall time is the whole CLI process (start-up, read DICOM, train, infer, write); "
+        "stage times are the pipeline's own; peak RSS is the child process tree's (sampled every 0.2 s). The CLI's "
+        "torch CPU threads are pinned to the machine's cores (`--threads`) so that timings do not depend on the "
+        "load average left by the previous stage.",
         "",
         "## Targets (issue 6)",
         "",

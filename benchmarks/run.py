@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import os
 import shlex
 import shutil
 import sys
@@ -89,6 +90,13 @@ def _list(text: str, allowed: tuple[str, ...], option: str) -> list[str]:
     return items
 
 
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -107,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None, help="override every preset's time budget")
     p.add_argument("--device", default="auto", help="device for sr4zct enhance (auto, cpu, cuda, mps)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=_available_cores(),
+        help="CPU threads for sr4zct enhance (default: all cores this process may use; 0 = the pipeline's choice)",
+    )
     p.add_argument("--peers", action="store_true", help="peers on the central 192x192 crop of 5/2.5 box")
     p.add_argument("--peer-minutes", type=float, default=4.0, help="wall-clock budget per peer (default 4)")
     p.add_argument("--peer-preset", default="fast", help="sr4zct preset used for the peer runs")
@@ -237,6 +251,7 @@ def run_quality(args, log, workdir: Path, cores: int | None) -> list[dict]:
                 "spacing_mm": d,
                 "profile": profile,
                 "cpu_cores": cores,
+                "threads": args.threads or None,
             }
             log(f"{label}: simulating thick slices and writing DICOM")
             thick_mem = simulate_acquisition(gt, t, d, profile=profile)
@@ -276,6 +291,7 @@ def run_quality(args, log, workdir: Path, cores: int | None) -> list[dict]:
                     max_minutes=args.max_minutes,
                     timeout_s=max(60.0, minutes * 60 * args.timeout_factor),
                     log_path=case_dir / f"sr4zct_{preset}.log",
+                    threads=args.threads,
                 )
                 row = {
                     **common,
@@ -385,6 +401,7 @@ def run_peers(args, log, workdir: Path, cores: int | None) -> list[dict]:
             max_minutes=budget_min,
             timeout_s=max(120.0, budget_min * 60 * args.timeout_factor),
             log_path=case_dir / f"sr4zct_{network}.log",
+            threads=args.threads,
         )
         label = "SR4ZCT default network" if network == "default" else "SR4ZCT with the paper's MS-D network"
         row = {**common, "method": f"sr4zct-{network}", "label": label, "order": order}
@@ -503,6 +520,7 @@ def run_l291(args, log, workdir: Path) -> list[dict]:
         max_minutes=args.max_minutes,
         timeout_s=max(120.0, minutes * 60 * args.timeout_factor),
         log_path=workdir / f"l291_{preset}.log",
+        threads=args.threads,
     )
     row = {"kind": "l291", "preset": preset, "status": record["status"], **_measurement_fields(record)}
     row["device_kind"] = _device_kind(record.get("device"), args.device)
