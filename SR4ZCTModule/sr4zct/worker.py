@@ -668,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
 
-    def show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+    def show_warning(message, category, filename, lineno, file=None, line=None):
         text = f"{category.__name__}: {message} ({Path(filename).name}:{lineno})"
         emit(log_event(text, "warning", logger="py.warnings"))
 
