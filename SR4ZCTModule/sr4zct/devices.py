@@ -1,0 +1,159 @@
+"""Compute device selection (``--device auto|cuda|cuda:N|mps|cpu``) and mixed-precision helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import torch
+
+from .errors import ParameterError, ResourceError
+
+__all__ = [
+    "autocast",
+    "describe_devices",
+    "grad_scaler",
+    "is_out_of_memory",
+    "resolve_device",
+    "set_cpu_threads",
+    "single_thread",
+]
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(spec: str = "auto") -> tuple[torch.device, str]:
+    """Turn a user's device choice into a :class:`torch.device` and a one-line description.
+
+    ``"auto"`` picks CUDA, then Apple MPS, then the CPU and says why. An explicit device that is not
+    available raises :class:`~sr4zct.errors.ResourceError`; an unknown name raises
+    :class:`~sr4zct.errors.ParameterError`.
+    """
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            dev = torch.device("cuda", torch.cuda.current_device())
+            return dev, f"CUDA GPU {torch.cuda.get_device_name(dev)} (auto)"
+        if _mps_available():
+            return torch.device("mps"), "Apple MPS GPU (auto)"
+        return torch.device("cpu"), f"CUDA not available, using CPU ({_cpu_threads()} threads)"
+    if spec == "cpu":
+        return torch.device("cpu"), f"CPU ({_cpu_threads()} threads)"
+    if spec == "mps":
+        if not _mps_available():
+            raise ResourceError(
+                "Device 'mps' was requested but Apple MPS is not available; use --device cpu."
+            )
+        return torch.device("mps"), "Apple MPS GPU"
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ResourceError(
+                f"Device {spec!r} was requested but CUDA is not available in this PyTorch "
+                f"({torch.__version__}); use --device cpu or install a CUDA build of PyTorch."
+            )
+        index = 0
+        if ":" in spec:
+            try:
+                index = int(spec.split(":", 1)[1])
+            except ValueError:
+                raise ParameterError(f"Invalid device {spec!r}; use cuda or cuda:N.") from None
+        count = torch.cuda.device_count()
+        if not 0 <= index < count:
+            raise ResourceError(f"Device {spec!r} does not exist: this machine has {count} CUDA device(s).")
+        dev = torch.device("cuda", index)
+        return dev, f"CUDA GPU {index}: {torch.cuda.get_device_name(dev)}"
+    raise ParameterError(f"Unknown device {spec!r}; choose auto, cpu, cuda, cuda:N or mps.")
+
+
+def _cpu_threads() -> int:
+    return torch.get_num_threads()
+
+
+def set_cpu_threads(n_threads: int | None = None) -> int:
+    """Set torch's intra-op threads and return the count.
+
+    By default: the cores this process may use, minus the cores other processes keep busy (1-minute load
+    average), at least 1. On a busy shared machine extra threads only wait for each other.
+    """
+    if n_threads is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        try:
+            busy = int(os.getloadavg()[0] + 0.5)
+        except (AttributeError, OSError):
+            busy = 0
+        n_threads = min(cores, max(1, cores - busy + 1))
+    n_threads = max(1, int(n_threads))
+    if torch.get_num_threads() != n_threads:
+        torch.set_num_threads(n_threads)
+    return n_threads
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run small tensor operations on one thread (thread-pool hand-offs cost more than they save)."""
+    previous = torch.get_num_threads()
+    if previous != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if previous != 1:
+            torch.set_num_threads(previous)
+
+
+def describe_devices() -> list[dict[str, Any]]:
+    """Devices usable here, for a device chooser: dicts with ``id``, ``name`` and ``memory_gb`` (or None)."""
+    devices: list[dict[str, Any]] = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            devices.append(
+                {"id": f"cuda:{i}", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1)}
+            )
+    if _mps_available():
+        devices.append({"id": "mps", "name": "Apple MPS GPU", "memory_gb": None})
+    try:
+        import psutil
+
+        ram = round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:  # psutil missing or restricted: memory unknown
+        ram = None
+    devices.append({"id": "cpu", "name": f"CPU ({os.cpu_count() or 1} cores)", "memory_gb": ram})
+    return devices
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed-precision type for ``device``: bf16 on CUDA GPUs that support it, else fp16; None on CPU/MPS."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device):
+    """Context manager running the forward pass in mixed precision where it pays (CUDA); no-op elsewhere."""
+    dtype = amp_dtype(device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def grad_scaler(device: torch.device) -> torch.amp.GradScaler | None:
+    """A GradScaler when training in fp16 (bf16 and fp32 need none)."""
+    if amp_dtype(device) == torch.float16:
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/MPS/CPU allocation failures that a smaller batch or tile could avoid."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
