@@ -1,0 +1,485 @@
+"""Checks that refuse unusable input before any long computation (docs/errors.md lists every one).
+
+Each function raises a specific :class:`~sr4zct.errors.SR4ZCTError` subclass with a one-line message that
+says what is wrong and what to do, or returns warnings (strings) for inputs that are usable but unusual.
+:func:`validate_for_enhancement` runs all checks in the order the pipeline needs them.
+
+Limits (documented choices, see docs/errors.md):
+
+* :data:`MAX_THICKNESS_MM`, :data:`MAX_SPACING_MM`: no clinical CT has slices thicker or further apart than
+  50 mm; larger values are almost always a unit error (cm, um) or a damaged header.
+* :data:`MAX_PIXEL_SPACING_MM`: in-plane pixels larger than 10 mm are not a diagnostic CT.
+* :data:`MAX_TILT_DEG`: scanners tilt the gantry by at most 30 degrees.
+* :data:`MAX_GAP_FACTOR`: a gap wider than 4 slice spacings splits the series into separate ranges; smaller
+  gaps (a few missing slices) are bridged by the z interpolation and reported.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .errors import GeometryError, InputError, ModelError, ParameterError, ResourceError
+from .volume import SeriesGeometry, Volume
+
+__all__ = [
+    "MAX_GAP_FACTOR",
+    "MAX_PIXEL_SPACING_MM",
+    "MAX_SPACING_MM",
+    "MAX_THICKNESS_MM",
+    "MAX_TILT_DEG",
+    "AcquisitionParameters",
+    "available_memory_bytes",
+    "check_dtype",
+    "check_finite",
+    "check_memory",
+    "check_modality",
+    "estimate_memory_bytes",
+    "format_bytes",
+    "validate_for_enhancement",
+    "validate_geometry_for_enhancement",
+    "validate_model_file",
+]
+
+MAX_THICKNESS_MM = 50.0
+MAX_SPACING_MM = 50.0
+MAX_PIXEL_SPACING_MM = 10.0
+MAX_TILT_DEG = 30.0
+MAX_GAP_FACTOR = 4.0
+#: Memory the process needs beyond the volumes (torch, the network, training batches).
+BASE_MEMORY_BYTES = 768 * 2**20
+#: Modalities accepted without ``allow_non_ct`` (CT, and unknown for plain image files).
+CT_MODALITIES = ("CT",)
+
+
+class AcquisitionParameters(NamedTuple):
+    """What the validation settled: the model's T and d, the slice positions and the output spacing."""
+
+    thickness_mm: float
+    spacing_mm: float
+    positions_mm: np.ndarray
+    target_spacing_mm: float
+    warnings: list[str]
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``"1.5 GiB"`` style size."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover
+
+
+def _number(name: str, value: Any, option: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number of millimetres ({option}), got {value!r}.") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ParameterError(f"{name} must be a positive number of millimetres ({option}), got {value!r}.")
+    return v
+
+
+def _not_absurd(name: str, value: float, limit: float, option: str, *, from_file: bool) -> None:
+    if value <= limit:
+        return
+    if from_file:
+        raise GeometryError(
+            f"{name} in the file is {value:g} mm, more than {limit:g} mm: the header is probably damaged or "
+            f"in other units; give the right value with {option} MM."
+        )
+    raise ParameterError(
+        f"{name} {value:g} mm is implausible (more than {limit:g} mm); {option} takes millimetres."
+    )
+
+
+def validate_geometry_for_enhancement(
+    geometry: SeriesGeometry,
+    *,
+    thickness_mm: float | None = None,
+    spacing_mm: float | None = None,
+    target_spacing_mm: float | None = None,
+) -> AcquisitionParameters:
+    """Validate the acquisition SR4ZCT will model and the requested output grid.
+
+    Parameters
+    ----------
+    geometry : the input's geometry.
+    thickness_mm : slice thickness T overriding the geometry's (``--thickness``).
+    spacing_mm : slice spacing d overriding the measured one (``--spacing``); the slices are then taken as
+        regularly spaced.
+    target_spacing_mm : output z spacing (``--target-spacing``); default the row pixel spacing.
+
+    Returns
+    -------
+    AcquisitionParameters
+        ``(thickness_mm, spacing_mm, positions_mm, target_spacing_mm, warnings)``.
+
+    Raises
+    ------
+    ParameterError
+        Missing, non-positive or implausible thickness/spacing/target, nothing to gain (slices already as
+        fine as the pixels), target spacing not finer than the slice spacing.
+    GeometryError
+        Fewer than 2 slices, implausible values in the file, duplicate positions, gaps splitting the
+        series, gantry tilt beyond :data:`MAX_TILT_DEG`.
+    """
+    g = geometry
+    warnings: list[str] = []
+    name = f" '{g.description}'" if g.description else ""
+    if g.n_slices < 2:
+        raise GeometryError(
+            f"The series{name} has {g.n_slices} slice(s); SR4ZCT needs at least 2 slices to measure the "
+            "slice spacing (a single 2-D image has no through-plane axis to enhance)."
+        )
+    row_mm, col_mm = (float(v) for v in g.pixel_spacing_mm)
+    for value in (row_mm, col_mm):
+        if not math.isfinite(value) or value <= 0:
+            raise GeometryError(f"The in-plane pixel spacing must be positive, got {row_mm} x {col_mm} mm.")
+        if value > MAX_PIXEL_SPACING_MM:
+            raise GeometryError(
+                f"The in-plane pixel spacing {row_mm:g} x {col_mm:g} mm is implausible for CT (more than "
+                f"{MAX_PIXEL_SPACING_MM:g} mm): the header is probably damaged or in other units."
+            )
+
+    # Thickness T.
+    user_thickness = thickness_mm is not None
+    if thickness_mm is None:
+        thickness_mm = g.slice_thickness_mm
+        user_thickness = g.thickness_source == "user"
+    if thickness_mm is None:
+        raise ParameterError(
+            "The slice thickness is unknown (the file does not record it); give it with --thickness MM "
+            "(thickness_mm= in Python), e.g. the value from the scanner protocol."
+        )
+    t = _number("The slice thickness", thickness_mm, "--thickness")
+    _not_absurd("The slice thickness", t, MAX_THICKNESS_MM, "--thickness", from_file=not user_thickness)
+
+    # Spacing d and positions.
+    positions = np.asarray(g.slice_positions_mm, dtype=np.float64)
+    if positions.shape != (g.n_slices,) or not np.all(np.isfinite(positions)):
+        raise GeometryError(f"The series{name} lacks finite positions for its {g.n_slices} slices.")
+    if spacing_mm is None:
+        d = float(g.slice_spacing_mm)
+        if not math.isfinite(d) or d <= 0:
+            raise GeometryError(
+                f"The measured slice spacing {d} mm is not positive; give it with --spacing MM."
+            )
+        _not_absurd("The slice spacing", d, MAX_SPACING_MM, "--spacing", from_file=True)
+        gaps = np.diff(positions)
+        from .geometry import spacing_tolerance_mm
+
+        tolerance = spacing_tolerance_mm(d)
+        duplicates = np.nonzero(gaps <= tolerance)[0]
+        if duplicates.size:
+            i = int(duplicates[0])
+            raise GeometryError(
+                f"The series{name} has {duplicates.size} pair(s) of slices at the same position (first: "
+                f"slices {i} and {i + 1} at {positions[i]:.3f} mm): the folder holds duplicated images or two "
+                "acquisitions; separate them (e.g. by series or by folder) first."
+            )
+        wide = np.nonzero(gaps > MAX_GAP_FACTOR * d)[0]
+        if wide.size:
+            i = int(wide[0])
+            raise GeometryError(
+                f"The series{name} has a gap of {gaps[i]:.3g} mm between slices {i} and {i + 1} "
+                f"({gaps[i] / d:.1f} times the slice spacing {d:g} mm): it covers separate ranges; enhance "
+                "each range separately."
+            )
+        irregular = np.nonzero(np.abs(gaps - d) > tolerance)[0]
+        if irregular.size:
+            missing = int(np.sum(np.maximum(np.round(gaps[irregular] / d) - 1, 0)))
+            what = f"about {missing} missing slice(s)" if missing else "irregular gaps"
+            warnings.append(
+                f"Irregular slice spacing ({what}, {irregular.size} gap(s) differ from {d:g} mm, the first "
+                f"after slice {int(irregular[0])}): the real positions are used for the z interpolation, so "
+                "the result across the wider gaps is less sharp."
+            )
+    else:
+        d = _number("The slice spacing", spacing_mm, "--spacing")
+        _not_absurd("The slice spacing", d, MAX_SPACING_MM, "--spacing", from_file=False)
+        if not g.is_regular:
+            warnings.append(
+                f"--spacing {d:g} mm given: the slices are taken as regularly spaced, ignoring their irregular "
+                "positions."
+            )
+        positions = d * np.arange(g.n_slices, dtype=np.float64)
+
+    # Gantry tilt and oblique stacks.
+    tilt = float(g.gantry_tilt_deg)
+    if tilt > MAX_TILT_DEG:
+        raise GeometryError(
+            f"The slices of the series{name} are stacked {tilt:.1f} degrees away from the slice normal (more "
+            f"than the {MAX_TILT_DEG:g} degrees any gantry tilts): the positions or orientations are "
+            "inconsistent."
+        )
+    if tilt > 0.01:
+        warnings.append(
+            f"Gantry tilt of {tilt:.2f} degrees: enhancing along the stacking direction of the sheared grid; "
+            "the output keeps the shear (write NRRD, MHA or DICOM; NIfTI cannot store it)."
+        )
+
+    # Is there anything to gain, and is the output grid finer?
+    if t <= min(row_mm, col_mm) and d <= max(row_mm, col_mm):
+        raise ParameterError(
+            f"Nothing to gain: the slices ({t:g} mm thick every {d:g} mm) are already as fine as the in-plane "
+            f"pixels ({row_mm:g} x {col_mm:g} mm); SR4ZCT learns from the sharper in-plane resolution, "
+            "and here it is not sharper."
+        )
+    if target_spacing_mm is None:
+        target = row_mm
+        if target >= d:
+            raise ParameterError(
+                f"The default target spacing (the in-plane pixel size, {row_mm:g} mm) is not finer than the "
+                f"slice spacing ({d:g} mm); give a finer one with --target-spacing MM."
+            )
+    else:
+        target = _number("The target spacing", target_spacing_mm, "--target-spacing")
+        if target >= d:
+            raise ParameterError(
+                f"The target spacing ({target:g} mm) must be finer than the slice spacing ({d:g} mm)."
+            )
+    return AcquisitionParameters(t, d, positions, target, warnings)
+
+
+def check_dtype(array: np.ndarray) -> None:
+    """Refuse arrays that are not real numbers (bool, complex, object, strings).
+
+    Integer (int8..uint64) and floating (float16..float64) arrays are accepted; the pipeline works in
+    float32 HU.
+    """
+    dtype = np.asarray(array).dtype if not hasattr(array, "dtype") else array.dtype
+    if dtype.kind not in "iuf":
+        raise InputError(
+            f"The volume has data type {dtype}; SR4ZCT needs integer or floating-point CT values (HU)."
+        )
+
+
+def check_finite(
+    array: np.ndarray, *, policy: str = "error", fill_hu: float | None = None
+) -> tuple[np.ndarray, int]:
+    """Find NaN/Inf voxels and refuse them (``policy="error"``) or replace them (``policy="fill"``).
+
+    Parameters
+    ----------
+    array : the volume (any shape).
+    policy : ``"error"`` raises :class:`InputError` naming the count and the first bad voxel;
+        ``"fill"`` returns a float32 copy with NaN and -Inf set to ``fill_hu`` (default: the smallest
+        finite value, usually air) and +Inf set to the largest finite value.
+    fill_hu : replacement for NaN and -Inf with ``policy="fill"``.
+
+    Returns
+    -------
+    (array, n_bad) : the input itself when every voxel is finite, else the filled copy.
+    """
+    if policy not in ("error", "fill"):
+        raise ParameterError(f"Unknown non-finite policy {policy!r}; choose 'error' or 'fill'.")
+    a = np.asarray(array)
+    if a.dtype.kind != "f":
+        return array, 0
+    # Slice by slice: no full-size boolean temporary for large volumes.
+    n_nan = n_inf = 0
+    first: tuple[int, ...] | None = None
+    flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(1, -1)
+    for k in range(flat.shape[0]):
+        bad = ~np.isfinite(flat[k])
+        if bad.any():
+            nan = np.isnan(flat[k])
+            n_nan += int(nan.sum())
+            n_inf += int(bad.sum() - nan.sum())
+            if first is None:
+                first = np.unravel_index(k * flat.shape[1] + int(np.argmax(bad)), a.shape)
+    n_bad = n_nan + n_inf
+    if n_bad == 0:
+        return array, 0
+    if policy == "error":
+        where = ", ".join(str(int(i)) for i in first) if first is not None else "?"
+        raise InputError(
+            f"The volume has {n_nan} NaN and {n_inf} infinite voxel(s) (the first at index [{where}]); "
+            "SR4ZCT needs finite CT values. Replace them (e.g. with -1024 HU, air) before enhancing "
+            "(sr4zct.validation.check_finite(array, policy='fill') does that)."
+        )
+    out = np.array(a, dtype=np.float32, copy=True)
+    finite = out[np.isfinite(out)]
+    if finite.size == 0:
+        raise InputError("The volume holds no finite value at all.")
+    low = float(finite.min()) if fill_hu is None else float(fill_hu)
+    out[np.isnan(out) | np.isneginf(out)] = low
+    out[np.isposinf(out)] = float(finite.max())
+    return out, n_bad
+
+
+def check_modality(modality: str | None, *, allow_non_ct: bool = False) -> str | None:
+    """Refuse a DICOM modality other than CT unless ``allow_non_ct``; returns a warning then.
+
+    ``None`` (plain image files carry no modality) is accepted without a warning.
+    """
+    if modality is None or str(modality).strip() == "":
+        return None
+    value = str(modality).strip().upper()
+    if value in CT_MODALITIES:
+        return None
+    message = f"The series' modality is {value}, not CT: SR4ZCT models CT slice profiles and HU intensities"
+    if not allow_non_ct:
+        raise InputError(
+            f"{message}; pass --allow-non-ct (allow_non_ct=True in Python) to enhance it anyway."
+        )
+    return f"{message}; enhancing anyway (--allow-non-ct)."
+
+
+def _output_slices(n_slices: int, spacing_mm: float, target_spacing_mm: float) -> int:
+    span = max(0.0, (n_slices - 1) * float(spacing_mm))
+    return int(math.floor(span / float(target_spacing_mm) + 1e-9)) + 1
+
+
+def estimate_memory_bytes(
+    shape: Sequence[int],
+    *,
+    spacing_mm: float,
+    target_spacing_mm: float,
+    pixel_spacing_mm: Sequence[float] = (1.0, 1.0),
+    uncertainty: bool = False,
+) -> int:
+    """Peak memory (bytes) of enhancing a ``(slices, rows, columns)`` volume, estimated before starting.
+
+    Counted in float32: the input; the linearly upsampled volume on the internal grid (pitch = row
+    pixel size) and the coronal estimate; the sagittal estimate (a second grid when the column pixel size
+    differs); the fused output and its copy for writing; the uncertainty volume; plus
+    :data:`BASE_MEMORY_BYTES` for torch, the network and training batches.
+    """
+    n, rows, columns = (int(s) for s in shape)
+    plane = 4 * rows * columns
+    row_mm, col_mm = (float(v) for v in pixel_spacing_mm)
+    n_out = _output_slices(n, spacing_mm, target_spacing_mm)
+    n_row_grid = _output_slices(n, spacing_mm, row_mm)
+    n_col_grid = _output_slices(n, spacing_mm, col_mm)
+    volumes = n + 2 * n_row_grid + (n_col_grid if abs(row_mm - col_mm) > 1e-6 * row_mm else 0)
+    volumes += 2 * n_out + (n_out if uncertainty else 0)
+    return int(BASE_MEMORY_BYTES + plane * volumes)
+
+
+def available_memory_bytes() -> int:
+    """Memory the process can use now (psutil ``virtual_memory().available``)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(
+    required_bytes: int,
+    *,
+    available_bytes: int | None = None,
+    hint: str = "use a coarser --target-spacing, crop the volume or close other programs",
+) -> None:
+    """Raise :class:`ResourceError` when ``required_bytes`` exceeds the available memory.
+
+    The message gives both numbers so that the user can judge (``hint`` says what to change).
+    """
+    if available_bytes is None:
+        available_bytes = available_memory_bytes()
+    if required_bytes > available_bytes:
+        raise ResourceError(
+            f"Not enough memory: enhancing needs about {format_bytes(required_bytes)} but only "
+            f"{format_bytes(available_bytes)} is available; {hint}."
+        )
+
+
+def _memory_hint(
+    shape: Sequence[int], d: float, target: float, pixel: Sequence[float], available: int, held: int
+) -> str:
+    """Suggest the finest target spacing (0.1 mm steps) that fits, if any."""
+    for candidate in np.arange(math.ceil(target * 10 + 1e-9) / 10, d, 0.1):
+        need = estimate_memory_bytes(
+            shape, spacing_mm=d, target_spacing_mm=float(candidate), pixel_spacing_mm=pixel
+        )
+        need -= held
+        if need <= available:
+            return (
+                f"--target-spacing {candidate:.1f} would need about {format_bytes(need)}; or crop the volume"
+            )
+    return "crop the volume (fewer slices or a smaller in-plane region) or use a machine with more memory"
+
+
+def validate_model_file(path: str | os.PathLike) -> Path:
+    """Check, before reading any data, that ``path`` can be an SR4ZCT model file (a torch zip archive).
+
+    Raises :class:`ModelError` for a missing path, a folder, an empty or truncated file, or a file that is
+    not a torch archive. The full check (format tag, network, geometry) happens when loading.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"The model file {path} does not exist.")
+    if not path.is_file():
+        raise ModelError(f"The model path {path} is not a file.")
+    if path.stat().st_size == 0:
+        raise ModelError(f"The model file {path} is empty.")
+    try:
+        ok = zipfile.is_zipfile(path)
+        if ok:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+                ok = bad is None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        ok = False
+    if not ok:
+        raise ModelError(
+            f"The model file {path} is corrupt or not an SR4ZCT model (not a complete torch archive)."
+        )
+    return path
+
+
+def validate_for_enhancement(
+    volume: Volume,
+    *,
+    thickness_mm: float | None = None,
+    spacing_mm: float | None = None,
+    target_spacing_mm: float | None = None,
+    allow_non_ct: bool = False,
+    uncertainty: bool = False,
+    available_bytes: int | None = None,
+) -> AcquisitionParameters:
+    """All checks the pipeline runs before training: modality, data type, finite values, geometry, memory.
+
+    Returns the :class:`AcquisitionParameters`; their ``warnings`` include the modality warning (when
+    ``allow_non_ct``) and the geometry's irregularities.
+    """
+    warnings: list[str] = []
+    modality_warning = check_modality(volume.geometry.modality, allow_non_ct=allow_non_ct)
+    if modality_warning:
+        warnings.append(modality_warning)
+    check_dtype(volume.array)
+    params = validate_geometry_for_enhancement(
+        volume.geometry, thickness_mm=thickness_mm, spacing_mm=spacing_mm, target_spacing_mm=target_spacing_mm
+    )
+    check_finite(volume.array, policy="error")
+    shape = volume.array.shape
+    pixel = volume.geometry.pixel_spacing_mm
+    need = estimate_memory_bytes(
+        shape,
+        spacing_mm=params.spacing_mm,
+        target_spacing_mm=params.target_spacing_mm,
+        pixel_spacing_mm=pixel,
+        uncertainty=uncertainty,
+    )
+    # The input volume is already in memory: it is part of the estimate but not of what is still needed.
+    held = int(np.asarray(volume.array).nbytes)
+    need -= held
+    available = available_memory_bytes() if available_bytes is None else int(available_bytes)
+    if need > available:
+        check_memory(
+            need,
+            available_bytes=available,
+            hint=_memory_hint(shape, params.spacing_mm, params.target_spacing_mm, pixel, available, held),
+        )
+    return AcquisitionParameters(
+        params.thickness_mm, params.spacing_mm, params.positions_mm, params.target_spacing_mm,
+        [*warnings, *params.warnings],
+    )  # fmt: skip
