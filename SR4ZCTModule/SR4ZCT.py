@@ -366,8 +366,11 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- inputs ---------------------------------------------------------------------------------------
     def onInputChanged(self, node=None) -> None:
-        """Read the geometry of the newly selected volume and fill in thickness and spacing."""
-        node = self._parameterNode.inputVolume if self._parameterNode else None
+        """Read the geometry of the newly selected volume and fill in thickness and spacing.
+
+        Uses the node the selector reports: the selector's signal may arrive before the parameter node is
+        updated.
+        """
         nodeId = node.GetID() if node else None
         if nodeId == self._geometryNodeId and self._geometry is not None:
             return
@@ -1017,7 +1020,7 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
         self.assertAlmostEqual(spacing[0], inputNode.GetSpacing()[0], places=4)
         for a, b in zip(outputNode.GetOrigin(), inputNode.GetOrigin(), strict=True):
             self.assertAlmostEqual(a, b, places=3)
-        self.assertEqual(outputNode.GetAttribute("SR4ZCT.thickness_mm"), "3.0")
+        self.assertAlmostEqual(float(outputNode.GetAttribute("SR4ZCT.thickness_mm")), 3.0)
 
         # Compare with the ground truth on its own grid (linear resampling along z, physical positions).
         out = slicer.util.arrayFromVolume(outputNode).astype(np.float32)
