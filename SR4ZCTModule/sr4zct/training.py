@@ -336,8 +336,10 @@ def train_model(
             if elapsed >= cfg.max_seconds:
                 messages.append(f"Training stopped by the time limit after {step} of {cfg.steps} steps.")
                 break
-            # when time binds, the cosine schedule follows the clock so the rate still anneals
-            progress = max(progress, elapsed / cfg.max_seconds)
+            # when time binds (training clearly behind the step plan), the cosine schedule follows the clock
+            # so that the rate still anneals; otherwise the schedule depends on the step only (reproducible)
+            if elapsed / cfg.max_seconds > progress + 0.02:
+                progress = elapsed / cfg.max_seconds
         lr = (
             cfg.lr
             * min(1.0, (step + 1) / warmup)

@@ -1,0 +1,234 @@
+"""Apply a trained network to a thick-slice volume (docs/method.md, section 3).
+
+1. Resample along z (array axis 0) from the true slice centres (irregular spacing allowed) to an internal
+   grid whose pitch equals the in-plane pixel size: the row spacing for coronal images (they match the
+   vertical training pairs) and the column spacing for sagittal images (horizontal pairs).
+2. Run the network on every coronal image ``up[:, r, :]`` and sagittal image ``up[:, :, c]`` inside the
+   body bounding box (outside it the result stays linear interpolation), batched and tiled so that memory
+   stays bounded.
+3. Resample both estimates to the output grid if it differs from the internal one, and fuse them (mean);
+   optionally return ``|coronal - sagittal|`` as a disagreement (uncertainty) volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import acquisition
+from .devices import autocast, is_out_of_memory
+from .progress import ProgressReporter
+from .training import BODY_THRESHOLD_HU, Normalisation
+
+__all__ = ["InferenceResult", "body_box", "enhance_array", "predict_images"]
+
+
+@dataclass
+class InferenceResult:
+    array: np.ndarray  # (n_out, rows, columns) float32 HU
+    positions_mm: np.ndarray  # output slice positions, same origin as the input positions
+    uncertainty: np.ndarray | None
+    messages: list[str]
+
+
+def body_box(array_hu: np.ndarray, threshold_hu: float = BODY_THRESHOLD_HU) -> tuple[slice, slice]:
+    """Rows and columns (as slices) of the box holding every voxel above ``threshold_hu`` in any slice.
+
+    The whole image is returned when nothing exceeds the threshold (e.g. data not in HU).
+    """
+    footprint = np.zeros(array_hu.shape[1:], dtype=bool)
+    for k in range(array_hu.shape[0]):  # slice by slice: no full-size temporary mask
+        footprint |= array_hu[k] > threshold_hu
+    rows = np.flatnonzero(footprint.any(axis=1))
+    cols = np.flatnonzero(footprint.any(axis=0))
+    if rows.size == 0 or cols.size == 0:
+        return slice(0, array_hu.shape[1]), slice(0, array_hu.shape[2])
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def predict_images(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    device: torch.device,
+    max_pixels: int = 2_000_000,
+) -> torch.Tensor:
+    """Run ``model`` on normalised images ``(n, height, width)``; returns ``(n, height, width)`` on the CPU.
+
+    Images are batched so that one forward pass holds at most ``max_pixels`` pixels; wider images are cut
+    into overlapping vertical strips (overlap = the network's receptive-field radius) and stitched.
+    """
+    n, h, w = images.shape
+    multiple = int(getattr(model, "multiple_px", 1))
+    halo = -(-int(getattr(model, "halo_px", 16)) // multiple) * multiple  # keep tiles on the unshuffle grid
+    out = torch.empty_like(images)
+    if h * w <= max_pixels:
+        per_batch = max(1, max_pixels // (h * w))
+        for i in range(0, n, per_batch):
+            x = images[i : i + per_batch, None].to(device)
+            with autocast(device):
+                out[i : i + per_batch] = model(x)[:, 0].float().cpu()
+        return out
+    tile = max(32, max_pixels // h - 2 * halo) // multiple * multiple
+    for i in range(n):
+        for x0 in range(0, w, tile):
+            x1 = min(w, x0 + tile)
+            a, b = max(0, x0 - halo), min(w, x1 + halo)
+            x = images[i : i + 1, None, :, a:b].to(device)
+            with autocast(device):
+                y = model(x)[0, 0].float().cpu()
+            out[i, :, x0:x1] = y[:, x0 - a : x0 - a + (x1 - x0)]
+    return out
+
+
+def _run_orientation(
+    model: nn.Module,
+    volume: np.ndarray,
+    dest: np.ndarray,
+    *,
+    coronal: bool,
+    box: tuple[slice, slice],
+    norm: Normalisation,
+    device: torch.device,
+    max_pixels: int,
+    reporter: ProgressReporter | None,
+    done: int,
+    total: int,
+    messages: list[str],
+) -> int:
+    """Enhance the coronal (``coronal=True``) or sagittal images of ``volume`` inside ``box`` into ``dest``.
+
+    ``dest`` may be ``volume`` itself: each batch reads its images before writing the same images back.
+    """
+    rows, cols = box
+    halo = int(getattr(model, "halo_px", 16))
+    n_rows, n_cols = volume.shape[1:]
+    if coronal:
+        fixed, ctx = rows, slice(max(0, cols.start - halo), min(n_cols, cols.stop + halo))
+        keep = slice(cols.start - ctx.start, cols.stop - ctx.start)
+    else:
+        fixed, ctx = cols, slice(max(0, rows.start - halo), min(n_rows, rows.stop + halo))
+        keep = slice(rows.start - ctx.start, rows.stop - ctx.start)
+    height, width = volume.shape[0], ctx.stop - ctx.start
+    chunk = max(1, min(64, (4 * max_pixels) // max(1, height * width)))
+    idx = fixed.start
+    while idx < fixed.stop:
+        stop = min(fixed.stop, idx + chunk)
+        if coronal:
+            block = volume[:, idx:stop, ctx]  # (z, k, width)
+            images = torch.from_numpy(np.ascontiguousarray(block.transpose(1, 0, 2)))
+        else:
+            block = volume[:, ctx, idx:stop]  # (z, width, k)
+            images = torch.from_numpy(np.ascontiguousarray(block.transpose(2, 0, 1)))
+        images = norm.forward(images)
+        try:
+            with torch.inference_mode():
+                pred = predict_images(model, images, device=device, max_pixels=max_pixels)
+        except RuntimeError as exc:
+            if not is_out_of_memory(exc) or max_pixels <= 4096:
+                raise
+            max_pixels //= 4
+            chunk = max(1, chunk // 4)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            messages.append(f"Out of memory on {device}; inference tiles reduced to {max_pixels} pixels.")
+            continue
+        pred = norm.inverse(pred).numpy()[:, :, keep]
+        if coronal:
+            dest[:, idx:stop, cols] = pred.transpose(1, 0, 2)
+        else:
+            dest[:, rows, idx:stop] = pred.transpose(1, 2, 0)
+        done += stop - idx
+        if reporter is not None:
+            reporter.report("infer", done, total)
+        idx = stop
+    return done
+
+
+def enhance_array(
+    model: nn.Module,
+    array_hu: np.ndarray,
+    *,
+    slice_positions_mm: np.ndarray,
+    pixel_spacing_mm: tuple[float, float],
+    target_spacing_mm: float | None = None,
+    normalisation: Normalisation | None = None,
+    device: torch.device | str = "cpu",
+    uncertainty: bool = False,
+    crop_body: bool = True,
+    max_pixels: int | None = None,
+    reporter: ProgressReporter | None = None,
+) -> InferenceResult:
+    """Enhance the through-plane resolution of ``array_hu`` (``(slice, row, column)``, HU).
+
+    Parameters
+    ----------
+    model : trained residual network (input and output normalised).
+    array_hu : thick-slice volume, axis 0 through-plane.
+    slice_positions_mm : centre of every input slice along axis 0 (strictly increasing, may be irregular).
+    pixel_spacing_mm : (row spacing, column spacing).
+    target_spacing_mm : output slice spacing; default the row spacing (isotropic output).
+    normalisation : the intensity map the model was trained with.
+    device : where the network runs.
+    uncertainty : also return ``|coronal - sagittal|`` (HU).
+    crop_body : process only the body bounding box (HU > -500); outside it the output is linear.
+    max_pixels : pixels per forward pass (memory bound); default 2 M on the CPU, 16 M on a GPU.
+    reporter : receives ``infer`` progress and is polled for cancellation.
+
+    Returns
+    -------
+    InferenceResult: output array ``(n_out, rows, columns)`` float32 HU on positions starting at the first
+    input slice centre with pitch ``target_spacing_mm``.
+    """
+    norm = normalisation or Normalisation()
+    device = torch.device(device)
+    if max_pixels is None:
+        max_pixels = 2_000_000 if device.type == "cpu" else 16_000_000
+    positions = np.asarray(slice_positions_mm, dtype=np.float64)
+    row_mm, col_mm = (float(v) for v in pixel_spacing_mm)
+    target = row_mm if target_spacing_mm is None else float(target_spacing_mm)
+    out_positions = acquisition.output_positions_mm(positions, target)
+    src = np.asarray(array_hu, dtype=np.float32)
+    box = body_box(src) if crop_body else (slice(0, src.shape[1]), slice(0, src.shape[2]))
+    messages: list[str] = []
+    model.eval()
+
+    grid_c = acquisition.output_positions_mm(positions, row_mm)
+    same_grid = abs(row_mm - col_mm) <= 1e-6 * row_mm
+    grid_s = grid_c if same_grid else acquisition.output_positions_mm(positions, col_mm)
+    up_c = acquisition.resample_slices(src, positions, grid_c, axis=0).astype(np.float32, copy=False)
+    total = (box[0].stop - box[0].start) + (box[1].stop - box[1].start)
+    if reporter is not None:
+        reporter.report("infer", 0, total)
+    coronal = up_c.copy()
+    done = _run_orientation(
+        model, up_c, coronal, coronal=True, box=box, norm=norm, device=device, max_pixels=max_pixels,
+        reporter=reporter, done=0, total=total, messages=messages,
+    )  # fmt: skip
+    if same_grid:
+        sagittal = up_c  # enhanced in place: nothing else needs the linear volume any more
+    else:
+        del up_c
+        sagittal = acquisition.resample_slices(src, positions, grid_s, axis=0).astype(np.float32, copy=False)
+    _run_orientation(
+        model, sagittal, sagittal, coronal=False, box=box, norm=norm, device=device, max_pixels=max_pixels,
+        reporter=reporter, done=done, total=total, messages=messages,
+    )  # fmt: skip
+
+    def to_output(vol: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        if grid.shape == out_positions.shape and np.allclose(grid, out_positions, atol=1e-6):
+            return vol
+        res = acquisition.resample_slices(vol, grid, out_positions, axis=0, extrapolate=False)
+        return res.astype(np.float32, copy=False)
+
+    coronal = to_output(coronal, grid_c)
+    sagittal = to_output(sagittal, grid_s)
+    disagreement = np.abs(coronal - sagittal) if uncertainty else None
+    coronal += sagittal
+    coronal *= 0.5
+    return InferenceResult(
+        array=coronal, positions_mm=out_positions, uncertainty=disagreement, messages=messages
+    )

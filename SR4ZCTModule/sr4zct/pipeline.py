@@ -1,0 +1,569 @@
+"""End-to-end SR4ZCT: ``enhance(volume) -> EnhanceResult`` and ``enhance_file(input, output)``.
+
+``enhance`` validates the acquisition parameters, trains the self-supervised network on the volume's own
+axial images (or loads a saved model), applies it to the coronal and sagittal images and returns a new
+:class:`~sr4zct.volume.Volume` on a finer z grid with the same in-plane grid, axes and origin (the first
+output slice centre is the first input slice centre). Progress goes to a callback, cancellation is polled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .errors import ModelError, OutputError, ParameterError, SR4ZCTError
+from .presets import Preset, get_preset
+from .progress import Progress, ProgressReporter
+from .volume import SeriesGeometry, Volume
+
+__all__ = ["MODEL_FORMAT", "EnhanceResult", "enhance", "enhance_file", "load_model", "save_model"]
+
+MODEL_FORMAT = "sr4zct-model"
+MODEL_VERSION = 1
+# a saved model is reused when its geometry differs by less than this (relative) from the data's
+_MODEL_TOLERANCE = 0.02
+
+
+@dataclass
+class EnhanceResult:
+    volume: Volume
+    uncertainty: Volume | None
+    parameters: dict[str, str]
+    timings_s: dict[str, float] = field(default_factory=dict)
+    device: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def _positive(name: str, value: Any, option: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be a number of millimetres ({option}), got {value!r}.") from None
+    if not math.isfinite(v) or v <= 0:
+        raise ParameterError(f"{name} must be a positive number of millimetres ({option}), got {value!r}.")
+    return v
+
+
+def _resolve_acquisition(
+    geometry: SeriesGeometry,
+    thickness_mm: float | None,
+    spacing_mm: float | None,
+    target_spacing_mm: float | None,
+) -> tuple[float, float, np.ndarray, float]:
+    """Validated (T, d, slice positions, target spacing)."""
+    if thickness_mm is None:
+        thickness_mm = geometry.slice_thickness_mm
+    if thickness_mm is None:
+        raise ParameterError(
+            "The slice thickness is unknown (the file does not record it); give it with --thickness MM "
+            "(thickness_mm= in Python), e.g. the value from the scanner protocol."
+        )
+    t = _positive("The slice thickness", thickness_mm, "--thickness")
+    if spacing_mm is None:
+        d = float(geometry.slice_spacing_mm)
+        positions = np.asarray(geometry.slice_positions_mm, dtype=np.float64)
+    else:
+        d = _positive("The slice spacing", spacing_mm, "--spacing")
+        positions = d * np.arange(geometry.n_slices, dtype=np.float64)
+    if geometry.n_slices < 2 or positions.size != geometry.n_slices:
+        raise ParameterError("At least 2 slices with known positions are needed to enhance a volume.")
+    if not np.all(np.diff(positions) > 0):
+        raise ParameterError("The slice positions must be strictly increasing along the stacking axis.")
+    if not math.isfinite(d) or d <= 0:
+        raise ParameterError("The slice spacing must be positive; give it with --spacing MM.")
+    row_mm, col_mm = geometry.pixel_spacing_mm
+    pixel = min(row_mm, col_mm)
+    if t <= pixel and d <= max(row_mm, col_mm):
+        raise ParameterError(
+            f"Nothing to gain: the slices ({t:g} mm thick every {d:g} mm) are already as fine as the in-plane "
+            f"pixels ({row_mm:g} x {col_mm:g} mm)."
+        )
+    target = (
+        row_mm
+        if target_spacing_mm is None
+        else _positive("The target spacing", target_spacing_mm, "--target-spacing")
+    )
+    if target >= d:
+        raise ParameterError(
+            f"The target spacing ({target:g} mm) must be finer than the slice spacing ({d:g} mm)."
+        )
+    return t, d, positions, target
+
+
+def _time_budget_s(preset: Preset, max_minutes: float | None) -> float:
+    if max_minutes is None:
+        return preset.max_minutes * 60.0
+    minutes = _positive("--max-minutes", max_minutes, "--max-minutes")
+    return minutes * 60.0
+
+
+def _infer_pixels(shape: tuple[int, int, int], n_out: int, box: tuple[slice, slice], halo: int) -> int:
+    rows = box[0].stop - box[0].start
+    cols = box[1].stop - box[1].start
+    return n_out * (rows * min(shape[2], cols + 2 * halo) + cols * min(shape[1], rows + 2 * halo))
+
+
+def _throughput_px_s(model, device) -> float:
+    """Pixels per second of the network's forward pass, measured on a small batch."""
+    import torch
+
+    from .devices import autocast
+
+    x = torch.zeros((2, 1, 192, 192), device=device)
+    with torch.inference_mode(), autocast(device):
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+    return x.numel() / max(dt, 1e-6)
+
+
+def save_model(path: str | os.PathLike, model, *, network: str, info: dict[str, Any]) -> Path:
+    """Write a model file (torch.save of a plain dict) atomically; returns the path."""
+    import torch
+
+    from .networks import network_config
+
+    path = Path(path)
+    payload = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_VERSION,
+        "sr4zct_version": __version__,
+        "torch_version": str(torch.__version__),
+        "network": network,
+        "network_config": network_config(model),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **info,
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"Cannot write the model file {path}: {exc.strerror or exc}.") from exc
+    return path
+
+
+def load_model(path: str | os.PathLike, device=None) -> tuple[Any, dict[str, Any]]:
+    """Read a model file; returns ``(model, info)``. Unreadable or foreign files raise ModelError."""
+    import torch
+
+    from .networks import build_network
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"The model file {path} does not exist.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling/zip failure means a corrupt or foreign file
+        raise ModelError(
+            f"The model file {path} is corrupt or not an SR4ZCT model ({type(exc).__name__})."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ModelError(f"The file {path} is not an SR4ZCT model file.")
+    if int(payload.get("format_version", 0)) > MODEL_VERSION:
+        raise ModelError(
+            f"The model file {path} was written by a newer SR4ZCT ({payload.get('sr4zct_version')}); update SR4ZCT."
+        )
+    try:
+        model = build_network(payload["network"], dict(payload["network_config"]))
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, RuntimeError, TypeError, ValueError, SR4ZCTError) as exc:
+        raise ModelError(f"The model file {path} is damaged: {exc}") from exc
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    info = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model, info
+
+
+def _check_model_geometry(
+    info: dict[str, Any], *, thickness: float, spacing: float, pixel, profile: str, path
+) -> None:
+    def close(a: float, b: float) -> bool:
+        return abs(a - b) <= _MODEL_TOLERANCE * max(abs(a), abs(b)) + 1e-6
+
+    problems = []
+    if not close(float(info.get("thickness_mm", -1)), thickness):
+        problems.append(f"thickness {info.get('thickness_mm')} mm vs {thickness:g} mm")
+    if not close(float(info.get("spacing_mm", -1)), spacing):
+        problems.append(f"spacing {info.get('spacing_mm')} mm vs {spacing:g} mm")
+    saved_pixel = info.get("pixel_spacing_mm", (-1, -1))
+    if not all(close(float(a), float(b)) for a, b in zip(saved_pixel, pixel, strict=False)):
+        problems.append(f"pixel spacing {tuple(saved_pixel)} mm vs {tuple(pixel)} mm")
+    if info.get("profile") != profile:
+        problems.append(f"profile {info.get('profile')} vs {profile}")
+    if problems:
+        raise ModelError(
+            f"The model {path} was trained for a different acquisition ({'; '.join(problems)}); "
+            "train a new one (omit --model)."
+        )
+
+
+def enhance(
+    volume: Volume | np.ndarray,
+    *,
+    geometry: SeriesGeometry | None = None,
+    thickness_mm: float | None = None,
+    spacing_mm: float | None = None,
+    target_spacing_mm: float | None = None,
+    profile: str = "box",
+    preset: str | Preset = "balanced",
+    network: str = "default",
+    device: str = "auto",
+    seed: int = 0,
+    max_minutes: float | None = None,
+    model_path: str | os.PathLike | None = None,
+    save_model_path: str | os.PathLike | None = None,
+    uncertainty: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> EnhanceResult:
+    """Enhance the through-plane resolution of a thick-slice CT volume.
+
+    Parameters
+    ----------
+    volume : :class:`Volume` (HU, ``(slice, row, column)``) or a plain array with ``geometry=``.
+    thickness_mm : slice thickness T; default the geometry's (required when it has none).
+    spacing_mm : slice spacing d; default measured from the slice positions (then irregular positions are
+        honoured); when given, the slices are taken as regularly spaced by d.
+    target_spacing_mm : output z spacing; default the row pixel spacing (isotropic). Must be < d.
+    profile : slice sensitivity profile, ``"box"`` or ``"gaussian"`` (FWHM = T).
+    preset : ``"fast"``, ``"balanced"``, ``"best"`` or a :class:`~sr4zct.presets.Preset`.
+    network : ``"default"`` (fast residual CNN) or ``"msd"`` (the paper's MS-D network).
+    device : ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    seed : seeds every random draw; same seed, same device and threads -> same output (when the time
+        limit does not cut training short).
+    max_minutes : wall-time cap for the whole run (default the preset's); training stops early so that
+        inference still fits.
+    model_path : apply this saved model instead of training.
+    save_model_path : save the trained model there.
+    uncertainty : also return ``|coronal - sagittal|`` as a volume.
+    progress : callback receiving :class:`~sr4zct.progress.Progress` records.
+    should_stop : polled between steps; returning True raises :class:`~sr4zct.errors.Cancelled`.
+
+    Returns
+    -------
+    EnhanceResult
+    """
+    reporter = ProgressReporter(progress, should_stop)
+    return _enhance(
+        volume, reporter, geometry=geometry, thickness_mm=thickness_mm, spacing_mm=spacing_mm,
+        target_spacing_mm=target_spacing_mm, profile=profile, preset=preset, network=network, device=device,
+        seed=seed, max_minutes=max_minutes, model_path=model_path, save_model_path=save_model_path,
+        uncertainty=uncertainty,
+    )  # fmt: skip
+
+
+def _enhance(
+    volume: Volume | np.ndarray,
+    reporter: ProgressReporter,
+    *,
+    geometry: SeriesGeometry | None,
+    thickness_mm: float | None,
+    spacing_mm: float | None,
+    target_spacing_mm: float | None,
+    profile: str,
+    preset: str | Preset,
+    network: str,
+    device: str,
+    seed: int,
+    max_minutes: float | None,
+    model_path: str | os.PathLike | None,
+    save_model_path: str | os.PathLike | None,
+    uncertainty: bool,
+) -> EnhanceResult:
+    t_start = time.monotonic()
+    reporter.report("prepare", 0, 1, message="checking parameters")
+    if isinstance(volume, Volume):
+        vol = volume
+    else:
+        if geometry is None:
+            raise ParameterError("A plain array needs geometry= (a SeriesGeometry); or pass a Volume.")
+        vol = Volume(np.asarray(volume), geometry)
+    geom = vol.geometry
+    from .acquisition import PROFILES
+
+    if profile not in PROFILES:
+        raise ParameterError(f"Unknown slice profile {profile!r}; choose one of {', '.join(PROFILES)}.")
+    from .networks import NETWORKS
+
+    if network not in NETWORKS:
+        raise ParameterError(f"Unknown network {network!r}; choose one of {', '.join(sorted(NETWORKS))}.")
+    preset_obj = preset if isinstance(preset, Preset) else get_preset(preset)
+    thickness, spacing, positions, target = _resolve_acquisition(
+        geom, thickness_mm, spacing_mm, target_spacing_mm
+    )
+    budget_s = _time_budget_s(preset_obj, max_minutes)
+    try:
+        seed = int(seed)
+    except (TypeError, ValueError):
+        raise ParameterError(f"The seed must be an integer, got {seed!r}.") from None
+
+    import torch
+
+    from . import training
+    from .acquisition import output_positions_mm
+    from .devices import resolve_device, set_cpu_threads
+    from .inference import body_box, enhance_array
+
+    if str(device).strip().lower() in ("auto", "cpu"):
+        set_cpu_threads()
+    torch_device, device_text = resolve_device(device)
+    array = np.asarray(vol.array, dtype=np.float32)
+    pixel = (float(geom.pixel_spacing_mm[0]), float(geom.pixel_spacing_mm[1]))
+    norm = training.Normalisation()
+    messages: list[str] = list(geom.warnings)
+    timings: dict[str, float] = {"prepare": time.monotonic() - t_start}
+    reporter.report("prepare", 1, 1)
+
+    train_info: dict[str, Any] = {}
+    steps_done = 0
+    if model_path is not None:
+        model, info = load_model(model_path, device=torch_device)
+        _check_model_geometry(
+            info, thickness=thickness, spacing=spacing, pixel=pixel, profile=profile, path=model_path
+        )
+        if "normalisation" in info:
+            norm = training.Normalisation(**info["normalisation"])
+        network = str(info.get("network", network))
+        timings["train"] = 0.0
+        reporter.report("train", 1, 1, message=f"using saved model {model_path}")
+    else:
+        config = training.TrainingConfig(
+            steps=preset_obj.steps,
+            patch_px=preset_obj.patch_px,
+            batch=preset_obj.batch,
+            lr=preset_obj.lr,
+            loss=preset_obj.loss,
+            network=network,
+            network_config=dict(preset_obj.network_config) if network == "default" else {},
+            validate_every=preset_obj.validate_every,
+            seed=seed,
+        )
+        from .networks import build_network
+
+        probe = build_network(config.network, config.network_config).to(torch_device)
+        n_out = len(output_positions_mm(positions, pixel[0]))
+        halo = int(getattr(probe, "halo_px", 16))
+        infer_estimate = (
+            1.15
+            * _infer_pixels(array.shape, n_out, body_box(array), halo)
+            / _throughput_px_s(probe, torch_device)
+        )
+        del probe
+        config.max_seconds = max(0.0, budget_s - (time.monotonic() - t_start) - infer_estimate - 5.0)
+        t_train = time.monotonic()
+        result = training.train_model(
+            array,
+            pixel_spacing_mm=pixel,
+            thickness_mm=thickness,
+            spacing_mm=spacing,
+            profile=profile,
+            config=config,
+            normalisation=norm,
+            device=torch_device,
+            reporter=reporter,
+        )
+        timings["train"] = time.monotonic() - t_train
+        model = result.model
+        steps_done = result.steps
+        messages.extend(result.warnings)
+        train_info = {
+            "training_steps": result.steps,
+            "best_step": result.best_step,
+            "validation_loss": result.validation_loss,
+            "identity_validation_loss": result.identity_loss,
+            "validation_gain_db": result.validation_gain_db,
+            "used_identity": result.used_identity,
+        }
+        if save_model_path is not None:
+            save_model(
+                save_model_path,
+                model,
+                network=network,
+                info={
+                    "normalisation": norm.to_dict(),
+                    "thickness_mm": thickness,
+                    "spacing_mm": spacing,
+                    "profile": profile,
+                    "pixel_spacing_mm": pixel,
+                    "seed": seed,
+                    "preset": preset_obj.name,
+                    "training": train_info,
+                },
+            )
+
+    reporter.check_cancel()
+    t_infer = time.monotonic()
+    inferred = enhance_array(
+        model,
+        array,
+        slice_positions_mm=positions,
+        pixel_spacing_mm=pixel,
+        target_spacing_mm=target,
+        normalisation=norm,
+        device=torch_device,
+        uncertainty=uncertainty,
+        reporter=reporter,
+    )
+    timings["infer"] = time.monotonic() - t_infer
+    messages.extend(inferred.messages)
+
+    parameters = {
+        "thickness_mm": f"{thickness:g}",
+        "spacing_mm": f"{spacing:g}",
+        "target_spacing_mm": f"{target:g}",
+        "profile": profile,
+        "preset": preset_obj.name,
+        "network": network,
+        "device": device_text,
+        "seed": str(seed),
+        "steps": str(steps_done),
+        "model": str(model_path) if model_path is not None else "trained",
+        "sr4zct_version": __version__,
+        "torch_version": str(torch.__version__),
+    }
+    if train_info:
+        parameters["validation_gain_db"] = f"{train_info['validation_gain_db']:.2f}"
+        parameters["used_identity"] = str(train_info["used_identity"]).lower()
+    out_geom = _output_geometry(geom, inferred.positions_mm, target)
+    out = Volume(inferred.array, out_geom, metadata={**vol.metadata, **parameters})
+    unc = None
+    if inferred.uncertainty is not None:
+        unc = Volume(
+            inferred.uncertainty, out_geom, metadata={"sr4zct_content": "uncertainty |coronal - sagittal| HU"}
+        )
+    timings["total"] = time.monotonic() - t_start
+    return EnhanceResult(
+        volume=out,
+        uncertainty=unc,
+        parameters=parameters,
+        timings_s=timings,
+        device=device_text,
+        warnings=messages,
+    )
+
+
+_ENHANCE_DEFAULTS: dict[str, Any] = {
+    "geometry": None,
+    "thickness_mm": None,
+    "spacing_mm": None,
+    "target_spacing_mm": None,
+    "profile": "box",
+    "preset": "balanced",
+    "network": "default",
+    "device": "auto",
+    "seed": 0,
+    "max_minutes": None,
+    "model_path": None,
+    "save_model_path": None,
+    "uncertainty": False,
+}
+_ENHANCE_OPTIONS = frozenset(_ENHANCE_DEFAULTS) - {"uncertainty", "geometry"}
+
+
+def _output_geometry(geom: SeriesGeometry, positions_mm: np.ndarray, target_mm: float) -> SeriesGeometry:
+    """Input geometry on the new z grid: same axes, in-plane grid and origin (first slice centre)."""
+    shift = float(positions_mm[0] - geom.slice_positions_mm[0])
+    axis0 = np.asarray(geom.axes_lps[0], dtype=np.float64)
+    origin = tuple(float(o) for o in np.asarray(geom.origin_lps) + shift * axis0)
+    rel = positions_mm - positions_mm[0]
+    return dataclasses.replace(
+        geom,
+        slice_thickness_mm=float(target_mm),
+        slice_spacing_mm=float(target_mm),
+        slice_positions_mm=tuple(float(p) for p in rel),
+        shape=(len(positions_mm), geom.shape[1], geom.shape[2]),
+        origin_lps=origin,
+        thickness_source="sr4zct",
+        irregular_positions=(),
+        thickness_values_mm=(float(target_mm),),
+        warnings=(),
+        description=(geom.description + " (SR4ZCT)").strip(),
+        extra=dict(geom.extra),
+    )
+
+
+def enhance_file(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    series_uid: str | None = None,
+    uncertainty_path: str | os.PathLike | None = None,
+    **enhance_kwargs: Any,
+) -> EnhanceResult:
+    """Read a volume, enhance it and write the result (and optionally the uncertainty) atomically.
+
+    ``enhance_kwargs`` go to :func:`enhance`. The output is checked before the (long) computation; on
+    failure or cancellation no output file is left behind.
+    """
+    from .io import read_volume, write_volume
+
+    inp, out = Path(input_path), Path(output_path)
+    targets = [out] + ([Path(uncertainty_path)] if uncertainty_path is not None else [])
+    for target in targets:
+        if target.resolve() == inp.resolve():
+            raise OutputError(f"The output {target} is the input; choose another output path.")
+        if target.exists() and not overwrite:
+            raise OutputError(f"The output {target} exists; use --overwrite to replace it.")
+    if uncertainty_path is not None and Path(uncertainty_path).resolve() == out.resolve():
+        raise OutputError("The uncertainty output must differ from the main output.")
+    reporter = ProgressReporter(enhance_kwargs.pop("progress", None), enhance_kwargs.pop("should_stop", None))
+    reporter.report("prepare", 0, 1, message=f"reading {inp}")
+    volume = read_volume(inp, series_uid=series_uid, thickness_mm=enhance_kwargs.get("thickness_mm"))
+    kwargs = {name: enhance_kwargs.pop(name) for name in list(enhance_kwargs) if name in _ENHANCE_OPTIONS}
+    if enhance_kwargs:
+        raise TypeError(f"enhance_file() got unexpected keyword arguments: {', '.join(enhance_kwargs)}")
+    result = _enhance(
+        volume, reporter, **{**_ENHANCE_DEFAULTS, **kwargs, "uncertainty": uncertainty_path is not None}
+    )
+    reporter.check_cancel()
+    reporter.report("write", 0, len(targets), message=f"writing {out}")
+    t0 = time.monotonic()
+    written: list[Path] = []
+    try:
+        written.append(
+            Path(write_volume(result.volume, out, metadata=result.parameters, overwrite=overwrite))
+        )
+        if uncertainty_path is not None and result.uncertainty is not None:
+            meta = {**result.parameters, "content": "uncertainty |coronal - sagittal| HU"}
+            written.append(
+                Path(write_volume(result.uncertainty, uncertainty_path, metadata=meta, overwrite=overwrite))
+            )
+    except BaseException:
+        if len(written) < len(targets):
+            for path in written:
+                _remove(path)
+        raise
+    result.timings_s["write"] = time.monotonic() - t0
+    reporter.report("write", len(targets), len(targets))
+    return result
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    try:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
