@@ -54,12 +54,12 @@ def render(text: str, scripts: list[str], resources: list[str]) -> str:
 
 
 def listed_files(text: str) -> set[str]:
-    """Every path-like token listed in the CMake file (file lists only, comments excluded)."""
-    tokens = set()
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line and "(" not in line and ")" not in line and "$" not in line:
-            tokens.update(line.split())
+    """Every file listed in the ``set(MODULE_PYTHON_SCRIPTS ...)`` and ``set(MODULE_PYTHON_RESOURCES ...)``
+    blocks (comments dropped; ``${MODULE_NAME}`` must already be expanded by the caller)."""
+    tokens: set[str] = set()
+    for block in re.finditer(r"set\(MODULE_PYTHON_(?:SCRIPTS|RESOURCES)\b(.*?)\)", text, re.S):
+        for line in block.group(1).splitlines():
+            tokens.update(line.split("#", 1)[0].split())
     return tokens
 
 

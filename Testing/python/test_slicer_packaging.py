@@ -1,0 +1,323 @@
+"""Extension packaging and the module's .ui, checked without Slicer.
+
+* every file of the module folder is listed in its CMakeLists (Slicer packages nothing else);
+* the Extensions Index entry and the top-level CMake metadata are complete and consistent;
+* icons are 128x128 PNG, the screenshot and LICENSE exist;
+* the real .ui loads with PySide6's QUiLoader; every ``self.ui.<name>`` the module uses exists with the
+  right class; every SlicerParameterName is a parameter-node field;
+* SR4ZCT.py is clean under ruff for Python 3.10 and 3.12 (Slicer 5.10+ ships 3.12).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE_DIR = ROOT / "SR4ZCTModule"
+MODULE_FILE = MODULE_DIR / "SR4ZCT.py"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "SR4ZCT.ui"
+CATALOG = ROOT / "SR4ZCTExtension" / "SR4ZCT.json"
+SKIP_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+
+
+def _load_sync_script():
+    spec = importlib.util.spec_from_file_location(
+        "sync_module_cmake", ROOT / "Testing" / "Slicer" / "sync_module_cmake.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _module_files() -> set[str]:
+    files = set()
+    for path in MODULE_DIR.rglob("*"):
+        rel = path.relative_to(MODULE_DIR)
+        if not path.is_file() or SKIP_PARTS.intersection(rel.parts) or path.suffix in (".pyc", ".pyo"):
+            continue
+        if any(part.endswith(".egg-info") for part in rel.parts) or rel.as_posix() == "CMakeLists.txt":
+            continue
+        files.add(rel.as_posix())
+    return files
+
+
+def _cmake_listed() -> set[str]:
+    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    name = re.search(r"set\(MODULE_NAME (\w+)\)", text).group(1)
+    text = text.replace("${MODULE_NAME}", name)
+    return _load_sync_script().listed_files(text)
+
+
+# ---- module CMakeLists -----------------------------------------------------------------------------------
+
+
+def test_every_module_file_is_listed_in_the_module_cmakelists():
+    missing = sorted(_module_files() - _cmake_listed())
+    assert not missing, (
+        "files Slicer would not package (run: python Testing/Slicer/sync_module_cmake.py): "
+        + ", ".join(missing)
+    )
+
+
+def test_every_file_listed_in_the_module_cmakelists_exists():
+    absent = sorted(f for f in _cmake_listed() if not (MODULE_DIR / f).is_file())
+    assert not absent, f"listed in SR4ZCTModule/CMakeLists.txt but absent: {absent}"
+
+
+def test_sync_script_renders_exactly_the_package_files(tmp_path):
+    sync = _load_sync_script()
+    text = (
+        "set(MODULE_PYTHON_SCRIPTS\n  # BEGIN sr4zct python files\n  stale.py\n  # END sr4zct python files\n  )\n"
+        + (
+            "set(MODULE_PYTHON_RESOURCES\n  # BEGIN sr4zct resource files\n  # END sr4zct resource files\n  )\n"
+        )
+    )
+    pkg = tmp_path / "sr4zct"
+    (pkg / "io").mkdir(parents=True)
+    (pkg / "__pycache__").mkdir()
+    for f in ("__init__.py", "io/__init__.py", "data.json", "__pycache__/x.cpython-311.pyc"):
+        (pkg / f).write_text("")
+    scripts, resources = sync.package_files(tmp_path)
+    assert scripts == ["sr4zct/__init__.py", "sr4zct/io/__init__.py"]
+    assert resources == ["sr4zct/data.json"]
+    out = sync.render(text, scripts, resources)
+    assert "stale.py" not in out
+    assert sync.listed_files(out) == {"sr4zct/__init__.py", "sr4zct/io/__init__.py", "sr4zct/data.json"}
+
+
+def test_module_cmakelists_builds_a_scripted_module_with_its_selftest():
+    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    assert "set(MODULE_NAME SR4ZCT)" in text
+    assert "slicerMacroBuildScriptedModule(" in text
+    assert "WITH_GENERIC_TESTS" in text
+    assert re.search(r"slicer_add_python_unittest\(SCRIPT \$\{MODULE_NAME\}\.py\)", text)
+
+
+# ---- extension metadata ------------------------------------------------------------------------------
+
+
+def _cmake_set(text: str, name: str) -> str:
+    match = re.search(rf'set\({name}\s+"([^"]*)"', text)
+    assert match, f"{name} is not set in CMakeLists.txt"
+    return match.group(1)
+
+
+def test_top_level_cmakelists_has_the_extension_metadata():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    assert re.search(r"^project\(SR4ZCT\)", text, re.M)
+    assert _cmake_set(text, "EXTENSION_CATEGORY") == "Filtering"
+    assert _cmake_set(text, "EXTENSION_DEPENDS") == "PyTorch"
+    assert len(_cmake_set(text, "EXTENSION_DESCRIPTION")) > 80
+    assert re.fullmatch(r".+ \(.+\)|[^()]+", _cmake_set(text, "EXTENSION_CONTRIBUTORS"))
+    assert _cmake_set(text, "EXTENSION_HOMEPAGE").startswith("https://")
+    for line in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(SR4ZCTModule)",
+                 "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):  # fmt: skip
+        assert line in text
+    # icon and screenshot URLs point at files of this repository
+    urls = [_cmake_set(text, "EXTENSION_ICONURL"), *_cmake_set(text, "EXTENSION_SCREENSHOTURLS").split()]
+    assert len(urls) >= 2
+    for url in urls:
+        assert url.startswith("https://raw.githubusercontent.com/")
+        repo_path = url.split("/main/", 1)[1]
+        assert (ROOT / repo_path).is_file(), f"{url} -> {repo_path} is not in the repository"
+
+
+def test_extensions_index_entry():
+    assert CATALOG.name == "SR4ZCT.json"  # must equal project() in CMakeLists.txt
+    entry = json.loads(CATALOG.read_text())
+    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+               "dicom_support_rule", "build_subdirectory", "enabled", "tier"}  # fmt: skip
+    assert set(entry) <= allowed
+    assert {"$schema", "category", "scm_url"} <= set(entry)
+    assert re.fullmatch(
+        r"https://raw\.githubusercontent\.com/Slicer/Slicer/main/Schemas/"
+        r"slicer-extension-catalog-entry-schema-v1\.0\.\d\.json#",
+        entry["$schema"],
+    )
+    assert entry["category"] == "Filtering"
+    assert entry["build_dependencies"] == ["PyTorch"]
+    assert entry["build_subdirectory"] == "."
+    assert isinstance(entry["tier"], int) and 1 <= entry["tier"] <= 5
+    repo = entry["scm_url"].rstrip("/").rsplit("/", 1)[1]
+    assert entry["scm_url"].startswith("https://github.com/")
+    assert repo.startswith("Slicer") and not CATALOG.stem.startswith("Slicer")
+    # the homepage names the same repository
+    assert repo in (ROOT / "CMakeLists.txt").read_text()
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()[:24]
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG file"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.parametrize("path", ["Resources/SR4ZCT.png", "SR4ZCTModule/Resources/Icons/SR4ZCT.png"])
+def test_icons_are_128_px_png(path):
+    assert _png_size(ROOT / path) == (128, 128)
+
+
+def test_screenshot_and_license():
+    width, height = _png_size(ROOT / "Resources" / "Screenshot1.png")
+    assert width >= 600 and height >= 300
+    license_text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text
+
+
+# ---- the .ui file and the module's use of it -----------------------------------------------------------
+
+
+def _ui_classes() -> dict[str, str]:
+    root = ET.parse(UI_FILE).getroot()
+    return {w.get("name"): w.get("class") for w in root.iter("widget")}
+
+
+def _ui_names_used_by_module() -> set[str]:
+    return set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text()))
+
+
+def _parameter_fields() -> dict[str, str]:
+    tree = ast.parse(MODULE_FILE.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SR4ZCTParameterNode")
+    return {n.target.id: ast.unparse(n.annotation) for n in cls.body if isinstance(n, ast.AnnAssign)}
+
+
+# How the module uses each widget determines the class it needs (PythonQt API of that class).
+EXPECTED_CLASSES = {
+    "applyButton": "QPushButton",
+    "detectDevicesButton": "QPushButton",
+    "inputSelector": "qMRMLNodeComboBox",
+    "thicknessSpinBox": "QDoubleSpinBox",
+    "spacingSpinBox": "QDoubleSpinBox",
+    "progressBar": "QProgressBar",
+    "logTextEdit": "QPlainTextEdit",
+    "statusLabel": "QLabel",
+    "warningLabel": "QLabel",
+    "deviceInfoLabel": "QLabel",
+    "sourceValueLabel": "QLabel",
+    "inPlaneValueLabel": "QLabel",
+    "slicesValueLabel": "QLabel",
+    "overlapValueLabel": "QLabel",
+}
+
+# Slicer's parameterNodeWrapper GUI connectors: parameter type -> widget classes it can bind.
+CONNECTABLE = {
+    "vtkMRMLScalarVolumeNode": {"qMRMLNodeComboBox"},
+    "float": {"QDoubleSpinBox", "ctkSliderWidget", "ctkDoubleSpinBox", "qMRMLSliderWidget", "qMRMLSpinBox"},
+    "int": {"QSpinBox", "QSlider", "QDoubleSpinBox", "ctkSliderWidget"},
+    "bool": {"QCheckBox", "ctkCheckBox", "QPushButton"},
+    "str": {"QLineEdit", "QLabel", "QTextEdit"},
+    "choice": {"QComboBox", "ctkComboBox"},
+}
+
+
+def test_every_ui_name_the_module_uses_exists_with_the_right_class():
+    classes = _ui_classes()
+    used = _ui_names_used_by_module()
+    assert used, "the module uses no self.ui widgets?"
+    missing = sorted(used - set(classes))
+    assert not missing, f"SR4ZCT.py uses widgets absent from SR4ZCT.ui: {missing}"
+    for name in used:
+        if name in EXPECTED_CLASSES:
+            assert classes[name] == EXPECTED_CLASSES[name], f"{name} is a {classes[name]}"
+    assert set(EXPECTED_CLASSES) <= used  # the table above is not stale
+
+
+def test_every_slicer_parameter_name_is_a_parameter_node_field_with_a_fitting_widget():
+    fields = _parameter_fields()
+    root = ET.parse(UI_FILE).getroot()
+    bound = {}
+    for widget in root.iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                assert prop.get("stdset") == "0", "SlicerParameterName must be a dynamic property"
+                bound[prop.findtext("string")] = widget.get("class")
+    unknown = sorted(set(bound) - set(fields))
+    assert not unknown, f"SlicerParameterName values that are not parameter node fields: {unknown}"
+    assert set(fields) - set(bound) == {"outputVolume"}, "every input parameter has a widget"
+    for name, widget_class in bound.items():
+        annotation = fields[name]
+        kind = "choice" if "Choice(" in annotation else re.sub(r"Annotated\[(\w+),.*", r"\1", annotation)
+        assert widget_class in CONNECTABLE[kind], f"{name}: {annotation} cannot bind to {widget_class}"
+
+
+@pytest.fixture(scope="module")
+def qt_app():
+    widgets = pytest.importorskip("PySide6.QtWidgets")
+    app = widgets.QApplication.instance() or widgets.QApplication([])
+    return app
+
+
+def test_ui_loads_with_qt_designer_loader(qt_app):
+    from PySide6.QtCore import QFile, Signal
+    from PySide6.QtUiTools import QUiLoader
+    from PySide6.QtWidgets import QToolButton, QWidget
+
+    # Slicer-only classes get plain placeholders; everything else must be a real Qt class.
+    class qMRMLWidget(QWidget):
+        mrmlSceneChanged = Signal(object)
+
+    class qMRMLNodeComboBox(QWidget):
+        pass
+
+    class ctkCollapsibleButton(QToolButton):
+        pass
+
+    loader = QUiLoader()
+    for cls in (qMRMLWidget, qMRMLNodeComboBox, ctkCollapsibleButton):
+        loader.registerCustomWidget(cls)
+    ui_file = QFile(str(UI_FILE))
+    assert ui_file.open(QFile.ReadOnly)
+    top = loader.load(ui_file)
+    ui_file.close()
+    assert top is not None, loader.errorString()
+    loaded = {w.objectName(): w for w in top.findChildren(QWidget)}
+    for name, cls in _ui_classes().items():
+        if name == top.objectName():
+            continue
+        assert name in loaded, f"{name} did not load"
+        assert type(loaded[name]).__name__ == cls, f"{name}: {type(loaded[name]).__name__} != {cls}"
+    for name in _ui_names_used_by_module():
+        assert name in loaded
+    assert loaded["applyButton"].text() == "Enhance through-plane"
+    assert loaded["advancedCollapsibleButton"].property("collapsed") is True
+    for name, field in (
+        ("thicknessSpinBox", "thicknessMm"),
+        ("presetComboBox", "preset"),
+        ("inputSelector", "inputVolume"),
+    ):
+        assert loaded[name].property("SlicerParameterName") == field
+
+
+# ---- code quality --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["py310", "py312"])
+def test_module_passes_ruff(target):
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    files = [str(MODULE_FILE), str(ROOT / "Resources" / "make_figures.py"), str(ROOT / "Testing" / "Slicer")]
+    result = subprocess.run(
+        [ruff, "check", "--target-version", target, *files], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_module_compiles_for_python_312_syntax():
+    # ast with feature_version catches syntax newer than Slicer's interpreter would accept.
+    source = MODULE_FILE.read_text()
+    ast.parse(source, feature_version=(3, 10))
+    compile(source, str(MODULE_FILE), "exec")
+    assert sys.version_info >= (3, 10)
