@@ -443,7 +443,7 @@ def _enhance(
         parameters["validation_gain_db"] = f"{train_info['validation_gain_db']:.2f}"
         parameters["used_identity"] = str(train_info["used_identity"]).lower()
     out_geom = _output_geometry(geom, inferred.positions_mm, target)
-    out = Volume(inferred.array, out_geom, metadata={**vol.metadata, **parameters})
+    out = Volume(inferred.array, out_geom, metadata=dict(parameters))
     unc = None
     if inferred.uncertainty is not None:
         unc = Volume(
