@@ -119,11 +119,8 @@ def normalise_scores(raw: dict) -> dict:
             out[key] = flat[key]
             continue
         if plane == "box":
-            names = [
-                k
-                for k in flat
-                if "psnr" in k and ("box" in k or k == "psnr") and "coronal" not in k and "sagittal" not in k
-            ]
+            names = [k for k in flat if "psnr" in k and "coronal" not in k and "sagittal" not in k]
+            names.sort(key=lambda k: ("box" not in k, len(k)))
         else:
             names = [k for k in flat if metric in k and plane in k]
         out[key] = flat[names[0]] if names else None
@@ -133,7 +130,11 @@ def normalise_scores(raw: dict) -> dict:
 def score(result, ground_truth, thickness_mm: float) -> dict:
     from sr4zct.evaluation import score as _score
 
-    return normalise_scores(_score(result, ground_truth, thickness_mm))
+    raw = _score(result, ground_truth, thickness_mm)
+    out = normalise_scores(raw)
+    if isinstance(raw.get("box"), dict):
+        out["box"] = raw["box"]
+    return out
 
 
 def baseline_scores(thick, ground_truth, thickness_mm: float, methods=BASELINES) -> dict[str, dict]:

@@ -51,7 +51,7 @@ SMOKE = {
     "settings": "5/2.5",
     "profiles": "box",
     "presets": "fast",
-    "max_minutes": 0.2,
+    "max_minutes": 0.35,
 }
 
 
@@ -174,8 +174,11 @@ def _preset_minutes(preset: str, override: float | None) -> float:
 
 
 def _device_kind(device_text: str | None, requested: str) -> str:
+    """ "cuda", "mps" or "cpu" from the pipeline's device description (e.g. "CUDA not available, using CPU")."""
     text = (device_text or requested or "").lower()
-    if "cuda" in text or "gpu" in text and "cpu" not in text:
+    if "not available" in text or "cpu" in text:
+        return "cpu"
+    if "cuda" in text or "gpu" in text:
         return "cuda"
     if "mps" in text:
         return "mps"

@@ -327,3 +327,24 @@ def test_eclare_progress_reads_where_a_killed_run_was():
     second = inference + "100%| | 192/192 [10:00<00:00]\n  0%| | 0/192 [00:00<?]\r  5%| | 10/192 [00:30<9:00]"
     assert "rotation 2 of 2" in eclare_progress(second, 256)
     assert eclare_progress("no progress bar", 256) is None
+
+
+def test_normalise_scores_evaluation_keys():
+    raw = {"psnr_db": 41.4, "coronal_psnr_db": 40.1, "sagittal_psnr_db": 39.9, "coronal_ssim": 0.95,
+           "sagittal_ssim": 0.94, "data_range_hu": 4641.0, "box": {"z": [5, 240], "y": [135, 482], "x": [71, 459]}}  # fmt: skip
+    assert normalise_scores(raw) == {
+        "psnr_box": 41.4,
+        "psnr_coronal": 40.1,
+        "psnr_sagittal": 39.9,
+        "ssim_coronal": 0.95,
+        "ssim_sagittal": 0.94,
+    }
+
+
+def test_device_kind_from_pipeline_description():
+    from benchmarks.run import _device_kind
+
+    assert _device_kind("CUDA not available, using CPU (2 threads)", "auto") == "cpu"
+    assert _device_kind("CUDA GPU 0: NVIDIA H100 80GB HBM3", "auto") == "cuda"
+    assert _device_kind(None, "cuda") == "cuda"
+    assert _device_kind(None, "auto") == "cpu"
