@@ -100,6 +100,14 @@ def _pydicom():
     return pydicom
 
 
+def _get(ds: Any, keyword: str) -> Any:
+    """Element value, or None when absent or when its bytes cannot be converted (damaged header)."""
+    try:
+        return ds.get(keyword)
+    except Exception:  # pydicom raises many types for malformed values (struct, length, VR errors)
+        return None
+
+
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     if value is None:
         return None
@@ -184,25 +192,31 @@ def _image_type(value: Any) -> tuple[str, ...]:
 
 
 def _header(path: Path, ds: Any) -> SliceHeader:
-    reference = {k: _plain(ds.get(k)) for k in REFERENCE_KEYWORDS if k in ds}
+    reference = {}
+    for key in REFERENCE_KEYWORDS:
+        value = _plain(_get(ds, key))
+        if value is not None:
+            reference[key] = value
+    modality = _get(ds, "Modality")
+    sop_uid = _get(ds, "SOPInstanceUID")
     return SliceHeader(
         path=path,
-        series_uid=str(ds.get("SeriesInstanceUID", "") or _NO_UID),
-        sop_uid=str(ds.SOPInstanceUID) if "SOPInstanceUID" in ds else None,
-        position=_floats(ds.get("ImagePositionPatient"), 3),
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
-        rows=_int_or_none(ds.get("Rows")),
-        columns=_int_or_none(ds.get("Columns")),
-        thickness=_float_or_none(ds.get("SliceThickness")),
-        samples_per_pixel=_int_or_none(ds.get("SamplesPerPixel")) or 1,
-        frames=_int_or_none(ds.get("NumberOfFrames")) or 1,
-        instance_number=_int_or_none(ds.get("InstanceNumber")),
-        description=str(ds.get("SeriesDescription", "") or ""),
-        modality=str(ds.Modality) if ds.get("Modality") else None,
-        series_number=_int_or_none(ds.get("SeriesNumber")),
+        series_uid=str(_get(ds, "SeriesInstanceUID") or "") or _NO_UID,
+        sop_uid=str(sop_uid) if sop_uid else None,
+        position=_floats(_get(ds, "ImagePositionPatient"), 3),
+        orientation=_floats(_get(ds, "ImageOrientationPatient"), 6),
+        pixel_spacing=_floats(_get(ds, "PixelSpacing"), 2),
+        rows=_int_or_none(_get(ds, "Rows")),
+        columns=_int_or_none(_get(ds, "Columns")),
+        thickness=_float_or_none(_get(ds, "SliceThickness")),
+        samples_per_pixel=_int_or_none(_get(ds, "SamplesPerPixel")) or 1,
+        frames=_int_or_none(_get(ds, "NumberOfFrames")) or 1,
+        instance_number=_int_or_none(_get(ds, "InstanceNumber")),
+        description=str(_get(ds, "SeriesDescription") or ""),
+        modality=str(modality).strip() if modality else None,
+        series_number=_int_or_none(_get(ds, "SeriesNumber")),
         reference=reference,
-        image_type=_image_type(ds.get("ImageType")),
+        image_type=_image_type(_get(ds, "ImageType")),
     )
 
 
@@ -287,6 +301,13 @@ def _check_images(headers: list[SliceHeader], description: str) -> None:
         raise InputError(
             f"The series{name} holds colour (RGB, {h.samples_per_pixel} samples per pixel) images, "
             "not CT intensities."
+        )
+    bad_size = [x for x in headers if not x.rows or not x.columns or x.rows < 1 or x.columns < 1]
+    if bad_size:
+        x = bad_size[0]
+        raise InputError(
+            f"{len(bad_size)} of {len(headers)} file(s) of the series{name} have no valid image size (Rows "
+            f"{x.rows}, Columns {x.columns} in {x.path.name}); the files are damaged."
         )
     sizes = {(x.rows, x.columns) for x in headers}
     if len(sizes) > 1:
@@ -390,7 +411,13 @@ def _decode_hint(exc: Exception, transfer_syntax: Any) -> str:
             "(sr4zct installs pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg and pylibjpeg-rle; JPEG-LS "
             "also needs pyjpegls, or install python-gdcm) or convert the series to uncompressed DICOM."
         )
-    return f"{text}. The compressed pixel data appears to be damaged."
+    try:
+        compressed = bool(transfer_syntax.is_compressed)
+    except (AttributeError, ValueError):  # not a known transfer syntax UID
+        compressed = True
+    if compressed:
+        return f"{text}. The compressed pixel data appears to be damaged."
+    return f"{text}. The pixel data does not match the image header (size, bits) or the file is damaged."
 
 
 def _read_pixels(header: SliceHeader, shape: tuple[int, int]) -> np.ndarray:
@@ -410,10 +437,15 @@ def _read_pixels(header: SliceHeader, shape: tuple[int, int]) -> np.ndarray:
         raise InputError(
             f"DICOM file {header.path} holds an image of shape {pixels.shape}, expected {shape}."
         )
-    slope = _float_or_none(ds.get("RescaleSlope"))
-    intercept = _float_or_none(ds.get("RescaleIntercept"))
+    slope = _float_or_none(_get(ds, "RescaleSlope"))
+    intercept = _float_or_none(_get(ds, "RescaleIntercept"))
     slope = 1.0 if slope is None else slope
     intercept = 0.0 if intercept is None else intercept
+    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
+        raise InputError(
+            f"DICOM file {header.path} has an invalid RescaleSlope/RescaleIntercept ({slope}, {intercept}); "
+            "its values cannot be converted to HU."
+        )
     if slope == 1.0:
         return pixels.astype(np.float32) + np.float32(intercept)
     return (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
