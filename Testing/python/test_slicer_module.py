@@ -441,3 +441,42 @@ def test_progress_text_and_durations(stubs):
         {"event": "progress", "stage": "train", "step": 120, "total": 3000, "eta_s": 250}
     )
     assert text == "Training 120/3000 - about 4 min 10 s left"
+
+
+# ---- node <-> core volume conversions, the in-Slicer self-test's first part ---------------------------
+
+
+def test_core_volume_round_trips_through_a_node(stubs):
+    from sr4zct import Volume, make_geometry
+
+    logic = stubs.module.SR4ZCTLogic
+    array = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
+    # an oblique stack: slices advance along a tilted axis, rows along y, columns along a rotated x
+    c, s = np.cos(0.3), np.sin(0.3)
+    axes = ((s, 0.0, c), (0.0, 1.0, 0.0), (c, 0.0, -s))
+    volume = Volume(
+        array,
+        make_geometry(array.shape, slice_spacing_mm=2.5, pixel_spacing_mm=(0.8, 0.7), slice_thickness_mm=3.0,
+                      origin_lps=(10.0, -5.0, 30.0), axes_lps=axes),
+    )  # fmt: skip
+    node = logic.addVolumeNode(volume, "oblique")
+    assert node.GetSpacing() == pytest.approx((0.7, 0.8, 2.5))
+    assert node.GetOrigin() == pytest.approx((-10.0, 5.0, 30.0))  # LPS -> RAS
+    assert node.GetAttribute("SR4ZCT.sliceThicknessMm") == "3"
+    back = logic.volumeFromNode(node, thicknessMm=3.0)
+    np.testing.assert_array_equal(back.array, array)
+    assert back.geometry.spacing_mm == pytest.approx(volume.geometry.spacing_mm)
+    assert back.geometry.origin_lps == pytest.approx(volume.geometry.origin_lps)
+    assert np.allclose(back.geometry.axes_lps, axes)
+    geometry = stubs.module.SR4ZCTLogic().readGeometry(node)
+    assert (geometry.axis, geometry.thicknessMm, geometry.spacingMm) == (2, 3.0, 2.5)
+
+
+def test_selftest_geometry_part_and_phantom_sample(stubs):
+    module = stubs.module
+    module.SR4ZCTTest("test_geometry_of_node").test_geometry_of_node()
+    node = module.loadPhantomSample()
+    assert node.GetName() == "SR4ZCTPhantom"
+    geometry = module.SR4ZCTLogic().readGeometry(node)
+    assert (geometry.thicknessMm, geometry.spacingMm, geometry.overlapMm) == (3.0, 2.0, 1.0)
+    assert geometry.numberOfSlices == node.GetImageData().GetDimensions()[2]
