@@ -246,7 +246,12 @@ def geometry_from_slices(
         )
     if not np.all(np.isfinite(positions)):
         raise GeometryError(f"The series{name} has missing or non-finite ImagePositionPatient values.")
-    rows, columns = int(rows), int(columns)
+    try:
+        rows, columns = int(rows), int(columns)
+    except (TypeError, ValueError):
+        raise GeometryError(
+            f"Rows and Columns must be positive integers, got {rows!r} x {columns!r}."
+        ) from None
     if rows < 1 or columns < 1:
         raise GeometryError(f"Rows and Columns must be positive, got {rows} x {columns}.")
 

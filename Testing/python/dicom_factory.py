@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEGLosslessSV1, generate_uid
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
@@ -125,7 +126,8 @@ def write_series(
     name_pattern : file name format, ``{index}`` (file index) and ``{uid}`` available; e.g.
         ``"CT.{index:04d}.IMA"`` or ``"{index}"`` for no extension.
     transfer_syntax : UID; compressed syntaxes are encoded with pydicom: RLE Lossless at any size, JPEG 2000
-        Lossless only for images of at least 32 x 32 pixels (an OpenJPEG limit).
+        Lossless only for images of at least 32 x 32 pixels (an OpenJPEG limit); JPEG Lossless SV1
+        (1.2.840.10008.1.2.4.70, which pydicom cannot encode) with :func:`jpeg_lossless_sv1` here.
     samples_per_pixel : 3 writes an RGB image (for bad-input tests).
     number_of_frames : writes a NumberOfFrames attribute (multi-frame bad input; pixel data stays 2-D).
     preamble : False writes files without the 128-byte preamble and ``DICM`` marker.
@@ -218,7 +220,12 @@ def write_series(
         for key in missing_tags:
             if key in ds:
                 delattr(ds, key)
-        if transfer_syntax != ExplicitVRLittleEndian:
+        if transfer_syntax == JPEGLosslessSV1 and samples_per_pixel == 1:
+            frame = jpeg_lossless_sv1(stored[k].astype(dtype).view(np.uint16))
+            ds.PixelData = encapsulate([frame])
+            ds["PixelData"].VR = "OB"
+            ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+        elif transfer_syntax != ExplicitVRLittleEndian:
             ds.compress(transfer_syntax)
         ds.save_as(path, enforce_file_format=preamble)
         paths.append(path)
@@ -233,3 +240,48 @@ def write_series(
         orientation=tuple(float(v) for v in orientation),
         pixel_spacing_mm=(float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1])),
     )
+
+
+def jpeg_lossless_sv1(image: np.ndarray) -> bytes:
+    """Encode a 2-D uint16 image as a JPEG Lossless, Non-Hierarchical, First-Order Prediction stream.
+
+    Process 14, selection value 1 (left neighbour), 16-bit precision, no point transform; a fixed Huffman
+    table gives every difference category (0..16) a 5-bit code. Small and slow: for test images only.
+    """
+    image = np.asarray(image, dtype=np.uint16)
+    rows, columns = image.shape
+    x = image.astype(np.int64)
+    pred = np.empty_like(x)
+    pred[0, 0] = 1 << 15
+    pred[0, 1:] = x[0, :-1]
+    pred[1:, 0] = x[:-1, 0]
+    pred[1:, 1:] = x[1:, :-1]
+    diff = (x - pred) % 65536
+    diff = np.where(diff > 32768, diff - 65536, diff)  # modulo-2^16 difference in [-32767, 32768]
+
+    bits: list[str] = []
+    for d in diff.ravel().tolist():
+        ssss = 16 if d == 32768 else abs(d).bit_length()
+        bits.append(format(ssss, "05b"))
+        if 0 < ssss < 16:
+            value = d if d > 0 else d + (1 << ssss) - 1
+            bits.append(format(value, f"0{ssss}b"))
+    stream = "".join(bits)
+    stream += "1" * (-len(stream) % 8)
+    scan = bytearray()
+    for i in range(0, len(stream), 8):
+        byte = int(stream[i : i + 8], 2)
+        scan.append(byte)
+        if byte == 0xFF:
+            scan.append(0x00)
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+    counts = bytes([0, 0, 0, 0, 17] + [0] * 11)  # 17 codes of length 5
+    dht = segment(0xC4, bytes([0x00]) + counts + bytes(range(17)))
+    sof3 = segment(
+        0xC3, bytes([16]) + rows.to_bytes(2, "big") + columns.to_bytes(2, "big") + bytes([1, 1, 0x11, 0])
+    )
+    sos = segment(0xDA, bytes([1, 1, 0x00, 1, 0, 0]))
+    return b"\xff\xd8" + dht + sof3 + sos + bytes(scan) + b"\xff\xd9"
