@@ -321,3 +321,39 @@ def test_module_compiles_for_python_312_syntax():
     ast.parse(source, feature_version=(3, 10))
     compile(source, str(MODULE_FILE), "exec")
     assert sys.version_info >= (3, 10)
+
+
+# ---- documentation ----------------------------------------------------------------------------------
+
+
+def _class_methods(tree: ast.Module, name: str) -> dict[str, ast.FunctionDef]:
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+    return {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+
+
+def test_console_example_in_docs_matches_the_logic_api():
+    doc = (ROOT / "docs" / "slicer.md").read_text()
+    assert doc.startswith("## Using it in 3D Slicer")
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert blocks, "docs/slicer.md has no Python console example"
+    example = ast.parse(blocks[0])
+    module = ast.parse(MODULE_FILE.read_text())
+    logic, run = _class_methods(module, "SR4ZCTLogic"), _class_methods(module, "SR4ZCTRun")
+    enhance_args = {a.arg for a in logic["enhance"].args.args + logic["enhance"].args.kwonlyargs}
+    calls = [n for n in ast.walk(example) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+    checked = set()
+    for call in calls:
+        owner = call.func.value.id if isinstance(call.func.value, ast.Name) else None
+        if owner == "logic":
+            assert call.func.attr in logic, f"SR4ZCTLogic has no method {call.func.attr}"
+            if call.func.attr == "enhance":
+                unknown = {k.arg for k in call.keywords} - enhance_args
+                assert not unknown, f"docs use unknown enhance() arguments {unknown}"
+            checked.add(call.func.attr)
+        elif owner == "run":
+            assert call.func.attr in run, f"SR4ZCTRun has no method {call.func.attr}"
+            checked.add("run." + call.func.attr)
+    assert {"enhance", "readGeometry", "run.poll", "run.wait"} <= checked
+    # the prose lists exactly the keyword arguments enhance() has
+    listed = set(re.findall(r"`(\w+)`", doc.split("`enhance()` takes", 1)[1].split("\n\n", 1)[0]))
+    assert listed == enhance_args - {"self", "inputVolumeNode"}
