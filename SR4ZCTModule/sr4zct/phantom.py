@@ -511,7 +511,7 @@ def make_demo_case(
     shape: tuple[int, int, int] = (160, 192, 192),
     voxel_mm: float = 0.75,
     *,
-    phase_mm: float = 0.0,
+    phase_mm: float | None = None,
     noise_hu: float = 12.0,
 ) -> tuple[Volume, Volume]:
     """A phantom and its thick-slice acquisition along z.
@@ -521,7 +521,10 @@ def make_demo_case(
     thickness_mm, spacing_mm : slice thickness T and spacing d of the simulated acquisition.
     profile : slice sensitivity profile, ``"box"`` or ``"gaussian"`` (FWHM = T).
     seed, shape, voxel_mm, noise_hu : passed to :func:`make_phantom`.
-    phase_mm : offset of the first thick slice's start from the phantom's first voxel edge.
+    phase_mm : offset of the first thick slice's start from the phantom's first voxel edge, in
+        ``[0, spacing_mm)``. Default: the phase that puts the first thick slice centre on a phantom voxel
+        centre, so that an output grid with the voxel spacing starting there coincides with the phantom's
+        slices and scoring needs no interpolation (which would blur every method alike).
 
     Returns
     -------
@@ -532,5 +535,9 @@ def make_demo_case(
     from .evaluation import simulate_acquisition
 
     ground_truth = make_phantom(shape, voxel_mm, seed, noise_hu=noise_hu)
+    if phase_mm is None:
+        phase_mm = (0.5 * voxel_mm - 0.5 * thickness_mm) % voxel_mm
+        if phase_mm >= spacing_mm:
+            phase_mm = 0.0
     thick = simulate_acquisition(ground_truth, thickness_mm, spacing_mm, profile=profile, phase_mm=phase_mm)
     return ground_truth, thick

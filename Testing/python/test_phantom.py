@@ -86,7 +86,7 @@ def test_fine_z_structure_is_lost_by_thick_slices():
 
 
 def test_demo_case_geometry():
-    gt, thick = make_demo_case(3.0, 2.0, shape=SHAPE, voxel_mm=VOXEL_MM, seed=0)
+    gt, thick = make_demo_case(3.0, 2.0, shape=SHAPE, voxel_mm=VOXEL_MM, seed=0, phase_mm=0.0)
     g = thick.geometry
     assert g.slice_thickness_mm == pytest.approx(3.0)
     assert g.slice_spacing_mm == pytest.approx(2.0)
@@ -108,6 +108,14 @@ def test_demo_case_geometry():
     w = np.array([1 / 8, 7 / 8, 1, 1, 7 / 8, 1 / 8]) / 4
     expected = np.tensordot(w, gt.array[7:13].astype(np.float64), axes=(0, 0))
     np.testing.assert_allclose(thick.array[k], expected, atol=1e-2)
+
+
+@pytest.mark.parametrize(("thickness_mm", "spacing_mm"), [(3.0, 2.0), (2.5, 1.25), (5.0, 2.5), (1.6, 2.4)])
+def test_demo_case_default_phase_aligns_first_centre_with_a_voxel(thickness_mm, spacing_mm):
+    gt, thick = make_demo_case(thickness_mm, spacing_mm, shape=(40, 64, 64), voxel_mm=VOXEL_MM, noise_hu=0.0)
+    first = (thick.geometry.origin_lps[2] - gt.geometry.origin_lps[2]) / VOXEL_MM
+    assert first == pytest.approx(round(first), abs=1e-6)
+    assert 0.0 <= float(thick.metadata["simulated_phase_mm"]) < spacing_mm
 
 
 def test_invalid_arguments():
