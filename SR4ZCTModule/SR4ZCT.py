@@ -711,8 +711,9 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         stackingRas = None
         thickness = None
         uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
-        if uids and slicer.dicomDatabase is not None:
-            geometry = self.geometryFromDicomDatabase(uids, slicer.dicomDatabase)
+        database = getattr(slicer, "dicomDatabase", None)  # absent until the DICOM module has loaded
+        if uids and database is not None:
+            geometry = self.geometryFromDicomDatabase(uids, database)
             stackingRas = [LPS_TO_RAS[i] * geometry.axes_lps[0][i] for i in range(3)]
             thickness = geometry.slice_thickness_mm
             warnings.extend(geometry.warnings)
@@ -859,8 +860,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         tempDir = slicer.util.tempDirectory("SR4ZCT")
         inputPath = os.path.join(tempDir, "input.nrrd")
         outputPath = os.path.join(tempDir, "output.nrrd")
-        if not slicer.util.saveNode(inputVolumeNode, inputPath, {"useCompression": False}):
-            raise OutputError(f"Could not write the input volume to the temporary file {inputPath}.")
+        self.writeVolumeFile(inputVolumeNode, inputPath)
         options = {
             "thickness_mm": float(thicknessMm),
             "spacing_mm": None if spacingMm is None else float(spacingMm),
@@ -886,12 +886,36 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             return run
         return run.wait(progressCallback=progressCallback)
 
+    @staticmethod
+    def writeVolumeFile(volumeNode, path: str) -> None:
+        """Write ``volumeNode`` to ``path`` (NRRD keeps the geometry) without touching the node.
+
+        ``slicer.util.saveNode`` would re-point the node's own storage node at the temporary file (and
+        change its compression setting); a detached storage node leaves the user's node as it was.
+        """
+        storageNode = slicer.mrmlScene.CreateNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+        try:
+            storageNode.SetFileName(path)
+            storageNode.UseCompressionOff()
+            if not storageNode.WriteData(volumeNode):
+                raise OutputError(
+                    f"Could not write the input volume to the temporary file {path} (disk full or not writable?)."
+                )
+        finally:
+            storageNode.UnRegister(None)
+
     def loadResult(self, run: SR4ZCTRun, finished: dict):
         """Load the worker's output as a new node placed, displayed and annotated like its input."""
         inputNode = run.inputNode
         outputPath = finished.get("output_path") or run.job.spec.output_path
         outputNode = slicer.util.loadVolume(outputPath, {"name": run.outputName, "show": False})
         outputNode.SetName(run.outputName)
+        # The temporary file is deleted below: detach it, so that saving the scene writes the volume anew
+        # instead of referring to a file that no longer exists.
+        storageNode = outputNode.GetStorageNode()
+        if storageNode is not None:
+            outputNode.SetAndObserveStorageNodeID(None)
+            slicer.mrmlScene.RemoveNode(storageNode)
         outputNode.SetAndObserveTransformNodeID(inputNode.GetTransformNodeID())
 
         inputDisplay = inputNode.GetScalarVolumeDisplayNode()

@@ -283,6 +283,9 @@ def test_full_run_from_the_panel(stubs, python_slicer, monkeypatch):
     assert run.job.python_executable == str(python_slicer)
     assert Path(spec.input_path).parent == Path(run.tempDir)
     assert Path(run.tempDir).parent == Path(slicer.app.temporaryPath)
+    writes = [c[1] for c in mrml.CALLS if c[0] == "WriteData"]
+    assert writes == [(writes[0][0], node, spec.input_path, 0)]  # uncompressed, by a detached storage node
+    assert node.GetStorageNode() is None  # the user's node was not re-pointed at the temporary file
 
     _drain(widget)
     assert run.terminal["event"] == "finished", run.terminal
@@ -317,7 +320,8 @@ def test_full_run_from_the_panel(stubs, python_slicer, monkeypatch):
     assert "Done" in widget.ui.statusLabel.text
     assert "Worker started" in widget.ui.logTextEdit.toPlainText()
     assert widget._parameterNode.outputVolume is out
-    assert not Path(run.tempDir).exists()  # temp files removed
+    assert not Path(run.tempDir).exists()  # temp files removed ...
+    assert out.GetStorageNode() is None  # ... and the result no longer refers to them
 
 
 def test_cancel_from_the_panel(stubs, python_slicer, monkeypatch):
@@ -414,7 +418,7 @@ def test_apply_does_nothing_when_torch_install_declined(tmp_path, monkeypatch):
     widget.ui.applyButton.click()
     assert widget._run is None
     assert not widget._timer.isActive()
-    assert stubs.util.saved == []
+    assert not [c for c in mrml.CALLS if c[0] == "WriteData"]
 
 
 def test_without_pytorch_extension_the_message_says_what_to_install(tmp_path, monkeypatch):

@@ -200,6 +200,10 @@ def _make_util(slicer_mod: types.ModuleType, state: UtilState) -> types.ModuleTy
         node = read_volume_node(filename, properties.get("name") or Path(filename).name.split(".")[0])
         slicer_mod.mrmlScene.AddNode(node)
         node.CreateDefaultDisplayNodes()
+        storage = mrml.vtkMRMLVolumeArchetypeStorageNode()  # as Slicer: the node remembers its file
+        storage.SetFileName(filename)
+        slicer_mod.mrmlScene.AddNode(storage)
+        node.SetAndObserveStorageNodeID(storage.GetID())
         return node
 
     def arrayFromVolume(volumeNode):
@@ -295,14 +299,14 @@ def _make_util(slicer_mod: types.ModuleType, state: UtilState) -> types.ModuleTy
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
 
-def write_volume_node(node: mrml.vtkMRMLVolumeNode, filename: str) -> None:
+def write_volume_node(node: mrml.vtkMRMLVolumeNode, filename: str, compress: bool = True) -> None:
     import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(node.GetImageData()._array))  # KJI -> x=I
     image.SetSpacing([float(s) for s in node.GetSpacing()])
     image.SetOrigin([float(v) for v in _LPS @ np.asarray(node.GetOrigin())])
     image.SetDirection([float(v) for v in (_LPS @ node._directions).ravel()])
-    sitk.WriteImage(image, filename)
+    sitk.WriteImage(image, filename, useCompression=compress)
 
 
 def read_volume_node(filename: str, name: str) -> mrml.vtkMRMLScalarVolumeNode:
@@ -794,7 +798,8 @@ def install(
     slicer_mod.dicomDatabase = ctkDICOMDatabase(dicom_files) if dicom_files else None
     for name in ("vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode", "vtkMRMLScalarVolumeDisplayNode",
                  "vtkMRMLLinearTransformNode", "vtkMRMLGridTransformNode", "vtkMRMLScriptedModuleNode",
-                 "vtkMRMLLayoutNode", "vtkMRMLSubjectHierarchyNode", "vtkMRMLVolumeNode"):  # fmt: skip
+                 "vtkMRMLLayoutNode", "vtkMRMLSubjectHierarchyNode", "vtkMRMLVolumeNode",
+                 "vtkMRMLVolumeArchetypeStorageNode"):  # fmt: skip
         setattr(slicer_mod, name, getattr(mrml, name))
     slicer_mod.qMRMLNodeComboBox = qtstubs.qMRMLNodeComboBox
     state = UtilState(tempRoot=temp)

@@ -201,7 +201,64 @@ class vtkMRMLScalarVolumeDisplayNode(vtkMRMLNode):
         self._colorNodeID = colorNodeID
 
 
-class vtkMRMLTransformableNode(vtkMRMLNode):
+class vtkMRMLStorageNode(vtkMRMLNode):
+    def __init__(self) -> None:
+        super().__init__()
+        self._fileName: str | None = None
+        self._useCompression = 1
+        self._references = 1
+        self.written: list[str] = []
+
+    def SetFileName(self, fileName: str) -> None:
+        self._fileName = str(fileName)
+
+    def GetFileName(self) -> str | None:
+        return self._fileName
+
+    def SetUseCompression(self, useCompression: int) -> None:
+        self._useCompression = int(useCompression)
+
+    def GetUseCompression(self) -> int:
+        return self._useCompression
+
+    def UseCompressionOff(self) -> None:
+        self._useCompression = 0
+
+    def UseCompressionOn(self) -> None:
+        self._useCompression = 1
+
+    def WriteData(self, refNode: vtkMRMLNode) -> int:
+        from . import write_volume_node
+
+        record("WriteData", self, refNode, self._fileName, self._useCompression)
+        write_volume_node(refNode, self._fileName, compress=bool(self._useCompression))
+        self.written.append(self._fileName)
+        return 1
+
+    def UnRegister(self, o: Any) -> None:
+        self._references -= 1
+
+
+class vtkMRMLVolumeArchetypeStorageNode(vtkMRMLStorageNode):
+    pass
+
+
+class vtkMRMLStorableNode(vtkMRMLNode):
+    def __init__(self) -> None:
+        super().__init__()
+        self._storageNodeID: str | None = None
+
+    def GetStorageNode(self) -> vtkMRMLStorageNode | None:
+        if self._storageNodeID is None or self._scene is None:
+            return None
+        return self._scene.GetNodeByID(self._storageNodeID)
+
+    def SetAndObserveStorageNodeID(self, storageNodeID: str | None) -> None:
+        record("SetAndObserveStorageNodeID", self, storageNodeID)
+        self._storageNodeID = storageNodeID
+
+
+class vtkMRMLTransformableNode(vtkMRMLStorableNode):
     def __init__(self) -> None:
         super().__init__()
         self._transformNodeID: str | None = None
@@ -448,6 +505,10 @@ class vtkMRMLScene(vtkObject):
         self.InvokeEvent(self.NodeAddedEvent, node)
         return node
 
+    def CreateNodeByClass(self, className: str) -> vtkMRMLNode:
+        """A new node of ``className``, not added to the scene (the caller owns one reference)."""
+        return self.CLASSES[className]()
+
     def AddNewNodeByClass(self, className: str, nodeBaseName: str = "") -> vtkMRMLNode:
         node = self.CLASSES[className]()
         node._name = nodeBaseName or className
@@ -509,6 +570,7 @@ vtkMRMLScene.CLASSES = {
         vtkMRMLScriptedModuleNode,
         vtkMRMLVolumeNode,
         vtkMRMLTransformNode,
+        vtkMRMLVolumeArchetypeStorageNode,
     )
 }
 
