@@ -39,6 +39,7 @@ SETTINGS_MM = [
 PRESET_GAIN_TARGET_DB = {"fast": 4.0, "balanced": 6.0, "best": 7.0}
 PRESET_TIME_TARGET_MIN = {"fast": 5.0, "balanced": 15.0, "best": 45.0}
 PEER_MARGIN_DB = 1.0
+PEER_CROP = 192
 L291_GPU_BEST_TARGET_MIN = 2.0
 L291_RSS_TARGET_GB = 4.0
 ACQUISITION_SPEEDUP_TARGET = 50.0
@@ -260,7 +261,11 @@ def compute_targets(results: dict) -> list[dict]:
             }
         )
 
-    peers = [r for r in results["rows"] if r.get("kind") == "peer"]
+    peers = [
+        r
+        for r in results["rows"]
+        if r.get("kind") == "peer" and r.get("crop") == PEER_CROP and not r.get("n_slices_gt")
+    ]
     default = next(
         (r for r in peers if r.get("method") == "sr4zct-default" and r.get("status") == "ok"), None
     )
@@ -269,6 +274,15 @@ def compute_targets(results: dict) -> list[dict]:
         other = next((r for r in peers if r.get("method") == peer), None)
         if default is None or other is None:
             targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
+        elif other.get("status") != "ok" and other.get("timed_out"):
+            targets.append(
+                {
+                    "target": name,
+                    "measured": f"default {num(default['psnr_box']):.2f} dB in {num(default['wall_s']) / 60:.1f} min; "
+                    f"{label}: {other.get('status')}",
+                    "status": f"{MET} (the peer had no result at equal time)",
+                }
+            )
         elif other.get("status") != "ok":
             targets.append(
                 {
@@ -354,9 +368,13 @@ def _case_label(row: dict) -> str:
 # --------------------------------------------------------------------------------------------------
 # Markdown
 # --------------------------------------------------------------------------------------------------
+def _cell(value) -> str:
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return lines
 
 
@@ -514,57 +532,73 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
     peers = [r for r in results["rows"] if r.get("kind") == "peer"]
     if peers:
         out += [
-            "## Peers at equal wall-clock budget (central 192 x 192 crop, 5 mm every 2.5 mm, box)",
+            "## Peers at equal wall-clock budget (5 mm every 2.5 mm, box)",
             "",
             "Each method gets the same budget; `sr4zct` caps its whole run with `--max-minutes`. ECLARE has no "
             "time option: it gets as many training patches as it can process in the default network's training "
             "time, runs in its own virtual environment (`benchmarks/.venv-eclare`) and is killed at twice the "
             "budget. For reference, docs/method.md section 6 records ECLARE at 35.87 dB after 43.5 min "
-            "(12,800 patches) on this crop and CPU, linear 33.99.",
+            "(12,800 patches) on the 192 x 192 crop on this CPU, linear 33.99.",
             "",
         ]
-        body = []
-        for r in sorted(peers, key=lambda r: r.get("order", 9)):
-            if r.get("status") != "ok":
+        peer_groups: dict[tuple, list[dict]] = {}
+        for r in peers:
+            peer_groups.setdefault((r.get("crop") or 0, r.get("n_slices_gt") or 0), []).append(r)
+        for (crop, nz), group in sorted(peer_groups.items(), key=lambda kv: (kv[0][0] != PEER_CROP, kv[0])):
+            shape = group[0].get("input_shape")
+            title = f"### Central {crop} x {crop} crop" + (
+                f", {nz} central ground-truth slices" if nz else ""
+            )
+            if shape:
+                title += f" - input {shape[2]}x{shape[1]}x{shape[0]}"
+            budgets = sorted(
+                {num(r.get("budget_min")) for r in group if num(r.get("budget_min")) is not None}
+            )
+            if budgets:
+                title += f", budget {', '.join(f'{b:g}' for b in budgets)} min"
+            out += [title, ""]
+            body = []
+            for r in sorted(group, key=lambda r: r.get("order", 9)):
+                if r.get("status") != "ok":
+                    body.append(
+                        [
+                            r["label"],
+                            "-",
+                            "-",
+                            "-",
+                            "-",
+                            _minutes(r.get("wall_s")),
+                            r.get("status"),
+                            _run_ref(r, run_index),
+                        ]
+                    )
+                    continue
                 body.append(
                     [
                         r["label"],
-                        "-",
-                        "-",
-                        "-",
-                        "-",
+                        _f(r.get("psnr_box")),
+                        _gains(r) if r.get("method") != "linear" else "",
+                        f"{_f(r.get('psnr_coronal'))} / {_f(r.get('ssim_coronal'), '.4f')}",
+                        f"{_f(r.get('psnr_sagittal'))} / {_f(r.get('ssim_sagittal'), '.4f')}",
                         _minutes(r.get("wall_s")),
-                        r.get("status"),
+                        r.get("note", ""),
                         _run_ref(r, run_index),
                     ]
                 )
-                continue
-            body.append(
+            out += _table(
                 [
-                    r["label"],
-                    _f(r.get("psnr_box")),
-                    _fmt_db(num(r.get("gain_db"))) if r.get("method") != "linear" else "",
-                    f"{_f(r.get('psnr_coronal'))} / {_f(r.get('ssim_coronal'), '.4f')}",
-                    f"{_f(r.get('psnr_sagittal'))} / {_f(r.get('ssim_sagittal'), '.4f')}",
-                    _minutes(r.get("wall_s")),
-                    r.get("note", ""),
-                    _run_ref(r, run_index),
-                ]
+                    "method",
+                    "body-box PSNR",
+                    "gain: box (coronal / sagittal)",
+                    "coronal PSNR / SSIM",
+                    "sagittal PSNR / SSIM",
+                    "wall time",
+                    "note",
+                    "run",
+                ],
+                body,
             )
-        out += _table(
-            [
-                "method",
-                "body-box PSNR",
-                "gain",
-                "coronal PSNR / SSIM",
-                "sagittal PSNR / SSIM",
-                "wall time",
-                "note",
-                "run",
-            ],
-            body,
-        )
-        out.append("")
+            out.append("")
 
     acq = [r for r in results["rows"] if r.get("kind") == "acquisition"]
     nets = [r for r in results["rows"] if r.get("kind") == "network_speed"]

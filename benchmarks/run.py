@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -127,13 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--peer-slices", type=int, default=None, help="keep the central N ground-truth slices for peers"
     )
+    p.add_argument("--peer-crop", type=int, default=192, help="central in-plane crop for peers (default 192)")
     p.add_argument("--eclare-patches", type=int, default=None, help="override ECLARE's training patches")
     p.add_argument("--no-eclare", action="store_true", help="skip ECLARE (no virtual environment is created)")
     p.add_argument(
-        "--eclare-timeout-factor",
+        "--peer-timeout-factor",
         type=float,
         default=2.0,
-        help="kill ECLARE after factor x the peer budget (default 2: it already lost at equal time)",
+        help="kill a peer run after factor x the budget (default 2: it has lost at equal time by then)",
     )
     p.add_argument("--speed", action="store_true", help="acquisition-model and network micro-benchmarks")
     p.add_argument(
@@ -185,6 +187,11 @@ def _device_kind(device_text: str | None, requested: str) -> str:
     return "cpu"
 
 
+def _strip_bar(line: str) -> str:
+    """A tqdm line without its bar: "infer 64/128:  86%|####  | , ETA 0:16" -> "infer 64/128: 86%, ETA 0:16"."""
+    return " ".join(re.sub(r"\|[^|]*\|\s*,?", ",", line).split())[:100]
+
+
 def _case_key(
     prefix: str, *, gt_name: str, crop, slices, t, o, profile, method, preset="", network="", device=""
 ):
@@ -209,6 +216,7 @@ def _case_key(
 def _measurement_fields(record: dict) -> dict:
     keys = (
         "wall_s",
+        "timed_out",
         "peak_rss_bytes",
         "peak_gpu_bytes",
         "maxrss_children_bytes",
@@ -356,7 +364,7 @@ def run_peers(args, log, workdir: Path, cores: int | None) -> list[dict]:
     from sr4zct.evaluation import simulate_acquisition
     from sr4zct.io import read_volume
 
-    t, o, profile, crop = 5.0, 2.5, "box", 192
+    t, o, profile, crop = 5.0, 2.5, "box", args.peer_crop
     d = t - o
     budget_min = args.peer_minutes
     gt = load_ground_truth(args.ground_truth, crop_px=crop, n_slices=args.peer_slices)
@@ -402,7 +410,7 @@ def run_peers(args, log, workdir: Path, cores: int | None) -> list[dict]:
             device=args.device,
             seed=args.seed,
             max_minutes=budget_min,
-            timeout_s=max(120.0, budget_min * 60 * args.timeout_factor),
+            timeout_s=max(60.0, budget_min * 60 * args.peer_timeout_factor),
             log_path=case_dir / f"sr4zct_{network}.log",
             threads=args.threads,
         )
@@ -410,6 +418,12 @@ def run_peers(args, log, workdir: Path, cores: int | None) -> list[dict]:
         row = {**common, "method": f"sr4zct-{network}", "label": label, "order": order}
         row.update(_measurement_fields(record))
         row["status"] = record["status"]
+        if record.get("timed_out"):
+            lines = [ln.strip() for ln in record["output_tail"].splitlines() if ln.strip()]
+            row["status"] = (
+                f"no result within {record['wall_s'] / 60:.1f} min ({args.peer_timeout_factor:g}x the budget), "
+                f"killed; last progress: {_strip_bar(lines[-1]) if lines else '-'}"
+            )
         if result is not None:
             row.update(score(result, gt, t))
             add_gains(row, base)
@@ -459,7 +473,7 @@ def _run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, tra
     train_s = train_s_default or 0.8 * budget_s
     n_patches = args.eclare_patches or max(256, int(round(train_s * ECLARE_PATCHES_PER_S / 32)) * 32)
     nifti = _write_nifti(thick, case_dir / "thick.nii.gz")
-    timeout = budget_s * args.eclare_timeout_factor
+    timeout = max(60.0, budget_s * args.peer_timeout_factor)
     log(
         f"peers: run-eclare --relative-slice-thickness {rel_thickness:g} --n-patches {n_patches} "
         f"(killed after {timeout / 60:.1f} min)"
@@ -484,7 +498,7 @@ def _run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, tra
         where = eclare_progress(record.get("output", ""), n_patches)
         if record["timed_out"]:
             row["status"] = (
-                f"no result within {timeout / 60:.1f} min ({args.eclare_timeout_factor:g}x the budget), killed"
+                f"no result within {timeout / 60:.1f} min ({args.peer_timeout_factor:g}x the budget), killed"
                 + (f"; it was at {where}" if where else "")
             )
         else:

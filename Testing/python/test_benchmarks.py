@@ -155,6 +155,7 @@ def test_targets_paper_gain_and_peers():
             "status": "ok",
             "psnr_box": 39.5,
             "wall_s": 240,
+            "crop": 192,
         },
         {
             "kind": "peer",
@@ -163,8 +164,26 @@ def test_targets_paper_gain_and_peers():
             "status": "ok",
             "psnr_box": 38.9,
             "wall_s": 240,
+            "crop": 192,
         },
-        {"kind": "peer", "key": "p3", "method": "eclare", "status": "no result within 12 min", "wall_s": 720},
+        {
+            "kind": "peer",
+            "key": "p3",
+            "method": "eclare",
+            "status": "no result within 12 min",
+            "wall_s": 720,
+            "crop": 192,
+        },
+        # a peer run on another crop does not count for the target
+        {
+            "kind": "peer",
+            "key": "p4",
+            "method": "sr4zct-msd",
+            "status": "ok",
+            "psnr_box": 30.0,
+            "wall_s": 240,
+            "crop": 64,
+        },
     ]
     results = report.merge_results(report.empty_results(), _run(), [best, *peers])
     targets = report.compute_targets(results)
@@ -348,3 +367,18 @@ def test_device_kind_from_pipeline_description():
     assert _device_kind("CUDA GPU 0: NVIDIA H100 80GB HBM3", "auto") == "cuda"
     assert _device_kind(None, "cuda") == "cuda"
     assert _device_kind(None, "auto") == "cpu"
+
+
+def test_markdown_tables_survive_pipes_in_messages():
+    import re
+
+    peer = {"kind": "peer", "key": "p", "method": "sr4zct-msd", "label": "MS-D", "crop": 192, "wall_s": 400.0,
+            "timed_out": True, "status": "no result; last progress: infer 64/128:  86%|####  | , ETA 0:16"}  # fmt: skip
+    text = report.render_markdown(report.merge_results(report.empty_results(), _run(), [peer]))
+    table = [ln for ln in text.splitlines() if ln.startswith("| ") and "MS-D" in ln and "no result" in ln]
+    assert len(table) == 1
+    header = next(
+        ln for ln in text.splitlines() if ln.startswith("| method | body-box PSNR") and "note" in ln
+    )
+    unescaped = re.compile(r"(?<!\\)\|")
+    assert len(unescaped.findall(table[0])) == len(unescaped.findall(header))
