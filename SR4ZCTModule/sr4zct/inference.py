@@ -194,7 +194,7 @@ def enhance_array(
     src = np.asarray(array_hu, dtype=np.float32)
     box = body_box(src) if crop_body else (slice(0, src.shape[1]), slice(0, src.shape[2]))
     messages: list[str] = []
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)  # about twice as fast on the CPU
 
     grid_c = acquisition.output_positions_mm(positions, row_mm)
     same_grid = abs(row_mm - col_mm) <= 1e-6 * row_mm

@@ -53,50 +53,12 @@ def _positive(name: str, value: Any, option: str) -> float:
     return v
 
 
-def _resolve_acquisition(
-    geometry: SeriesGeometry,
-    thickness_mm: float | None,
-    spacing_mm: float | None,
-    target_spacing_mm: float | None,
-) -> tuple[float, float, np.ndarray, float]:
-    """Validated (T, d, slice positions, target spacing)."""
-    if thickness_mm is None:
-        thickness_mm = geometry.slice_thickness_mm
-    if thickness_mm is None:
-        raise ParameterError(
-            "The slice thickness is unknown (the file does not record it); give it with --thickness MM "
-            "(thickness_mm= in Python), e.g. the value from the scanner protocol."
-        )
-    t = _positive("The slice thickness", thickness_mm, "--thickness")
-    if spacing_mm is None:
-        d = float(geometry.slice_spacing_mm)
-        positions = np.asarray(geometry.slice_positions_mm, dtype=np.float64)
-    else:
-        d = _positive("The slice spacing", spacing_mm, "--spacing")
-        positions = d * np.arange(geometry.n_slices, dtype=np.float64)
-    if geometry.n_slices < 2 or positions.size != geometry.n_slices:
-        raise ParameterError("At least 2 slices with known positions are needed to enhance a volume.")
-    if not np.all(np.diff(positions) > 0):
-        raise ParameterError("The slice positions must be strictly increasing along the stacking axis.")
-    if not math.isfinite(d) or d <= 0:
-        raise ParameterError("The slice spacing must be positive; give it with --spacing MM.")
-    row_mm, col_mm = geometry.pixel_spacing_mm
-    pixel = min(row_mm, col_mm)
-    if t <= pixel and d <= max(row_mm, col_mm):
-        raise ParameterError(
-            f"Nothing to gain: the slices ({t:g} mm thick every {d:g} mm) are already as fine as the in-plane "
-            f"pixels ({row_mm:g} x {col_mm:g} mm)."
-        )
-    target = (
-        row_mm
-        if target_spacing_mm is None
-        else _positive("The target spacing", target_spacing_mm, "--target-spacing")
-    )
-    if target >= d:
-        raise ParameterError(
-            f"The target spacing ({target:g} mm) must be finer than the slice spacing ({d:g} mm)."
-        )
-    return t, d, positions, target
+def _stage_weights(prepare_s: float, train_s: float, infer_s: float) -> dict[str, float]:
+    """Progress weights of the stages from the planned seconds (so that the ETA follows the plan)."""
+    raw = {"prepare": max(prepare_s, 1.0), "train": max(train_s, 1.0), "infer": max(infer_s, 1.0)}
+    raw["write"] = 0.03 * sum(raw.values())
+    total = sum(raw.values())
+    return {k: v / total for k, v in raw.items()}
 
 
 def _time_budget_s(preset: Preset, max_minutes: float | None) -> float:
@@ -113,22 +75,25 @@ def _infer_pixels(shape: tuple[int, int, int], n_out: int, box: tuple[slice, sli
 
 
 def _throughput_px_s(model, device) -> float:
-    """Pixels per second of the network's forward pass, measured on a small batch."""
+    """Pixels per second of the network's forward pass (best of two timed passes on a small batch)."""
     import torch
 
     from .devices import autocast
 
-    x = torch.zeros((2, 1, 192, 192), device=device)
+    model = model.eval().to(memory_format=torch.channels_last)
+    x = torch.zeros((2, 1, 256, 256), device=device)
+    best = math.inf
     with torch.inference_mode(), autocast(device):
-        model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-    return x.numel() / max(dt, 1e-6)
+        for i in range(3):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i:
+                best = min(best, time.perf_counter() - t0)
+    return x.numel() / max(best, 1e-6)
 
 
 def save_model(path: str | os.PathLike, model, *, network: str, info: dict[str, Any]) -> Path:
@@ -306,9 +271,15 @@ def _enhance(
     if network not in NETWORKS:
         raise ParameterError(f"Unknown network {network!r}; choose one of {', '.join(sorted(NETWORKS))}.")
     preset_obj = preset if isinstance(preset, Preset) else get_preset(preset)
-    thickness, spacing, positions, target = _resolve_acquisition(
-        geom, thickness_mm, spacing_mm, target_spacing_mm
-    )
+    from .validation import validate_for_enhancement
+
+    checked = validate_for_enhancement(
+        vol, thickness_mm=thickness_mm, spacing_mm=spacing_mm, target_spacing_mm=target_spacing_mm,
+        uncertainty=uncertainty,
+    )  # fmt: skip
+    thickness, spacing, positions, target = (
+        checked.thickness_mm, checked.spacing_mm, checked.positions_mm, checked.target_spacing_mm,
+    )  # fmt: skip
     budget_s = _time_budget_s(preset_obj, max_minutes)
     try:
         seed = int(seed)
@@ -328,7 +299,7 @@ def _enhance(
     array = np.asarray(vol.array, dtype=np.float32)
     pixel = (float(geom.pixel_spacing_mm[0]), float(geom.pixel_spacing_mm[1]))
     norm = training.Normalisation()
-    messages: list[str] = list(geom.warnings)
+    messages: list[str] = list(geom.warnings) + [w for w in checked.warnings if w not in geom.warnings]
     timings: dict[str, float] = {"prepare": time.monotonic() - t_start}
     reporter.report("prepare", 1, 1)
 
@@ -367,7 +338,16 @@ def _enhance(
             / _throughput_px_s(probe, torch_device)
         )
         del probe
-        config.max_seconds = max(0.0, budget_s - (time.monotonic() - t_start) - infer_estimate - 5.0)
+        elapsed = time.monotonic() - t_start
+        config.max_seconds = budget_s - elapsed - infer_estimate - 5.0
+        if config.max_seconds < 0.25 * budget_s:
+            # an untrained network is only linear interpolation: keep a useful share for training
+            config.max_seconds = 0.25 * budget_s
+            messages.append(
+                f"Applying the network needs about {infer_estimate / 60:.1f} min on {device_text}; the run will "
+                f"take longer than the {budget_s / 60:g} min limit."
+            )
+        reporter.weights = _stage_weights(elapsed, config.max_seconds, infer_estimate)
         t_train = time.monotonic()
         result = training.train_model(
             array,
