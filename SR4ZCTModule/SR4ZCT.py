@@ -41,6 +41,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 from sr4zct.errors import GeometryError, OutputError, ParameterError, ResourceError, SR4ZCTError
+from sr4zct.jobs import log_line
 
 PROFILES = ["box", "gaussian"]
 PRESETS = ["fast", "balanced", "best"]
@@ -124,12 +125,20 @@ def registerSampleData():
     )
 
 
-def loadPhantomSample(source=None, thicknessMm: float = 3.0, spacingMm: float = 2.0):
-    """Build a CT-like phantom acquired with ``thicknessMm`` slices every ``spacingMm`` and add it to the scene."""
+def loadPhantomSample(
+    source=None,
+    thicknessMm: float = 3.0,
+    spacingMm: float = 2.0,
+    shape: tuple[int, int, int] = (120, 160, 160),
+):
+    """Build a CT-like phantom acquired with ``thicknessMm`` slices every ``spacingMm`` and add it to the scene.
+
+    ``shape`` is the thin-slice ground truth's size (0.75 mm voxels); nothing is downloaded.
+    """
     from sr4zct.phantom import make_demo_case
 
     _groundTruth, thick = make_demo_case(
-        thickness_mm=thicknessMm, spacing_mm=spacingMm, shape=(120, 160, 160), voxel_mm=0.75
+        thickness_mm=thicknessMm, spacing_mm=spacingMm, shape=shape, voxel_mm=0.75
     )
     name = getattr(source, "nodeNames", None)
     name = name[0] if isinstance(name, list) and name and name[0] else PHANTOM_SAMPLE_NAME
@@ -341,6 +350,10 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self._run is not None and not self._run.done:
+            # The input node is going away: stop the job rather than load a result into an empty scene.
+            self._run.discardResult = True
+            self._run.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -369,8 +382,9 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onInputChanged(self, node=None) -> None:
         """Read the geometry of the newly selected volume and fill in thickness and spacing.
 
-        Uses the node the selector reports: the selector's signal may arrive before the parameter node is
-        updated.
+        Uses the node the selector reports. The selector's signal can arrive before the parameter node has
+        been updated; writing thickness/spacing into a stale parameter node would make it push its old
+        (empty) input back into the selector, so the input is stored first.
         """
         nodeId = node.GetID() if node else None
         if nodeId == self._geometryNodeId and self._geometry is not None:
@@ -381,14 +395,17 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.showGeometry(None)
             return
         try:
-            self._geometry = self.logic.readGeometry(node)
+            geometry = self.logic.readGeometry(node)
         except SR4ZCTError as exc:
             self.showGeometry(None, error=exc.message)
             return
+        self._geometry = geometry
         if self._parameterNode:
-            self._parameterNode.thicknessMm = self._geometry.thicknessMm or 0.0
-            self._parameterNode.spacingMm = self._geometry.spacingMm
-        self.showGeometry(self._geometry)
+            if self._parameterNode.inputVolume is not node:
+                self._parameterNode.inputVolume = node
+            self._parameterNode.thicknessMm = geometry.thicknessMm or 0.0
+            self._parameterNode.spacingMm = geometry.spacingMm
+        self.showGeometry(geometry)
 
     def showGeometry(self, geometry: VolumeGeometry | None, error: str | None = None) -> None:
         if geometry is None:
@@ -507,7 +524,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         elif kind == "started":
             self.appendLog(_("Worker started on {device}.").format(device=event.get("device", "?")))
         elif kind == "log":
-            self.appendLog(str(event.get("message", "")))
+            self.appendLog(log_line(event))
         elif kind == "finished":
             self.ui.progressBar.setValue(1000)
             node = self._run.outputNode if self._run else None
@@ -553,6 +570,7 @@ class SR4ZCTRun:
         self.outputNode = None
         self.terminal: dict | None = None
         self.handled = False
+        self.discardResult = False  # set when the scene closes during the run
 
     @property
     def state(self) -> str:
@@ -575,7 +593,7 @@ class SR4ZCTRun:
             if event.get("event") in ("finished", "cancelled", "failed") and not self.handled:
                 self.terminal = event
                 try:
-                    if event["event"] == "finished":
+                    if event["event"] == "finished" and not self.discardResult:
                         self.outputNode = self.logic.loadResult(self, event)
                 finally:
                     self.handled = True
@@ -588,7 +606,7 @@ class SR4ZCTRun:
             }
             events = [terminal]
             self.terminal = terminal
-            if terminal["event"] == "finished":
+            if terminal["event"] == "finished" and not self.discardResult:
                 self.outputNode = self.logic.loadResult(self, terminal)
             self.handled = True
             self.logic.removeTempFiles(self)
@@ -857,10 +875,6 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         if pythonSlicer is None:
             raise ResourceError("Cannot find Slicer's Python launcher 'PythonSlicer' to run the worker.")
 
-        tempDir = slicer.util.tempDirectory("SR4ZCT")
-        inputPath = os.path.join(tempDir, "input.nrrd")
-        outputPath = os.path.join(tempDir, "output.nrrd")
-        self.writeVolumeFile(inputVolumeNode, inputPath)
         options = {
             "thickness_mm": float(thicknessMm),
             "spacing_mm": None if spacingMm is None else float(spacingMm),
@@ -874,14 +888,21 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             "save_model_path": str(saveModelPath) if saveModelPath else None,
             "keep_temp": bool(keepTempFiles),
         }
-        spec = JobSpec(input_path=inputPath, output_path=outputPath, **options)
-        env = {"CUDA_VISIBLE_DEVICES": "-1"} if device == "cpu" else None
-        job = BackgroundJob(spec, python_executable=pythonSlicer, env=env)
-        name = outputName or inputVolumeNode.GetName() + OUTPUT_SUFFIX
-        options["show_result"] = showResult
-        run = SR4ZCTRun(self, job, inputVolumeNode, tempDir, name, options)
-        logging.info(f"SR4ZCT: enhancing '{inputVolumeNode.GetName()}' ({geometry!r}) in {tempDir}")
-        job.start()
+        tempDir = slicer.util.tempDirectory("SR4ZCT")
+        inputPath = os.path.join(tempDir, "input.nrrd")
+        try:
+            # Options are validated (BackgroundJob checks the spec) before the volume is written.
+            spec = JobSpec(input_path=inputPath, output_path=os.path.join(tempDir, "output.nrrd"), **options)
+            env = {"CUDA_VISIBLE_DEVICES": "-1"} if device == "cpu" else None
+            job = BackgroundJob(spec, python_executable=pythonSlicer, env=env)
+            self.writeVolumeFile(inputVolumeNode, inputPath)
+            name = outputName or inputVolumeNode.GetName() + OUTPUT_SUFFIX
+            run = SR4ZCTRun(self, job, inputVolumeNode, tempDir, name, {**options, "show_result": showResult})
+            logging.info(f"SR4ZCT: enhancing '{inputVolumeNode.GetName()}' ({geometry!r}) in {tempDir}")
+            job.start()
+        except BaseException:
+            shutil.rmtree(tempDir, ignore_errors=True)
+            raise
         if not wait:
             return run
         return run.wait(progressCallback=progressCallback)

@@ -151,10 +151,16 @@ def _l291_node(stubs, l291_dir):
     return node
 
 
+@pytest.fixture(scope="module")
+def l291_database(l291_dir):
+    """The stand-in DICOM database, filled once from the real L291 headers."""
+    return slicer_stubs.ctkDICOMDatabase(sorted(p for p in l291_dir.iterdir() if p.is_file()))
+
+
 @pytest.fixture
-def l291_stubs(tmp_path, monkeypatch, l291_dir):
-    files = sorted(p for p in l291_dir.iterdir() if p.is_file())
-    return slicer_stubs.install(monkeypatch, tmp_path, dicom_files=files)
+def l291_stubs(tmp_path, monkeypatch, l291_database):
+    l291_database.calls.clear()
+    return slicer_stubs.install(monkeypatch, tmp_path, dicom_database=l291_database)
 
 
 def test_l291_geometry_read_from_the_dicom_database(l291_stubs, l291_dir):
@@ -479,8 +485,47 @@ def test_core_volume_round_trips_through_a_node(stubs):
 def test_selftest_geometry_part_and_phantom_sample(stubs):
     module = stubs.module
     module.SR4ZCTTest("test_geometry_of_node").test_geometry_of_node()
-    node = module.loadPhantomSample()
+    node = module.loadPhantomSample(shape=(40, 64, 64))
     assert node.GetName() == "SR4ZCTPhantom"
     geometry = module.SR4ZCTLogic().readGeometry(node)
     assert (geometry.thicknessMm, geometry.spacingMm, geometry.overlapMm) == (3.0, 2.0, 1.0)
     assert geometry.numberOfSlices == node.GetImageData().GetDimensions()[2]
+
+
+def test_bad_option_is_refused_before_anything_is_written(stubs, python_slicer):
+    node = _small_ct(stubs.slicer)
+    with pytest.raises(ParameterError, match="profile"):
+        stubs.module.SR4ZCTLogic().enhance(node, profile="triangle", wait=False)
+    assert not [c for c in mrml.CALLS if c[0] == "WriteData"]
+    assert list(Path(stubs.slicer.app.temporaryPath).iterdir()) == []  # no temp folder left behind
+
+
+def test_closing_the_scene_cancels_a_running_job(stubs, python_slicer, monkeypatch):
+    slicer, module = stubs.slicer, stubs.module
+    _short_runs(monkeypatch, module, 5.0)
+    widget = _make_widget(stubs)
+    _select(widget, _small_ct(slicer))
+    widget.ui.applyButton.click()
+    run = widget._run
+    slicer.mrmlScene.Clear()
+    _drain(widget)
+    assert run.terminal["event"] == "cancelled"
+    assert run.outputNode is None and stubs.util.loaded == []
+
+
+def test_selecting_another_volume_updates_parameter_node_and_panel(stubs):
+    slicer = stubs.slicer
+    first = _small_ct(slicer, name="first", thickness="5")
+    widget = _make_widget(stubs)
+    assert widget._parameterNode.inputVolume is first  # the first volume is preselected
+    assert widget.ui.thicknessSpinBox.value == 5.0
+    second = slicer_stubs.volume_node_from_array(
+        slicer, np.zeros((8, 20, 20), np.float32), spacing=(0.5, 0.5, 1.25), name="second"
+    )
+    _select(widget, second)
+    assert widget.ui.inputSelector.currentNode() is second
+    assert widget._parameterNode.inputVolume is second
+    assert widget._parameterNode.thicknessMm == 0.0  # not DICOM, no attribute: must be typed
+    assert widget.ui.spacingSpinBox.value == 1.25
+    assert widget.ui.slicesValueLabel.text.startswith("8 slices")
+    assert not widget.ui.applyButton.enabled

@@ -779,6 +779,7 @@ def install(
     tmp_path: Path,
     *,
     dicom_files: list[Path] | None = None,
+    dicom_database: ctkDICOMDatabase | None = None,
     torch_installed: bool | None = True,
     torch_install_succeeds: bool = True,
     with_layout: bool = True,
@@ -795,7 +796,7 @@ def install(
     temp.mkdir(parents=True, exist_ok=True)
     slicer_mod.app = qSlicerApplication(str(temp), withLayout=with_layout)
     slicer_mod.mrmlScene = mrml.vtkMRMLScene()
-    slicer_mod.dicomDatabase = ctkDICOMDatabase(dicom_files) if dicom_files else None
+    slicer_mod.dicomDatabase = dicom_database or (ctkDICOMDatabase(dicom_files) if dicom_files else None)
     for name in ("vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode", "vtkMRMLScalarVolumeDisplayNode",
                  "vtkMRMLLinearTransformNode", "vtkMRMLGridTransformNode", "vtkMRMLScriptedModuleNode",
                  "vtkMRMLLayoutNode", "vtkMRMLSubjectHierarchyNode", "vtkMRMLVolumeNode",
