@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GeometryError, InputError, ParameterError
+from ..errors import GeometryError, InputError, ParameterError, ResourceError
 from ..geometry import geometry_from_slices
 from ..volume import SeriesGeometry, Volume
 
@@ -158,8 +158,21 @@ def _starts_like_dicom(path: Path) -> bool:
     return head[:2] in (b"\x02\x00", b"\x08\x00") and len(head) == 4
 
 
+def _has_dicm_marker(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 def _read_header(path: Path) -> Any | None:
-    """Dataset without pixel data, or None when the file is not a DICOM image."""
+    """Dataset without pixel data, or None when the file is not a DICOM image.
+
+    A file marked as DICOM (``DICM`` after the preamble) that cannot be parsed is damaged: that raises
+    :class:`InputError` instead of being skipped, so that a broken slice is never silently missing.
+    """
     pydicom = _pydicom()
     from pydicom.errors import InvalidDicomError
 
@@ -176,19 +189,45 @@ def _read_header(path: Path) -> Any | None:
             return None
         if "SOPClassUID" not in ds or "Rows" not in ds:
             return None
-    except (OSError, ValueError, EOFError, TypeError, AttributeError, KeyError, IndexError):
+    except Exception as exc:  # pydicom raises many types for damaged files
+        if _has_dicm_marker(path):
+            detail = " ".join(str(exc).split())[:200]
+            raise InputError(
+                f"DICOM file {path} is damaged and cannot be read ({type(exc).__name__}: {detail}); "
+                "remove it or restore it from the original data."
+            ) from exc
         return None
-    meta_class = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
-    if meta_class == _DICOMDIR_CLASS or "Rows" not in ds:
+    try:
+        meta_class = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+        is_image = "Rows" in ds
+    except Exception:
+        return None
+    if meta_class == _DICOMDIR_CLASS:
+        return None
+    if not is_image:
+        if _is_image_storage(meta_class) and _has_dicm_marker(path):
+            # An image file whose data set ends before the image attributes: truncated or damaged.
+            raise InputError(
+                f"DICOM file {path} is damaged and cannot be read (it is marked as an image but holds no "
+                "image attributes; truncated?); remove it or restore it from the original data."
+            )
         return None
     return ds
+
+
+def _is_image_storage(sop_class: Any) -> bool:
+    try:
+        return "Image Storage" in str(getattr(sop_class, "name", ""))
+    except Exception:
+        return False
 
 
 def _image_type(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
-    values = [value] if isinstance(value, str) else list(value)
-    return tuple(str(v).strip().upper() for v in values)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        value = [value]
+    return tuple(str(v).strip().upper() for v in value)
 
 
 def _header(path: Path, ds: Any) -> SliceHeader:
@@ -281,9 +320,9 @@ def _select(groups: dict[str, list[SliceHeader]], folder: Path, series_uid: str 
             raise InputError(f"Series {series_uid} is not in {folder}. Available: {listing}.")
         return groups[series_uid]
     if len(groups) > 1:
-        listing = "\n  ".join(s.describe() for s in _summaries(groups))
+        listing = "; ".join(s.describe() for s in _summaries(groups))
         raise InputError(
-            f"{folder} holds {len(groups)} DICOM series; choose one with --series UID:\n  {listing}"
+            f"{folder} holds {len(groups)} DICOM series; choose one with --series UID: {listing}"
         )
     return next(iter(groups.values()))
 
@@ -302,7 +341,7 @@ def _check_images(headers: list[SliceHeader], description: str) -> None:
             f"The series{name} holds colour (RGB, {h.samples_per_pixel} samples per pixel) images, "
             "not CT intensities."
         )
-    bad_size = [x for x in headers if not x.rows or not x.columns or x.rows < 1 or x.columns < 1]
+    bad_size = [x for x in headers if not (0 < (x.rows or 0) <= 65535 and 0 < (x.columns or 0) <= 65535)]
     if bad_size:
         x = bad_size[0]
         raise InputError(
@@ -451,6 +490,17 @@ def _read_pixels(header: SliceHeader, shape: tuple[int, int]) -> np.ndarray:
     return (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
 
 
+def _check_fits_in_memory(n_bytes: int, folder: Path) -> None:
+    from ..validation import available_memory_bytes, format_bytes
+
+    available = available_memory_bytes()
+    if n_bytes > available:
+        raise ResourceError(
+            f"The series in {folder} needs {format_bytes(n_bytes)} of memory as float32 but only "
+            f"{format_bytes(available)} is available."
+        )
+
+
 def read_dicom_volume(
     folder: str | os.PathLike,
     *,
@@ -475,6 +525,7 @@ def read_dicom_volume(
     headers = _select(scan_folder(folder), folder, series_uid)
     geometry, sorted_headers = _geometry(headers, folder, thickness_mm)
     n, rows, columns = geometry.shape
+    _check_fits_in_memory(n * rows * columns * 4, folder)
     array = np.empty((n, rows, columns), dtype=np.float32)
 
     def load(k: int) -> None:

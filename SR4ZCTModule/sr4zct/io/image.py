@@ -225,6 +225,20 @@ def read_image_geometry(
     )
 
 
+def _check_fits_in_memory(geometry: SeriesGeometry, path: Path) -> None:
+    from ..errors import ResourceError
+    from ..validation import available_memory_bytes, format_bytes
+
+    # float32 result plus SimpleITK's float32 image it is copied from
+    n_bytes = 2 * 4 * int(np.prod(geometry.shape, dtype=np.int64))
+    available = available_memory_bytes()
+    if n_bytes > available:
+        raise ResourceError(
+            f"{path.name} needs {format_bytes(n_bytes)} of memory as float32 but only "
+            f"{format_bytes(available)} is available."
+        )
+
+
 def read_image_volume(
     path: str | os.PathLike, *, thickness_mm: float | None = None, slice_axis: int | None = None
 ) -> Volume:
@@ -245,6 +259,7 @@ def read_image_volume(
     """
     sitk = _sitk()
     geometry = read_image_geometry(path, thickness_mm=thickness_mm, slice_axis=slice_axis)
+    _check_fits_in_memory(geometry, Path(path))
     try:
         image = sitk.ReadImage(str(path), sitk.sitkFloat32)
     except RuntimeError as exc:
