@@ -2,8 +2,10 @@
 
 Usage (from the repository root)::
 
-    python Resources/make_figures.py                      # icons + screenshot (linear interpolation as "after")
-    python Resources/make_figures.py --enhanced OUT.nrrd  # "after" = an SR4ZCT result of the same series
+    python Resources/make_figures.py                        # icons + screenshot, "after" = linear interpolation
+    python Resources/make_figures.py --write-crop crop.nrrd # the figure's region of L291, to enhance:
+    python -m sr4zct enhance crop.nrrd --thickness 3 -o crop_sr4zct.nrrd --preset fast
+    python Resources/make_figures.py --enhanced crop_sr4zct.nrrd   # "after" = the SR4ZCT result
 
 Outputs:
 * ``Resources/SR4ZCT.png`` (128x128 extension icon, Extensions Index) and the module icon
@@ -56,70 +58,65 @@ def render_icon(path: Path, size_px: int = 128) -> None:
     plt.close(fig)
 
 
-def read_series(folder: Path):
-    """HU array ``(z, y, x)`` sorted by position, slice positions along z and pixel spacing (headers read once)."""
-    import pydicom
-
-    slices = []
-    for f in sorted(folder.iterdir()):
-        ds = pydicom.dcmread(f)
-        z = float(ds.ImagePositionPatient[2])
-        hu = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-        slices.append((z, hu))
-        pixel_mm = float(ds.PixelSpacing[0])
-        thickness_mm = float(ds.SliceThickness)
-    slices.sort(key=lambda s: s[0])
-    positions = np.array([s[0] for s in slices])
-    return np.stack([s[1] for s in slices]), positions, pixel_mm, thickness_mm
+# The figure's region of the L291 series (NumPy indices of the position-sorted stack): 240 mm of the
+# abdomen, the central 256 rows, most of the width. Small enough to enhance on a laptop CPU.
+CROP = {"slices": (80, 200), "rows": (128, 384), "columns": (40, 472)}
+CORONAL_ROW = 148  # row inside the crop (through the kidneys and the spine)
 
 
-def linear_along_z(volume: np.ndarray, positions_mm: np.ndarray, spacing_mm: float) -> np.ndarray:
-    """Linear interpolation along axis 0 onto a regular grid starting at the first slice."""
-    out_z = np.arange(positions_mm[0], positions_mm[-1] + 1e-6, spacing_mm)
-    idx = np.clip(np.searchsorted(positions_mm, out_z, side="right") - 1, 0, len(positions_mm) - 2)
-    w = ((out_z - positions_mm[idx]) / (positions_mm[idx + 1] - positions_mm[idx]))[:, None, None]
-    return (1 - w) * volume[idx] + w * volume[idx + 1]
+def read_crop(folder: Path):
+    """The figure's crop of the L291 series as a SimpleITK image (HU, physical geometry kept)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))  # sorted along the slice normal
+    image = reader.Execute()
+    (z0, z1), (y0, y1), (x0, x1) = CROP["slices"], CROP["rows"], CROP["columns"]
+    return sitk.Cast(image[x0:x1, y0:y1, z0:z1], sitk.sitkInt16)
+
+
+def _coronal(image) -> tuple[np.ndarray, float, float]:
+    """Coronal image (superior up), its width and height in mm, from an image with axial slices along z."""
+    import SimpleITK as sitk
+
+    array = sitk.GetArrayFromImage(image).astype(np.float32)  # (z, y, x)
+    if image.GetDirection()[8] < 0:  # slices stored from superior to inferior
+        array = array[::-1]
+    spacing = image.GetSpacing()
+    return array[::-1, CORONAL_ROW, :], array.shape[2] * spacing[0], (array.shape[0] - 1) * spacing[2]
 
 
 def render_screenshot(path: Path, enhanced: Path | None = None) -> None:
-    volume, positions, pixel_mm, thickness_mm = read_series(L291_DIR)
-    spacing_mm = float(np.median(np.diff(positions)))
-    row = volume.shape[1] // 2 + 20  # coronal plane through the abdomen, anterior-posterior middle
-    x0, x1 = 40, volume.shape[2] - 40
-    z0, z1 = 80, 200  # a 240 mm stretch of slices (at 2 mm spacing)
-    before = volume[z0:z1, row, x0:x1]
-    if enhanced is None:
-        after_vol = linear_along_z(volume[z0:z1, row : row + 1, x0:x1], positions[z0:z1], pixel_mm)
-        after = after_vol[:, 0]
-        after_label = "resampled to 0.74 mm (linear interpolation)"
-    else:
-        import SimpleITK as sitk
+    import SimpleITK as sitk
 
+    crop = read_crop(L291_DIR)
+    before, width_mm, height_mm = _coronal(crop)
+    spacing_mm = crop.GetSpacing()[2]
+    if enhanced is None:
+        # Linear interpolation along z (until an SR4ZCT result is passed with --enhanced).
+        resampler = sitk.ResampleImageFilter()
+        size = list(crop.GetSize())
+        out_spacing = [crop.GetSpacing()[0], crop.GetSpacing()[1], crop.GetSpacing()[0]]
+        size[2] = int((size[2] - 1) * spacing_mm / out_spacing[2]) + 1
+        resampler.SetReferenceImage(crop)
+        resampler.SetSize(size)
+        resampler.SetOutputSpacing(out_spacing)
+        resampler.SetInterpolator(sitk.sitkLinear)
+        after, _, _ = _coronal(resampler.Execute(sitk.Cast(crop, sitk.sitkFloat32)))
+        after_label = f"linear interpolation to {out_spacing[2]:.2f} mm"
+    else:
         image = sitk.ReadImage(str(enhanced))
-        arr = sitk.GetArrayFromImage(image).astype(np.float32)
-        z_out = (
-            image.GetOrigin()[2] + np.arange(arr.shape[0]) * image.GetSpacing()[2] * image.GetDirection()[8]
-        )
-        order = np.argsort(z_out)
-        arr, z_out = arr[order], z_out[order]
-        keep = (z_out >= positions[z0]) & (z_out <= positions[z1 - 1])
-        after = arr[keep, row, x0:x1]
-        after_label = f"SR4ZCT, {image.GetSpacing()[2]:.2f} mm"
-    extent_mm = (0, (x1 - x0) * pixel_mm, 0, (z1 - z0 - 1) * spacing_mm)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), dpi=100, facecolor="black")
+        after, _, _ = _coronal(image)
+        after_label = f"SR4ZCT, {image.GetSpacing()[2]:.2f} mm slices"
+    thickness_mm = 3.0  # SliceThickness of the series (checked by the tests on the real headers)
+    extent_mm = (0, width_mm, 0, height_mm)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), dpi=100, facecolor="black")
     for ax, img, title in (
-        (axes[0], before[::-1], f"Acquired: {thickness_mm:g} mm slices every {spacing_mm:g} mm"),
-        (axes[1], after[::-1], f"Enhanced: {after_label}"),
+        (axes[0], before, f"Acquired: {thickness_mm:g} mm slices every {spacing_mm:g} mm"),
+        (axes[1], after, f"Enhanced: {after_label}"),
     ):
-        ax.imshow(
-            img,
-            cmap="gray",
-            vmin=WINDOW_HU[0],
-            vmax=WINDOW_HU[1],
-            extent=extent_mm,
-            interpolation="nearest",
-            aspect="equal",
-        )
+        ax.imshow(img, cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], extent=extent_mm,
+                  interpolation="nearest", aspect="equal")  # fmt: skip
         ax.set_title(title, color="white", fontsize=10)
         ax.axis("off")
     fig.suptitle(
@@ -136,7 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Render the SR4ZCT extension icon and screenshot.")
     parser.add_argument("--enhanced", type=Path, help="SR4ZCT output of the L291 series for the right panel")
     parser.add_argument("--icons-only", action="store_true")
+    parser.add_argument("--write-crop", type=Path, help="write the figure's crop of L291 (NRRD) and stop")
     args = parser.parse_args(argv)
+    if args.write_crop:
+        import SimpleITK as sitk
+
+        sitk.WriteImage(read_crop(L291_DIR), str(args.write_crop), useCompression=True)
+        return 0
     for p in ICON_PATHS:
         render_icon(p)
     if not args.icons_only:
