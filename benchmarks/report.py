@@ -631,11 +631,18 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
         )
         out.append("")
     if nets:
-        out += ["### Networks (micro-benchmark)", ""]
+        out += [
+            "### Networks (micro-benchmark)",
+            "",
+            "Adam steps on random patches and forward passes on random images, in the benchmark process "
+            "(threads as torch sets them).",
+            "",
+        ]
         body = [
             [
                 r.get("device", "-"),
                 r.get("network", "-"),
+                r.get("preset", "-") if r.get("network") == "default" else "-",
                 r.get("config", "-"),
                 _f(r.get("train_steps_per_s"), ".2f"),
                 _f(
@@ -648,7 +655,8 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
             for r in nets
         ]
         out += _table(
-            ["device", "network", "setup", "train steps/s", "inference Mvoxel/s", "status", "run"], body
+            ["device", "network", "preset", "setup", "train steps/s", "inference Mvoxel/s", "status", "run"],
+            body,
         )
         out.append("")
     if pipe:

@@ -86,14 +86,16 @@ def network_speed(
     seconds: float = 10.0,
     infer_shape: tuple[int, int] = (240, 512),
     infer_batch: int = 4,
+    train_batch: int | None = None,
 ) -> dict:
-    """Training steps/s (Adam, L1, the preset's patch and batch size) and inference voxels/s
-    (forward passes on whole coronal-sized images under ``inference_mode``) of one network."""
+    """Training steps/s (Adam, L1, the preset's patch and batch size unless ``train_batch`` is given) and
+    inference voxels/s (forward passes on whole coronal-sized images under ``inference_mode``)."""
     import torch
     from sr4zct.networks import build_network
     from sr4zct.presets import get_preset
 
     p = get_preset(preset)
+    batch = int(train_batch or p.batch)
     config = dict(p.network_config) if network == "default" else None
     row = {
         "kind": "network_speed",
@@ -107,11 +109,11 @@ def network_speed(
     model = build_network(network, config).to(dev)
     n_params = sum(q.numel() for q in model.parameters())
     row["config"] = (
-        f"{config or 'registry default'}, {n_params / 1e3:.0f}k params; train batch {p.batch} x {p.patch_px}^2; "
+        f"{config or 'registry default'}, {n_params / 1e3:.0f}k params; train batch {batch} x {p.patch_px}^2; "
         f"infer batch {infer_batch} x {infer_shape[0]}x{infer_shape[1]}"
     )
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.randn(p.batch, 1, p.patch_px, p.patch_px, device=dev)
+    x = torch.randn(batch, 1, p.patch_px, p.patch_px, device=dev)
     y = torch.randn_like(x)
 
     def step() -> None:
@@ -125,7 +127,7 @@ def network_speed(
     _sync(dev)
     t0 = time.perf_counter()
     n = 0
-    while time.perf_counter() - t0 < budget or n < 2:
+    while time.perf_counter() - t0 < budget or n < 1:
         step()
         n += 1
     _sync(dev)
@@ -148,23 +150,31 @@ def network_speed(
 
 
 def network_rows(
-    networks=("default", "msd"), presets=("fast",), *, seconds: float = 10.0, infer_shape=(240, 512)
+    networks=("default", "msd"),
+    presets=("fast", "balanced", "best"),
+    *,
+    seconds: float = 10.0,
+    infer_shape=(240, 512),
 ) -> list[dict]:
+    """Micro-benchmarks per available device. The MS-D network is timed on smaller inputs on the CPU
+    (batch 2 for training, one 64 x 128 image for inference): at full size one step takes minutes."""
     rows = []
     for device in _devices():
         for network in networks:
+            sizes = {"infer_shape": infer_shape}
+            if network == "msd" and device == "cpu":
+                sizes = {"infer_shape": (64, 128), "infer_batch": 1, "train_batch": 2}
             for preset in presets if network == "default" else presets[:1]:
                 try:
                     rows.append(
-                        network_speed(
-                            network, preset=preset, device=device, seconds=seconds, infer_shape=infer_shape
-                        )
+                        network_speed(network, preset=preset, device=device, seconds=seconds, **sizes)
                     )
                 except Exception as exc:  # noqa: BLE001 - recorded instead of aborting the suite
+                    shape = sizes["infer_shape"]
                     rows.append(
                         {
                             "kind": "network_speed",
-                            "key": f"network_speed|{network}|{preset}|{device}|{infer_shape[0]}x{infer_shape[1]}",
+                            "key": f"network_speed|{network}|{preset}|{device}|{shape[0]}x{shape[1]}",
                             "network": network,
                             "preset": preset,
                             "device": device,
