@@ -522,7 +522,8 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.setValue(int(round(1000 * float(event.get("fraction") or 0.0))))
             self.ui.statusLabel.text = progressText(event)
         elif kind == "started":
-            self.appendLog(_("Worker started on {device}.").format(device=event.get("device", "?")))
+            device = event.get("device_description") or event.get("device") or "?"
+            self.appendLog(_("Worker started on {device}.").format(device=device))
         elif kind == "log":
             self.appendLog(log_line(event))
         elif kind == "finished":

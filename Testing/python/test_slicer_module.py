@@ -529,3 +529,17 @@ def test_selecting_another_volume_updates_parameter_node_and_panel(stubs):
     assert widget.ui.spacingSpinBox.value == 1.25
     assert widget.ui.slicesValueLabel.text.startswith("8 slices")
     assert not widget.ui.applyButton.enabled
+
+
+def test_detect_shows_the_devices_torch_sees(stubs):
+    import torch
+
+    widget = _make_widget(stubs)
+    widget.ui.detectDevicesButton.click()
+    text = widget.ui.deviceInfoLabel.text
+    assert stubs.util.errors == []
+    assert "cpu: CPU" in text
+    if torch.cuda.is_available():
+        assert torch.cuda.get_device_name(0) in text
+    else:
+        assert "No GPU found" in text
