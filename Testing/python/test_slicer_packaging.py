@@ -357,3 +357,11 @@ def test_console_example_in_docs_matches_the_logic_api():
     # the prose lists exactly the keyword arguments enhance() has
     listed = set(re.findall(r"`(\w+)`", doc.split("`enhance()` takes", 1)[1].split("\n\n", 1)[0]))
     assert listed == enhance_args - {"self", "inputVolumeNode"}
+
+
+def test_icon_renderer_makes_a_128_px_png(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_figures", ROOT / "Resources" / "make_figures.py")
+    make_figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_figures)
+    make_figures.render_icon(tmp_path / "icon.png")
+    assert _png_size(tmp_path / "icon.png") == (128, 128)
