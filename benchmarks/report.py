@@ -66,7 +66,10 @@ def load_results(path: Path) -> dict:
 
 
 def merge_results(results: dict, run: dict, rows: Iterable[dict]) -> dict:
-    """Add ``run`` and its ``rows``; a row replaces an older row with the same ``key``."""
+    """Add ``run`` and its ``rows``; a row replaces an older row with the same ``key``.
+
+    Merging the same run again (rows recorded as they finish) keeps one run record.
+    """
     rows = list(rows)
     for row in rows:
         row["run_id"] = run["id"]
@@ -74,7 +77,8 @@ def merge_results(results: dict, run: dict, rows: Iterable[dict]) -> dict:
         row.setdefault("command", run["command"])
     new_keys = {row["key"] for row in rows}
     kept = [row for row in results["rows"] if row["key"] not in new_keys]
-    merged = {"schema": SCHEMA, "runs": [*results["runs"], run], "rows": kept + rows}
+    runs = [r for r in results["runs"] if r["id"] != run["id"]]
+    merged = {"schema": SCHEMA, "runs": [*runs, run], "rows": kept + rows}
     used = {row["run_id"] for row in merged["rows"]}
     merged["runs"] = [r for r in merged["runs"] if r["id"] in used or r["id"] == run["id"]]
     return merged

@@ -233,7 +233,8 @@ def _measurement_fields(record: dict) -> dict:
     return out
 
 
-def run_quality(args, log, workdir: Path, cores: int | None) -> list[dict]:
+def run_quality(args, log, workdir: Path, cores: int | None, save) -> list[dict]:
+    """Baselines and presets per setting and profile; ``save(rows)`` records rows as they finish."""
     settings = parse_settings(args.settings)
     profiles = _list(args.profiles, ("box", "gaussian"), "--profiles")
     presets = _list(args.presets, ("fast", "balanced", "best"), "--presets")
@@ -286,6 +287,7 @@ def run_quality(args, log, workdir: Path, cores: int | None) -> list[dict]:
                     method=method,
                 )
                 rows.append(row)
+                save([row])
                 log(f"{label}: {method:8s} body-box PSNR {row['psnr_box']:.2f}")
             for preset in presets:
                 minutes = _preset_minutes(preset, args.max_minutes)
@@ -331,6 +333,7 @@ def run_quality(args, log, workdir: Path, cores: int | None) -> list[dict]:
                     method="sr4zct", preset=preset, network="default", device=row["device_kind"],
                 )  # fmt: skip
                 rows.append(row)
+                save([row])
                 if not args.workdir:
                     out_path.unlink(missing_ok=True)
             if not args.workdir:
@@ -360,7 +363,7 @@ def _read_nifti_volume(path: Path, like):
     return read_volume(path, slice_axis=0)
 
 
-def run_peers(args, log, workdir: Path, cores: int | None) -> list[dict]:
+def run_peers(args, log, workdir: Path, cores: int | None, save) -> list[dict]:
     from sr4zct.evaluation import simulate_acquisition
     from sr4zct.io import read_volume
 
@@ -396,6 +399,7 @@ def run_peers(args, log, workdir: Path, cores: int | None) -> list[dict]:
         add_gains(row, base)
         row["key"] = f"{key_base}|{method}"
         rows.append(row)
+    save(rows)
 
     train_s_default = None
     for order, network in ((3, "default"), (4, "msd")):
@@ -440,8 +444,10 @@ def run_peers(args, log, workdir: Path, cores: int | None) -> list[dict]:
             log(f"peers: {network} FAILED: {record['status']}")
         row["key"] = f"{key_base}|sr4zct-{network}"
         rows.append(row)
+        save([row])
 
     rows.append(_run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, train_s_default))
+    save(rows[-1:])
     if not args.workdir:
         shutil.rmtree(case_dir, ignore_errors=True)
     return rows
@@ -580,6 +586,23 @@ def apply_smoke(args) -> None:
     args.peers = False
 
 
+class _Recorder:
+    """Merge rows into the results file and regenerate the report as soon as they are measured, so an
+    interrupted run keeps what it finished."""
+
+    def __init__(self, args, run: dict):
+        self.args = args
+        self.run = run
+        self.rows: list[dict] = []
+
+    def __call__(self, rows: list[dict]) -> None:
+        rows = list(rows)
+        self.rows += rows
+        results = report.merge_results(report.load_results(self.args.results), self.run, rows)
+        report.save_results(results, self.args.results)
+        report.atomic_write_text(self.args.output, report.render_markdown(results, latest_run=self.run))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -606,23 +629,22 @@ def main(argv: list[str] | None = None) -> int:
         }
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sr4zct-bench-"))
         workdir.mkdir(parents=True, exist_ok=True)
-        rows: list[dict] = []
+        record = _Recorder(args, run)
         try:
             if args.settings.strip().lower() != "none":
-                rows += run_quality(args, log, workdir, cores)
+                run_quality(args, log, workdir, cores, save=record)
             if args.peers:
-                rows += run_peers(args, log, workdir, cores)
+                run_peers(args, log, workdir, cores, save=record)
             if args.l291:
-                rows += run_l291(args, log, workdir)
+                record(run_l291(args, log, workdir))
             if args.speed:
-                rows += run_speed(args, log)
+                record(run_speed(args, log))
         finally:
             if args.workdir is None:
                 shutil.rmtree(workdir, ignore_errors=True)
-        results = report.merge_results(report.load_results(args.results), run, rows)
-        report.save_results(results, args.results)
-        text = report.render_markdown(results, latest_run=run)
-        report.atomic_write_text(args.output, text)
+        rows = record.rows
+        if not rows:
+            record([])
     except BenchmarkError as exc:
         print(f"benchmarks: error: {exc}", file=sys.stderr)
         return 2

@@ -382,3 +382,11 @@ def test_markdown_tables_survive_pipes_in_messages():
     )
     unescaped = re.compile(r"(?<!\\)\|")
     assert len(unescaped.findall(table[0])) == len(unescaped.findall(header))
+
+
+def test_merging_rows_of_one_run_as_they_finish_keeps_one_run_record():
+    run = _run("x")
+    results = report.merge_results(report.empty_results(), run, [{"key": "a", "v": 1}])
+    results = report.merge_results(results, run, [{"key": "b", "v": 2}])
+    assert [r["id"] for r in results["runs"]] == ["x"]
+    assert sorted(r["key"] for r in results["rows"]) == ["a", "b"]
