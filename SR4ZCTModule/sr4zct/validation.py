@@ -40,6 +40,7 @@ __all__ = [
     "check_finite",
     "check_memory",
     "check_modality",
+    "check_output_geometry",
     "estimate_memory_bytes",
     "format_bytes",
     "validate_for_enhancement",
@@ -406,6 +407,26 @@ def _memory_hint(
                 f"--target-spacing {candidate:.1f} would need about {format_bytes(need)}; or crop the volume"
             )
     return "crop the volume (fewer slices or a smaller in-plane region) or use a machine with more memory"
+
+
+def check_output_geometry(geometry: SeriesGeometry, output_path: str | os.PathLike) -> None:
+    """Refuse, before computing, an output format that cannot store ``geometry``'s grid.
+
+    NIfTI stores only orthogonal axes: a sheared grid (gantry tilt) must go to NRRD, MHA or DICOM. The
+    output grid is regular, so the other formats can store any enhanced volume.
+    """
+    name = Path(output_path).name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    axes = np.asarray(geometry.axes_lps, dtype=float)
+    if np.max(np.abs(axes @ axes.T - np.eye(3))) > 1e-4:
+        from .errors import OutputError
+
+        raise OutputError(
+            f"Cannot write {Path(output_path).name}: the grid is sheared (gantry tilt "
+            f"{geometry.gantry_tilt_deg:.2f} degrees) and NIfTI can only store orthogonal axes. Write .nrrd, "
+            ".mha or a DICOM folder instead."
+        )
 
 
 def validate_model_file(path: str | os.PathLike) -> Path:

@@ -107,7 +107,24 @@ def check_output_path(
         raise OutputError(f"Cannot create the output folder {target.parent}: {exc.strerror or exc}.") from exc
     if not os.access(target.parent, os.W_OK):
         raise OutputError(f"The output folder {target.parent} is not writable.")
+    _probe_writable(target.parent)
     return target
+
+
+def _probe_writable(folder: Path) -> None:
+    """Create and delete a tiny file in ``folder``: ``os.access`` misses read-only mounts for root, ACLs,
+    pseudo file systems and full disks that cannot even create an entry."""
+    probe = folder / f".sr4zct-probe-{uuid.uuid4().hex[:12]}"
+    try:
+        with open(probe, "xb") as f:
+            f.write(b"0")
+    except OSError as exc:
+        raise OutputError(
+            f"The output folder {folder} is not writable ({exc.strerror or exc}); choose another output path."
+        ) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def _remove(path: Path) -> None:
