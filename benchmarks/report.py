@@ -408,6 +408,16 @@ def _gains(row: dict) -> str:
     return f"{box:+.2f} ({_f(cor, '+.2f')} / {_f(sag, '+.2f')})"
 
 
+def _notes(row: dict) -> str:
+    """What the pipeline said about the run: validation gain, warnings (time limit, identity fallback)."""
+    parts = []
+    params = row.get("parameters") or {}
+    if params.get("validation_gain_db") not in (None, ""):
+        parts.append(f"validation gain {params['validation_gain_db']} dB")
+    parts += [str(w)[:160] for w in row.get("warnings") or []]
+    return "; ".join(parts)
+
+
 def _stages(row: dict) -> str:
     timings = row.get("timings_s") or {}
     parts = [f"{k} {_minutes(v)}" for k, v in timings.items() if num(v) is not None and k != "total"]
@@ -498,7 +508,7 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
                         f" ({r['network']})" if r.get("network") not in (None, "default") else ""
                     )
                 if r.get("status") != "ok":
-                    body.append([name, f"failed: {r.get('status')}"] + ["-"] * 8 + [_run_ref(r, run_index)])
+                    body.append([name, f"failed: {r.get('status')}"] + ["-"] * 9 + [_run_ref(r, run_index)])
                     continue
                 body.append(
                     [
@@ -512,6 +522,7 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
                         str(r.get("steps") or "-"),
                         _gb(r.get("peak_rss_bytes")),
                         _gb(r.get("peak_gpu_bytes")) if r.get("peak_gpu_bytes") else "-",
+                        _notes(r),
                         _run_ref(r, run_index),
                     ]
                 )
@@ -527,6 +538,7 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
                     "train steps",
                     "peak RSS",
                     "peak GPU",
+                    "notes",
                     "run",
                 ],
                 body,

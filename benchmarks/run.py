@@ -228,6 +228,8 @@ def _measurement_fields(record: dict) -> dict:
     out = {k: record.get(k) for k in keys if record.get(k) is not None}
     if record.get("peak_gpu_allocated_bytes"):
         out["peak_gpu_bytes"] = max(out.get("peak_gpu_bytes") or 0, record["peak_gpu_allocated_bytes"])
+    if record.get("parameters"):
+        out["parameters"] = record["parameters"]
     if record.get("child_warnings"):
         out["warnings"] = record["child_warnings"][:5]
     return out
