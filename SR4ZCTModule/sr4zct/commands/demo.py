@@ -224,7 +224,9 @@ def _coronal_figure(path: Path, ground_truth, thick, outputs, scores) -> Path | 
 
     gt = ground_truth.geometry
     _, ys, xs = body_box(ground_truth.array, thick.geometry.slice_thickness_mm, gt.slice_spacing_mm)
-    row = (ys.start + ys.stop) // 2
+    # the coronal image with the most fine z structure (vessels, airways; bone is clipped away)
+    clipped = np.clip(ground_truth.array[:, ys, :], -1000.0, 100.0)
+    row = ys.start + int(np.argmax((np.diff(clipped, n=2, axis=0) ** 2).sum(axis=(0, 2))))
     col_mm = gt.pixel_spacing_mm[1]
     x0 = -0.5 * col_mm
     x1 = (gt.shape[2] - 0.5) * col_mm
@@ -266,6 +268,7 @@ def _coronal_figure(path: Path, ground_truth, thick, outputs, scores) -> Path | 
             ax = axes[r, k]
             ax.imshow(image, cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], extent=extent,
                       origin="lower", interpolation="nearest", aspect="equal")  # fmt: skip
+            ax.set_facecolor("black")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 1:
