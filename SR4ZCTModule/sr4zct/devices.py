@@ -74,16 +74,25 @@ def _cpu_threads() -> int:
 
 
 def set_cpu_threads(n_threads: int | None = None) -> int:
-    """Set torch's intra-op threads (default: the cores this process may use) and return the count.
+    """Set torch's intra-op threads and return the count.
 
-    The count is not derived from the current load on purpose: results are bit-identical only for the
-    same thread count, and a seed must reproduce its output.
+    Default: ``OMP_NUM_THREADS`` when set (left as torch read it), otherwise the cores this process may use
+    minus the cores other processes keep busy (1-minute load average), at least 1: on a busy machine extra
+    threads mostly wait for each other (measured 2-10x slower steps). Results are bit-identical only for
+    the same thread count; the count is part of the device description recorded with every result.
     """
     if n_threads is None:
+        if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
+            return torch.get_num_threads()
         try:
-            n_threads = len(os.sched_getaffinity(0))
+            cores = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
-            n_threads = os.cpu_count() or 1
+            cores = os.cpu_count() or 1
+        try:
+            busy = int(os.getloadavg()[0] + 0.5)
+        except (AttributeError, OSError):
+            busy = 0
+        n_threads = min(cores, max(1, cores - busy + 1))
     n_threads = max(1, int(n_threads))
     if torch.get_num_threads() != n_threads:
         torch.set_num_threads(n_threads)

@@ -156,13 +156,17 @@ class PatchSampler:
 
     def _weights(self, body_threshold: float, stride: int = 8) -> None:
         p = self.patch
+        stride = max(1, min(stride, p))
         x = self.images[:, None]
         gy = torch.zeros_like(x)
         gx = torch.zeros_like(x)
         gy[..., 1:, :] = (x[..., 1:, :] - x[..., :-1, :]).abs()
         gx[..., :, 1:] = (x[..., :, 1:] - x[..., :, :-1]).abs()
-        body = nn.functional.avg_pool2d((x > body_threshold).float(), p, stride=stride)
-        grad = nn.functional.avg_pool2d(gy + gx, p, stride=stride)
+        # patch means on a stride-8 grid: pool 8x8 blocks first, then average p/8 x p/8 blocks (cheap)
+        k = max(1, p // stride)
+        body = nn.functional.avg_pool2d((x > body_threshold).float(), stride, stride)
+        body = nn.functional.avg_pool2d(body, k, stride=1)
+        grad = nn.functional.avg_pool2d(nn.functional.avg_pool2d(gy + gx, stride, stride), k, stride=1)
         w = grad + 0.25 * grad.mean()
         w = torch.where(body > 0.1, w, torch.zeros_like(w))
         if float(w.sum()) <= 0:
@@ -317,7 +321,7 @@ def train_model(
     # channels_last: oneDNN (CPU) and cuDNN pick their fastest convolution kernels for it
     model = build_network(cfg.network, cfg.network_config).to(device, memory_format=torch.channels_last)
     identity_state = copy.deepcopy(model.state_dict())
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     scaler = grad_scaler(device)
     identity_loss = _evaluate(model, val_data, loss_fn, device)
     best_loss, best_state, best_step = identity_loss, identity_state, 0
