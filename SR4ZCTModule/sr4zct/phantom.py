@@ -47,9 +47,9 @@ HU = {
     "kidney": 33.0,
     "sinus_fat": -90.0,
     "cortical_bone": 1000.0,
-    "cancellous_bone": 260.0,
+    "cancellous_bone": 380.0,
     "rib_cortex": 850.0,
-    "marrow": 300.0,
+    "marrow": 400.0,
     "disc": 90.0,
     "cord": 32.0,
     "bowel_gas": -990.0,
@@ -253,7 +253,7 @@ def make_phantom(
     -----
     The anatomy layout scales with the field of view (a fraction of the in-plane extent and of the
     z extent); fine structures (vessels, airway walls, ribs, nodules) keep their size in millimetres,
-    with radii of at least half a voxel. Building the default 160x192x192 phantom takes about a second.
+    with radii of at least half a voxel. The default 160x192x192 phantom builds in a few seconds.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 8:
