@@ -22,6 +22,7 @@ from .volume import Volume, make_geometry
 
 __all__ = [
     "BASELINES",
+    "aligned_phase_mm",
     "body_box",
     "interpolate_baseline",
     "psnr",
@@ -49,6 +50,20 @@ def _regular_spacing_mm(volume: Volume, what: str) -> float:
         if np.any(steps <= 0) or np.ptp(steps) > 1e-3 * float(np.median(steps)):
             raise GeometryError(f"The {what} must have regularly spaced slices along z.")
     return float(geom.slice_spacing_mm)
+
+
+def aligned_phase_mm(thickness_mm: float, spacing_mm: float, slice_mm: float) -> float:
+    """Acquisition phase that puts the first thick slice centre on a ground-truth slice centre.
+
+    With it, an output grid of spacing ``slice_mm`` starting at the first thick centre (the pipeline's
+    and the baselines' default when ``slice_mm`` is the pixel size) coincides with the ground truth's
+    slices, so :func:`resample_to_reference` does not interpolate (which would blur every method alike).
+    Returns 0 when that phase would not be below ``spacing_mm``.
+    """
+    phase = (0.5 * slice_mm - 0.5 * thickness_mm) % slice_mm
+    if phase >= spacing_mm or math.isclose(phase, slice_mm, abs_tol=1e-9):
+        return 0.0
+    return float(phase)
 
 
 def simulate_acquisition(

@@ -532,12 +532,10 @@ def make_demo_case(
         The thin-slice phantom and the simulated series (thickness T, spacing d, origin at the first
         thick slice centre in the phantom's physical coordinates).
     """
-    from .evaluation import simulate_acquisition
+    from .evaluation import aligned_phase_mm, simulate_acquisition
 
     ground_truth = make_phantom(shape, voxel_mm, seed, noise_hu=noise_hu)
     if phase_mm is None:
-        phase_mm = (0.5 * voxel_mm - 0.5 * thickness_mm) % voxel_mm
-        if phase_mm >= spacing_mm:
-            phase_mm = 0.0
+        phase_mm = aligned_phase_mm(thickness_mm, spacing_mm, voxel_mm)
     thick = simulate_acquisition(ground_truth, thickness_mm, spacing_mm, profile=profile, phase_mm=phase_mm)
     return ground_truth, thick

@@ -135,6 +135,24 @@ def test_simulate_acquisition_gaussian_blurs_more_than_nothing():
     assert thick.array.sum(axis=0)[0, 0] == pytest.approx(gt.array.sum(axis=0)[0, 0] * 0.5, rel=0.05)
 
 
+@pytest.mark.parametrize(
+    ("thickness_mm", "spacing_mm", "slice_mm"),
+    [(2.5, 1.25, 1.0), (3.0, 2.0, 0.75), (5.0, 2.5, 1.0), (3.75, 1.875, 0.7)],
+)
+def test_aligned_phase_puts_first_centre_on_a_slice(thickness_mm, spacing_mm, slice_mm):
+    phase = ev.aligned_phase_mm(thickness_mm, spacing_mm, slice_mm)
+    assert 0.0 <= phase < min(spacing_mm, slice_mm)
+    gt = _z_signal(lambda z: np.sin(z), n=40, spacing_mm=slice_mm)
+    thick = ev.simulate_acquisition(gt, thickness_mm, spacing_mm, phase_mm=phase)
+    first = thick.geometry.origin_lps[2] / slice_mm
+    assert first == pytest.approx(round(first), abs=1e-9)
+    # so the linear baseline lands on the ground-truth slices: resampling it changes nothing
+    linear = ev.interpolate_baseline(thick, "linear", target_spacing_mm=slice_mm)
+    resampled = ev.resample_to_reference(linear, gt)
+    start = round(first)
+    np.testing.assert_allclose(resampled[start : start + linear.array.shape[0]], linear.array, atol=1e-4)
+
+
 def test_simulate_acquisition_rejects_irregular_ground_truth():
     gt = _z_signal(lambda z: z, n=10)
     geom = make_geometry(
