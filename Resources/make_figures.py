@@ -107,7 +107,9 @@ def render_screenshot(path: Path, enhanced: Path | None = None) -> None:
     else:
         image = sitk.ReadImage(str(enhanced))
         after, _, _ = _coronal(image)
-        after_label = f"SR4ZCT, {image.GetSpacing()[2]:.2f} mm slices"
+        meta = {k: image.GetMetaData(k) for k in ("preset", "steps") if image.HasMetaDataKey(k)}
+        run = f" ({meta['preset']} preset, {meta['steps']} training steps)" if len(meta) == 2 else ""
+        after_label = f"SR4ZCT{run}, {image.GetSpacing()[2]:.2f} mm"
     thickness_mm = 3.0  # SliceThickness of the series (checked by the tests on the real headers)
     extent_mm = (0, width_mm, 0, height_mm)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), dpi=100, facecolor="black")
