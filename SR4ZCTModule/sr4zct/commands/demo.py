@@ -348,4 +348,7 @@ def run(args: argparse.Namespace) -> int:
     )
     written = [name for name in OUTPUT_FILES if (folder / name).is_file()]
     print(f"wrote {', '.join(written)} to {folder}")
+    if not args.quiet:
+        for message in report["warnings"]:
+            print(f"warning: {message}", file=sys.stderr)
     return 0
