@@ -39,9 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_dicom_warnings() -> None:
+    """pydicom warns about every non-conforming value it reads (common in clinical data); the readers turn
+    what matters into their own messages, so the CLI shows pydicom's only with --debug."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        _quiet_dicom_warnings()
     try:
         return int(args.func(args) or 0)
     except SR4ZCTError as exc:

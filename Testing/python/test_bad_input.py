@@ -552,6 +552,32 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
     )
 
 
+def test_non_conforming_values_do_not_flood_the_console(tmp_path):
+    """Clinical DICOM often holds values its VR does not allow (IS "1.5", a bad UID): ``sr4zct info``
+    prints its report, not pydicom's warnings (``--debug`` shows them)."""
+    import subprocess
+    import sys
+
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+
+    s = small_series(tmp_path / "messy")
+    for p in s.paths:
+        ds = pydicom.dcmread(p)
+        for keyword, vr, raw in (("SeriesNumber", "IS", b"1.5 "), ("StudyID", "SH", b"x" * 40)):
+            tag = pydicom.tag.Tag(keyword)
+            ds._dict[tag] = RawDataElement(tag, vr, len(raw), raw, 0, False, True)
+        ds.save_as(p)
+    command = [sys.executable, "-m", "sr4zct", "info", str(s.folder)]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and "Slice thickness:   3 mm" in quiet.stdout
+    assert quiet.stderr == ""
+    debug = subprocess.run(
+        [*command[:3], "--debug", *command[3:]], capture_output=True, text=True, timeout=120
+    )
+    assert debug.returncode == 0 and "not valid for elements with a VR of IS" in debug.stderr
+
+
 def test_worker_reports_the_same_error(tmp_path):
     from sr4zct.jobs import JobSpec, run_blocking
 
