@@ -245,6 +245,24 @@ def test_damaged_dicom_files(tmp_path, capsys):
     assert read_volume(s.folder).geometry.n_slices == 5
 
 
+def test_damaged_image_files(tmp_path, capsys):
+    path = write_image(tmp_path / "ok.nrrd", ct_array().astype(np.int16))
+    header, data = path.read_bytes().split(b"\n\n", 1)
+    cut = tmp_path / "cut.nrrd"
+    cut.write_bytes(path.read_bytes()[:-50])
+    assert read_geometry(cut).shape == (6, 16, 16)  # the header is intact
+    with pytest.raises(InputError, match="Cannot read"):
+        read_volume(cut)
+    garbage = tmp_path / "garbage.nrrd"
+    garbage.write_bytes(b"NRRD0004\nnonsense\n\n" + data)
+    assert_error(cli(capsys, "info", garbage), 2, f"Cannot read {garbage}")
+    zero = tmp_path / "zero.nrrd"
+    zero.write_bytes(
+        re.sub(rb"space directions: \([^)]*\)", b"space directions: (0,0,0)", header) + b"\n\n" + data
+    )
+    assert_error(cli(capsys, "info", zero), 3, "every spacing must be a positive number")
+
+
 def test_missing_slice_thickness(quick, tmp_path, capsys):
     s = small_series(tmp_path / "nothick", thickness_mm=None)
     code, out, _ = cli(capsys, "info", s.folder)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OutputError, ParameterError
+from ..errors import GeometryError, InputError, OutputError, ParameterError
 from ..volume import SeriesGeometry, Volume
 from .atomic import atomic_output, check_output_path
 from .dicom import check_thickness
@@ -110,6 +110,15 @@ def _geometry(
     d = np.asarray(direction, dtype=float).reshape(3, 3)
     spacing_np = np.asarray(spacing_xyz, dtype=float)[::-1]
     shape_np = tuple(int(s) for s in size_xyz)[::-1]
+    if not np.all(np.isfinite(spacing_np)) or np.any(spacing_np <= 0):
+        raise GeometryError(
+            f"{path.name} has a voxel spacing of {', '.join(f'{v:g}' for v in spacing_np[::-1])} mm (x, y, z): "
+            "every spacing must be a positive number; the header is damaged."
+        )
+    if not np.all(np.isfinite(d)) or abs(float(np.linalg.det(d))) < 1e-6:
+        raise GeometryError(
+            f"{path.name} has degenerate axis directions {d.tolist()}; the header is damaged."
+        )
     warnings: list[str] = []
     if slice_axis is None:
         axis, tie = choose_slice_axis(spacing_xyz, d)
