@@ -229,6 +229,8 @@ def enhance_array(
     disagreement = np.abs(coronal - sagittal) if uncertainty else None
     coronal += sagittal
     coronal *= 0.5
+    # like F_up in the acquisition model: never leave the input's intensity range (no undershoot below air)
+    np.clip(coronal, float(src.min()), float(src.max()), out=coronal)
     return InferenceResult(
         array=coronal, positions_mm=out_positions, uncertainty=disagreement, messages=messages
     )

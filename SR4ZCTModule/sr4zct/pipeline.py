@@ -344,7 +344,7 @@ def _enhance(
             # an untrained network is only linear interpolation: keep a useful share for training
             config.max_seconds = 0.25 * budget_s
             messages.append(
-                f"Applying the network needs about {infer_estimate / 60:.1f} min on {device_text}; the run will "
+                f"Applying the network needs about {infer_estimate / 60:.1f} min on this device; the run will "
                 f"take longer than the {budget_s / 60:g} min limit."
             )
         reporter.weights = _stage_weights(elapsed, config.max_seconds, infer_estimate)
