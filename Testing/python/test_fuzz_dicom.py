@@ -24,6 +24,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from sr4zct.errors import SR4ZCTError
 from sr4zct.io import read_geometry, read_volume
+from sr4zct.validation import validate_for_enhancement
 
 N_SLICES = 4
 
@@ -225,4 +226,5 @@ def test_corrupted_series_read_to_a_result_or_an_sr4zct_error(ops, order):
         if volume is not None:
             assert volume.array.shape == volume.geometry.shape
             assert volume.array.dtype == np.float32
-            assert volume.geometry.shape == volume.geometry.shape
+            # The up-front checks of an enhancement also end in a result or an SR4ZCTError.
+            _check(lambda _: validate_for_enhancement(volume), folder)
