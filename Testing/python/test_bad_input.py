@@ -481,6 +481,17 @@ def test_non_numeric_arrays_are_refused(dtype):
         enhance(np.zeros((6, 16, 16), dtype=dtype), geometry=geometry, preset=TINY)
 
 
+def test_array_that_does_not_fit_the_geometry():
+    geometry = make_geometry(
+        (6, 16, 16), slice_spacing_mm=2.0, slice_thickness_mm=3.0, pixel_spacing_mm=(0.8, 0.8)
+    )
+    for array in (np.zeros((5, 16, 16)), np.zeros((16, 16)), np.zeros((6, 16, 16, 3))):
+        with pytest.raises(ParameterError, match="does not fit the geometry"):
+            enhance(array, geometry=geometry, preset=TINY)
+    with pytest.raises(ParameterError, match="needs geometry="):
+        enhance(np.zeros((6, 16, 16)), preset=TINY)
+
+
 def test_volume_too_large_for_memory(quick, tmp_path, capsys, monkeypatch):
     s = small_series(tmp_path / "ct")
     out = tmp_path / "o.nrrd"
