@@ -448,7 +448,8 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
         ]
     out += [
         "Ground truth: vhm-head (Visible Human Male head, 1 mm isotropic, 512 x 512 x 245). Thick slices are simulated "
-        "with the exact acquisition model, written as a DICOM series, enhanced by the real `sr4zct enhance` CLI in a "
+        "with the exact acquisition model (phase chosen so that the first thick slice centre, and with it the 1 mm "
+        "output grid, falls on a ground-truth slice), written as a DICOM series, enhanced by the real `sr4zct enhance` CLI in a "
         "subprocess and read back. Scores follow docs/method.md section 5: body-box PSNR (box of voxels above -500 HU in "
         "y/x, slices within one thickness of either end dropped, data range = ground-truth max - min) and the mean "
         "per-slice coronal/sagittal PSNR and SSIM inside the same box. Gains are over linear interpolation along z "

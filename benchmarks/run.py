@@ -187,6 +187,16 @@ def _device_kind(device_text: str | None, requested: str) -> str:
     return "cpu"
 
 
+def _phase_mm(gt, thickness_mm: float, spacing_mm: float) -> float:
+    """Acquisition phase that puts the thick slice centres (and so the output grid) on ground-truth
+    slices, so scoring does not resample (which would blur every method alike)."""
+    try:
+        from sr4zct.evaluation import aligned_phase_mm
+    except ImportError:
+        return 0.0
+    return aligned_phase_mm(thickness_mm, spacing_mm, float(gt.geometry.slice_spacing_mm))
+
+
 def _strip_bar(line: str) -> str:
     """A tqdm line without its bar: "infer 64/128:  86%|####  | , ETA 0:16" -> "infer 64/128: 86%, ETA 0:16"."""
     return " ".join(re.sub(r"\|[^|]*\|\s*,?", ",", line).split())[:100]
@@ -268,7 +278,9 @@ def run_quality(args, log, workdir: Path, cores: int | None, save) -> list[dict]
                 "threads": args.threads or None,
             }
             log(f"{label}: simulating thick slices and writing DICOM")
-            thick_mem = simulate_acquisition(gt, t, d, profile=profile)
+            phase = _phase_mm(gt, t, d)
+            common["phase_mm"] = phase
+            thick_mem = simulate_acquisition(gt, t, d, profile=profile, phase_mm=phase)
             dicom_dir = case_dir / "input_dicom"
             write_dicom_input(thick_mem, dicom_dir)
             thick = read_volume(dicom_dir)
@@ -375,7 +387,7 @@ def run_peers(args, log, workdir: Path, cores: int | None, save) -> list[dict]:
     gt = load_ground_truth(args.ground_truth, crop_px=crop, n_slices=args.peer_slices)
     case_dir = workdir / "peers"
     case_dir.mkdir(parents=True, exist_ok=True)
-    thick_mem = simulate_acquisition(gt, t, d, profile=profile)
+    thick_mem = simulate_acquisition(gt, t, d, profile=profile, phase_mm=_phase_mm(gt, t, d))
     dicom_dir = case_dir / "input_dicom"
     write_dicom_input(thick_mem, dicom_dir)
     thick = read_volume(dicom_dir)
