@@ -331,18 +331,22 @@ def train_model(
     warmup = max(1, min(100, cfg.steps // 20))
     running = None
     step = 0
+    planned = cfg.steps  # the cosine schedule's length; shortened (only) when the time limit binds
+    loop_start = time.monotonic()
     model.train()
     while step < cfg.steps:
-        elapsed = time.monotonic() - t0
-        progress = step / cfg.steps
+        now = time.monotonic()
         if cfg.max_seconds is not None:
-            if elapsed >= cfg.max_seconds:
+            if now - t0 >= cfg.max_seconds or step >= planned:
                 messages.append(f"Training stopped by the time limit after {step} of {cfg.steps} steps.")
                 break
-            # when time binds (training clearly behind the step plan), the cosine schedule follows the clock
-            # so that the rate still anneals; otherwise the schedule depends on the step only (reproducible)
-            if elapsed / cfg.max_seconds > progress + 0.02:
-                progress = elapsed / cfg.max_seconds
+            if step >= 20 and step % 50 == 20:
+                # steps that fit in the time left at the rate so far; the schedule depends on time only when
+                # this is below the step budget, so runs that are not time-bound stay reproducible
+                rate = step / max(now - loop_start, 1e-6)
+                fit = step + int(0.97 * rate * (cfg.max_seconds - (now - t0)))
+                planned = max(step + 1, min(planned, fit))
+        progress = min(1.0, step / planned)
         lr = (
             cfg.lr
             * min(1.0, (step + 1) / warmup)
@@ -384,7 +388,7 @@ def train_model(
                 best_state = copy.deepcopy(model.state_dict())
         if reporter is not None:
             if step % 5 == 0 or step == cfg.steps:
-                reporter.report("train", step, cfg.steps, loss=running)
+                reporter.report("train", step, planned, loss=running)
             else:
                 reporter.check_cancel()
     if step > 0 and (not history or history[-1]["step"] != step):
