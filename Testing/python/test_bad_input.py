@@ -607,13 +607,23 @@ def test_non_conforming_values_do_not_flood_the_console(tmp_path):
     assert debug.returncode == 0 and "not valid for elements with a VR of IS" in debug.stderr
 
 
-def test_worker_reports_the_same_error(tmp_path):
+def test_worker_reports_the_same_error(tmp_path, quick):
     from sr4zct.jobs import JobSpec, run_blocking
 
     s = small_series(tmp_path / "ct", thickness_mm=None)
     with pytest.raises(ParameterError, match="thickness is unknown"):
         run_blocking(JobSpec(input_path=str(s.folder), output_path=str(tmp_path / "o.nrrd"), device="cpu"))
     assert not (tmp_path / "o.nrrd").exists()
+    # The non-CT override reaches the pipeline through the job file.
+    mr = small_series(tmp_path / "mr", modality="MR")
+    spec = JobSpec(
+        input_path=str(mr.folder), output_path=str(tmp_path / "mr.nrrd"), device="cpu", model_path=quick[1]
+    )
+    with pytest.raises(InputError, match="not CT"):
+        run_blocking(spec)
+    spec.allow_non_ct = True
+    finished = run_blocking(spec)
+    assert any("not CT" in w for w in finished["warnings"]) and (tmp_path / "mr.nrrd").is_file()
 
 
 # --- docs/errors.md and the tests stay in sync ---------------------------------------------------------
