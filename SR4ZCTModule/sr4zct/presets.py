@@ -3,6 +3,11 @@
 Budgets are set for a 2-core CPU and a 512 x 512 head CT (5 mm slices every 2.5 mm) so that the whole run
 stays within ``max_minutes`` (fast 5, balanced 15, best 45); training stops at whichever comes first, the
 step budget or its share of the time budget. On a GPU the step budget is reached long before the time.
+
+Measured on vhm-head (512 x 512, 5 mm every 2.5 mm, box profile; body-box PSNR, linear 41.47 dB) on the
+shared 2-core CPU: ``fast`` +5.84 dB in 4.9 min (1514 steps, other jobs running); the ``balanced`` network
+with an 8-minute cap +7.05 dB (5793 steps, 7.3 min). On a CPU the number of steps matters more than the
+network size: a 10-layer 48-channel network on 80-pixel patches reached only +6.02 dB in 13.8 min.
 """
 
 from __future__ import annotations
@@ -49,10 +54,10 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "fast": Preset("fast", steps=3000, patch_px=64, batch=16, max_minutes=5.0,
                    network_config={"layers": 8, "channels": 32, "unshuffle": 2}),
-    "balanced": Preset("balanced", steps=8000, patch_px=80, batch=16, max_minutes=15.0,
-                       network_config={"layers": 10, "channels": 48, "unshuffle": 2}),
-    "best": Preset("best", steps=20000, patch_px=96, batch=16, max_minutes=45.0,
-                   network_config={"layers": 12, "channels": 64, "unshuffle": 2}, validate_every=200),
+    "balanced": Preset("balanced", steps=12000, patch_px=64, batch=16, max_minutes=15.0,
+                       network_config={"layers": 10, "channels": 32, "unshuffle": 2}, validate_every=200),
+    "best": Preset("best", steps=40000, patch_px=64, batch=16, max_minutes=45.0,
+                   network_config={"layers": 12, "channels": 40, "unshuffle": 2}, validate_every=250),
 }  # fmt: skip
 
 
