@@ -62,7 +62,7 @@ _PATH_FIELDS = (
     "temp_dir",
 )
 _MM_FIELDS = ("thickness_mm", "spacing_mm", "target_spacing_mm")
-_BOOL_FIELDS = ("keep_temp", "overwrite", "allow_cpu_fallback")
+_BOOL_FIELDS = ("keep_temp", "overwrite", "allow_cpu_fallback", "allow_non_ct")
 
 
 def _known_presets() -> tuple[str, ...]:
@@ -93,6 +93,7 @@ class JobSpec:
     series_uid : which series to read when ``input_path`` is a DICOM folder with several.
     overwrite : replace existing output files.
     allow_cpu_fallback : when the GPU runs out of memory even after the pipeline's retries, rerun on the CPU.
+    allow_non_ct : enhance a DICOM series whose modality is not CT (with a warning) instead of refusing it.
     keep_temp : keep the per-job temp folder (for debugging).
     temp_dir : the per-job temp folder. ``None``: a fresh ``tempfile.mkdtemp(prefix="sr4zct-job-")``,
         deleted at the end unless ``keep_temp``. A folder given here that already exists is kept (only
@@ -119,6 +120,7 @@ class JobSpec:
     series_uid: str | None = None
     overwrite: bool = False
     allow_cpu_fallback: bool = False
+    allow_non_ct: bool = False
     keep_temp: bool = False
     temp_dir: str | None = None
     task: str = "enhance"

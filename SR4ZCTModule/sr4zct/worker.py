@@ -209,6 +209,7 @@ def _task_enhance(spec: JobSpec, ctx: JobContext) -> dict:
         "max_minutes": spec.max_minutes,
         "model_path": spec.model_path,
         "save_model_path": spec.save_model_path,
+        "allow_non_ct": spec.allow_non_ct,
         "progress": ctx.progress,
         "should_stop": ctx.should_stop,
     }
