@@ -196,6 +196,7 @@ def enhance(
     model_path: str | os.PathLike | None = None,
     save_model_path: str | os.PathLike | None = None,
     uncertainty: bool = False,
+    allow_non_ct: bool = False,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EnhanceResult:
@@ -219,6 +220,7 @@ def enhance(
     model_path : apply this saved model instead of training.
     save_model_path : save the trained model there.
     uncertainty : also return ``|coronal - sagittal|`` as a volume.
+    allow_non_ct : enhance a DICOM series whose modality is not CT (with a warning) instead of refusing it.
     progress : callback receiving :class:`~sr4zct.progress.Progress` records.
     should_stop : polled between steps; returning True raises :class:`~sr4zct.errors.Cancelled`.
 
@@ -231,7 +233,7 @@ def enhance(
         volume, reporter, geometry=geometry, thickness_mm=thickness_mm, spacing_mm=spacing_mm,
         target_spacing_mm=target_spacing_mm, profile=profile, preset=preset, network=network, device=device,
         seed=seed, max_minutes=max_minutes, model_path=model_path, save_model_path=save_model_path,
-        uncertainty=uncertainty,
+        uncertainty=uncertainty, allow_non_ct=allow_non_ct,
     )  # fmt: skip
 
 
@@ -252,6 +254,7 @@ def _enhance(
     model_path: str | os.PathLike | None,
     save_model_path: str | os.PathLike | None,
     uncertainty: bool,
+    allow_non_ct: bool = False,
 ) -> EnhanceResult:
     t_start = time.monotonic()
     reporter.report("prepare", 0, 1, message="checking parameters")
@@ -275,7 +278,7 @@ def _enhance(
 
     checked = validate_for_enhancement(
         vol, thickness_mm=thickness_mm, spacing_mm=spacing_mm, target_spacing_mm=target_spacing_mm,
-        uncertainty=uncertainty,
+        uncertainty=uncertainty, allow_non_ct=allow_non_ct,
     )  # fmt: skip
     thickness, spacing, positions, target = (
         checked.thickness_mm, checked.spacing_mm, checked.positions_mm, checked.target_spacing_mm,
@@ -454,6 +457,7 @@ _ENHANCE_DEFAULTS: dict[str, Any] = {
     "model_path": None,
     "save_model_path": None,
     "uncertainty": False,
+    "allow_non_ct": False,
 }
 _ENHANCE_OPTIONS = frozenset(_ENHANCE_DEFAULTS) - {"uncertainty", "geometry"}
 

@@ -62,6 +62,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--series", metavar="UID", help="SeriesInstanceUID when the folder holds several series"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--allow-non-ct", action="store_true", help="enhance a series whose DICOM modality is not CT (warns)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=run)
     return parser
@@ -118,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             max_minutes=args.max_minutes,
             model_path=args.model,
             save_model_path=args.save_model,
+            allow_non_ct=args.allow_non_ct,
             progress=bar,
         )
     finally:
