@@ -28,6 +28,8 @@ _LAZY = {
     "make_phantom": "sr4zct.phantom",
     "BackgroundJob": "sr4zct.jobs",
     "JobSpec": "sr4zct.jobs",
+    "run_blocking": "sr4zct.jobs",
+    "enhance_in_background": "sr4zct.jobs",
 }
 
 
