@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .errors import ModelError, OutputError, ParameterError, SR4ZCTError
+from .errors import Cancelled, ModelError, OutputError, ParameterError, SR4ZCTError
 from .presets import Preset, get_preset
 from .progress import Progress, ProgressReporter
 from .volume import SeriesGeometry, Volume
@@ -263,7 +263,10 @@ def _enhance(
     else:
         if geometry is None:
             raise ParameterError("A plain array needs geometry= (a SeriesGeometry); or pass a Volume.")
-        vol = Volume(np.asarray(volume), geometry)
+        try:
+            vol = Volume(np.asarray(volume), geometry)
+        except ValueError as exc:  # not 3-D, or a shape that does not match the geometry
+            raise ParameterError(f"The array does not fit the geometry: {exc}.") from None
     geom = vol.geometry
     from .acquisition import PROFILES
 
@@ -495,49 +498,79 @@ def enhance_file(
 ) -> EnhanceResult:
     """Read a volume, enhance it and write the result (and optionally the uncertainty) atomically.
 
-    ``enhance_kwargs`` go to :func:`enhance`. The output is checked before the (long) computation; on
-    failure or cancellation no output file is left behind.
+    ``enhance_kwargs`` go to :func:`enhance`. Every output (and ``save_model_path``) is checked before the
+    (long) computation with the writers' rules, and ``model_path`` is checked before the input is read. The
+    saved model is moved into place together with the outputs: on failure or cancellation no output file
+    and no model file is left behind (see docs/errors.md).
     """
-    from .io import read_volume, write_volume
+    from .io import check_output, image_suffix, read_volume, write_volume
+    from .io.atomic import check_output_path, temporary_name
+    from .validation import check_output_geometry, validate_model_file
 
     inp, out = Path(input_path), Path(output_path)
     targets = [out] + ([Path(uncertainty_path)] if uncertainty_path is not None else [])
-    for target in targets:
-        if target.resolve() == inp.resolve():
-            raise OutputError(f"The output {target} is the input; choose another output path.")
-        if target.exists() and not overwrite:
-            raise OutputError(f"The output {target} exists; use --overwrite to replace it.")
-    if uncertainty_path is not None and Path(uncertainty_path).resolve() == out.resolve():
-        raise OutputError("The uncertainty output must differ from the main output.")
+    # Same rules as the writers, before any work: not the input, not inside the input DICOM folder, not
+    # existing without overwrite, writable.
+    resolved = [check_output(target, overwrite=overwrite, input_path=inp) for target in targets]
+    save_model_path = enhance_kwargs.get("save_model_path")
+    if save_model_path is not None:
+        inputs = [inp] + ([inp.parent] if inp.is_file() and image_suffix(inp) is None else [])
+        resolved.append(check_output_path(save_model_path, overwrite=overwrite, inputs=inputs))
+    if len(set(resolved)) < len(resolved):
+        raise OutputError("The output, the uncertainty output and the saved model must be different paths.")
+    if enhance_kwargs.get("model_path") is not None:
+        validate_model_file(enhance_kwargs["model_path"])
     reporter = ProgressReporter(enhance_kwargs.pop("progress", None), enhance_kwargs.pop("should_stop", None))
     reporter.report("prepare", 0, 1, message=f"reading {inp}")
     volume = read_volume(inp, series_uid=series_uid, thickness_mm=enhance_kwargs.get("thickness_mm"))
+    for target in targets:
+        check_output_geometry(volume.geometry, target)
     kwargs = {name: enhance_kwargs.pop(name) for name in list(enhance_kwargs) if name in _ENHANCE_OPTIONS}
     if enhance_kwargs:
         raise TypeError(f"enhance_file() got unexpected keyword arguments: {', '.join(enhance_kwargs)}")
-    result = _enhance(
-        volume, reporter, **{**_ENHANCE_DEFAULTS, **kwargs, "uncertainty": uncertainty_path is not None}
-    )
-    reporter.check_cancel()
-    reporter.report("write", 0, len(targets), message=f"writing {out}")
-    t0 = time.monotonic()
-    written: list[Path] = []
+    # The model goes to a temporary name and is moved into place with the outputs: a failed or cancelled
+    # run leaves nothing behind.
+    model_tmp = temporary_name(resolved[-1]) if save_model_path is not None else None
+    if model_tmp is not None:
+        kwargs["save_model_path"] = model_tmp
     try:
-        written.append(
-            Path(write_volume(result.volume, out, metadata=result.parameters, overwrite=overwrite))
+        result = _enhance(
+            volume, reporter, **{**_ENHANCE_DEFAULTS, **kwargs, "uncertainty": uncertainty_path is not None}
         )
-        if uncertainty_path is not None and result.uncertainty is not None:
-            meta = {**result.parameters, "content": "uncertainty |coronal - sagittal| HU"}
+        reporter.check_cancel()
+        reporter.report("write", 0, len(targets), message=f"writing {out}")
+        t0 = time.monotonic()
+        written: list[Path] = []
+        try:
             written.append(
-                Path(write_volume(result.uncertainty, uncertainty_path, metadata=meta, overwrite=overwrite))
+                Path(write_volume(result.volume, out, metadata=result.parameters, overwrite=overwrite))
             )
-    except BaseException:
-        if len(written) < len(targets):
+            if uncertainty_path is not None and result.uncertainty is not None:
+                meta = {**result.parameters, "content": "uncertainty |coronal - sagittal| HU"}
+                written.append(
+                    Path(
+                        write_volume(result.uncertainty, uncertainty_path, metadata=meta, overwrite=overwrite)
+                    )
+                )
+            if model_tmp is not None and model_tmp.exists():
+                try:
+                    os.replace(model_tmp, resolved[-1])
+                except OSError as exc:
+                    raise OutputError(
+                        f"Cannot save the model to {resolved[-1]}: {exc.strerror or exc}."
+                    ) from exc
+        except BaseException:
             for path in written:
                 _remove(path)
-        raise
+            raise
+    finally:
+        if model_tmp is not None:
+            _remove(model_tmp)
     result.timings_s["write"] = time.monotonic() - t0
-    reporter.report("write", len(targets), len(targets))
+    try:
+        reporter.report("write", len(targets), len(targets))
+    except Cancelled:
+        pass  # everything is written: a cancel arriving now does not undo a finished run
     return result
 
 

@@ -319,3 +319,17 @@ def test_inputs_unchanged_after_every_kind_of_run(inputs, capsys, model, tmp_pat
     assert not any((tmp_path / n).exists() for n in ("d.nrrd", "e_dicom", "f.nrrd", "g.nrrd"))
     capsys.readouterr()
     assert np.array_equal(read_volume(folder).array, read_volume(nrrd).array)
+
+
+@pytest.mark.realdata
+def test_real_series_untouched(l291_dir, capsys, tmp_path):
+    """The real Siemens series: info and refused enhance runs leave every file as it was."""
+    before = snapshot(l291_dir)
+    assert run("info", l291_dir) == 0
+    assert_error(
+        cli(capsys, "enhance", l291_dir, "-o", l291_dir / "enhanced", *CPU), 5, "inside the input folder"
+    )
+    assert_error(cli(capsys, "enhance", l291_dir, "-o", tmp_path / "o.nrrd", "--target-spacing", "2", *CPU), 4,
+                 "must be finer than the slice spacing (2 mm)")  # fmt: skip
+    assert snapshot(l291_dir) == before
+    assert list(tmp_path.iterdir()) == []
