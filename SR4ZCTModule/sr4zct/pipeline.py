@@ -23,6 +23,7 @@ from ._version import __version__
 from .errors import Cancelled, ModelError, OutputError, ParameterError, SR4ZCTError
 from .presets import Preset, get_preset
 from .progress import Progress, ProgressReporter
+from .validation import positive_number
 from .volume import SeriesGeometry, Volume
 
 __all__ = ["MODEL_FORMAT", "EnhanceResult", "enhance", "enhance_file", "load_model", "save_model"]
@@ -43,16 +44,6 @@ class EnhanceResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _positive(name: str, value: Any, option: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number of millimetres ({option}), got {value!r}.") from None
-    if not math.isfinite(v) or v <= 0:
-        raise ParameterError(f"{name} must be a positive number of millimetres ({option}), got {value!r}.")
-    return v
-
-
 def _stage_weights(prepare_s: float, train_s: float, infer_s: float) -> dict[str, float]:
     """Progress weights of the stages from the planned seconds (so that the ETA follows the plan)."""
     raw = {"prepare": max(prepare_s, 1.0), "train": max(train_s, 1.0), "infer": max(infer_s, 1.0)}
@@ -64,7 +55,7 @@ def _stage_weights(prepare_s: float, train_s: float, infer_s: float) -> dict[str
 def _time_budget_s(preset: Preset, max_minutes: float | None) -> float:
     if max_minutes is None:
         return preset.max_minutes * 60.0
-    minutes = _positive("--max-minutes", max_minutes, "--max-minutes")
+    minutes = positive_number("The time limit", max_minutes, "--max-minutes", unit="minutes")
     return minutes * 60.0
 
 

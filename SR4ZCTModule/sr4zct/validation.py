@@ -79,13 +79,14 @@ def format_bytes(n_bytes: float) -> str:
     return f"{value:.1f} GiB"  # pragma: no cover
 
 
-def _number(name: str, value: Any, option: str) -> float:
+def positive_number(name: str, value: Any, option: str, unit: str = "millimetres") -> float:
+    """``value`` as a finite float > 0, else a :class:`ParameterError` naming the option and unit."""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number of millimetres ({option}), got {value!r}.") from None
+        raise ParameterError(f"{name} must be a number of {unit} ({option}), got {value!r}.") from None
     if not math.isfinite(v) or v <= 0:
-        raise ParameterError(f"{name} must be a positive number of millimetres ({option}), got {value!r}.")
+        raise ParameterError(f"{name} must be a positive number of {unit} ({option}), got {value!r}.")
     return v
 
 
@@ -161,7 +162,7 @@ def validate_geometry_for_enhancement(
             "The slice thickness is unknown (the file does not record it); give it with --thickness MM "
             "(thickness_mm= in Python), e.g. the value from the scanner protocol."
         )
-    t = _number("The slice thickness", thickness_mm, "--thickness")
+    t = positive_number("The slice thickness", thickness_mm, "--thickness")
     _not_absurd("The slice thickness", t, MAX_THICKNESS_MM, "--thickness", from_file=not user_thickness)
 
     # Spacing d and positions.
@@ -205,7 +206,7 @@ def validate_geometry_for_enhancement(
                 "the result across the wider gaps is less sharp."
             )
     else:
-        d = _number("The slice spacing", spacing_mm, "--spacing")
+        d = positive_number("The slice spacing", spacing_mm, "--spacing")
         _not_absurd("The slice spacing", d, MAX_SPACING_MM, "--spacing", from_file=False)
         if not g.is_regular:
             warnings.append(
@@ -243,7 +244,7 @@ def validate_geometry_for_enhancement(
                 f"slice spacing ({d:g} mm); give a finer one with --target-spacing MM."
             )
     else:
-        target = _number("The target spacing", target_spacing_mm, "--target-spacing")
+        target = positive_number("The target spacing", target_spacing_mm, "--target-spacing")
         if target >= d:
             raise ParameterError(
                 f"The target spacing ({target:g} mm) must be finer than the slice spacing ({d:g} mm)."
