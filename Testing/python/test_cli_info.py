@@ -106,3 +106,21 @@ def test_l291_readable(l291_dir, capsys):
     assert code == 0
     assert "Slice thickness:   3 mm" in out and "Overlap T - d:     1 mm (overlapping" in out
     assert "343 of 512 x 512" in out and "0.7421875 x 0.7421875 mm" in out
+
+
+def test_output_piped_into_a_closed_reader_is_not_an_error(tmp_path):
+    """`sr4zct info X | head -1`: the reader closes the pipe early; no traceback, exit 0."""
+    import subprocess
+    import sys
+
+    write_series(tmp_path / "s", n_slices=5)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sr4zct", "info", str(tmp_path / "s")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
