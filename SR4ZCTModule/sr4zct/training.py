@@ -332,21 +332,26 @@ def train_model(
     running = None
     step = 0
     planned = cfg.steps  # the cosine schedule's length; shortened (only) when the time limit binds
+    schedule = 0.0
     loop_start = time.monotonic()
     model.train()
     while step < cfg.steps:
         now = time.monotonic()
         if cfg.max_seconds is not None:
-            if now - t0 >= cfg.max_seconds or step >= planned:
+            if now - t0 >= cfg.max_seconds:
                 messages.append(f"Training stopped by the time limit after {step} of {cfg.steps} steps.")
                 break
             if step >= 20 and step % 50 == 20:
-                # steps that fit in the time left at the rate so far; the schedule depends on time only when
-                # this is below the step budget, so runs that are not time-bound stay reproducible
+                # steps that fit in the time left at the current rate; the schedule depends on time only when
+                # this is below the step budget, so runs that are not time-bound stay reproducible. Re-estimated
+                # every time (a slow start, e.g. a busy machine, must not end training early).
                 rate = step / max(now - loop_start, 1e-6)
                 fit = step + int(0.97 * rate * (cfg.max_seconds - (now - t0)))
-                planned = max(step + 1, min(planned, fit))
-        progress = min(1.0, step / planned)
+                planned = max(step + 1, min(cfg.steps, fit))
+        # monotone, so a longer re-estimate never raises the learning rate again; past 1.0 training goes on
+        # at the final learning rate until the time limit
+        schedule = max(schedule, min(1.0, step / planned))
+        progress = schedule
         lr = (
             cfg.lr
             * min(1.0, (step + 1) / warmup)
