@@ -625,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         apply_smoke(args)
     if args.output is None or args.results is None:
-        if args.smoke:
+        if args.smoke and args.output is None:
             tmp_root = Path(tempfile.mkdtemp(prefix="sr4zct-bench-smoke-"))
         args.output = args.output or (tmp_root / "BENCHMARKS.md" if args.smoke else DEFAULT_OUTPUT)
         args.results = args.results or (
