@@ -129,7 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--peer-slices", type=int, default=None, help="keep the central N ground-truth slices for peers"
     )
     p.add_argument("--peer-crop", type=int, default=192, help="central in-plane crop for peers (default 192)")
+    p.add_argument(
+        "--peer-methods",
+        default="default,msd,eclare",
+        help="which peer rows to run: default, msd, eclare (comma list; others keep their recorded rows)",
+    )
     p.add_argument("--eclare-patches", type=int, default=None, help="override ECLARE's training patches")
+    p.add_argument(
+        "--eclare-timeout-minutes",
+        type=float,
+        default=None,
+        help="kill ECLARE after this long (default: --peer-timeout-factor x the budget); a longer run that "
+        "still loses shows the default network wins at equal time a fortiori",
+    )
     p.add_argument("--no-eclare", action="store_true", help="skip ECLARE (no virtual environment is created)")
     p.add_argument(
         "--peer-timeout-factor",
@@ -415,8 +427,14 @@ def run_peers(args, log, workdir: Path, cores: int | None, save) -> list[dict]:
         rows.append(row)
     save(rows)
 
+    methods = {m.strip() for m in args.peer_methods.split(",") if m.strip()}
+    unknown = methods - {"default", "msd", "eclare"}
+    if unknown:
+        raise SystemExit(f"--peer-methods: unknown {', '.join(sorted(unknown))} (use default, msd, eclare)")
     train_s_default = None
     for order, network in ((3, "default"), (4, "msd")):
+        if network not in methods:
+            continue
         out_path = case_dir / f"sr4zct_{network}.nrrd"
         log(f"peers: sr4zct --network {network} --preset {args.peer_preset} --max-minutes {budget_min:g}")
         record, result = run_enhance(
@@ -460,8 +478,9 @@ def run_peers(args, log, workdir: Path, cores: int | None, save) -> list[dict]:
         rows.append(row)
         save([row])
 
-    rows.append(_run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, train_s_default))
-    save(rows[-1:])
+    if "eclare" in methods:
+        rows.append(_run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, train_s_default))
+        save(rows[-1:])
     if not args.workdir:
         shutil.rmtree(case_dir, ignore_errors=True)
     return rows
@@ -494,6 +513,8 @@ def _run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, tra
     n_patches = args.eclare_patches or max(256, int(round(train_s * ECLARE_PATCHES_PER_S / 32)) * 32)
     nifti = _write_nifti(thick, case_dir / "thick.nii.gz")
     timeout = max(60.0, budget_s * args.peer_timeout_factor)
+    if args.eclare_timeout_minutes is not None:
+        timeout = args.eclare_timeout_minutes * 60.0
     log(
         f"peers: run-eclare --relative-slice-thickness {rel_thickness:g} --n-patches {n_patches} "
         f"(killed after {timeout / 60:.1f} min)"
@@ -509,8 +530,13 @@ def _run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, tra
     )
     row.update(_measurement_fields(record))
     row["n_patches"] = n_patches
+    why = (
+        "set by --eclare-patches"
+        if args.eclare_patches
+        else f"the default network's training time x {ECLARE_PATCHES_PER_S:g} patches/s"
+    )
     row["note"] = (
-        f"{n_patches} training patches (the default network's training time x {ECLARE_PATCHES_PER_S:g} patches/s; "
+        f"{n_patches} training patches ({why}; "
         f"ECLARE has no time option), `--relative-slice-thickness {rel_thickness:g} --relative-slice-profile-type rect "
         "--batch-size 32`"
     )
@@ -518,7 +544,7 @@ def _run_eclare_peer(args, log, case_dir, thick, gt, base, common, key_base, tra
         where = eclare_progress(record.get("output", ""), n_patches)
         if record["timed_out"]:
             row["status"] = (
-                f"no result within {timeout / 60:.1f} min ({args.peer_timeout_factor:g}x the budget), killed"
+                f"no result within {timeout / 60:.1f} min ({timeout / budget_s:.3g}x the budget), killed"
                 + (f"; it was at {where}" if where else "")
             )
         else:
