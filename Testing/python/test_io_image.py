@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -130,7 +131,11 @@ def test_nifti_sidecar_holds_metadata(tmp_path):
     out = write_volume(v, tmp_path / "ct.nii.gz", metadata={"target_spacing_mm": 1.0})
     side = sidecar_path(out)
     assert side.name == "ct.json"
-    assert json.loads(side.read_text()) == {"sr4zct_slice_thickness_mm": "3.0", "target_spacing_mm": "1.0"}
+    assert json.loads(side.read_text()) == {
+        "sr4zct_slice_axis": "0",
+        "sr4zct_slice_thickness_mm": "3.0",
+        "target_spacing_mm": "1.0",
+    }
     g2 = read_geometry(out)
     assert g2.slice_thickness_mm == 3.0 and g2.thickness_source == "header"
 
@@ -216,3 +221,81 @@ def test_bids_sidecar_slice_thickness(tmp_path):
     g = read_geometry(path)
     assert g.slice_thickness_mm == 5.0 and g.thickness_source == "header"
     assert g.overlap_mm == pytest.approx(2.5)
+
+
+# -- the through-plane axis recorded in the written file (sr4zct_slice_axis) ------------------------------
+
+
+def _sagittal_isotropic_output(tmp_path, suffix):
+    """An enhance-like output: read a sagittal stack (slices along patient L-R = ITK x = NumPy axis 2),
+    then put it on an isotropic 0.74 mm grid as the pipeline does (same axes, new slice count)."""
+    arr = np.random.default_rng(2).normal(size=(7, 6, 4)).astype(np.float32)
+    src = tmp_path / f"sag{suffix}"
+    write_sitk(src, arr, (2.0, 0.74, 0.74), (5.0, -3.0, 40.0), np.eye(3))
+    read = read_volume(src, thickness_mm=3.0)
+    assert read.geometry.source_slice_axis == 2
+    n_out = 10
+    g = dataclasses.replace(
+        read.geometry,
+        shape=(n_out, *read.geometry.shape[1:]),
+        slice_spacing_mm=0.74,
+        slice_thickness_mm=0.74,
+        slice_positions_mm=tuple(k * 0.74 for k in range(n_out)),
+    )
+    enhanced = np.random.default_rng(3).normal(size=g.shape).astype(np.float32)
+    return Volume(enhanced, g)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_isotropic_output_reads_back_without_slice_axis(tmp_path, suffix):
+    v = _sagittal_isotropic_output(tmp_path, suffix)
+    out = write_volume(v, tmp_path / f"enhanced{suffix}")
+    # All spacings are 0.74 mm: the guess alone would take the S-I axis (NumPy 0), not the written one.
+    assert choose_slice_axis((0.74, 0.74, 0.74), np.eye(3)) == (0, True)
+    back = read_volume(out)
+    g, gb = v.geometry, back.geometry
+    assert gb.source_slice_axis == 2
+    assert read_geometry(out).source_slice_axis == 2
+    np.testing.assert_array_equal(back.array, v.array)
+    assert gb.shape == g.shape
+    assert gb.spacing_mm == pytest.approx(g.spacing_mm, rel=1e-6)
+    np.testing.assert_allclose(gb.axes_lps, g.axes_lps, atol=1e-6)
+    np.testing.assert_allclose(gb.origin_lps, g.origin_lps, atol=1e-4)
+    assert not any("equal along several axes" in w for w in gb.warnings)
+    # An explicit slice_axis still wins over the stored one.
+    other = read_volume(out, slice_axis=0)
+    assert other.geometry.source_slice_axis == 0
+    file_array = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    np.testing.assert_array_equal(other.array, file_array)
+    np.testing.assert_array_equal(back.array, np.transpose(file_array, (2, 0, 1)))
+
+
+def test_stored_slice_axis_is_what_makes_the_difference(tmp_path):
+    v = _sagittal_isotropic_output(tmp_path, ".nrrd")
+    out = write_volume(v, tmp_path / "enhanced.nrrd")
+    image = sitk.ReadImage(str(out))
+    assert image.GetMetaData("sr4zct_slice_axis") == "2"
+    image.EraseMetaData("sr4zct_slice_axis")
+    sitk.WriteImage(image, str(tmp_path / "plain.nrrd"))
+    assert read_geometry(tmp_path / "plain.nrrd").source_slice_axis == 0  # the old guess
+
+
+@pytest.mark.parametrize("value", ["7", "-1", "x", "", "1.5", "[2]"])
+def test_bad_stored_slice_axis_falls_back_to_the_guess(tmp_path, value):
+    arr = np.zeros((3, 4, 5), np.float32)
+    path = tmp_path / "a.nrrd"
+    write_sitk(path, arr, (1.0, 1.0, 2.0), (0, 0, 0), np.eye(3), {"sr4zct_slice_axis": value})
+    g = read_geometry(path)
+    assert g.source_slice_axis == 0 and g.shape == (3, 4, 5)
+    assert any("sr4zct_slice_axis" in w for w in g.warnings)
+    assert read_geometry(path, slice_axis=2).source_slice_axis == 2
+
+
+def test_bad_stored_slice_axis_in_a_nifti_sidecar(tmp_path):
+    path = tmp_path / "ct.nii.gz"
+    write_sitk(path, np.zeros((3, 4, 5), np.float32), (1.0, 1.0, 1.0), (0, 0, 0), np.eye(3))
+    sidecar_path(path).write_text(json.dumps({"sr4zct_slice_axis": 5}))
+    g = read_geometry(path)
+    assert g.source_slice_axis == 0 and any("sr4zct_slice_axis" in w for w in g.warnings)
+    sidecar_path(path).write_text(json.dumps({"sr4zct_slice_axis": 1}))
+    assert read_geometry(path).source_slice_axis == 1

@@ -4,10 +4,12 @@ SimpleITK gives physical geometry in LPS for every format (it converts NIfTI's R
 flips are needed. A SimpleITK image of size ``(nx, ny, nz)`` becomes a NumPy array ``(nz, ny, nx)``: NumPy
 axis ``a`` is ITK axis ``2 - a``, whose direction is column ``2 - a`` of the direction matrix.
 
-Reading picks the through-plane axis (the axis with the largest spacing; ties go to the axis whose
-direction is closest to patient S-I; ``slice_axis=`` overrides), moves it to array axis 0 keeping the other
-two in file order, and records it in ``SeriesGeometry.source_slice_axis`` (a NumPy axis index). Writing
-puts the axes back, so origin, spacing and direction round-trip exactly (up to NIfTI's float32 storage).
+Reading picks the through-plane axis, moves it to array axis 0 keeping the other two in file order, and
+records it in ``SeriesGeometry.source_slice_axis`` (a NumPy axis index). The axis is ``slice_axis=`` when
+given, else the header key ``sr4zct_slice_axis`` that this writer records (an enhanced output is often
+isotropic, so spacing alone cannot tell), else the axis with the largest spacing (ties go to the axis whose
+direction is closest to patient S-I). Writing puts the axes back, so origin, spacing and direction
+round-trip exactly (up to NIfTI's float32 storage).
 
 Slice thickness is not part of these formats: it comes from ``thickness_mm=`` (source ``"user"``), else the
 header key ``sr4zct_slice_thickness_mm`` (NRRD/MHA header, or the NIfTI JSON sidecar ``<name>.json``,
@@ -31,6 +33,7 @@ from .atomic import atomic_output, check_output_path
 from .dicom import check_thickness
 
 THICKNESS_KEY = "sr4zct_slice_thickness_mm"
+SLICE_AXIS_KEY = "sr4zct_slice_axis"
 READ_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 WRITE_SUFFIXES = (".nii.gz", ".nrrd", ".nii", ".mha")
 _TIE_RTOL = 1e-4
@@ -121,6 +124,8 @@ def _geometry(
         )
     warnings: list[str] = []
     if slice_axis is None:
+        slice_axis = _stored_slice_axis(header, warnings)
+    if slice_axis is None:
         axis, tie = choose_slice_axis(spacing_xyz, d)
         if tie:
             warnings.append(
@@ -179,6 +184,22 @@ def _geometry(
         description=path.name,
         extra={"source_path": str(path.resolve()), "header": header},
     )
+
+
+def _stored_slice_axis(header: dict[str, str], warnings: list[str]) -> int | None:
+    """The through-plane NumPy axis recorded by :func:`write_image_volume`; None (and a warning when the
+    value is unusable) otherwise."""
+    raw = header.get(SLICE_AXIS_KEY)
+    if raw is None:
+        return None
+    text = raw.strip()
+    if text in ("0", "1", "2"):
+        return int(text)
+    warnings.append(
+        f"Ignored the header value {SLICE_AXIS_KEY}={raw!r}: not 0, 1 or 2; guessed the through-plane "
+        "axis from the spacing instead."
+    )
+    return None
 
 
 def _read_sidecar(path: Path) -> dict[str, str]:
@@ -259,7 +280,9 @@ def read_image_volume(
     thickness_mm : nominal slice thickness (source ``"user"``); otherwise from the header key
         ``sr4zct_slice_thickness_mm`` (source ``"header"``) or missing.
     slice_axis : NumPy axis of the file array (``(z, y, x)`` as SimpleITK reads it) that is through-plane;
-        default: the axis with the largest spacing, ties broken towards patient S-I.
+        default: the header key ``sr4zct_slice_axis`` (written by :func:`write_image_volume`; an unusable
+        value is ignored with a warning), else the axis with the largest spacing, ties broken towards
+        patient S-I.
 
     Raises
     ------
@@ -300,11 +323,13 @@ _KEY_RE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
 def header_items(volume: Volume, metadata: dict | None) -> dict[str, str]:
-    """Header key/values for a written file: ``volume.metadata``, ``metadata`` and the thickness key."""
+    """Header key/values for a written file: ``volume.metadata``, ``metadata``, the thickness key and the
+    through-plane axis (``sr4zct_slice_axis``, always the one the file is written with)."""
     items: dict[str, Any] = {**volume.metadata, **(metadata or {})}
     thickness = items.get("slice_thickness_mm", volume.geometry.slice_thickness_mm)
     if thickness is not None and THICKNESS_KEY not in items:
         items[THICKNESS_KEY] = thickness
+    items[SLICE_AXIS_KEY] = int(volume.geometry.source_slice_axis)
     out = {}
     for key, value in items.items():
         if value is None:
@@ -352,9 +377,11 @@ def write_image_volume(
     """Write ``volume`` as ``.nrrd``, ``.mha``, ``.nii`` or ``.nii.gz`` atomically; returns the path.
 
     The source axis order and the exact geometry (origin, direction, spacing; the slice spacing is
-    ``geometry.slice_spacing_mm``) are restored. ``metadata`` (plus ``volume.metadata`` and the slice
-    thickness as ``sr4zct_slice_thickness_mm``) goes into the NRRD/MHA header, or a JSON sidecar
-    ``<name>.json`` for NIfTI. ``compress`` defaults to True only for ``.nii.gz``.
+    ``geometry.slice_spacing_mm``) are restored. ``metadata`` (plus ``volume.metadata``, the slice
+    thickness as ``sr4zct_slice_thickness_mm`` and the through-plane NumPy axis of the file as
+    ``sr4zct_slice_axis``, which :func:`read_image_volume` uses when no ``slice_axis`` is given) goes into
+    the NRRD/MHA header, or a JSON sidecar ``<name>.json`` for NIfTI. ``compress`` defaults to True only
+    for ``.nii.gz``.
 
     Raises
     ------
