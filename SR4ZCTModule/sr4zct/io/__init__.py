@@ -81,7 +81,8 @@ def read_volume(
     series_uid : SeriesInstanceUID when a DICOM folder holds several series.
     thickness_mm : nominal slice thickness (overrides the file's; ``thickness_source = "user"``).
     slice_axis : image files only: which NumPy axis (as SimpleITK reads it, ``(z, y, x)``) is the
-        through-plane axis; default is the axis with the largest spacing.
+        through-plane axis; default is the axis recorded by :func:`write_volume` (header key
+        ``sr4zct_slice_axis``), else the axis with the largest spacing. Ignored for DICOM.
     """
     path = Path(path)
     _check_exists(path)
