@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
+import psutil
 import pydicom
 import pytest
 from dicom_factory import SAGITTAL, write_series
 from sr4zct.errors import OutputError
 from sr4zct.io import read_volume, write_volume
-from sr4zct.io.atomic import atomic_output, check_output_path, write_text_atomic
+from sr4zct.io.atomic import (
+    atomic_output,
+    check_output_path,
+    remove_stale_temporaries,
+    temporary_name,
+    write_text_atomic,
+)
 from sr4zct.io.dicom_writer import rescale_for_int16
 from sr4zct.volume import Volume, make_geometry
 
@@ -200,3 +209,74 @@ def test_check_output_before_computing(tmp_path):
     assert check_output(tmp_path / "x.nrrd", input_path=s.folder, overwrite=True) == tmp_path / "x.nrrd"
     assert check_output(tmp_path / "new_series", input_path=s.folder) == tmp_path / "new_series"
     assert not (tmp_path / "new_series").exists()
+
+
+# -- stale temporaries of killed writers -------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert not psutil.pid_exists(proc.pid)
+    return proc.pid
+
+
+def test_temporary_name_names_its_writer(tmp_path):
+    tmp = temporary_name(tmp_path / "ct.nii.gz")
+    assert tmp.parent == tmp_path and tmp.name.startswith(".ct.sr4zct-tmp-") and tmp.name.endswith(".nii.gz")
+    host, pid, random = tmp.name[len(".ct.sr4zct-tmp-") : -len(".nii.gz")].split("-")
+    assert len(host) == 8 and int(pid) == os.getpid() and len(random) == 12
+    assert temporary_name(tmp_path / "ct.nii.gz") != tmp
+
+
+def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
+    host = temporary_name(tmp_path / "x").name.split("-")[2]
+    dead = _dead_pid()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+
+        def make(name, folder=False):
+            path = tmp_path / name
+            path.mkdir() if folder else path.write_bytes(b"partial")
+            return path
+
+        stale = [
+            make(f".ct.sr4zct-tmp-{host}-{dead}-0123456789ab.nii.gz"),
+            make(f".ct.sr4zct-tmp-{host}-{dead}-0123456789ab.json"),  # its NIfTI sidecar
+        ]
+        kept = [
+            make(f".ct.sr4zct-tmp-{host}-{live.pid}-0123456789ab.nii.gz"),  # a writer still running
+            make(f".ct.sr4zct-tmp-{'f' * 8 if host != 'f' * 8 else 'e' * 8}-{dead}-0123456789ab.nii.gz"),
+            make(f".other.sr4zct-tmp-{host}-{dead}-0123456789ab.nii.gz"),  # another target
+            make(".ct.sr4zct-tmp-0123456789ab.nii.gz"),  # no writer recorded
+            make(f".ct.nii.sr4zct-tmp-{host}-{dead}-0123456789ab.gz"),
+        ]
+        g = make_geometry((2, 3, 3), slice_spacing_mm=1.0)
+        write_volume(Volume(np.zeros((2, 3, 3), np.float32), g), tmp_path / "ct.nii.gz")
+        assert not any(p.exists() for p in stale)
+        assert all(p.exists() for p in kept)
+        assert (tmp_path / "ct.nii.gz").is_file() and (tmp_path / "ct.json").is_file()
+
+        # A DICOM folder output: a stale temporary folder (with files in it) of the same target goes too.
+        series = make(f".series.sr4zct-tmp-{host}-{dead}-0123456789ab", folder=True)
+        (series / "IM1.dcm").write_bytes(b"x")
+        live_series = make(f".series.sr4zct-tmp-{host}-{live.pid}-0123456789ab", folder=True)
+        with atomic_output(tmp_path / "series", directory=True) as tmp:
+            (tmp / "IM1.dcm").write_bytes(b"y")
+        assert not series.exists() and live_series.is_dir()
+        assert (tmp_path / "series" / "IM1.dcm").read_bytes() == b"y"
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_remove_stale_temporaries_reports_and_tolerates_a_missing_folder(tmp_path):
+    host = temporary_name(tmp_path / "x").name.split("-")[2]
+    dead = _dead_pid()
+    stale = tmp_path / f".r.sr4zct-tmp-{host}-{dead}-0123456789ab.json"
+    stale.write_text("{")
+    mine = temporary_name(tmp_path / "r.json")
+    mine.write_text("{")  # this process is alive: kept
+    assert remove_stale_temporaries(tmp_path / "r.json") == [stale]
+    assert mine.exists()
+    assert remove_stale_temporaries(tmp_path / "missing" / "r.json") == []

@@ -8,14 +8,22 @@ replaced when the caller asked for it. Use :func:`atomic_output` for any file or
     # here path exists, complete
 
 For a folder (``directory=True``) the context yields an empty temporary folder created beside the target.
+
+Temporary names are ``.<stem>.sr4zct-tmp-<host>-<pid>-<random><suffix>`` (``<host>``: 8 hex digits of a hash
+of the host name). A writer killed with SIGKILL cannot clean up; the next :func:`atomic_output` for the same
+target removes such leftovers of that target whose writer process no longer exists on this host (a live
+writer's, another host's and unrecognised files are kept).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -34,12 +42,69 @@ def _suffixes(name: str) -> str:
     return Path(name).suffix
 
 
+def _host_tag() -> str:
+    """8 hex digits identifying this host in temporary names (host names may hold any character)."""
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    suffix = _suffixes(name)
+    return (name[: len(name) - len(suffix)] if suffix else name), suffix
+
+
 def temporary_name(path: str | os.PathLike) -> Path:
-    """A unique hidden name in ``path``'s folder that keeps its suffixes."""
+    """A unique hidden name in ``path``'s folder that keeps its suffixes and names its writer:
+    ``.<stem>.sr4zct-tmp-<host>-<pid>-<random><suffix>``."""
     path = Path(path)
-    suffix = _suffixes(path.name)
-    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    return path.with_name(f".{stem}{_TMP_MARK}{uuid.uuid4().hex[:12]}{suffix}")
+    stem, suffix = _split_name(path.name)
+    return path.with_name(f".{stem}{_TMP_MARK}{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:12]}{suffix}")
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is a dependency; without it nothing counts as stale
+        return True
+    try:
+        return pid == os.getpid() or psutil.pid_exists(pid)
+    except (OSError, ValueError, psutil.Error):
+        return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike, extra_suffixes: Iterable[str] = ()) -> list[Path]:
+    """Remove temporaries of ``path`` (see :func:`temporary_name`, and their ``extra_suffixes`` sidecars)
+    left in its folder by writers on this host whose process no longer exists; returns what was removed.
+
+    Temporaries of other targets, of live processes, of other hosts (a shared folder) and names that do
+    not follow the pattern are kept. Never raises for file-system errors.
+    """
+    path = Path(path)
+    stem, suffix = _split_name(path.name)
+    suffixes = "|".join(re.escape(s) for s in sorted({suffix, *extra_suffixes}, key=len, reverse=True))
+    pattern = re.compile(
+        rf"\.{re.escape(stem)}{re.escape(_TMP_MARK)}(?P<host>[0-9a-f]{{8}})-(?P<pid>[0-9]{{1,10}})-[0-9a-f]{{12}}"
+        rf"(?:{suffixes})"
+    )
+    host = _host_tag()
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or match["host"] != host or _pid_exists(int(match["pid"])):
+            continue
+        stale = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+        except OSError:
+            continue
+        removed.append(stale)
+    return removed
 
 
 def _is_within(child: Path, parent: Path) -> bool:
@@ -164,6 +229,9 @@ def atomic_output(
     extra_suffixes : sidecar files the writer puts next to the temporary file, named by replacing the
         temporary path's suffix (e.g. ``".json"`` for a NIfTI sidecar); they are moved and cleaned up too.
 
+    Before writing, temporaries of the same target left by killed writers on this host are removed
+    (:func:`remove_stale_temporaries`).
+
     Raises
     ------
     OutputError
@@ -171,6 +239,8 @@ def atomic_output(
         remains. Other exceptions raised inside the block propagate after cleanup.
     """
     target = check_output_path(path, overwrite=overwrite, directory=directory, inputs=inputs)
+    extra_suffixes = tuple(extra_suffixes)
+    remove_stale_temporaries(target, extra_suffixes)
     tmp = temporary_name(target)
     sidecars = [(_sidecar(tmp, s), _sidecar(target, s)) for s in extra_suffixes]
     try:
