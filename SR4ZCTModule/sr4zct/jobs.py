@@ -91,6 +91,11 @@ class JobSpec:
     save_model_path : also save the trained model there.
     uncertainty_path : also write the coronal/sagittal disagreement map there.
     series_uid : which series to read when ``input_path`` is a DICOM folder with several.
+    slice_axis : for an image-file input (NRRD/NIfTI/MHA), the NumPy axis of the file array (``(z, y, x)``
+        as SimpleITK reads it; for a NRRD written by Slicer, ``2 - `` the IJK axis) that is through-plane;
+        ``None``: the axis recorded in the file (``sr4zct_slice_axis``) or the axis with the largest spacing,
+        which is wrong when the slices are spaced more finely than the pixels. Ignored for DICOM, whose
+        stacking direction is known. Job files without this key (older clients) mean ``None``.
     overwrite : replace existing output files.
     allow_cpu_fallback : when the GPU runs out of memory even after the pipeline's retries, rerun on the CPU.
     allow_non_ct : enhance a DICOM series whose modality is not CT (with a warning) instead of refusing it.
@@ -118,6 +123,7 @@ class JobSpec:
     save_model_path: str | None = None
     uncertainty_path: str | None = None
     series_uid: str | None = None
+    slice_axis: int | None = None
     overwrite: bool = False
     allow_cpu_fallback: bool = False
     allow_non_ct: bool = False
@@ -182,6 +188,15 @@ class JobSpec:
                 raise ParameterError(f"{name} must be true or false, got {getattr(self, name)!r}.")
         if self.series_uid is not None and not isinstance(self.series_uid, str):
             raise ParameterError(f"series_uid must be a string, got {self.series_uid!r}.")
+        if self.slice_axis is not None and (
+            isinstance(self.slice_axis, bool)
+            or not isinstance(self.slice_axis, int)
+            or self.slice_axis not in (0, 1, 2)
+        ):
+            raise ParameterError(
+                "slice_axis must be 0, 1 or 2 (NumPy axis of the image file, order z, y, x), "
+                f"got {self.slice_axis!r}."
+            )
         if not isinstance(self.task_options, dict):
             raise ParameterError(f"task_options must be a JSON object, got {self.task_options!r}.")
         outputs = {

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sr4zct.errors import Cancelled, InputError, OutputError, ParameterError, ResourceError, SR4ZCTError
 from sr4zct.jobs import JOB_FORMAT, JobSpec, error_from_event, lock_path_for
@@ -61,6 +62,10 @@ def test_paths_accept_pathlike(tmp_path):
         ({"input_path": None}, "input_path"),
         ({"format": 2}, "format"),
         ({"task_options": [1]}, "task_options"),
+        ({"slice_axis": 3}, "slice_axis"),
+        ({"slice_axis": -1}, "slice_axis"),
+        ({"slice_axis": 1.0}, "slice_axis"),
+        ({"slice_axis": True}, "slice_axis"),
     ],
 )
 def test_validation_names_the_bad_field(tmp_path, changes, fragment):
@@ -86,6 +91,17 @@ def test_from_dict_rejects_unknown_and_unversioned(tmp_path):
         JobSpec.from_json("{oops")
     with pytest.raises(InputError, match="Cannot read the job file"):
         JobSpec.load(tmp_path / "missing.json")
+
+
+def test_slice_axis_in_the_job_file_and_old_files_without_it(tmp_path):
+    spec = _spec(tmp_path, slice_axis=2)
+    assert json.loads(spec.to_json())["slice_axis"] == 2
+    assert JobSpec.load(spec.save(tmp_path / "job.json")).slice_axis == 2
+    old = _spec(tmp_path).to_dict()
+    del old["slice_axis"]  # a job file written before the field existed
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    loaded = JobSpec.load(tmp_path / "old.json")
+    assert loaded.slice_axis is None and loaded == _spec(tmp_path)
 
 
 def test_error_from_event_picks_the_class():
@@ -254,3 +270,46 @@ def test_default_python_executable(tmp_path, monkeypatch):
     launcher.write_text("#!/bin/sh\n")
     launcher.chmod(0o755)
     assert Path(default_python_executable()) == launcher
+
+
+# -- slice_axis through the real enhancement (in-process, tiny network) --------------------------------
+
+
+def test_enhance_job_uses_the_given_slice_axis(tmp_path):
+    """2 mm slices every 0.5 mm with 0.6 mm pixels: the slice spacing is the finest, so the guess (the
+    largest spacing) would take an in-plane axis; slice_axis=0 makes the job enhance along z."""
+    sitk = pytest.importorskip("SimpleITK")
+    pytest.importorskip("sr4zct.pipeline")
+    from sr4zct.io import read_geometry, read_volume
+    from test_pipeline import TINY
+
+    n, px = 16, 32
+    z, y, x = np.mgrid[0:n, 0:px, 0:px]
+    disc = ((y - 16) ** 2 + (x - 16) ** 2) < 12**2
+    array = (-1000.0 + 1000.0 * disc + 150.0 * disc * np.sin(z / 3.0)).astype(np.float32)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.6, 0.6, 0.5))
+    src = tmp_path / "thin.nrrd"
+    sitk.WriteImage(image, str(src))
+    assert read_geometry(src).source_slice_axis != 0  # the guess alone is wrong here
+
+    spec = JobSpec(input_path=str(src), output_path=str(tmp_path / "out.nrrd"), thickness_mm=2.0,
+                   target_spacing_mm=0.25, slice_axis=0, device="cpu", preset="fast",
+                   task_options={"preset": TINY}).validate()  # fmt: skip
+    code, events = _run(spec, None)
+    assert code == 0, events[-1]
+    started, finished = events[0], events[-1]
+    assert started["event"] == "started" and started["input_shape"] == [n, px, px]
+    assert started["input_spacing_mm"] == pytest.approx([0.5, 0.6, 0.6])
+    assert any(e["event"] == "log" and "slice_axis" in e["message"] for e in events)
+    n_out = int(round((n - 1) * 0.5 / 0.25)) + 1
+    assert finished["event"] == "finished"
+    assert finished["output_shape"] == [n_out, px, px]
+    assert finished["output_spacing_mm"] == pytest.approx([0.25, 0.6, 0.6])
+    out = sitk.ReadImage(str(tmp_path / "out.nrrd"))
+    assert out.GetSize() == (px, px, n_out) and out.GetSpacing() == pytest.approx((0.6, 0.6, 0.25))
+    back = read_volume(tmp_path / "out.nrrd")  # the output records its axis: no slice_axis needed
+    assert back.geometry.source_slice_axis == 0 and back.array.shape == (n_out, px, px)
+    assert np.isfinite(back.array).all()
+    # the rewritten input lived in the job's temp folder and went with it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nrrd", "thin.nrrd"]

@@ -313,6 +313,23 @@ def test_enhance_in_background_reads_the_input(tmp_path):
     assert job.wait(WAIT_S) is events[-1] and job.state == "finished"
 
 
+def test_slice_axis_reaches_the_worker_through_the_job_file(tmp_path):
+    sitk = pytest.importorskip("SimpleITK")
+    image = sitk.GetImageFromArray(np.zeros((5, 8, 9), np.float32))
+    image.SetSpacing((0.6, 0.6, 0.5))  # slices finer than the pixels: the guess would take an in-plane axis
+    sitk.WriteImage(image, str(tmp_path / "in.nrrd"))
+    shapes = []
+    for axis in (None, 0):
+        job = enhance_in_background(tmp_path / "in.nrrd", tmp_path / "out.json", task="selftest", device="cpu",
+                                    slice_axis=axis, overwrite=True, task_options={"steps": 1})  # fmt: skip
+        events = list(job.iter_events(timeout=WAIT_S))
+        assert events[-1]["event"] == "finished", events[-1]
+        started = next(e for e in events if e["event"] == "started")
+        shapes.append((started["input_shape"], started["input_spacing_mm"]))
+    assert shapes[1] == ([5, 8, 9], [0.5, 0.6, 0.6])
+    assert shapes[0][0] != [5, 8, 9]
+
+
 def test_existing_output_is_refused_before_starting(tmp_path):
     sitk = pytest.importorskip("SimpleITK")
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 6, 6), np.float32)), str(tmp_path / "in.nrrd"))
