@@ -892,8 +892,15 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         tempDir = slicer.util.tempDirectory("SR4ZCT")
         inputPath = os.path.join(tempDir, "input.nrrd")
         try:
-            # Options are validated (BackgroundJob checks the spec) before the volume is written.
-            spec = JobSpec(input_path=inputPath, output_path=os.path.join(tempDir, "output.nrrd"), **options)
+            # Options are validated (BackgroundJob checks the spec) before the volume is written. The NRRD
+            # keeps the node's IJK axes, so the through-plane axis shown in the panel (which may come from
+            # the DICOM stacking direction) is NumPy axis 2 - IJK axis of the file.
+            spec = JobSpec(
+                input_path=inputPath,
+                output_path=os.path.join(tempDir, "output.nrrd"),
+                slice_axis=2 - geometry.axis,
+                **options,
+            )
             env = {"CUDA_VISIBLE_DEVICES": "-1"} if device == "cpu" else None
             job = BackgroundJob(spec, python_executable=pythonSlicer, env=env)
             self.writeVolumeFile(inputVolumeNode, inputPath)

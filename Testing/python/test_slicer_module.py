@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import slicer_stubs
 from slicer_stubs import mrml
-from sr4zct.errors import ParameterError
+from sr4zct.errors import ParameterError, SR4ZCTError
 
 RUN_TIMEOUT_S = 90.0
 
@@ -286,6 +286,7 @@ def test_full_run_from_the_panel(stubs, python_slicer, monkeypatch):
     spec = run.job.spec
     assert spec.thickness_mm == 3.0 and spec.spacing_mm is None and spec.target_spacing_mm is None
     assert (spec.preset, spec.profile, spec.device, spec.seed) == ("fast", "box", "auto", 0)
+    assert spec.slice_axis == 0  # K, the panel's through-plane axis, is NumPy axis 0 of the NRRD
     assert run.job.python_executable == str(python_slicer)
     assert Path(spec.input_path).parent == Path(run.tempDir)
     assert Path(run.tempDir).parent == Path(slicer.app.temporaryPath)
@@ -386,6 +387,21 @@ def test_scripting_enhance_waits_and_returns_the_node(stubs, python_slicer):
     assert any(e["event"] == "progress" for e in events)
     assert slicer.app.layoutManager().layout != mrml.vtkMRMLLayoutNode.SlicerLayoutSideBySideView
     assert slicer.app.processEventsCalls > 0  # Slicer stayed responsive while waiting
+
+
+def test_the_worker_reads_the_panels_through_plane_axis(stubs, python_slicer):
+    slicer, module = stubs.slicer, stubs.module
+    # a sagittal stack: the slices run along I (NumPy axis 2 of the NRRD handed to the worker)
+    node = slicer_stubs.volume_node_from_array(
+        slicer, np.zeros((40, 32, 12), np.float32), spacing=(3.0, 0.8, 0.8), name="sag"
+    )
+    missing = Path(slicer.app.temporaryPath) / "no-such-model.pt"
+    run = module.SR4ZCTLogic().enhance(node, thicknessMm=4.0, modelPath=str(missing), wait=False)
+    assert run.job.spec.slice_axis == 2
+    with pytest.raises(SR4ZCTError, match="model"):
+        run.wait(timeoutS=RUN_TIMEOUT_S)
+    assert run.job.started["input_shape"] == [12, 40, 32]
+    assert run.job.started["input_spacing_mm"] == pytest.approx([3.0, 0.8, 0.8])
 
 
 def test_missing_python_slicer_is_a_clear_error(stubs, monkeypatch, tmp_path):
