@@ -9,7 +9,6 @@ output slice centre is the first input slice centre). Progress goes to a callbac
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable
@@ -57,34 +56,6 @@ def _time_budget_s(preset: Preset, max_minutes: float | None) -> float:
         return preset.max_minutes * 60.0
     minutes = positive_number("The time limit", max_minutes, "--max-minutes", unit="minutes")
     return minutes * 60.0
-
-
-def _infer_pixels(shape: tuple[int, int, int], n_out: int, box: tuple[slice, slice], halo: int) -> int:
-    rows = box[0].stop - box[0].start
-    cols = box[1].stop - box[1].start
-    return n_out * (rows * min(shape[2], cols + 2 * halo) + cols * min(shape[1], rows + 2 * halo))
-
-
-def _throughput_px_s(model, device) -> float:
-    """Pixels per second of the network's forward pass (best of two timed passes on a small batch)."""
-    import torch
-
-    from .devices import autocast
-
-    model = model.eval().to(memory_format=torch.channels_last)
-    x = torch.zeros((2, 1, 256, 256), device=device)
-    best = math.inf
-    with torch.inference_mode(), autocast(device):
-        for i in range(3):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            model(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i:
-                best = min(best, time.perf_counter() - t0)
-    return x.numel() / max(best, 1e-6)
 
 
 def save_model(path: str | os.PathLike, model, *, network: str, info: dict[str, Any]) -> Path:
@@ -287,8 +258,9 @@ def _enhance(
 
     from . import training
     from .acquisition import output_positions_mm
+    from .budget import InferenceTimer
     from .devices import resolve_device, set_cpu_threads
-    from .inference import body_box, enhance_array
+    from .inference import body_box, default_pass_pixels, enhance_array, inference_workload
 
     if str(device).strip().lower() in ("auto", "cpu"):
         set_cpu_threads()
@@ -328,23 +300,18 @@ def _enhance(
 
         probe = build_network(config.network, config.network_config).to(torch_device)
         n_out = len(output_positions_mm(positions, pixel[0]))
-        halo = int(getattr(probe, "halo_px", 16))
-        infer_estimate = (
-            1.15
-            * _infer_pixels(array.shape, n_out, body_box(array), halo)
-            / _throughput_px_s(probe, torch_device)
+        pixels, pass_shape = inference_workload(
+            probe, array.shape, n_out, body_box(array), max_pixels=default_pass_pixels(torch_device)
         )
+        timer = InferenceTimer(pixels, pass_shape, torch_device)
+        timer.measure(probe.to(memory_format=torch.channels_last))
         del probe
         elapsed = time.monotonic() - t_start
-        config.max_seconds = budget_s - elapsed - infer_estimate - 5.0
-        if config.max_seconds < 0.25 * budget_s:
-            # an untrained network is only linear interpolation: keep a useful share for training
-            config.max_seconds = 0.25 * budget_s
-            messages.append(
-                f"Applying the network needs about {infer_estimate / 60:.1f} min on this device; the run will "
-                f"take longer than the {budget_s / 60:g} min limit."
-            )
-        reporter.weights = _stage_weights(elapsed, config.max_seconds, infer_estimate)
+        config.max_seconds = budget_s - elapsed - 5.0
+        # an untrained network is only linear interpolation: training keeps a useful share in any case
+        config.min_seconds = 0.25 * budget_s
+        planned_train_s = max(config.min_seconds, config.max_seconds - timer.seconds)
+        reporter.weights = _stage_weights(elapsed, planned_train_s, timer.seconds)
         t_train = time.monotonic()
         result = training.train_model(
             array,
@@ -356,8 +323,14 @@ def _enhance(
             normalisation=norm,
             device=torch_device,
             reporter=reporter,
+            inference_timer=timer,
         )
         timings["train"] = time.monotonic() - t_train
+        if config.max_seconds - timer.seconds < config.min_seconds:
+            messages.append(
+                f"Applying the network needs about {timer.seconds / 60:.1f} min on this device; the run will "
+                f"take longer than the {budget_s / 60:g} min limit."
+            )
         model = result.model
         steps_done = result.steps
         messages.extend(result.warnings)
@@ -389,7 +362,7 @@ def _enhance(
     reporter.check_cancel()
     t_infer = time.monotonic()
     inferred = enhance_array(
-        model,
+        None if train_info.get("used_identity") else model,  # the identity network is linear interpolation
         array,
         slice_positions_mm=positions,
         pixel_spacing_mm=pixel,

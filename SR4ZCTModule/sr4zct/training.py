@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from . import acquisition
+from .budget import InferenceTimer
 from .devices import autocast, grad_scaler, is_out_of_memory, single_thread
 from .networks import build_network
 from .progress import ProgressReporter
@@ -68,7 +69,11 @@ class Normalisation:
 
 @dataclass
 class TrainingConfig:
-    """What and how long to train. ``max_seconds=None`` trains for ``steps`` steps exactly."""
+    """What and how long to train. ``max_seconds=None`` trains for ``steps`` steps exactly.
+
+    With an inference timer (:func:`train_model`), training stops when the time left of ``max_seconds``
+    is what inference will need, but never before ``min_seconds``.
+    """
 
     steps: int = 2000
     patch_px: int = 64
@@ -78,6 +83,7 @@ class TrainingConfig:
     network: str = "default"
     network_config: dict[str, Any] = field(default_factory=dict)
     max_seconds: float | None = None
+    min_seconds: float = 0.0
     validate_every: int = 100
     validation_patches: int = 96
     n_phases: int = 16
@@ -272,6 +278,7 @@ def train_model(
     normalisation: Normalisation | None = None,
     device: torch.device | str = "cpu",
     reporter: ProgressReporter | None = None,
+    inference_timer: InferenceTimer | None = None,
 ) -> TrainingResult:
     """Train a network to undo the simulated through-plane degradation of the axial images.
 
@@ -284,6 +291,8 @@ def train_model(
     normalisation : intensity map (default ``(HU + 1000) / 1000``).
     device : torch device to train on.
     reporter : receives ``train`` progress (step, total, loss) and is polled for cancellation.
+    inference_timer : when given (and ``config.max_seconds`` is set), training keeps back the time this
+        timer estimates for inference, re-timing the network as it validates (:mod:`sr4zct.budget`).
 
     Returns
     -------
@@ -324,6 +333,15 @@ def train_model(
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     scaler = grad_scaler(device)
     identity_loss = _evaluate(model, val_data, loss_fn, device)
+    timer = inference_timer if cfg.max_seconds is not None else None
+    if timer is not None:
+        timer.measure(model)
+
+    def seconds_allowed() -> float:
+        if timer is None:
+            return cfg.max_seconds
+        return max(cfg.min_seconds, cfg.max_seconds - timer.seconds)
+
     best_loss, best_state, best_step = identity_loss, identity_state, 0
     history: list[dict[str, float]] = []
     messages: list[str] = []
@@ -338,7 +356,8 @@ def train_model(
     while step < cfg.steps:
         now = time.monotonic()
         if cfg.max_seconds is not None:
-            if now - t0 >= cfg.max_seconds:
+            allowed = seconds_allowed()
+            if now - t0 >= allowed:
                 messages.append(f"Training stopped by the time limit after {step} of {cfg.steps} steps.")
                 break
             if step >= 20 and step % 50 == 20:
@@ -346,7 +365,7 @@ def train_model(
                 # this is below the step budget, so runs that are not time-bound stay reproducible. Re-estimated
                 # every time (a slow start, e.g. a busy machine, must not end training early).
                 rate = step / max(now - loop_start, 1e-6)
-                fit = step + int(0.97 * rate * (cfg.max_seconds - (now - t0)))
+                fit = step + int(0.97 * rate * (allowed - (now - t0)))
                 planned = max(step + 1, min(cfg.steps, fit))
         # monotone, so a longer re-estimate never raises the learning rate again; past 1.0 training goes on
         # at the final learning rate until the time limit
@@ -387,6 +406,8 @@ def train_model(
         running = value if running is None else 0.95 * running + 0.05 * value
         if step % cfg.validate_every == 0 or step == cfg.steps:
             val = _evaluate(model, val_data, loss_fn, device)
+            if timer is not None:
+                timer.maybe_measure(model)
             history.append({"step": step, "train_loss": running, "val_loss": val, "lr": lr})
             if val < best_loss:
                 best_loss, best_step = val, step

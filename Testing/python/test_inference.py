@@ -121,3 +121,15 @@ def test_unequal_pixel_spacing():
     )
     np.testing.assert_allclose(res.positions_mm, np.arange(0, 16.0 + 1e-9, 0.8))
     assert np.isfinite(res.array).all()
+
+
+def test_no_model_gives_the_identity_networks_result_without_running_it():
+    vol = _volume()
+    positions = 2.0 * np.arange(vol.shape[0])
+    identity = ResidualCNN(layers=3, channels=8).eval()  # zero-initialised head
+    kwargs = {"slice_positions_mm": positions, "pixel_spacing_mm": (0.75, 0.75), "uncertainty": True}
+    with_net = enhance_array(identity, vol, **kwargs)
+    without = enhance_array(None, vol, **kwargs)
+    np.testing.assert_allclose(without.array, with_net.array, atol=1e-4)
+    np.testing.assert_array_equal(without.positions_mm, with_net.positions_mm)
+    assert float(np.abs(without.uncertainty).max()) == 0.0

@@ -1,0 +1,172 @@
+"""Time budget: the inference timer, the workload it is given, and training that leaves inference its time."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from sr4zct.budget import InferenceTimer
+from sr4zct.inference import _tiles, body_box, enhance_array, inference_workload
+from sr4zct.training import TrainingConfig, train_model
+from test_training import SMALL_NET, synthetic_ct
+from torch import nn
+
+
+class SlowIdentity(nn.Module):
+    """Identity network whose forward pass sleeps ``delay_s``: a network of known speed."""
+
+    halo_px = 4
+    multiple_px = 1
+
+    def __init__(self, delay_s: float):
+        super().__init__()
+        self.delay_s = delay_s
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.delay_s)
+        return x * self.scale
+
+
+class CountingIdentity(nn.Module):
+    """Identity network that counts the pixels it is given (halo and grid as a real network's)."""
+
+    def __init__(self, halo_px: int = 6, multiple_px: int = 2):
+        super().__init__()
+        self.halo_px = halo_px
+        self.multiple_px = multiple_px
+        self.pixels = 0
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.pixels += x.numel()
+        self.shapes.append(tuple(x.shape))
+        return x
+
+
+def test_timer_estimate_follows_the_measured_rate():
+    timer = InferenceTimer(pixels=10 * 64 * 64, pass_shape=(1, 64, 64), device="cpu", margin=1.0)
+    assert timer.seconds == math.inf  # nothing measured yet
+    model = SlowIdentity(0.02)
+    seconds = timer.measure(model)
+    assert timer.timings == 3  # a warm-up pass and two timed ones
+    # 10 passes' worth of pixels at >= 0.02 s a pass (sleep never returns early; scheduling only adds)
+    assert 0.2 <= seconds < 0.6
+    assert model.training  # mode restored
+
+
+def test_timer_keeps_the_fastest_rate():
+    timer = InferenceTimer(pixels=64 * 64, pass_shape=(1, 64, 64), device="cpu", margin=1.0)
+    fast = timer.measure(SlowIdentity(0.01))
+    slow = timer.measure(SlowIdentity(0.05))  # a busy moment must not make the estimate worse
+    assert slow == fast
+    timer = InferenceTimer(pixels=64 * 64, pass_shape=(1, 64, 64), device="cpu", margin=1.0)
+    first = timer.measure(SlowIdentity(0.05))
+    assert timer.measure(SlowIdentity(0.01)) < 0.5 * first  # a calmer moment makes it better
+
+
+def test_maybe_measure_waits_for_the_interval():
+    timer = InferenceTimer(pixels=64 * 64, pass_shape=(1, 64, 64), device="cpu", remeasure_s=60.0)
+    model = SlowIdentity(0.0)
+    timer.measure(model)
+    n = timer.timings
+    timer.maybe_measure(model)
+    assert timer.timings == n  # too soon
+    timer.remeasure_s = 0.0
+    time.sleep(0.05)  # > 20 passes of this network
+    timer.maybe_measure(model)
+    assert timer.timings == n + 1
+
+
+def test_nothing_to_process_needs_no_time():
+    assert InferenceTimer(0, (1, 8, 8), "cpu").seconds == 0.0
+    with pytest.raises(ValueError):
+        InferenceTimer(10, (0, 8, 8), "cpu")
+
+
+@pytest.mark.parametrize("max_pixels", [10**7, 20 * 30, 900])
+def test_workload_counts_exactly_the_pixels_inference_passes(max_pixels):
+    rng = np.random.default_rng(3)
+    vol = np.full((7, 40, 50), -1000.0, dtype=np.float32)
+    vol[:, 5:33, 9:44] = rng.normal(0, 100, size=(7, 28, 35))
+    positions = 2.5 * np.arange(7)
+    model = CountingIdentity()
+    n_out = len(np.arange(0.0, positions[-1] + 1e-9, 0.75))
+    pixels, pass_shape = inference_workload(model, vol.shape, n_out, body_box(vol), max_pixels=max_pixels)
+    enhance_array(
+        model, vol, slice_positions_mm=positions, pixel_spacing_mm=(0.75, 0.75), max_pixels=max_pixels
+    )
+    assert pixels == model.pixels
+    assert pass_shape[1] == n_out
+    assert tuple(pass_shape) in {(s[0], s[2], s[3]) for s in model.shapes}
+
+
+def test_tiles_cover_the_width_in_near_equal_pieces():
+    for width, inner, multiple in [(512, 212, 2), (512, 600, 2), (101, 40, 1), (7, 2, 2), (300, 33, 4)]:
+        tiles = _tiles(width, inner, multiple)
+        assert tiles[0][0] == 0 and tiles[-1][1] == width
+        assert all(a[1] == b[0] for a, b in zip(tiles[:-1], tiles[1:], strict=True))
+        sizes = [b - a for a, b in tiles]
+        assert all(s % multiple == 0 for s in sizes[:-1])
+        assert max(sizes) <= max(multiple, inner // multiple * multiple)
+        assert max(sizes) - min(sizes) <= multiple * len(tiles)  # no sliver at the end
+
+
+def _train(timer, *, max_seconds, min_seconds):
+    vol = synthetic_ct((12, 48, 48))
+    config = TrainingConfig(
+        steps=100_000, patch_px=32, batch=4, network_config=SMALL_NET, validate_every=20,
+        max_seconds=max_seconds, min_seconds=min_seconds,
+    )  # fmt: skip
+    t0 = time.monotonic()
+    result = train_model(
+        vol, pixel_spacing_mm=(0.7, 0.7), thickness_mm=3.0, spacing_mm=2.0, config=config,
+        inference_timer=timer,
+    )  # fmt: skip
+    return result, time.monotonic() - t0
+
+
+class FixedTimer(InferenceTimer):
+    """An inference timer whose estimate is fixed (training's use of it is what is tested, not timing)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(1, (1, 8, 8), "cpu")
+        self.fixed_s = seconds
+        self.calls = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.fixed_s
+
+    def measure(self, model, repeats=2):
+        self.calls += 1
+        return self.fixed_s
+
+
+def test_training_leaves_inference_its_time():
+    timer = FixedTimer(5.0)
+    result, wall = _train(timer, max_seconds=8.0, min_seconds=0.5)
+    assert result.steps > 0
+    assert timer.calls >= 1  # timed before training starts
+    assert 2.9 <= wall < 6.5  # 8 s limit - 5 s for inference, not the whole 8 s
+    assert any("time limit" in w for w in result.warnings)
+
+
+def test_training_keeps_its_minimum_when_inference_would_eat_the_budget():
+    result, wall = _train(FixedTimer(3600.0), max_seconds=30.0, min_seconds=1.5)
+    assert result.steps > 0
+    assert 1.4 <= wall < 10.0  # stopped near min_seconds, not at max_seconds
+
+
+def test_without_a_time_limit_the_timer_is_not_used():
+    vol = synthetic_ct((8, 40, 40))
+    timer = FixedTimer(3600.0)
+    config = TrainingConfig(steps=3, patch_px=32, batch=2, network_config=SMALL_NET, validate_every=1)
+    result = train_model(
+        vol, pixel_spacing_mm=(0.7, 0.7), thickness_mm=3.0, spacing_mm=2.0, config=config,
+        inference_timer=timer,
+    )  # fmt: skip
+    assert result.steps == 3 and timer.calls == 0
