@@ -53,8 +53,8 @@ def _install_recorder(record_path: str) -> None:
 def _pin_threads(n_threads: int) -> None:
     """Make the pipeline's default CPU thread choice ``n_threads``.
 
-    ``sr4zct.devices.set_cpu_threads()`` subtracts the 1-minute load average, which right after the
-    previous benchmark stage still counts that stage's work; pinning keeps the timings comparable.
+    ``sr4zct.devices.set_cpu_threads()`` leaves out the cores other processes use at start-up; pinning
+    keeps the timings comparable between runs whatever else the machine did at that moment.
     """
     import sr4zct.devices as devices
 

@@ -121,3 +121,28 @@ def test_thread_helpers_restore_settings():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == n
     torch.set_num_threads(before)
+
+
+def test_busy_cores_sees_a_spinning_process(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from sr4zct.devices import busy_cores
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)  # let it start spinning
+        assert busy_cores(sample_s=0.5) >= 1
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        before = torch.get_num_threads()
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        try:
+            assert set_cpu_threads() <= max(1, cores - 1)  # the spinner's core is left to it
+        finally:
+            torch.set_num_threads(before)
+    finally:
+        spinner.kill()
+        spinner.wait()
