@@ -457,18 +457,21 @@ def enhance_file(
     *,
     overwrite: bool = False,
     series_uid: str | None = None,
+    slice_axis: int | None = None,
     uncertainty_path: str | os.PathLike | None = None,
     **enhance_kwargs: Any,
 ) -> EnhanceResult:
     """Read a volume, enhance it and write the result (and optionally the uncertainty) atomically.
 
+    ``slice_axis`` (image files only) names the file array's through-plane axis, as for
+    :func:`sr4zct.io.read_volume`; by default the one recorded in the file, else the coarsest.
     ``enhance_kwargs`` go to :func:`enhance`. Every output (and ``save_model_path``) is checked before the
     (long) computation with the writers' rules, and ``model_path`` is checked before the input is read. The
     saved model is moved into place together with the outputs: on failure or cancellation no output file
     and no model file is left behind (see docs/errors.md).
     """
     from .io import check_output, image_suffix, read_volume, write_volume
-    from .io.atomic import check_output_path, temporary_name
+    from .io.atomic import check_output_path, remove_stale_temporaries, temporary_name
     from .validation import check_output_geometry, validate_model_file
 
     inp, out = Path(input_path), Path(output_path)
@@ -486,7 +489,9 @@ def enhance_file(
         validate_model_file(enhance_kwargs["model_path"])
     reporter = ProgressReporter(enhance_kwargs.pop("progress", None), enhance_kwargs.pop("should_stop", None))
     reporter.report("prepare", 0, 1, message=f"reading {inp}")
-    volume = read_volume(inp, series_uid=series_uid, thickness_mm=enhance_kwargs.get("thickness_mm"))
+    volume = read_volume(
+        inp, series_uid=series_uid, thickness_mm=enhance_kwargs.get("thickness_mm"), slice_axis=slice_axis
+    )
     for target in targets:
         check_output_geometry(volume.geometry, target)
     kwargs = {name: enhance_kwargs.pop(name) for name in list(enhance_kwargs) if name in _ENHANCE_OPTIONS}
@@ -494,6 +499,8 @@ def enhance_file(
         raise TypeError(f"enhance_file() got unexpected keyword arguments: {', '.join(enhance_kwargs)}")
     # The model goes to a temporary name and is moved into place with the outputs: a failed or cancelled
     # run leaves nothing behind.
+    if save_model_path is not None:
+        remove_stale_temporaries(resolved[-1])  # left by a killed run
     model_tmp = temporary_name(resolved[-1]) if save_model_path is not None else None
     if model_tmp is not None:
         kwargs["save_model_path"] = model_tmp

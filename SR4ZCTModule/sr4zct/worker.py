@@ -216,8 +216,9 @@ def _task_enhance(spec: JobSpec, ctx: JobContext) -> dict:
     if spec.series_uid is not None:
         kwargs["series_uid"] = spec.series_uid
     kwargs.update(spec.task_options)  # extra pipeline knobs (e.g. a test step budget)
-    input_path = input_with_slice_axis(spec, ctx)
-    result = enhance_file(input_path, spec.output_path, **kwargs)
+    if spec.slice_axis is not None:
+        kwargs["slice_axis"] = spec.slice_axis
+    result = enhance_file(spec.input_path, spec.output_path, **kwargs)
     out: dict[str, Any] = {
         "output_path": str(Path(spec.output_path).resolve()),
         "uncertainty_path": spec.uncertainty_path and str(Path(spec.uncertainty_path).resolve()),
@@ -233,33 +234,6 @@ def _task_enhance(spec: JobSpec, ctx: JobContext) -> dict:
         out["output_shape"] = list(volume.array.shape)
         out["output_spacing_mm"] = list(volume.geometry.spacing_mm)
     return out
-
-
-def input_with_slice_axis(spec: JobSpec, ctx: JobContext) -> str:
-    """The path :func:`~sr4zct.pipeline.enhance_file` should read so that ``spec.slice_axis`` is honoured.
-
-    ``enhance_file`` reads image files without a ``slice_axis``: the reader takes the axis recorded in the
-    file (``sr4zct_slice_axis``) or the one with the largest spacing. When the job names another axis, the
-    input is rewritten once, as NRRD in the job's temp folder (removed with it), read with that axis, so
-    that the copy records it. DICOM inputs and a ``slice_axis`` the reader would choose anyway use the
-    input as it is. To be replaced by passing ``slice_axis`` once ``enhance_file`` accepts it.
-    """
-    from .io import image_suffix, read_geometry, read_volume, write_volume
-
-    path = Path(spec.input_path)
-    suffix = image_suffix(path)
-    if spec.slice_axis is None or suffix is None or not path.is_file():
-        return spec.input_path
-    if read_geometry(path).source_slice_axis == spec.slice_axis:
-        return spec.input_path
-    ctx.log(
-        f"Using array axis {spec.slice_axis} of {path.name} as the through-plane axis (slice_axis); "
-        f"writing a copy that records it to the job's temp folder."
-    )
-    volume = read_volume(path, thickness_mm=spec.thickness_mm, slice_axis=spec.slice_axis)
-    copy = ctx.temp_dir / (path.name[: len(path.name) - len(suffix)] + ".nrrd")
-    write_volume(volume, copy, overwrite=True)
-    return str(copy)
 
 
 def _task_selftest(spec: JobSpec, ctx: JobContext) -> dict:

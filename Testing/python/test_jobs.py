@@ -301,7 +301,6 @@ def test_enhance_job_uses_the_given_slice_axis(tmp_path):
     started, finished = events[0], events[-1]
     assert started["event"] == "started" and started["input_shape"] == [n, px, px]
     assert started["input_spacing_mm"] == pytest.approx([0.5, 0.6, 0.6])
-    assert any(e["event"] == "log" and "slice_axis" in e["message"] for e in events)
     n_out = int(round((n - 1) * 0.5 / 0.25)) + 1
     assert finished["event"] == "finished"
     assert finished["output_shape"] == [n_out, px, px]
@@ -311,5 +310,4 @@ def test_enhance_job_uses_the_given_slice_axis(tmp_path):
     back = read_volume(tmp_path / "out.nrrd")  # the output records its axis: no slice_axis needed
     assert back.geometry.source_slice_axis == 0 and back.array.shape == (n_out, px, px)
     assert np.isfinite(back.array).all()
-    # the rewritten input lived in the job's temp folder and went with it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nrrd", "thin.nrrd"]

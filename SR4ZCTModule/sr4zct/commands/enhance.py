@@ -61,6 +61,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--series", metavar="UID", help="SeriesInstanceUID when the folder holds several series"
     )
+    parser.add_argument(
+        "--slice-axis",
+        type=int,
+        choices=(0, 1, 2),
+        help="image files: the through-plane NumPy axis (z, y, x order as read; default: the one the file "
+        "records, else the coarsest)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
         "--allow-non-ct", action="store_true", help="enhance a series whose DICOM modality is not CT (warns)"
@@ -109,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             args.output,
             overwrite=args.overwrite,
             series_uid=args.series,
+            slice_axis=args.slice_axis,
             uncertainty_path=args.uncertainty,
             thickness_mm=args.thickness,
             spacing_mm=args.spacing,
