@@ -390,3 +390,30 @@ def test_merging_rows_of_one_run_as_they_finish_keeps_one_run_record():
     results = report.merge_results(results, run, [{"key": "b", "v": 2}])
     assert [r["id"] for r in results["runs"]] == ["x"]
     assert sorted(r["key"] for r in results["rows"]) == ["a", "b"]
+
+
+def _peer_targets(*peers: dict) -> dict[str, dict]:
+    base = {"kind": "peer", "crop": 192, "status": "ok"}
+    default = {**base, "key": "d", "method": "sr4zct-default", "psnr_box": 41.5, "wall_s": 180.0}
+    rows = [default] + [{**base, **p} for p in peers]
+    targets = report.compute_targets(report.merge_results(report.empty_results(), _run(), rows))
+    return {
+        peer: next(t for t in targets if "equal wall time" in t["target"] and label in t["target"])
+        for peer, label in (("msd", "MS-D"), ("eclare", "ECLARE"))
+    }
+
+
+def test_peer_targets_need_a_peer_result_and_count_a_slower_loser():
+    t = _peer_targets(
+        {"key": "m", "method": "sr4zct-msd", "status": "no result within 6.0 min", "timed_out": True},
+        {"key": "e", "method": "eclare", "psnr_box": 39.0, "wall_s": 2400.0},
+    )
+    assert t["msd"]["status"].startswith("not measured")  # no result is not a win on quality
+    assert t["eclare"]["status"] == "met (the peer had more time and still lost)"
+    assert "+2.50" in t["eclare"]["measured"]
+    t = _peer_targets(
+        {"key": "m", "method": "sr4zct-msd", "psnr_box": 41.0, "wall_s": 185.0},
+        {"key": "e", "method": "eclare", "psnr_box": 40.9, "wall_s": 2400.0},
+    )
+    assert t["msd"]["status"] == report.NOT_MET  # equal time, within 1 dB
+    assert t["eclare"]["status"] == f"{report.NOT_MET} (the peer had more time)"
