@@ -30,6 +30,7 @@ class InferenceTimer:
     pixels : pixels the network will process in all (both orientations, tile halos included).
     pass_shape : ``(batch, height, width)`` of one representative forward pass.
     device : where inference will run.
+    passes : forward passes per image (4 with test-time flips).
     margin : factor for the work around the forward passes (gathering images, resampling, fusion).
     remeasure_s : minimum seconds between two timings (:meth:`maybe_measure`).
     """
@@ -40,6 +41,7 @@ class InferenceTimer:
         pass_shape: tuple[int, int, int],
         device: torch.device | str,
         *,
+        passes: int = 1,
         margin: float = 1.15,
         remeasure_s: float = 30.0,
     ):
@@ -48,6 +50,7 @@ class InferenceTimer:
         self.pixels = int(pixels)
         self.pass_shape = tuple(int(v) for v in pass_shape)
         self.device = torch.device(device)
+        self.passes = int(passes)
         self.margin = float(margin)
         self.remeasure_s = float(remeasure_s)
         self.best_rate_px_s = 0.0
@@ -62,7 +65,7 @@ class InferenceTimer:
             return 0.0
         if self.best_rate_px_s <= 0:
             return math.inf
-        return self.margin * self.pixels / self.best_rate_px_s
+        return self.margin * self.passes * self.pixels / self.best_rate_px_s
 
     def measure(self, model: nn.Module, repeats: int = 2) -> float:
         """Time ``repeats`` forward passes of ``model`` (after a warm-up pass the first time); returns

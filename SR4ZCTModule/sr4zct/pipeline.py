@@ -260,7 +260,7 @@ def _enhance(
     from .acquisition import output_positions_mm
     from .budget import InferenceTimer
     from .devices import resolve_device, set_cpu_threads
-    from .inference import body_box, default_pass_pixels, enhance_array, inference_workload
+    from .inference import FlipAverage, body_box, default_pass_pixels, enhance_array, inference_workload
 
     if str(device).strip().lower() in ("auto", "cpu"):
         set_cpu_threads()
@@ -303,7 +303,8 @@ def _enhance(
         pixels, pass_shape = inference_workload(
             probe, array.shape, n_out, body_box(array), max_pixels=default_pass_pixels(torch_device)
         )
-        timer = InferenceTimer(pixels, pass_shape, torch_device)
+        passes = len(FlipAverage.FLIPS) if preset_obj.test_time_flips else 1
+        timer = InferenceTimer(pixels, pass_shape, torch_device, passes=passes)
         timer.measure(probe.to(memory_format=torch.channels_last))
         del probe
         elapsed = time.monotonic() - t_start
@@ -370,6 +371,7 @@ def _enhance(
         normalisation=norm,
         device=torch_device,
         uncertainty=uncertainty,
+        test_time_flips=preset_obj.test_time_flips,
         reporter=reporter,
     )
     timings["infer"] = time.monotonic() - t_infer
@@ -385,6 +387,7 @@ def _enhance(
         "device": device_text,
         "seed": str(seed),
         "steps": str(steps_done),
+        "test_time_flips": "true" if preset_obj.test_time_flips else "false",
         "model": str(model_path) if model_path is not None else "trained",
         "sr4zct_version": __version__,
         "torch_version": str(torch.__version__),

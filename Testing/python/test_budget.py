@@ -58,6 +58,13 @@ def test_timer_estimate_follows_the_measured_rate():
     assert model.training  # mode restored
 
 
+def test_timer_counts_every_pass_per_image():
+    one = InferenceTimer(64 * 64, (1, 64, 64), "cpu", margin=1.0)
+    four = InferenceTimer(64 * 64, (1, 64, 64), "cpu", margin=1.0, passes=4)
+    one.best_rate_px_s = four.best_rate_px_s = 1e5  # as if measured
+    assert four.seconds == pytest.approx(4 * one.seconds)
+
+
 def test_timer_keeps_the_fastest_rate():
     timer = InferenceTimer(pixels=64 * 64, pass_shape=(1, 64, 64), device="cpu", margin=1.0)
     fast = timer.measure(SlowIdentity(0.01))

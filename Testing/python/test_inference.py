@@ -133,3 +133,24 @@ def test_no_model_gives_the_identity_networks_result_without_running_it():
     np.testing.assert_allclose(without.array, with_net.array, atol=1e-4)
     np.testing.assert_array_equal(without.positions_mm, with_net.positions_mm)
     assert float(np.abs(without.uncertainty).max()) == 0.0
+
+
+def test_test_time_flips_average_the_four_flipped_predictions():
+    from sr4zct.inference import FlipAverage
+
+    model = _random_model(seed=4)
+    x = torch.randn(2, 1, 30, 26)
+    with torch.no_grad():
+        expected = sum(model(x.flip(d)).flip(d) if d else model(x) for d in FlipAverage.FLIPS) / 4
+        torch.testing.assert_close(FlipAverage(model)(x), expected)
+    vol = _volume()
+    kwargs = {"slice_positions_mm": 2.0 * np.arange(vol.shape[0]), "pixel_spacing_mm": (0.75, 0.75)}
+    plain = enhance_array(model, vol, **kwargs).array
+    flipped = enhance_array(model, vol, test_time_flips=True, **kwargs).array
+    assert not np.allclose(plain, flipped, atol=1e-3)  # a random network is not flip-equivariant
+    identity = ResidualCNN(layers=3, channels=8).eval()
+    np.testing.assert_allclose(
+        enhance_array(identity, vol, test_time_flips=True, **kwargs).array,
+        enhance_array(None, vol, **kwargs).array,
+        atol=1e-4,
+    )
