@@ -48,6 +48,13 @@ class ResidualCNN(nn.Module):
         for _ in range(layers - 2):
             convs += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
         self.body = nn.Sequential(*convs)
+        for conv in self.body:
+            if isinstance(conv, nn.Conv2d):
+                # He initialisation keeps the signal's scale through a plain ReLU stack. With PyTorch's
+                # default (variance 1/3 of He's) the input fades below the biases after a few layers:
+                # a 12 x 40 network then sat at the identity for 18,858 steps (45 min) on vhm-head.
+                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
         self.head = nn.Conv2d(channels, io_ch, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
