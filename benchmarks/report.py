@@ -423,7 +423,10 @@ def _notes(row: dict) -> str:
 
 def _stages(row: dict) -> str:
     timings = row.get("timings_s") or {}
-    parts = [f"{k} {_minutes(v)}" for k, v in timings.items() if num(v) is not None and k != "total"]
+    skip = ("total", "infer_estimate")
+    parts = [f"{k} {_minutes(v)}" for k, v in timings.items() if num(v) is not None and k not in skip]
+    if num(timings.get("infer_estimate")) is not None:
+        parts.append(f"(infer planned {_minutes(timings['infer_estimate'])})")
     return ", ".join(parts) if parts else "-"
 
 

@@ -274,6 +274,7 @@ def _enhance(
 
     train_info: dict[str, Any] = {}
     steps_done = 0
+    timer = None
     if model_path is not None:
         model, info = load_model(model_path, device=torch_device)
         _check_model_geometry(
@@ -377,6 +378,8 @@ def _enhance(
         reporter=reporter,
     )
     timings["infer"] = time.monotonic() - t_infer
+    if timer is not None:
+        timings["infer_estimate"] = timer.seconds  # what training left for it (calibrates the margin)
     messages.extend(inferred.messages)
 
     parameters = {
