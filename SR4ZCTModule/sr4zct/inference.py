@@ -101,6 +101,24 @@ def _tiles(width: int, inner_max: int, multiple: int) -> list[tuple[int, int]]:
     return [(x0, min(width, x0 + size)) for x0 in range(0, width, size)]
 
 
+def _strips(
+    height: int, width: int, *, max_pixels: int, halo: int, multiple: int
+) -> list[tuple[int, int, int, int]] | None:
+    """How :func:`predict_images` cuts an image too large for one pass: ``(x0, x1, a, b)`` per strip, where
+    ``[x0, x1)`` is kept and ``[a, b)`` is passed (the strip plus ``halo``, rounded up to the ``multiple``
+    grid). ``None`` when the whole image fits in one pass."""
+    if height * width <= max_pixels:
+        return None
+    halo = math.ceil(halo / multiple) * multiple  # keep strips on the unshuffle grid
+    tiles = _tiles(width, max(32, max_pixels // height - 2 * halo), multiple)
+    return [(x0, x1, max(0, x0 - halo), min(width, x1 + halo)) for x0, x1 in tiles]
+
+
+def _context(inner: slice, halo: int, full: int) -> slice:
+    """``inner`` widened by ``halo`` on both sides, within ``[0, full)``."""
+    return slice(max(0, inner.start - halo), min(full, inner.stop + halo))
+
+
 def predict_images(
     model: nn.Module,
     images: torch.Tensor,
@@ -118,19 +136,18 @@ def predict_images(
         max_pixels = default_pass_pixels(device)
     n, h, w = images.shape
     multiple = int(getattr(model, "multiple_px", 1))
-    halo = -(-int(getattr(model, "halo_px", 16)) // multiple) * multiple  # keep tiles on the unshuffle grid
+    halo = int(getattr(model, "halo_px", 16))
     out = torch.empty_like(images)
-    if h * w <= max_pixels:
+    strips = _strips(h, w, max_pixels=max_pixels, halo=halo, multiple=multiple)
+    if strips is None:
         per_batch = max(1, max_pixels // (h * w))
         for i in range(0, n, per_batch):
             x = images[i : i + per_batch, None].to(device)
             with autocast(device):
                 out[i : i + per_batch] = model(x)[:, 0].float().cpu()
         return out
-    tiles = _tiles(w, max(32, max_pixels // h - 2 * halo), multiple)
     for i in range(n):
-        for x0, x1 in tiles:
-            a, b = max(0, x0 - halo), min(w, x1 + halo)
+        for x0, x1, a, b in strips:
             x = images[i : i + 1, None, :, a:b].to(device)
             with autocast(device):
                 y = model(x)[0, 0].float().cpu()
@@ -162,7 +179,6 @@ def inference_workload(
     """
     multiple = int(getattr(model, "multiple_px", 1))
     halo = int(getattr(model, "halo_px", 16))
-    tile_halo = -(-halo // multiple) * multiple
     _, n_rows, n_cols = shape
     rows, cols = box
     total = 0
@@ -171,13 +187,14 @@ def inference_workload(
         (rows.stop - rows.start, cols, n_cols),
         (cols.stop - cols.start, rows, n_rows),
     ):
-        width = min(full, inner.stop + halo) - max(0, inner.start - halo)
-        if n_out * width <= max_pixels:
+        ctx = _context(inner, halo, full)
+        width = ctx.stop - ctx.start
+        strips = _strips(n_out, width, max_pixels=max_pixels, halo=halo, multiple=multiple)
+        if strips is None:
             per_image = n_out * width
             pass_shape = (max(1, min(count, max_pixels // per_image)), n_out, width)
         else:
-            tiles = _tiles(width, max(32, max_pixels // n_out - 2 * tile_halo), multiple)
-            spans = [min(width, x1 + tile_halo) - max(0, x0 - tile_halo) for x0, x1 in tiles]
+            spans = [b - a for _, _, a, b in strips]
             per_image = n_out * sum(spans)
             pass_shape = (1, n_out, max(spans))
         total += count * per_image
@@ -208,12 +225,10 @@ def _run_orientation(
     rows, cols = box
     halo = int(getattr(model, "halo_px", 16))
     n_rows, n_cols = volume.shape[1:]
-    if coronal:
-        fixed, ctx = rows, slice(max(0, cols.start - halo), min(n_cols, cols.stop + halo))
-        keep = slice(cols.start - ctx.start, cols.stop - ctx.start)
-    else:
-        fixed, ctx = cols, slice(max(0, rows.start - halo), min(n_rows, rows.stop + halo))
-        keep = slice(rows.start - ctx.start, rows.stop - ctx.start)
+    fixed, inner, ctx = (
+        (rows, cols, _context(cols, halo, n_cols)) if coronal else (cols, rows, _context(rows, halo, n_rows))
+    )
+    keep = slice(inner.start - ctx.start, inner.stop - ctx.start)
     height, width = volume.shape[0], ctx.stop - ctx.start
     # images gathered (and transposed) per block: independent of the pass size, which is small on the CPU
     chunk = max(1, min(64, max(4 * max_pixels, 8_000_000) // max(1, height * width)))

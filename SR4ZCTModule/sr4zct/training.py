@@ -334,7 +334,7 @@ def train_model(
     scaler = grad_scaler(device)
     identity_loss = _evaluate(model, val_data, loss_fn, device)
     timer = inference_timer if cfg.max_seconds is not None else None
-    if timer is not None:
+    if timer is not None and timer.timings == 0:  # the caller may have timed it already
         timer.measure(model)
 
     def seconds_allowed() -> float:

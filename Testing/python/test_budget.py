@@ -177,3 +177,14 @@ def test_without_a_time_limit_the_timer_is_not_used():
         inference_timer=timer,
     )  # fmt: skip
     assert result.steps == 3 and timer.calls == 0
+
+
+def test_training_does_not_time_again_what_the_caller_timed():
+    from sr4zct.networks import build_network
+
+    timer = InferenceTimer(48 * 48, (1, 48, 48), "cpu", remeasure_s=3600.0)
+    timer.measure(build_network("default", SMALL_NET))
+    n = timer.timings
+    result, _ = _train(timer, max_seconds=1.5, min_seconds=0.5)
+    assert result.steps > 0
+    assert timer.timings == n  # no second start-up timing; no re-timing within remeasure_s
