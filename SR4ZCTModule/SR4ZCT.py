@@ -41,7 +41,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 from sr4zct.errors import GeometryError, OutputError, ParameterError, ResourceError, SR4ZCTError
-from sr4zct.jobs import log_line
+from sr4zct.run.jobs import log_line
 
 PROFILES = ["box", "gaussian"]
 PRESETS = ["fast", "balanced", "best"]
@@ -135,7 +135,7 @@ def loadPhantomSample(
 
     ``shape`` is the thin-slice ground truth's size (0.75 mm voxels); nothing is downloaded.
     """
-    from sr4zct.phantom import make_demo_case
+    from sr4zct.demo.phantom import make_demo_case
 
     _groundTruth, thick = make_demo_case(
         thickness_mm=thicknessMm, spacing_mm=spacingMm, shape=shape, voxel_mm=0.75
@@ -619,7 +619,7 @@ class SR4ZCTRun:
         timeoutS: float | None = None,
     ):
         """Block until the job ends; return the output node or raise the job's error."""
-        from sr4zct.jobs import error_from_event
+        from sr4zct.run.jobs import error_from_event
 
         start = time.monotonic()
         while not self.handled:
@@ -703,7 +703,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def deviceDescription() -> str:
         """One line per device PyTorch can use here, e.g. ``"cuda:0: NVIDIA RTX A5000 (24.0 GB)"``."""
-        from sr4zct.devices import describe_devices
+        from sr4zct.run.devices import describe_devices
 
         lines = []
         for device in describe_devices():
@@ -786,7 +786,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def geometryFromDicomDatabase(instanceUids: list[str], database):
         """The core's :class:`~sr4zct.volume.SeriesGeometry` from per-slice DICOM attributes in ``database``."""
-        from sr4zct.geometry import geometry_from_slices
+        from sr4zct.method.geometry import geometry_from_slices
 
         positions, orientations, spacings, thicknesses = [], [], [], []
         rows = columns = None
@@ -860,7 +860,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         -------
         vtkMRMLScalarVolumeNode, or SR4ZCTRun when ``wait`` is False.
         """
-        from sr4zct.jobs import BackgroundJob, JobSpec
+        from sr4zct.run.jobs import BackgroundJob, JobSpec
 
         if inputVolumeNode is None:
             raise ParameterError("No input volume given.")
@@ -1065,7 +1065,7 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
         self.test_enhance_beats_linear()
 
     def test_geometry_of_node(self):
-        from sr4zct.phantom import make_demo_case
+        from sr4zct.demo.phantom import make_demo_case
 
         _gt, thick = make_demo_case(thickness_mm=3.0, spacing_mm=2.0, shape=(48, 64, 64), voxel_mm=0.75)
         node = SR4ZCTLogic.addVolumeNode(thick, "thick")
@@ -1076,8 +1076,8 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
         self.assertAlmostEqual(geometry.overlapMm, 1.0)
 
     def test_enhance_beats_linear(self):
-        from sr4zct.evaluation import interpolate_baseline, score
-        from sr4zct.phantom import make_demo_case
+        from sr4zct.demo.evaluation import interpolate_baseline, score
+        from sr4zct.demo.phantom import make_demo_case
 
         self.delayDisplay("Building a small phantom (3 mm slices every 2 mm)")
         groundTruth, thick = make_demo_case(

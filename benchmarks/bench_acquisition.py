@@ -4,7 +4,7 @@
 
 The fast path degrades every axial image of a ``(slices, 512, 512)`` float32 stack vertically
 (``F_up(F_down(.))`` with clipping, L291 geometry: 0.7421875 mm pixels, 3 mm every 2 mm). The oracle
-(:mod:`sr4zct.reference`) is far too slow for the whole stack, so a sample of columns is timed and the
+(:mod:`sr4zct.demo.reference`) is far too slow for the whole stack, so a sample of columns is timed and the
 per-column time is extrapolated to all ``slices x columns`` columns; the result says so. The same sample
 also gives the largest relative difference between the two implementations.
 """
@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 import torch
-from sr4zct import acquisition as acq
-from sr4zct import reference as ref
+from sr4zct.demo import reference as ref
+from sr4zct.method import acquisition as acq
 
 FULL_SHAPE = (343, 512, 512)
 QUICK_SHAPE = (24, 128, 96)

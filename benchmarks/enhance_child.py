@@ -1,7 +1,7 @@
 """Run the real ``sr4zct`` CLI in this (child) process and record what the pipeline measured.
 
 ``python -m benchmarks.enhance_child enhance INPUT -o OUT ...`` is exactly ``sr4zct enhance INPUT -o OUT ...``
-(same argument parsing, reading, progress, writing) except that the :class:`sr4zct.pipeline.EnhanceResult`
+(same argument parsing, reading, progress, writing) except that the :class:`sr4zct.run.pipeline.EnhanceResult`
 timings, parameters and device, plus the peak GPU memory, are written as JSON to the file named by the
 environment variable ``SR4ZCT_BENCH_RECORD``, and ``SR4ZCT_BENCH_THREADS`` (when set) fixes the number of
 CPU threads the pipeline picks by default.
@@ -16,7 +16,7 @@ import time
 
 
 def _install_recorder(record_path: str) -> None:
-    import sr4zct.pipeline as pipeline
+    import sr4zct.run.pipeline as pipeline
 
     original = pipeline.enhance_file
 
@@ -53,10 +53,10 @@ def _install_recorder(record_path: str) -> None:
 def _pin_threads(n_threads: int) -> None:
     """Make the pipeline's default CPU thread choice ``n_threads``.
 
-    ``sr4zct.devices.set_cpu_threads()`` leaves out the cores other processes use at start-up; pinning
+    ``sr4zct.run.devices.set_cpu_threads()`` leaves out the cores other processes use at start-up; pinning
     keeps the timings comparable between runs whatever else the machine did at that moment.
     """
-    import sr4zct.devices as devices
+    import sr4zct.run.devices as devices
 
     original = devices.set_cpu_threads
 

@@ -98,7 +98,7 @@ def write_dicom_input(thick, folder: Path) -> Path:
 # Scoring
 # --------------------------------------------------------------------------------------------------
 def normalise_scores(raw: dict) -> dict:
-    """Map the keys of :func:`sr4zct.evaluation.score` onto :data:`METRIC_KEYS`."""
+    """Map the keys of :func:`sr4zct.demo.evaluation.score` onto :data:`METRIC_KEYS`."""
     flat: dict[str, float] = {}
 
     def walk(prefix: str, obj) -> None:
@@ -128,7 +128,7 @@ def normalise_scores(raw: dict) -> dict:
 
 
 def score(result, ground_truth, thickness_mm: float) -> dict:
-    from sr4zct.evaluation import score as _score
+    from sr4zct.demo.evaluation import score as _score
 
     raw = _score(result, ground_truth, thickness_mm)
     out = normalise_scores(raw)
@@ -141,7 +141,7 @@ def baseline_scores(thick, ground_truth, thickness_mm: float, methods=BASELINES)
     """Score the interpolation baselines along z, each on the output grid of the enhancement."""
     import time
 
-    from sr4zct.evaluation import interpolate_baseline
+    from sr4zct.demo.evaluation import interpolate_baseline
 
     out = {}
     for method in methods:

@@ -182,7 +182,7 @@ class _Log:
 def _preset_minutes(preset: str, override: float | None) -> float:
     if override is not None:
         return override
-    from sr4zct.presets import get_preset
+    from sr4zct.run.presets import get_preset
 
     return float(get_preset(preset).max_minutes)
 
@@ -203,7 +203,7 @@ def _phase_mm(gt, thickness_mm: float, spacing_mm: float) -> float:
     """Acquisition phase that puts the thick slice centres (and so the output grid) on ground-truth
     slices, so scoring does not resample (which would blur every method alike)."""
     try:
-        from sr4zct.evaluation import aligned_phase_mm
+        from sr4zct.demo.evaluation import aligned_phase_mm
     except ImportError:
         return 0.0
     return aligned_phase_mm(thickness_mm, spacing_mm, float(gt.geometry.slice_spacing_mm))
@@ -262,7 +262,7 @@ def run_quality(args, log, workdir: Path, cores: int | None, save) -> list[dict]
     settings = parse_settings(args.settings)
     profiles = _list(args.profiles, ("box", "gaussian"), "--profiles")
     presets = _list(args.presets, ("fast", "balanced", "best"), "--presets")
-    from sr4zct.evaluation import simulate_acquisition
+    from sr4zct.demo.evaluation import simulate_acquisition
     from sr4zct.io import read_volume
 
     log(f"reading ground truth {args.ground_truth}")
@@ -390,7 +390,7 @@ def _read_nifti_volume(path: Path, like):
 
 
 def run_peers(args, log, workdir: Path, cores: int | None, save) -> list[dict]:
-    from sr4zct.evaluation import simulate_acquisition
+    from sr4zct.demo.evaluation import simulate_acquisition
     from sr4zct.io import read_volume
 
     t, o, profile, crop = 5.0, 2.5, "box", args.peer_crop

@@ -91,8 +91,8 @@ def network_speed(
     """Training steps/s (Adam, L1, the preset's patch and batch size unless ``train_batch`` is given) and
     inference voxels/s (forward passes on whole coronal-sized images under ``inference_mode``)."""
     import torch
-    from sr4zct.networks import build_network
-    from sr4zct.presets import get_preset
+    from sr4zct.method.networks import build_network
+    from sr4zct.run.presets import get_preset
 
     p = get_preset(preset)
     batch = int(train_batch or p.batch)

@@ -5,8 +5,8 @@ Importing this package is cheap and does not import torch; the heavy parts load 
 
 from __future__ import annotations
 
-from ._version import __version__
-from .errors import (
+from sr4zct._version import __version__
+from sr4zct.errors import (
     Cancelled,
     GeometryError,
     InputError,
@@ -16,20 +16,20 @@ from .errors import (
     ResourceError,
     SR4ZCTError,
 )
-from .volume import SeriesGeometry, Volume, make_geometry
+from sr4zct.volume import SeriesGeometry, Volume, make_geometry
 
 _LAZY = {
     "read_volume": "sr4zct.io",
     "read_geometry": "sr4zct.io",
     "write_volume": "sr4zct.io",
-    "enhance": "sr4zct.pipeline",
-    "enhance_file": "sr4zct.pipeline",
-    "EnhanceResult": "sr4zct.pipeline",
-    "make_phantom": "sr4zct.phantom",
-    "BackgroundJob": "sr4zct.jobs",
-    "JobSpec": "sr4zct.jobs",
-    "run_blocking": "sr4zct.jobs",
-    "enhance_in_background": "sr4zct.jobs",
+    "enhance": "sr4zct.run.pipeline",
+    "enhance_file": "sr4zct.run.pipeline",
+    "EnhanceResult": "sr4zct.run.pipeline",
+    "make_phantom": "sr4zct.demo.phantom",
+    "BackgroundJob": "sr4zct.run.jobs",
+    "JobSpec": "sr4zct.run.jobs",
+    "run_blocking": "sr4zct.run.jobs",
+    "enhance_in_background": "sr4zct.run.jobs",
 }
 
 

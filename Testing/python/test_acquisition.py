@@ -1,4 +1,4 @@
-"""The exact acquisition model (sr4zct.acquisition) against the naive oracle (sr4zct.reference) and physics."""
+"""The exact acquisition model (sr4zct.method.acquisition) against the naive oracle (sr4zct.demo.reference) and physics."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from sr4zct import acquisition as acq
-from sr4zct import reference as ref
+from sr4zct.demo import reference as ref
 from sr4zct.errors import ParameterError
+from sr4zct.method import acquisition as acq
 
 # (thickness, spacing): overlapping, half-overlap, non-integer ratios, a gap, contiguous
 GEOMETRIES = [(3.0, 2.0), (2.5, 1.25), (5.0, 2.5), (3.3, 1.7), (2.0, 3.0), (5.0, 5.0)]

@@ -16,12 +16,12 @@ import pytest
 import SimpleITK as sitk
 from dicom_factory import CORONAL, write_series
 from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, RLELossless
-from sr4zct import validation
 from sr4zct.cli import main
 from sr4zct.errors import GeometryError, InputError, ModelError, ParameterError, ResourceError
 from sr4zct.io import read_geometry, read_volume
-from sr4zct.pipeline import enhance, enhance_file
-from sr4zct.presets import Preset
+from sr4zct.run import validation
+from sr4zct.run.pipeline import enhance, enhance_file
+from sr4zct.run.presets import Preset
 from sr4zct.volume import Volume, make_geometry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -608,7 +608,7 @@ def test_non_conforming_values_do_not_flood_the_console(tmp_path):
 
 
 def test_worker_reports_the_same_error(tmp_path, quick):
-    from sr4zct.jobs import JobSpec, run_blocking
+    from sr4zct.run.jobs import JobSpec, run_blocking
 
     s = small_series(tmp_path / "ct", thickness_mm=None)
     with pytest.raises(ParameterError, match="thickness is unknown"):

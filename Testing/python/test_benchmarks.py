@@ -295,7 +295,7 @@ def test_run_measured_peak_rss_wall_time_and_timeout():
 # The smoke run (what CI runs): real data, real CLI in a subprocess
 # ---------------------------------------------------------------------------------------------------
 def _pipeline_ready() -> bool:
-    names = ("sr4zct.evaluation", "sr4zct.pipeline", "sr4zct.commands.enhance")
+    names = ("sr4zct.demo.evaluation", "sr4zct.run.pipeline", "sr4zct.cli.enhance")
     return all(importlib.util.find_spec(n) is not None for n in names)
 
 

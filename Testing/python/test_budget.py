@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 import torch
-from sr4zct.budget import InferenceTimer
-from sr4zct.inference import _tiles, body_box, enhance_array, inference_workload
-from sr4zct.training import TrainingConfig, train_model
+from sr4zct.method.inference import _tiles, body_box, enhance_array, inference_workload
+from sr4zct.method.training import TrainingConfig, train_model
+from sr4zct.run.budget import InferenceTimer
 from test_training import SMALL_NET, synthetic_ct
 from torch import nn
 
@@ -180,7 +180,7 @@ def test_without_a_time_limit_the_timer_is_not_used():
 
 
 def test_training_does_not_time_again_what_the_caller_timed():
-    from sr4zct.networks import build_network
+    from sr4zct.method.networks import build_network
 
     timer = InferenceTimer(48 * 48, (1, 48, 48), "cpu", remeasure_s=3600.0)
     timer.measure(build_network("default", SMALL_NET))

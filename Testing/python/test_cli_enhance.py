@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 from sr4zct.cli import main
 from sr4zct.io import read_volume, write_volume
-from sr4zct.pipeline import enhance
+from sr4zct.run.pipeline import enhance
 from sr4zct.volume import Volume, make_geometry
 from test_pipeline import LEARN, thick_volume
 

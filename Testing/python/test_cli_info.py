@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 from dicom_factory import write_series
 from sr4zct.cli import main
-from sr4zct.commands.info import overlap_meaning
+from sr4zct.cli.info import overlap_meaning
 
 
 def run_info(capsys, *args):

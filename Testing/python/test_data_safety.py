@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from sr4zct.cli import main
 from sr4zct.errors import Cancelled, OutputError
 from sr4zct.io import read_volume, write_volume
-from sr4zct.pipeline import enhance_file
+from sr4zct.run.pipeline import enhance_file
 from test_bad_input import TINY, assert_error, cli, small_series, tiny_model_file
 
 CPU = ["--device", "cpu", "--quiet"]
@@ -263,7 +263,7 @@ def test_cancel_after_the_output_is_complete_keeps_it(inputs, tmp_path, model):
 
 def test_ctrl_c_during_training(inputs, capsys, tmp_path, monkeypatch):
     _, nrrd = inputs
-    from sr4zct import training
+    from sr4zct.method import training
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -311,9 +311,9 @@ def test_inputs_unchanged_after_every_kind_of_run(inputs, capsys, model, tmp_pat
         def interrupted(*args, **kwargs):
             raise KeyboardInterrupt
 
-        import sr4zct.inference
+        import sr4zct.method.inference
 
-        m.setattr(sr4zct.inference, "enhance_array", interrupted)
+        m.setattr(sr4zct.method.inference, "enhance_array", interrupted)
         assert run("enhance", folder, "-o", tmp_path / "g.nrrd", "--model", model, *CPU) == 130
     unchanged()
     assert not any((tmp_path / n).exists() for n in ("d.nrrd", "e_dicom", "f.nrrd", "g.nrrd"))

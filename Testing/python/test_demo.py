@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from sr4zct.cli import build_parser, main
-from sr4zct.commands.demo import OUTPUT_FILES, SIZES, format_table
+from sr4zct.cli.demo import OUTPUT_FILES, SIZES, format_table
 
 
 def test_defaults():
@@ -36,7 +36,7 @@ def test_format_table():
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    pytest.importorskip("sr4zct.pipeline")
+    pytest.importorskip("sr4zct.run.pipeline")
     folder = tmp_path_factory.mktemp("demo") / "out"
     argv = ["demo", "-o", str(folder), "--size", "tiny", "--max-minutes", "0.4", "--quiet", "--device", "cpu"]
     return folder, main(argv)
@@ -60,8 +60,8 @@ def test_demo_end_to_end(demo_run, capsys):
 
 
 def test_demo_volumes_and_figure(demo_run):
+    from sr4zct.demo.phantom import make_demo_case
     from sr4zct.io import read_volume
-    from sr4zct.phantom import make_demo_case
 
     folder, _ = demo_run
     shape, voxel_mm = SIZES["tiny"]
@@ -94,7 +94,7 @@ def test_demo_refuses_to_overwrite(demo_run, capsys):
 
 
 def test_demo_rejects_bad_thickness(tmp_path, capsys):
-    pytest.importorskip("sr4zct.pipeline")
+    pytest.importorskip("sr4zct.run.pipeline")
     code = main(["demo", "-o", str(tmp_path / "x"), "--thickness", "-1", "--quiet"])
     assert code == 4
     assert "thickness" in capsys.readouterr().err

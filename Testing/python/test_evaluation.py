@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from sr4zct import evaluation as ev
+from sr4zct.demo import evaluation as ev
 from sr4zct.errors import GeometryError, ParameterError
 from sr4zct.volume import Volume, make_geometry
 
@@ -259,7 +259,7 @@ def test_resample_to_reference_checks_in_plane_grid():
 
 @pytest.fixture(scope="module")
 def demo_case():
-    from sr4zct.phantom import make_demo_case
+    from sr4zct.demo.phantom import make_demo_case
 
     return make_demo_case(3.0, 2.0, shape=(48, 64, 64), voxel_mm=1.0, seed=0)
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from sr4zct.events import (
+from sr4zct.run.events import (
     EVENT_VERSION,
     TERMINAL_EVENTS,
     encode_event,
@@ -17,7 +17,7 @@ from sr4zct.events import (
     parse_line,
     progress_event,
 )
-from sr4zct.progress import Progress
+from sr4zct.run.progress import Progress
 
 
 def test_make_event_has_common_fields():

@@ -24,7 +24,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from sr4zct.errors import SR4ZCTError
 from sr4zct.io import read_geometry, read_volume
-from sr4zct.validation import validate_for_enhancement
+from sr4zct.run.validation import validate_for_enhancement
 
 N_SLICES = 4
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sr4zct.errors import GeometryError
-from sr4zct.geometry import MIN_SLICES, geometry_from_slices, slice_normal, spacing_tolerance_mm
+from sr4zct.method.geometry import MIN_SLICES, geometry_from_slices, slice_normal, spacing_tolerance_mm
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)

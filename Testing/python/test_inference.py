@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sr4zct import acquisition
-from sr4zct.inference import body_box, enhance_array, predict_images
-from sr4zct.networks import ResidualCNN
+from sr4zct.method import acquisition
+from sr4zct.method.inference import body_box, enhance_array, predict_images
+from sr4zct.method.networks import ResidualCNN
 
 
 def _random_model(seed=0, **kwargs) -> ResidualCNN:
@@ -136,7 +136,7 @@ def test_no_model_gives_the_identity_networks_result_without_running_it():
 
 
 def test_test_time_flips_average_the_four_flipped_predictions():
-    from sr4zct.inference import FlipAverage
+    from sr4zct.method.inference import FlipAverage
 
     model = _random_model(seed=4)
     x = torch.randn(2, 1, 30, 26)

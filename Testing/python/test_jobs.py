@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sr4zct.errors import Cancelled, InputError, OutputError, ParameterError, ResourceError, SR4ZCTError
-from sr4zct.jobs import JOB_FORMAT, JobSpec, error_from_event, lock_path_for
-from sr4zct.worker import OutputLock, is_gpu_out_of_memory, run_job
+from sr4zct.run.jobs import JOB_FORMAT, JobSpec, error_from_event, lock_path_for
+from sr4zct.run.worker import OutputLock, is_gpu_out_of_memory, run_job
 
 
 def _spec(tmp_path: Path, **changes) -> JobSpec:
@@ -258,7 +258,7 @@ def test_output_lock_in_missing_folder(tmp_path):
 def test_default_python_executable(tmp_path, monkeypatch):
     import types
 
-    from sr4zct.jobs import default_python_executable
+    from sr4zct.run.jobs import default_python_executable
 
     assert default_python_executable() == sys.executable
     monkeypatch.setitem(sys.modules, "slicer", types.ModuleType("slicer"))
@@ -279,7 +279,7 @@ def test_enhance_job_uses_the_given_slice_axis(tmp_path):
     """2 mm slices every 0.5 mm with 0.6 mm pixels: the slice spacing is the finest, so the guess (the
     largest spacing) would take an in-plane axis; slice_axis=0 makes the job enhance along z."""
     sitk = pytest.importorskip("SimpleITK")
-    pytest.importorskip("sr4zct.pipeline")
+    pytest.importorskip("sr4zct.run.pipeline")
     from sr4zct.io import read_geometry, read_volume
     from test_pipeline import TINY
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sr4zct.devices import describe_devices, resolve_device, set_cpu_threads, single_thread
 from sr4zct.errors import ParameterError, ResourceError
-from sr4zct.networks import NETWORKS, MSDNet, ResidualCNN, build_network, network_config
+from sr4zct.method.networks import NETWORKS, MSDNet, ResidualCNN, build_network, network_config
+from sr4zct.run.devices import describe_devices, resolve_device, set_cpu_threads, single_thread
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))
@@ -128,7 +128,7 @@ def test_busy_cores_sees_a_spinning_process(monkeypatch):
     import subprocess
     import sys
 
-    from sr4zct.devices import busy_cores
+    from sr4zct.run.devices import busy_cores
 
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -153,8 +153,8 @@ def test_input_reaches_the_head_of_every_preset_network(preset):
     """The body's features must still depend on the input at its end: a plain ReLU stack whose signal fades
     below the biases starts (and may stay) at the identity. Measured with PyTorch's default initialisation:
     0.0018 (fast), 0.0003 (balanced), 0.00005 (best)."""
-    from sr4zct.networks import build_network
-    from sr4zct.presets import get_preset
+    from sr4zct.method.networks import build_network
+    from sr4zct.run.presets import get_preset
 
     torch.manual_seed(0)
     net = build_network("default", get_preset(preset).network_config)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sr4zct.demo.phantom import HU, make_demo_case, make_phantom
 from sr4zct.errors import ParameterError
-from sr4zct.phantom import HU, make_demo_case, make_phantom
 
 SHAPE = (64, 96, 96)
 VOXEL_MM = 0.75
@@ -71,7 +71,7 @@ def _highpass_energy_z(a: np.ndarray) -> float:
 
 def test_fine_z_structure_is_lost_by_thick_slices():
     gt, thick = make_demo_case(3.0, 2.0, shape=SHAPE, voxel_mm=VOXEL_MM, seed=0, noise_hu=0.0)
-    from sr4zct.evaluation import interpolate_baseline, resample_to_reference
+    from sr4zct.demo.evaluation import interpolate_baseline, resample_to_reference
 
     linear = resample_to_reference(interpolate_baseline(thick, "linear"), gt)
     zs = slice(4, SHAPE[0] - 4)

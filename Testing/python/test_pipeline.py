@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from sr4zct import acquisition
 from sr4zct.errors import Cancelled, ModelError, ParameterError
-from sr4zct.pipeline import enhance
-from sr4zct.presets import PRESETS, Preset, get_preset
+from sr4zct.method import acquisition
+from sr4zct.run.pipeline import enhance
+from sr4zct.run.presets import PRESETS, Preset, get_preset
 from sr4zct.volume import Volume, make_geometry
 from test_training import synthetic_ct
 
@@ -248,7 +248,7 @@ def test_real_dicom_geometry_is_kept(l291_dir):
 @pytest.mark.realdata
 def test_vhm_head_crop_beats_linear(vhm_head_path):
     """vhm-head, 5 mm every 2.5 mm (paper setting): a small budget already beats linear by >= 1.5 dB."""
-    from sr4zct.evaluation import interpolate_baseline, score, simulate_acquisition
+    from sr4zct.demo.evaluation import interpolate_baseline, score, simulate_acquisition
     from sr4zct.io import read_volume
 
     head = read_volume(vhm_head_path)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sr4zct import acquisition
 from sr4zct.errors import Cancelled
-from sr4zct.progress import ProgressReporter
-from sr4zct.training import Normalisation, PatchSampler, TrainingConfig, train_model
+from sr4zct.method import acquisition
+from sr4zct.method.training import Normalisation, PatchSampler, TrainingConfig, train_model
+from sr4zct.run.progress import ProgressReporter
 
 SMALL_NET = {"layers": 4, "channels": 16, "unshuffle": 2}
 

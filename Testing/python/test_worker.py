@@ -18,8 +18,8 @@ import numpy as np
 import psutil
 import pytest
 from sr4zct.errors import Cancelled, InputError, ParameterError, SR4ZCTError
-from sr4zct.events import EVENT_TYPES, TERMINAL_EVENTS
-from sr4zct.jobs import BackgroundJob, JobSpec, enhance_in_background, lock_path_for, run_blocking
+from sr4zct.run.events import EVENT_TYPES, TERMINAL_EVENTS
+from sr4zct.run.jobs import BackgroundJob, JobSpec, enhance_in_background, lock_path_for, run_blocking
 
 WAIT_S = 60  # generous: the CI machine is shared; a hang still fails the test
 
@@ -127,7 +127,7 @@ def test_cancel_during_training(tmp_path):
 def _start_raw_worker(tmp_path: Path, spec: JobSpec) -> subprocess.Popen:
     spec.temp_dir = str(tmp_path / "temp")
     job_file = spec.save(tmp_path / "job.json")
-    return subprocess.Popen([sys.executable, "-m", "sr4zct.worker", str(job_file)], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "sr4zct.run.worker", str(job_file)], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)  # fmt: skip
 
 
@@ -221,7 +221,7 @@ def test_bad_device_fails_clearly(tmp_path):
     job_file = tmp_path / "job.json"
     job_file.write_text(json.dumps({"format": 1, "output_path": str(tmp_path / "o"), "device": "gpu",
                                     "task": "selftest"}))  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "sr4zct.worker", str(job_file)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "sr4zct.run.worker", str(job_file)], capture_output=True,
                           text=True, timeout=WAIT_S)  # fmt: skip
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["event"] for e in lines] == ["failed"]
@@ -349,7 +349,7 @@ def test_missing_python_executable(tmp_path):
 
 
 def test_worker_usage_error():
-    proc = subprocess.run([sys.executable, "-m", "sr4zct.worker"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "sr4zct.run.worker"], capture_output=True, text=True,
                           timeout=WAIT_S, env={**os.environ})  # fmt: skip
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["event"] for e in events] == ["failed"] and "Usage" in events[0]["message"]

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import psutil
 import pytest
-from sr4zct.jobs import BackgroundJob, JobSpec, lock_path_for
+from sr4zct.run.jobs import BackgroundJob, JobSpec, lock_path_for
 
-pytest.importorskip("sr4zct.pipeline")
+pytest.importorskip("sr4zct.run.pipeline")
 sitk = pytest.importorskip("SimpleITK")
 
 WAIT_S = 120

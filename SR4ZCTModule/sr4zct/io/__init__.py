@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import InputError
-from ..volume import SeriesGeometry, Volume
-from .dicom import SeriesInfo, list_series, read_dicom_geometry, read_dicom_volume
+from sr4zct.errors import InputError
+from sr4zct.io.dicom import SeriesInfo, list_series, read_dicom_geometry, read_dicom_volume
+from sr4zct.volume import SeriesGeometry, Volume
 
 IMAGE_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 
@@ -49,7 +49,7 @@ def is_dicom_path(path: str | os.PathLike) -> bool:
 
 def _dicom_file_series(path: Path) -> tuple[Path, str | None]:
     """For a single DICOM file: its folder and its SeriesInstanceUID."""
-    from .dicom import _read_header
+    from sr4zct.io.dicom import _read_header
 
     ds = _read_header(path)
     if ds is None:
@@ -87,7 +87,7 @@ def read_volume(
     path = Path(path)
     _check_exists(path)
     if image_suffix(path) is not None and path.is_file():
-        from .image import read_image_volume
+        from sr4zct.io.image import read_image_volume
 
         return read_image_volume(path, thickness_mm=thickness_mm, slice_axis=slice_axis)
     if path.is_file():
@@ -107,7 +107,7 @@ def read_geometry(
     path = Path(path)
     _check_exists(path)
     if image_suffix(path) is not None and path.is_file():
-        from .image import read_image_geometry
+        from sr4zct.io.image import read_image_geometry
 
         return read_image_geometry(path, thickness_mm=thickness_mm, slice_axis=slice_axis)
     if path.is_file():
@@ -128,8 +128,8 @@ def check_output(
     the input, lie inside the input DICOM folder (a DICOM file input counts as its folder) or contain it;
     ``.nhdr``/``.mhd`` cannot be written. Returns the resolved path; raises ``OutputError``.
     """
-    from ..errors import OutputError
-    from .atomic import check_output_path
+    from sr4zct.errors import OutputError
+    from sr4zct.io.atomic import check_output_path
 
     path = Path(path)
     suffix = image_suffix(path)
@@ -168,9 +168,9 @@ def write_volume(
     """
     path = Path(path)
     if image_suffix(path) is not None and not path.is_dir():
-        from .image import write_image_volume
+        from sr4zct.io.image import write_image_volume
 
         return write_image_volume(volume, path, metadata=metadata, overwrite=overwrite)
-    from .dicom_writer import write_dicom_series
+    from sr4zct.io.dicom_writer import write_dicom_series
 
     return write_dicom_series(volume, path, metadata=metadata, overwrite=overwrite)

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ..errors import OutputError
+from sr4zct.errors import OutputError
 
 _TMP_MARK = ".sr4zct-tmp-"
 

@@ -2,7 +2,7 @@
 
 Files are recognised by content, not by name or extension (Siemens ``.IMA``, no extension, ``.dcm``):
 everything under the folder (recursively) is tried and non-DICOM files are skipped. Slices are grouped
-by SeriesInstanceUID and sorted by position (:func:`sr4zct.geometry.geometry_from_slices`), never by file
+by SeriesInstanceUID and sorted by position (:func:`sr4zct.method.geometry.geometry_from_slices`), never by file
 name or InstanceNumber. Pixel values are converted to HU with RescaleSlope/RescaleIntercept (per slice).
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GeometryError, InputError, ParameterError, ResourceError
-from ..geometry import geometry_from_slices
-from ..volume import SeriesGeometry, Volume
+from sr4zct.errors import GeometryError, InputError, ParameterError, ResourceError
+from sr4zct.method.geometry import geometry_from_slices
+from sr4zct.volume import SeriesGeometry, Volume
 
 #: Attributes copied from the first slice into ``geometry.extra["dicom"]`` so that a derived series can
 #: be written into the same study (see ``sr4zct.io.dicom_writer``).
@@ -491,7 +491,7 @@ def _read_pixels(header: SliceHeader, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _check_fits_in_memory(n_bytes: int, folder: Path) -> None:
-    from ..validation import available_memory_bytes, format_bytes
+    from sr4zct.run.validation import available_memory_bytes, format_bytes
 
     available = available_memory_bytes()
     if n_bytes > available:

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
-from ..errors import OutputError
-from ..volume import Volume
-from .atomic import atomic_output, check_output_path
+from sr4zct._version import __version__
+from sr4zct.errors import OutputError
+from sr4zct.io.atomic import atomic_output, check_output_path
+from sr4zct.volume import Volume
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 

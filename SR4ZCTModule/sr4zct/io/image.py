@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GeometryError, InputError, OutputError, ParameterError
-from ..volume import SeriesGeometry, Volume
-from .atomic import atomic_output, check_output_path
-from .dicom import check_thickness
+from sr4zct.errors import GeometryError, InputError, OutputError, ParameterError
+from sr4zct.io.atomic import atomic_output, check_output_path
+from sr4zct.io.dicom import check_thickness
+from sr4zct.volume import SeriesGeometry, Volume
 
 THICKNESS_KEY = "sr4zct_slice_thickness_mm"
 SLICE_AXIS_KEY = "sr4zct_slice_axis"
@@ -256,8 +256,8 @@ def read_image_geometry(
 
 
 def _check_fits_in_memory(geometry: SeriesGeometry, path: Path) -> None:
-    from ..errors import ResourceError
-    from ..validation import available_memory_bytes, format_bytes
+    from sr4zct.errors import ResourceError
+    from sr4zct.run.validation import available_memory_bytes, format_bytes
 
     # float32 result plus SimpleITK's float32 image it is copied from
     n_bytes = 2 * 4 * int(np.prod(geometry.shape, dtype=np.int64))
@@ -306,7 +306,7 @@ def read_image_volume(
 
 
 def _regular_or_raise(geometry: SeriesGeometry, path: Path) -> None:
-    from ..geometry import spacing_tolerance_mm
+    from sr4zct.method.geometry import spacing_tolerance_mm
 
     n = geometry.n_slices
     expected = np.arange(n) * geometry.slice_spacing_mm

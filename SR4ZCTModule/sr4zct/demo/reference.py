@@ -1,7 +1,7 @@
 """Naive reference implementation of the acquisition model (docs/method.md, section 2).
 
 Written directly from the description, one pixel column at a time, with no matrices: it is the test
-oracle for :mod:`sr4zct.acquisition` and the baseline of ``benchmarks/bench_acquisition.py``. It favours
+oracle for :mod:`sr4zct.method.acquisition` and the baseline of ``benchmarks/bench_acquisition.py``. It favours
 being obviously right over being fast.
 
 * The signal along a column is ``np.interp`` of the pixel values at the pixel centres

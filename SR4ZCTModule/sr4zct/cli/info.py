@@ -6,7 +6,7 @@ import argparse
 import json
 import math
 
-from ..volume import SeriesGeometry
+from sr4zct.volume import SeriesGeometry
 
 #: |overlap| up to this many millimetres counts as contiguous.
 CONTIGUOUS_TOLERANCE_MM = 0.01
@@ -135,7 +135,7 @@ def _json_safe(value):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import read_geometry
+    from sr4zct.io import read_geometry
 
     geometry = read_geometry(args.input, series_uid=args.series, thickness_mm=args.thickness)
     if args.json:

@@ -11,7 +11,7 @@ bifurcations, the diaphragm dome), which is exactly what thick slices lose. Ever
 NumPy (no SciPy needed) and deterministic for a given ``seed``.
 
 :func:`make_demo_case` pairs the phantom with its thick-slice acquisition simulated by the exact model of
-``docs/method.md`` (see :func:`sr4zct.evaluation.simulate_acquisition`).
+``docs/method.md`` (see :func:`sr4zct.demo.evaluation.simulate_acquisition`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ParameterError
-from .volume import Volume, make_geometry
+from sr4zct.errors import ParameterError
+from sr4zct.volume import Volume, make_geometry
 
 __all__ = ["make_demo_case", "make_phantom"]
 
@@ -430,7 +430,7 @@ def make_phantom(
         origin_lps=(-(n2 - 1) / 2 * vox, -(n1 - 1) / 2 * vox, 0.0),
         description=f"SR4ZCT phantom (seed {seed})",
     )
-    return Volume(canvas.vol, geometry, metadata={"source": "sr4zct.phantom", "seed": str(seed)})
+    return Volume(canvas.vol, geometry, metadata={"source": "sr4zct.demo.phantom", "seed": str(seed)})
 
 
 def _inside_column(canvas: _Canvas, box, centre_yx, semi_yx) -> np.ndarray:
@@ -532,7 +532,7 @@ def make_demo_case(
         The thin-slice phantom and the simulated series (thickness T, spacing d, origin at the first
         thick slice centre in the phantom's physical coordinates).
     """
-    from .evaluation import aligned_phase_mm, simulate_acquisition
+    from sr4zct.demo.evaluation import aligned_phase_mm, simulate_acquisition
 
     ground_truth = make_phantom(shape, voxel_mm, seed, noise_hu=noise_hu)
     if phase_mm is None:

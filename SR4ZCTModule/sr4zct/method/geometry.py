@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GeometryError
-from .volume import SeriesGeometry
+from sr4zct.errors import GeometryError
+from sr4zct.volume import SeriesGeometry
 
 #: A series needs at least this many slices: the slice spacing is measured between slice centres.
 MIN_SLICES = 2

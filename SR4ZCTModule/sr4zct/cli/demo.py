@@ -84,7 +84,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _check_outputs(folder: Path, overwrite: bool) -> None:
-    from ..errors import OutputError
+    from sr4zct.errors import OutputError
 
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"The demo output {folder} exists and is not a folder.")
@@ -117,11 +117,11 @@ def run_demo(
     log=print,
 ) -> dict[str, Any]:
     """Run the demo and write its outputs; returns the scores and run information (also in scores.json)."""
-    from ..errors import ParameterError
-    from ..evaluation import interpolate_baseline, score
-    from ..io import write_volume
-    from ..phantom import make_demo_case
-    from ..pipeline import enhance
+    from sr4zct.demo.evaluation import interpolate_baseline, score
+    from sr4zct.demo.phantom import make_demo_case
+    from sr4zct.errors import ParameterError
+    from sr4zct.io import write_volume
+    from sr4zct.run.pipeline import enhance
 
     if size not in SIZES:
         raise ParameterError(f"Unknown demo size {size!r}; choose one of {', '.join(SIZES)}.")
@@ -220,7 +220,7 @@ def _coronal_figure(path: Path, ground_truth, thick, outputs, scores) -> Path | 
         return None
     import numpy as np
 
-    from ..evaluation import body_box
+    from sr4zct.demo.evaluation import body_box
 
     gt = ground_truth.geometry
     _, ys, xs = body_box(ground_truth.array, thick.geometry.slice_thickness_mm, gt.slice_spacing_mm)
@@ -309,7 +309,7 @@ class _LazyBar:
 
     def __call__(self, p) -> None:
         if self.bar is None:
-            from .enhance import _Bar
+            from sr4zct.cli.enhance import _Bar
 
             self.bar = _Bar(self.enabled)
         self.bar(p)

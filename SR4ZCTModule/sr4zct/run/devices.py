@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .errors import ParameterError, ResourceError
+from sr4zct.errors import ParameterError, ResourceError
 
 __all__ = [
     "autocast",

@@ -1,6 +1,6 @@
 """The background job event protocol: one JSON object per line (see ``docs/events.md``).
 
-The worker (:mod:`sr4zct.worker`) writes events with :func:`encode_event`; clients read them with
+The worker (:mod:`sr4zct.run.worker`) writes events with :func:`encode_event`; clients read them with
 :func:`parse_line`, which never fails: a line that is not an event (a library printing on stdout) comes
 back as a ``log`` event carrying the text, so stray output can never break a client.
 """
@@ -12,7 +12,7 @@ import math
 import time
 from typing import Any
 
-from .progress import Progress
+from sr4zct.run.progress import Progress
 
 EVENT_VERSION = 1
 

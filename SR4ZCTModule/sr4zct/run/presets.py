@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ParameterError
+from sr4zct.errors import ParameterError
 
 __all__ = ["PRESETS", "Preset", "get_preset"]
 

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import acquisition
-from .devices import autocast, is_out_of_memory
-from .progress import ProgressReporter
-from .training import BODY_THRESHOLD_HU, Normalisation
+from sr4zct.method import acquisition
+from sr4zct.method.training import BODY_THRESHOLD_HU, Normalisation
+from sr4zct.run.devices import autocast, is_out_of_memory
+from sr4zct.run.progress import ProgressReporter
 
 __all__ = [
     "CPU_PASS_PIXELS",

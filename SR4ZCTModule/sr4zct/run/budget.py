@@ -17,7 +17,7 @@ import time
 import torch
 from torch import nn
 
-from .devices import autocast
+from sr4zct.run.devices import autocast
 
 __all__ = ["InferenceTimer"]
 

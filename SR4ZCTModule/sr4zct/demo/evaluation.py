@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GeometryError, ParameterError
-from .volume import Volume, make_geometry
+from sr4zct.errors import GeometryError, ParameterError
+from sr4zct.volume import Volume, make_geometry
 
 __all__ = [
     "BASELINES",
@@ -90,7 +90,7 @@ def simulate_acquisition(
         float32 HU, slice thickness T, spacing d, same in-plane grid and direction cosines, origin at the
         first thick slice centre in the ground truth's physical coordinates.
     """
-    from .acquisition import simulate_thick_slices
+    from sr4zct.method.acquisition import simulate_thick_slices
 
     slice_mm = _regular_spacing_mm(ground_truth, "ground truth")
     geom = ground_truth.geometry
@@ -245,7 +245,7 @@ def interpolate_baseline(
         Slices from the first input slice centre to the last, every ``target_spacing_mm``; same in-plane
         grid, direction cosines and origin as ``thick``.
     """
-    from .acquisition import output_positions_mm
+    from sr4zct.method.acquisition import output_positions_mm
 
     if method not in BASELINES:
         raise ParameterError(

@@ -1,6 +1,6 @@
 """Command-line entry point: ``sr4zct info | enhance | demo``.
 
-Each subcommand lives in ``sr4zct.commands.<name>`` and provides ``add_parser(subparsers)`` which
+Each subcommand lives in ``sr4zct.cli.<name>`` and provides ``add_parser(subparsers)`` which
 registers its arguments and sets ``func``. Errors of the :class:`~sr4zct.errors.SR4ZCTError` family
 are printed as one line (``--debug`` shows the traceback) and exit with the error's ``exit_code``.
 """
@@ -12,8 +12,8 @@ import importlib
 import sys
 import traceback
 
-from . import __version__
-from .errors import SR4ZCTError
+from sr4zct import __version__
+from sr4zct.errors import SR4ZCTError
 
 COMMANDS = ("info", "enhance", "demo")
 
@@ -28,14 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"sr4zct.commands.{name}")
-        except ModuleNotFoundError as exc:
-            # A command not written yet (parallel development) is skipped; any other missing import fails.
-            if exc.name != f"sr4zct.commands.{name}":
-                raise
-            continue
-        module.add_parser(sub)
+        importlib.import_module(f"sr4zct.cli.{name}").add_parser(sub)
     return parser
 
 

@@ -36,9 +36,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__
-from .errors import Cancelled, InputError, OutputError, ParameterError, ResourceError, SR4ZCTError
-from .events import (
+from sr4zct import __version__
+from sr4zct.errors import Cancelled, InputError, OutputError, ParameterError, ResourceError, SR4ZCTError
+from sr4zct.run.events import (
     CODE_INTERNAL,
     EXIT_CANCELLED,
     EXIT_INTERNAL,
@@ -48,8 +48,8 @@ from .events import (
     make_event,
     progress_event,
 )
-from .jobs import CANCEL_FILE, TEMP_PREFIX, JobSpec, lock_path_for, remove_job_temp
-from .progress import Progress, ProgressReporter
+from sr4zct.run.jobs import CANCEL_FILE, TEMP_PREFIX, JobSpec, lock_path_for, remove_job_temp
+from sr4zct.run.progress import Progress, ProgressReporter
 
 Emit = Callable[[dict], None]
 
@@ -193,7 +193,7 @@ Task = Callable[[JobSpec, JobContext], dict]
 
 
 def _task_enhance(spec: JobSpec, ctx: JobContext) -> dict:
-    from .pipeline import enhance_file
+    from sr4zct.run.pipeline import enhance_file
 
     kwargs: dict[str, Any] = {
         "overwrite": spec.overwrite,
@@ -333,7 +333,7 @@ def resolve_device(requested: str) -> tuple[str, str]:
     """``(device, description)`` for the job's device choice; "cpu" does not import torch."""
     if requested == "cpu":
         return "cpu", "CPU"
-    from .devices import resolve_device as _resolve
+    from sr4zct.run.devices import resolve_device as _resolve
 
     device, description = _resolve(requested)
     return str(device), description
@@ -347,7 +347,7 @@ def input_info(spec: JobSpec) -> dict[str, Any]:
     if not path.exists():
         raise InputError(f"Input image {path} does not exist.")
     try:
-        from .io import read_geometry
+        from sr4zct.io import read_geometry
 
         geometry = read_geometry(
             path, series_uid=spec.series_uid, thickness_mm=spec.thickness_mm, slice_axis=spec.slice_axis
@@ -376,7 +376,7 @@ def input_info(spec: JobSpec) -> dict[str, Any]:
 
 def check_outputs(spec: JobSpec) -> None:
     """Fail before any long computation if the writers would refuse an output (``OutputError``)."""
-    from .io import check_output
+    from sr4zct.io import check_output
 
     for path in (spec.output_path, spec.uncertainty_path):
         if path is not None:
@@ -390,7 +390,7 @@ def planned_steps(spec: JobSpec) -> int | None:
     if spec.model_path is not None:
         return 0
     try:
-        from .presets import get_preset
+        from sr4zct.run.presets import get_preset
 
         return int(get_preset(spec.preset).steps)
     except (ImportError, SR4ZCTError):

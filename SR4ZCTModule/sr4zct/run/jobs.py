@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import errors
-from .errors import Cancelled, ParameterError, SR4ZCTError
-from .events import CODE_CRASHED, TERMINAL_EVENTS, make_event, parse_line
+from sr4zct import errors
+from sr4zct.errors import Cancelled, ParameterError, SR4ZCTError
+from sr4zct.run.events import CODE_CRASHED, TERMINAL_EVENTS, make_event, parse_line
 
 JOB_FORMAT = 1
 TEMP_PREFIX = "sr4zct-job-"
@@ -67,7 +67,7 @@ _BOOL_FIELDS = ("keep_temp", "overwrite", "allow_cpu_fallback", "allow_non_ct")
 
 def _known_presets() -> tuple[str, ...]:
     try:
-        from . import presets
+        from sr4zct.run import presets
     except ImportError:
         return KNOWN_PRESETS
     names = getattr(presets, "PRESETS", None)
@@ -86,7 +86,7 @@ class JobSpec:
     output_path : where the enhanced volume is written (atomically, by the pipeline).
     thickness_mm, spacing_mm, target_spacing_mm : geometry overrides (``None`` = from the input / isotropic).
     profile : slice sensitivity profile, "box" or "gaussian".
-    preset, network, device, seed, max_minutes : passed to :func:`sr4zct.pipeline.enhance`.
+    preset, network, device, seed, max_minutes : passed to :func:`sr4zct.run.pipeline.enhance`.
     model_path : apply this saved model instead of training.
     save_model_path : also save the trained model there.
     uncertainty_path : also write the coronal/sagittal disagreement map there.
@@ -453,7 +453,7 @@ class BackgroundJob:
             kwargs["start_new_session"] = True
         try:
             self._process = subprocess.Popen(
-                [self.python_executable, "-u", "-m", "sr4zct.worker", str(job_file)],
+                [self.python_executable, "-u", "-m", "sr4zct.run.worker", str(job_file)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .errors import Cancelled, ModelError, OutputError, ParameterError, SR4ZCTError
-from .presets import Preset, get_preset
-from .progress import Progress, ProgressReporter
-from .validation import positive_number
-from .volume import SeriesGeometry, Volume
+from sr4zct._version import __version__
+from sr4zct.errors import Cancelled, ModelError, OutputError, ParameterError, SR4ZCTError
+from sr4zct.run.presets import Preset, get_preset
+from sr4zct.run.progress import Progress, ProgressReporter
+from sr4zct.run.validation import positive_number
+from sr4zct.volume import SeriesGeometry, Volume
 
 __all__ = ["MODEL_FORMAT", "EnhanceResult", "enhance", "enhance_file", "load_model", "save_model"]
 
@@ -62,7 +62,7 @@ def save_model(path: str | os.PathLike, model, *, network: str, info: dict[str, 
     """Write a model file (torch.save of a plain dict) atomically; returns the path."""
     import torch
 
-    from .networks import network_config
+    from sr4zct.method.networks import network_config
 
     path = Path(path)
     payload = {
@@ -90,7 +90,7 @@ def load_model(path: str | os.PathLike, device=None) -> tuple[Any, dict[str, Any
     """Read a model file; returns ``(model, info)``. Unreadable or foreign files raise ModelError."""
     import torch
 
-    from .networks import build_network
+    from sr4zct.method.networks import build_network
 
     path = Path(path)
     if not path.is_file():
@@ -230,16 +230,16 @@ def _enhance(
         except ValueError as exc:  # not 3-D, or a shape that does not match the geometry
             raise ParameterError(f"The array does not fit the geometry: {exc}.") from None
     geom = vol.geometry
-    from .acquisition import PROFILES
+    from sr4zct.method.acquisition import PROFILES
 
     if profile not in PROFILES:
         raise ParameterError(f"Unknown slice profile {profile!r}; choose one of {', '.join(PROFILES)}.")
-    from .networks import NETWORKS
+    from sr4zct.method.networks import NETWORKS
 
     if network not in NETWORKS:
         raise ParameterError(f"Unknown network {network!r}; choose one of {', '.join(sorted(NETWORKS))}.")
     preset_obj = preset if isinstance(preset, Preset) else get_preset(preset)
-    from .validation import validate_for_enhancement
+    from sr4zct.run.validation import validate_for_enhancement
 
     checked = validate_for_enhancement(
         vol, thickness_mm=thickness_mm, spacing_mm=spacing_mm, target_spacing_mm=target_spacing_mm,
@@ -256,11 +256,17 @@ def _enhance(
 
     import torch
 
-    from . import training
-    from .acquisition import output_positions_mm
-    from .budget import InferenceTimer
-    from .devices import resolve_device, set_cpu_threads
-    from .inference import FlipAverage, body_box, default_pass_pixels, enhance_array, inference_workload
+    from sr4zct.method import training
+    from sr4zct.method.acquisition import output_positions_mm
+    from sr4zct.method.inference import (
+        FlipAverage,
+        body_box,
+        default_pass_pixels,
+        enhance_array,
+        inference_workload,
+    )
+    from sr4zct.run.budget import InferenceTimer
+    from sr4zct.run.devices import resolve_device, set_cpu_threads
 
     if str(device).strip().lower() in ("auto", "cpu"):
         set_cpu_threads()
@@ -297,7 +303,7 @@ def _enhance(
             validate_every=preset_obj.validate_every,
             seed=seed,
         )
-        from .networks import build_network
+        from sr4zct.method.networks import build_network
 
         probe = build_network(config.network, config.network_config).to(torch_device)
         n_out = len(output_positions_mm(positions, pixel[0]))
@@ -478,9 +484,9 @@ def enhance_file(
     saved model is moved into place together with the outputs: on failure or cancellation no output file
     and no model file is left behind (see docs/errors.md).
     """
-    from .io import check_output, image_suffix, read_volume, write_volume
-    from .io.atomic import check_output_path, remove_stale_temporaries, temporary_name
-    from .validation import check_output_geometry, validate_model_file
+    from sr4zct.io import check_output, image_suffix, read_volume, write_volume
+    from sr4zct.io.atomic import check_output_path, remove_stale_temporaries, temporary_name
+    from sr4zct.run.validation import check_output_geometry, validate_model_file
 
     inp, out = Path(input_path), Path(output_path)
     targets = [out] + ([Path(uncertainty_path)] if uncertainty_path is not None else [])

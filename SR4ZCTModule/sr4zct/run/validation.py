@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import GeometryError, InputError, ModelError, ParameterError, ResourceError
-from .volume import SeriesGeometry, Volume
+from sr4zct.errors import GeometryError, InputError, ModelError, ParameterError, ResourceError
+from sr4zct.volume import SeriesGeometry, Volume
 
 __all__ = [
     "MAX_GAP_FACTOR",
@@ -177,7 +177,7 @@ def validate_geometry_for_enhancement(
             )
         _not_absurd("The slice spacing", d, MAX_SPACING_MM, "--spacing", from_file=True)
         gaps = np.diff(positions)
-        from .geometry import spacing_tolerance_mm
+        from sr4zct.method.geometry import spacing_tolerance_mm
 
         tolerance = spacing_tolerance_mm(d)
         duplicates = np.nonzero(gaps <= tolerance)[0]
@@ -307,7 +307,7 @@ def check_finite(
         raise InputError(
             f"The volume has {n_nan} NaN and {n_inf} infinite voxel(s) (the first at index [{where}]); "
             "SR4ZCT needs finite CT values. Replace them (e.g. with -1024 HU, air) before enhancing "
-            "(sr4zct.validation.check_finite(array, policy='fill') does that)."
+            "(sr4zct.run.validation.check_finite(array, policy='fill') does that)."
         )
     out = np.array(a, dtype=np.float32, copy=True)
     finite = out[np.isfinite(out)]
@@ -421,7 +421,7 @@ def check_output_geometry(geometry: SeriesGeometry, output_path: str | os.PathLi
         return
     axes = np.asarray(geometry.axes_lps, dtype=float)
     if np.max(np.abs(axes @ axes.T - np.eye(3))) > 1e-4:
-        from .errors import OutputError
+        from sr4zct.errors import OutputError
 
         raise OutputError(
             f"Cannot write {Path(output_path).name}: the grid is sheared (gantry tilt "

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ParameterError
+from sr4zct.errors import ParameterError
 
 __all__ = [
     "PROFILES",

@@ -141,7 +141,7 @@ NETWORKS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
 def build_network(name: str = "default", config: dict[str, Any] | None = None) -> nn.Module:
     """Instantiate a registered network; ``config`` overrides the registry defaults."""
     if name not in NETWORKS:
-        from .errors import ParameterError
+        from sr4zct.errors import ParameterError
 
         raise ParameterError(f"Unknown network {name!r}; choose one of {', '.join(sorted(NETWORKS))}.")
     cls, defaults = NETWORKS[name]

@@ -107,7 +107,7 @@ class _Bar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import enhance_file
+    from sr4zct.run.pipeline import enhance_file
 
     bar = _Bar(not args.quiet)
     try:

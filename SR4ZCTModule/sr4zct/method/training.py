@@ -1,7 +1,7 @@
 """Self-supervised patch training (docs/method.md, sections 2 and 4).
 
 The sharp axial images are degraded along one in-plane axis with the exact acquisition model
-(:func:`sr4zct.acquisition.degrade_operator_matrix`, i.e. ``F_up(F_down(.))``) and the network learns to
+(:func:`sr4zct.method.acquisition.degrade_operator_matrix`, i.e. ``F_up(F_down(.))``) and the network learns to
 undo it. Each training sample is a square patch:
 
 * vertical pair: a full-height column strip of an axial image is degraded along the rows (pixel = row
@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import acquisition
-from .budget import InferenceTimer
-from .devices import autocast, grad_scaler, is_out_of_memory, single_thread
-from .networks import build_network
-from .progress import ProgressReporter
+from sr4zct.method import acquisition
+from sr4zct.method.networks import build_network
+from sr4zct.run.budget import InferenceTimer
+from sr4zct.run.devices import autocast, grad_scaler, is_out_of_memory, single_thread
+from sr4zct.run.progress import ProgressReporter
 
 __all__ = [
     "BODY_THRESHOLD_HU",
@@ -239,7 +239,7 @@ def _loss_fn(name: str):
         return nn.functional.l1_loss
     if name == "l2":
         return nn.functional.mse_loss
-    from .errors import ParameterError
+    from sr4zct.errors import ParameterError
 
     raise ParameterError(f"Unknown loss {name!r}; use 'l1' or 'l2'.")
 
@@ -292,7 +292,7 @@ def train_model(
     device : torch device to train on.
     reporter : receives ``train`` progress (step, total, loss) and is polled for cancellation.
     inference_timer : when given (and ``config.max_seconds`` is set), training keeps back the time this
-        timer estimates for inference, re-timing the network as it validates (:mod:`sr4zct.budget`).
+        timer estimates for inference, re-timing the network as it validates (:mod:`sr4zct.run.budget`).
 
     Returns
     -------

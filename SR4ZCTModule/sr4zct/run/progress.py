@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from .errors import Cancelled
+from sr4zct.errors import Cancelled
 
 STAGES = ("prepare", "train", "infer", "write")
 

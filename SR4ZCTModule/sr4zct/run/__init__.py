@@ -1,0 +1,1 @@
+"""Running an enhancement: options, pipeline, time budget, progress, events, background process."""
