@@ -16,6 +16,7 @@ import pytest
 import SimpleITK as sitk
 from dicom_factory import CORONAL, write_series
 from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, RLELossless
+from sr4zct import system
 from sr4zct.cli import main
 from sr4zct.errors import GeometryError, InputError, ModelError, ParameterError, ResourceError
 from sr4zct.io import read_geometry, read_volume
@@ -503,7 +504,7 @@ def test_volume_too_large_for_memory(quick, tmp_path, capsys, monkeypatch):
     assert validation.format_bytes(need // 2) in line
     assert not out.exists()
     # The reader refuses a volume that cannot even be held.
-    monkeypatch.setattr(validation, "available_memory_bytes", lambda: 1000)
+    monkeypatch.setattr(system, "available_memory_bytes", lambda: 1000)
     with pytest.raises(ResourceError, match="of memory as float32 but only"):
         read_volume(s.folder)
     with pytest.raises(ResourceError):

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sr4zct.errors import OutputError
+from sr4zct.system import pid_exists
 
 _TMP_MARK = ".sr4zct-tmp-"
 
@@ -60,17 +61,6 @@ def temporary_name(path: str | os.PathLike) -> Path:
     return path.with_name(f".{stem}{_TMP_MARK}{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:12]}{suffix}")
 
 
-def _pid_exists(pid: int) -> bool:
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - psutil is a dependency; without it nothing counts as stale
-        return True
-    try:
-        return pid == os.getpid() or psutil.pid_exists(pid)
-    except (OSError, ValueError, psutil.Error):
-        return True
-
-
 def remove_stale_temporaries(path: str | os.PathLike, extra_suffixes: Iterable[str] = ()) -> list[Path]:
     """Remove temporaries of ``path`` (see :func:`temporary_name`, and their ``extra_suffixes`` sidecars)
     left in its folder by writers on this host whose process no longer exists; returns what was removed.
@@ -93,7 +83,7 @@ def remove_stale_temporaries(path: str | os.PathLike, extra_suffixes: Iterable[s
         return removed
     for entry in entries:
         match = pattern.fullmatch(entry.name)
-        if match is None or match["host"] != host or _pid_exists(int(match["pid"])):
+        if match is None or match["host"] != host or pid_exists(int(match["pid"])):
             continue
         stale = Path(entry.path)
         try:

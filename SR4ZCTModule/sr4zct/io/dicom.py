@@ -491,10 +491,11 @@ def _read_pixels(header: SliceHeader, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _check_fits_in_memory(n_bytes: int, folder: Path) -> None:
-    from sr4zct.run.validation import available_memory_bytes, format_bytes
+    from sr4zct.run.validation import format_bytes
+    from sr4zct.system import available_memory_bytes
 
     available = available_memory_bytes()
-    if n_bytes > available:
+    if available is not None and n_bytes > available:
         raise ResourceError(
             f"The series in {folder} needs {format_bytes(n_bytes)} of memory as float32 but only "
             f"{format_bytes(available)} is available."

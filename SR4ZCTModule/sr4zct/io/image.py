@@ -257,12 +257,13 @@ def read_image_geometry(
 
 def _check_fits_in_memory(geometry: SeriesGeometry, path: Path) -> None:
     from sr4zct.errors import ResourceError
-    from sr4zct.run.validation import available_memory_bytes, format_bytes
+    from sr4zct.run.validation import format_bytes
+    from sr4zct.system import available_memory_bytes
 
     # float32 result plus SimpleITK's float32 image it is copied from
     n_bytes = 2 * 4 * int(np.prod(geometry.shape, dtype=np.int64))
     available = available_memory_bytes()
-    if n_bytes > available:
+    if available is not None and n_bytes > available:
         raise ResourceError(
             f"{path.name} needs {format_bytes(n_bytes)} of memory as float32 but only "
             f"{format_bytes(available)} is available."

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from sr4zct.errors import ParameterError, ResourceError
+from sr4zct.system import total_memory_bytes
 
 __all__ = [
     "autocast",
@@ -136,12 +137,8 @@ def describe_devices() -> list[dict[str, Any]]:
             )
     if _mps_available():
         devices.append({"id": "mps", "name": "Apple MPS GPU", "memory_gb": None})
-    try:
-        import psutil
-
-        ram = round(psutil.virtual_memory().total / 2**30, 1)
-    except Exception:  # psutil missing or restricted: memory unknown
-        ram = None
+    total = total_memory_bytes()
+    ram = None if total is None else round(total / 2**30, 1)
     devices.append({"id": "cpu", "name": f"CPU ({os.cpu_count() or 1} cores)", "memory_gb": ram})
     return devices
 

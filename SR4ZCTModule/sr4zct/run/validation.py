@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sr4zct.errors import GeometryError, InputError, ModelError, ParameterError, ResourceError
+from sr4zct.system import available_memory_bytes
 from sr4zct.volume import SeriesGeometry, Volume
 
 __all__ = [
@@ -368,13 +369,6 @@ def estimate_memory_bytes(
     return int(BASE_MEMORY_BYTES + plane * volumes)
 
 
-def available_memory_bytes() -> int:
-    """Memory the process can use now (psutil ``virtual_memory().available``)."""
-    import psutil
-
-    return int(psutil.virtual_memory().available)
-
-
 def check_memory(
     required_bytes: int,
     *,
@@ -387,7 +381,7 @@ def check_memory(
     """
     if available_bytes is None:
         available_bytes = available_memory_bytes()
-    if required_bytes > available_bytes:
+    if available_bytes is not None and required_bytes > available_bytes:
         raise ResourceError(
             f"Not enough memory: enhancing needs about {format_bytes(required_bytes)} but only "
             f"{format_bytes(available_bytes)} is available; {hint}."
@@ -495,7 +489,7 @@ def validate_for_enhancement(
     held = int(np.asarray(volume.array).nbytes)
     need -= held
     available = available_memory_bytes() if available_bytes is None else int(available_bytes)
-    if need > available:
+    if available is not None and need > available:
         check_memory(
             need,
             available_bytes=available,
