@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 import torch
-from sr4zct.method.inference import _tiles, body_box, enhance_array, inference_workload
+from sr4zct.method.body import body_box
+from sr4zct.method.inference import _tiles, enhance_array, inference_workload
 from sr4zct.method.training import TrainingConfig, train_model
 from sr4zct.run.budget import InferenceTimer
 from test_training import SMALL_NET, synthetic_ct

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 from sr4zct.method import acquisition
-from sr4zct.method.inference import body_box, enhance_array, predict_images
+from sr4zct.method.body import body_box
+from sr4zct.method.inference import enhance_array, predict_images
 from sr4zct.method.networks import ResidualCNN
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from sr4zct.errors import GeometryError, ParameterError
+from sr4zct.method.body import body_box as body_box_yx
 from sr4zct.volume import Volume, make_geometry
 
 __all__ = [
@@ -351,12 +352,10 @@ def body_box(
             f"The ground truth has {a.shape[0]} slices of {slice_mm:g} mm: none is left after dropping "
             f"{thickness_mm:g} mm at either end."
         )
-    body = a > threshold_hu
-    rows = np.flatnonzero(body.any(axis=(0, 2)))
-    cols = np.flatnonzero(body.any(axis=(0, 1)))
-    if rows.size == 0:
+    if not np.any(a > threshold_hu):
         raise ParameterError(f"No ground-truth voxel is above {threshold_hu:g} HU; the body box is empty.")
-    return slice(drop, a.shape[0] - drop), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    rows, cols = body_box_yx(a, threshold_hu)
+    return slice(drop, a.shape[0] - drop), rows, cols
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:

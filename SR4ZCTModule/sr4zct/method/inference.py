@@ -6,8 +6,8 @@
 2. Run the network on every coronal image ``up[:, r, :]`` and sagittal image ``up[:, :, c]`` inside the
    body bounding box (outside it the result stays linear interpolation), batched and tiled so that memory
    stays bounded.
-3. Resample both estimates to the output grid if it differs from the internal one, and fuse them (mean);
-   optionally return ``|coronal - sagittal|`` as a disagreement (uncertainty) volume.
+3. Resample both estimates to the output grid if it differs from the internal one, and fuse them
+   (:func:`sr4zct.method.fusion.fuse_estimates`: mean, and optionally ``|coronal - sagittal|``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from sr4zct.method import acquisition
-from sr4zct.method.training import BODY_THRESHOLD_HU, Normalisation
+from sr4zct.method.body import body_box
+from sr4zct.method.fusion import fuse_estimates
+from sr4zct.method.training import Normalisation
 from sr4zct.run.devices import autocast, is_out_of_memory
 from sr4zct.run.progress import ProgressReporter
 
@@ -65,21 +67,6 @@ class FlipAverage(nn.Module):
         for dims in self.FLIPS[1:]:
             total = total + self.model(x.flip(dims)).flip(dims)
         return total / len(self.FLIPS)
-
-
-def body_box(array_hu: np.ndarray, threshold_hu: float = BODY_THRESHOLD_HU) -> tuple[slice, slice]:
-    """Rows and columns (as slices) of the box holding every voxel above ``threshold_hu`` in any slice.
-
-    The whole image is returned when nothing exceeds the threshold (e.g. data not in HU).
-    """
-    footprint = np.zeros(array_hu.shape[1:], dtype=bool)
-    for k in range(array_hu.shape[0]):  # slice by slice: no full-size temporary mask
-        footprint |= array_hu[k] > threshold_hu
-    rows = np.flatnonzero(footprint.any(axis=1))
-    cols = np.flatnonzero(footprint.any(axis=0))
-    if rows.size == 0 or cols.size == 0:
-        return slice(0, array_hu.shape[1]), slice(0, array_hu.shape[2])
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 # Pixels per forward pass on the CPU. Measured on 2 cores (default network, 8 x 32): 256 k pixels per pass
@@ -355,11 +342,9 @@ def enhance_array(
 
     coronal = to_output(coronal, grid_c)
     sagittal = to_output(sagittal, grid_s)
-    disagreement = np.abs(coronal - sagittal) if uncertainty else None
-    coronal += sagittal
-    coronal *= 0.5
-    # like F_up in the acquisition model: never leave the input's intensity range (no undershoot below air)
-    np.clip(coronal, float(src.min()), float(src.max()), out=coronal)
+    fused, disagreement = fuse_estimates(
+        coronal, sagittal, value_range=(float(src.min()), float(src.max())), disagreement=uncertainty
+    )
     return InferenceResult(
-        array=coronal, positions_mm=out_positions, uncertainty=disagreement, messages=messages
+        array=fused, positions_mm=out_positions, uncertainty=disagreement, messages=messages
     )

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from sr4zct.method import acquisition
+from sr4zct.method.body import BODY_THRESHOLD_HU
 from sr4zct.method.networks import build_network
 from sr4zct.run.budget import InferenceTimer
 from sr4zct.run.devices import autocast, grad_scaler, is_out_of_memory, single_thread
@@ -46,8 +47,6 @@ __all__ = [
     "seed_everything",
     "train_model",
 ]
-
-BODY_THRESHOLD_HU = -500.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,334 @@
+"""Every option of an enhancement, defined once: :class:`EnhanceOptions`.
+
+The Python API (:func:`sr4zct.enhance`, :func:`sr4zct.enhance_file`), the command line
+(``sr4zct enhance``), the background process and the Slicer module all take their options, defaults,
+allowed values, units and help texts from here; so do the vocabularies :data:`PROFILES`, :data:`NETWORKS`,
+:data:`DEVICES` and the preset names (:data:`sr4zct.run.presets.PRESETS`).
+
+Importing this module is cheap (no torch): the Slicer GUI uses it.
+
+Examples
+--------
+>>> options = EnhanceOptions(thickness_mm=3.0, preset="fast")
+>>> options.to_dict()["preset"]
+'fast'
+>>> EnhanceOptions.from_dict({"thickness_mm": 3, "seed": 1}).seed
+1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import numbers
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sr4zct.errors import ParameterError
+from sr4zct.run.presets import PRESETS
+
+__all__ = ["DEVICES", "NETWORKS", "OUTPUT_DTYPES", "PROFILES", "EnhanceOptions", "flag_of"]
+
+#: slice sensitivity profiles of the acquisition model (docs/method.md, section 2)
+PROFILES = ("box", "gaussian")
+#: network architectures (sr4zct.method.networks)
+NETWORKS = ("default", "msd")
+#: device choices; ``cuda:N`` picks one GPU
+DEVICES = ("auto", "cpu", "cuda", "mps")
+#: data type of the enhanced volume; ``auto`` keeps integer HU as int16
+OUTPUT_DTYPES = ("auto", "int16", "float32")
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_SEED_LIMIT = 2**32
+
+
+def _option(
+    default: Any,
+    help: str,  # noqa: A002 - argparse's name
+    *,
+    kind: type,
+    flag: str | None = None,
+    unit: str | None = None,
+    choices: tuple[Any, ...] | None = None,
+    metavar: str | None = None,
+    group: str,
+) -> Any:
+    return field(
+        default=default,
+        metadata={
+            "help": help,
+            "kind": kind,
+            "flag": flag,
+            "unit": unit,
+            "choices": choices,
+            "metavar": metavar,
+            "group": group,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class EnhanceOptions:
+    """The options of one enhancement; validated on construction.
+
+    Attributes
+    ----------
+    thickness_mm : float or None
+        Slice thickness T in mm; default the input's (DICOM SliceThickness, or the value an SR4ZCT output
+        records). Required when the input has none.
+    spacing_mm : float or None
+        Slice spacing d (centre to centre) in mm; default measured from the slice positions (irregular
+        positions are then honoured). When given, the slices are taken as regularly spaced by d.
+    target_spacing_mm : float or None
+        Output slice spacing in mm; default the in-plane row pixel size (isotropic). Must be < d.
+    profile : str
+        Slice sensitivity profile, one of :data:`PROFILES`: ``box`` (as in the paper) or ``gaussian``
+        (FWHM = T, closer to helical CT).
+    preset : str
+        Training budget, one of :data:`sr4zct.run.presets.PRESETS`.
+    network : str
+        Architecture, one of :data:`NETWORKS`: ``default`` (fast residual CNN) or ``msd`` (the paper's).
+    seed : int
+        Seeds every random draw: same seed, device and threads give the same output (unless the time limit
+        cuts training short).
+    max_minutes : float or None
+        Wall-time cap of the whole run in minutes; default the preset's.
+    model_path : str or None
+        Apply this saved model instead of training.
+    save_model_path : str or None
+        Also save the trained model there.
+    device : str
+        ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    allow_cpu_fallback : bool
+        When the GPU runs out of memory even with smaller batches and tiles, run again on the CPU.
+    series_uid : str or None
+        SeriesInstanceUID to read when a DICOM folder holds several series.
+    slice_axis : int or None
+        Image files: the NumPy axis (``z, y, x`` as read) that is through-plane; default the axis the file
+        records, else the coarsest.
+    allow_non_ct : bool
+        Enhance a DICOM series whose modality is not CT (with a warning) instead of refusing it.
+    uncertainty_path : str or None
+        Also write ``|coronal - sagittal|`` in HU there (:func:`sr4zct.enhance_file`).
+    output_dtype : str
+        ``auto`` (int16 HU, rounded and clipped, when the input is integer; else float32), ``int16`` or
+        ``float32``.
+    overwrite : bool
+        Replace an earlier SR4ZCT output at the output path (anything else is refused).
+    """
+
+    thickness_mm: float | None = _option(
+        None, "slice thickness T (default: from the input's header)", kind=float, flag="--thickness",
+        unit="mm", metavar="MM", group="acquisition",
+    )  # fmt: skip
+    spacing_mm: float | None = _option(
+        None, "slice spacing d, centre to centre (default: measured from the slice positions)", kind=float,
+        flag="--spacing", unit="mm", metavar="MM", group="acquisition",
+    )  # fmt: skip
+    target_spacing_mm: float | None = _option(
+        None, "output slice spacing (default: the in-plane pixel size, isotropic)", kind=float,
+        flag="--target-spacing", unit="mm", metavar="MM", group="acquisition",
+    )  # fmt: skip
+    profile: str = _option(
+        "box", "slice sensitivity profile: box (as in the paper) or gaussian (FWHM = thickness)", kind=str,
+        choices=PROFILES, group="acquisition",
+    )  # fmt: skip
+    preset: str = _option(
+        "balanced", "training budget: fast, balanced or best (about 5 / 15 / 45 min at most on a 2-core CPU)",
+        kind=str, choices=tuple(PRESETS), group="training",
+    )  # fmt: skip
+    network: str = _option(
+        "default", "network: default (fast residual CNN) or msd (the paper's MS-D)", kind=str,
+        choices=NETWORKS, group="training",
+    )  # fmt: skip
+    seed: int = _option(0, "random seed (same seed, same result)", kind=int, group="training")
+    max_minutes: float | None = _option(
+        None, "wall-time cap of the whole run (default: the preset's)", kind=float, unit="min",
+        metavar="MIN", group="training",
+    )  # fmt: skip
+    model_path: str | None = _option(
+        None, "apply a saved model instead of training", kind=str, flag="--model", metavar="PATH",
+        group="training",
+    )  # fmt: skip
+    save_model_path: str | None = _option(
+        None, "also save the trained model to PATH", kind=str, flag="--save-model", metavar="PATH",
+        group="training",
+    )  # fmt: skip
+    device: str = _option(
+        "auto", "auto, cpu, cuda, cuda:N or mps", kind=str, metavar="DEVICE", group="device",
+    )  # fmt: skip
+    allow_cpu_fallback: bool = _option(
+        False, "when the GPU runs out of memory, run again on the CPU", kind=bool, flag="--cpu-fallback",
+        group="device",
+    )  # fmt: skip
+    series_uid: str | None = _option(
+        None, "SeriesInstanceUID when the folder holds several series", kind=str, flag="--series",
+        metavar="UID", group="input",
+    )  # fmt: skip
+    slice_axis: int | None = _option(
+        None, "image files: the through-plane NumPy axis (z, y, x order as read; default: the one the file "
+        "records, else the coarsest)", kind=int, choices=(0, 1, 2), group="input",
+    )  # fmt: skip
+    allow_non_ct: bool = _option(
+        False, "enhance a series whose DICOM modality is not CT (warns)", kind=bool, group="input",
+    )  # fmt: skip
+    uncertainty_path: str | None = _option(
+        None, "also write |coronal - sagittal| (HU) to PATH", kind=str, flag="--uncertainty",
+        metavar="PATH", group="output",
+    )  # fmt: skip
+    output_dtype: str = _option(
+        "auto", "auto: int16 HU when the input is integer, else float32", kind=str, choices=OUTPUT_DTYPES,
+        group="output",
+    )  # fmt: skip
+    overwrite: bool = _option(
+        False, "replace an earlier SR4ZCT output at the output path", kind=bool, group="output",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = _checked(f.name, getattr(self, f.name), f.metadata)
+            object.__setattr__(self, f.name, value)
+
+    # -- conversions ------------------------------------------------------------------------------------
+    def replace(self, **changes: Any) -> EnhanceOptions:
+        """A copy with ``changes`` (option names); unknown names raise :class:`ParameterError`."""
+        _reject_unknown(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option as a JSON-ready dict."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EnhanceOptions:
+        """Options from a dict such as :meth:`to_dict` returns; missing names take their defaults."""
+        if not isinstance(data, dict):
+            raise ParameterError(f"Options must be a dict of option names, got {type(data).__name__}.")
+        _reject_unknown(data)
+        return cls(**data)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    # -- command line -----------------------------------------------------------------------------------
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add one command-line argument per option to ``parser``, grouped as in the class."""
+        groups: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            group = groups.get(meta["group"])
+            if group is None:
+                group = groups[meta["group"]] = parser.add_argument_group(f"{meta['group']} options")
+            kwargs: dict[str, Any] = {"dest": f.name, "help": _help_text(f)}
+            if meta["kind"] is bool:
+                kwargs.update(action="store_true", default=False)
+            else:
+                kwargs.update(type=meta["kind"], default=f.default, metavar=meta["metavar"])
+                if meta["choices"] is not None:
+                    kwargs["choices"] = meta["choices"]
+                    kwargs.pop("metavar")
+            group.add_argument(flag_of(f.name), **kwargs)
+
+    @classmethod
+    def from_args(cls, namespace: argparse.Namespace) -> EnhanceOptions:
+        """Options from parsed command-line arguments (see :meth:`add_arguments`)."""
+        return cls(**{name: getattr(namespace, name) for name in cls.names()})
+
+    def to_args(self) -> list[str]:
+        """Command-line arguments that reproduce these options (defaults left out)."""
+        args: list[str] = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value == f.default:
+                continue
+            if f.metadata["kind"] is bool:
+                args.append(flag_of(f.name))
+            else:
+                args += [flag_of(f.name), format(value, ".17g") if isinstance(value, float) else str(value)]
+        return args
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of option ``name`` (``thickness_mm`` -> ``--thickness``)."""
+    for f in dataclasses.fields(EnhanceOptions):
+        if f.name == name:
+            return f.metadata["flag"] or "--" + name.replace("_", "-")
+    raise KeyError(name)
+
+
+def _help_text(f: dataclasses.Field) -> str:
+    text = f.metadata["help"]
+    if f.default not in (None, False) and "default" not in text:
+        text += f" (default {f.default})"
+    return text
+
+
+def _reject_unknown(names: Any) -> None:
+    unknown = sorted(set(names) - set(EnhanceOptions.names()))
+    if unknown:
+        raise ParameterError(
+            f"Unknown option(s): {', '.join(map(str, unknown))}; the options are {', '.join(EnhanceOptions.names())}."
+        )
+
+
+def _checked(name: str, value: Any, meta: Any) -> Any:
+    """``value`` converted to the option's type, or a :class:`ParameterError` naming ``name``."""
+    kind = meta["kind"]
+    if value is None:
+        if kind is bool or name in _REQUIRED_VALUES:
+            raise ParameterError(f"{name} must be {_kind_words(kind)}, got None.")
+        return None
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ParameterError(f"{name} must be True or False, got {value!r}.")
+        return value
+    if kind is float:
+        return _checked_float(name, value, meta)
+    if kind is int:
+        return _checked_int(name, value, meta)
+    if isinstance(value, os.PathLike) and meta["metavar"] == "PATH":
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ParameterError(f"{name} must be a non-empty {_kind_words(kind)}, got {value!r}.")
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ParameterError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}.")
+    if name == "device" and not _DEVICE_PATTERN.match(value):
+        raise ParameterError(f"device must be auto, cpu, cuda, cuda:N or mps, got {value!r}.")
+    return value
+
+
+_REQUIRED_VALUES = ("profile", "preset", "network", "seed", "device", "output_dtype")
+
+
+def _kind_words(kind: type) -> str:
+    return {bool: "True or False", float: "a number", int: "an integer", str: "text"}[kind]
+
+
+_UNIT_WORDS = {"mm": "millimetres", "min": "minutes"}
+
+
+def _checked_float(name: str, value: Any, meta: Any) -> float:
+    unit = _UNIT_WORDS.get(meta["unit"], meta["unit"])
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{name} must be a number of {unit}, got {value!r}.")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ParameterError(f"{name} must be a positive number of {unit}, got {value!r}.")
+    return number
+
+
+def _checked_int(name: str, value: Any, meta: Any) -> int:
+    whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole:
+        raise ParameterError(f"{name} must be an integer, got {value!r}.")
+    number = int(value)
+    if meta["choices"] is not None and number not in meta["choices"]:
+        raise ParameterError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}.")
+    if name == "seed" and not 0 <= number < _SEED_LIMIT:
+        raise ParameterError(f"seed must be an integer from 0 to 2**32 - 1, got {value!r}.")
+    return number
