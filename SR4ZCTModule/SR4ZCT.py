@@ -2,14 +2,17 @@
 
 A thin layer over the Slicer-free core package ``sr4zct`` (bundled next to this file): it reads the
 acquisition geometry of the selected volume (from the DICOM database when the volume came from DICOM),
-writes the volume to a temporary NRRD file, runs the core's background worker with Slicer's Python
-(``PythonSlicer -m sr4zct.worker``), shows progress, and loads the result as a new volume node with the
-input's parent transform, window/level and place in the subject hierarchy.
+writes the volume to a temporary NRRD file, runs the core's command line as a background process with
+Slicer's Python (``PythonSlicer -m sr4zct enhance ... --events``, through :class:`sr4zct.BackgroundJob`),
+shows progress, and loads the result as a new volume node with the input's parent transform, window/level
+and place in the subject hierarchy.
 
 Scripting (Python console)::
 
     logic = slicer.util.getModuleLogic("SR4ZCT")   # or SR4ZCT.SR4ZCTLogic()
-    outputNode = logic.enhance(getNode("CT"), preset="fast")
+    outputNode = logic.enhance(getNode("CT"), thicknessMm=3.0, preset="fast")
+    job = logic.enhance(getNode("CT"), thicknessMm=3.0, wait=False)   # a sr4zct.BackgroundJob
+    outputNode = logic.waitForResult(job)
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
-import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -41,11 +44,9 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 from sr4zct.errors import GeometryError, OutputError, ParameterError, ResourceError, SR4ZCTError
-from sr4zct.run.jobs import log_line
+from sr4zct.run.options import DEVICES, PROFILES, EnhanceOptions
+from sr4zct.run.presets import PRESETS
 
-PROFILES = ["box", "gaussian"]
-PRESETS = ["fast", "balanced", "best"]
-DEVICES = ["auto", "cuda", "mps", "cpu"]
 TORCH_REQUIREMENT = ">=2.1"
 # Non-DICOM volumes may carry their slice thickness in this node attribute (the sample phantom does).
 THICKNESS_ATTRIBUTE = "SR4ZCT.sliceThicknessMm"
@@ -175,9 +176,9 @@ class SR4ZCTParameterNode:
     thicknessMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     spacingMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     targetSpacingMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
-    profile: Annotated[str, Choice(PROFILES)] = "box"
-    preset: Annotated[str, Choice(PRESETS)] = "balanced"
-    device: Annotated[str, Choice(DEVICES)] = "auto"
+    profile: Annotated[str, Choice(list(PROFILES))] = "box"
+    preset: Annotated[str, Choice(list(PRESETS))] = "balanced"
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     modelPath: str = ""
     saveModelPath: str = ""
@@ -216,6 +217,21 @@ def throughPlaneAxis(directionsRas, spacingMm, stackingDirectionRas=None) -> int
     largest = max(spacingMm)
     candidates = [a for a in range(3) if math.isclose(spacingMm[a], largest, rel_tol=1e-3)]
     return int(max(candidates, key=lambda a: abs(directionsRas[a][2])))
+
+
+def optionName(slicerName: str) -> str:
+    """The core's option name for a Slicer-style keyword: ``thicknessMm`` -> ``thickness_mm``."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", slicerName).lower()
+
+
+def logText(event: dict) -> str:
+    """A one-line rendering of a background event for the panel's log."""
+    kind = event.get("event")
+    if kind == "log":
+        return f"[{event.get('level', 'info')}] {event.get('message', '')}"
+    if kind == "failed":
+        return f"failed ({event.get('code')}): {event.get('message')}"
+    return f"{kind}: {event.get('message') or event.get('output_path') or ''}".rstrip(": ")
 
 
 def formatDuration(seconds: float | None) -> str:
@@ -299,7 +315,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._geometry: VolumeGeometry | None = None
         self._geometryNodeId: str | None = None
-        self._run: SR4ZCTRun | None = None
+        self._job = None  # the running sr4zct.BackgroundJob
         self._timer = None
 
     def setup(self) -> None:
@@ -334,8 +350,8 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        if self._run is not None and not self._run.done:
-            self._run.cancel()
+        if self._running():
+            self._job.cancel()
         if self._timer is not None:
             self._timer.stop()
         self.removeObservers()
@@ -350,10 +366,10 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._run is not None and not self._run.done:
+        if self._running():
             # The input node is going away: stop the job rather than load a result into an empty scene.
-            self._run.discardResult = True
-            self._run.cancel()
+            self.logic.discardResult(self._job)
+            self._job.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -449,7 +465,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceInfoLabel.text = self.logic.deviceDescription()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        if self._run is not None and not self._run.done:
+        if self._running():
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the running enhancement; nothing is written.")
             self.ui.applyButton.enabled = True
@@ -467,10 +483,13 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.enabled = True
 
     # -- run ------------------------------------------------------------------------------------------
+    def _running(self) -> bool:
+        return self._job is not None and self._job.state not in ("finished", "cancelled", "failed")
+
     def onApplyButton(self) -> None:
-        if self._run is not None and not self._run.done:
+        if self._running():
             self.appendLog(_("Cancelling..."))
-            self._run.cancel()
+            self._job.cancel()
             self.ui.applyButton.enabled = False
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the enhancement."), waitCursor=True):
@@ -481,7 +500,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.setValue(0)
             self.ui.progressBar.visible = True
             self.ui.statusLabel.text = _("Starting...")
-            self._run = self.logic.enhance(
+            self._job = self.logic.enhance(
                 p.inputVolume,
                 thicknessMm=p.thicknessMm,
                 spacingMm=self._spacingOverride(),
@@ -506,13 +525,12 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return spacing
 
     def onTimer(self) -> None:
-        run = self._run
-        if run is None:
+        if self._job is None:
             self._timer.stop()
             return
-        for event in run.poll():
+        for event in self._job.poll():  # the result is loaded in here, on the main thread
             self.handleEvent(event)
-        if run.done and run.handled:
+        if not self._running():
             self._timer.stop()
             self._checkCanApply()
 
@@ -525,10 +543,10 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             device = event.get("device_description") or event.get("device") or "?"
             self.appendLog(_("Worker started on {device}.").format(device=device))
         elif kind == "log":
-            self.appendLog(log_line(event))
+            self.appendLog(logText(event))
         elif kind == "finished":
             self.ui.progressBar.setValue(1000)
-            node = self._run.outputNode if self._run else None
+            node = self.logic.resultNode(self._job) if self._job else None
             if node is not None and self._parameterNode:
                 self._parameterNode.outputVolume = node
             self.ui.statusLabel.text = _("Done: {name}").format(name=node.GetName() if node else "")
@@ -549,102 +567,6 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 #
-# SR4ZCTRun: one background enhancement started from Slicer
-#
-
-
-class SR4ZCTRun:
-    """Handle of a running enhancement (returned by ``SR4ZCTLogic.enhance(..., wait=False)``).
-
-    Call :meth:`poll` regularly from the main thread (the module does it from a QTimer): it returns the
-    worker's events and, on ``finished``, loads the result into the scene (``outputNode``).
-    :meth:`wait` blocks (keeping Slicer's event loop alive) and returns the output node.
-    """
-
-    def __init__(self, logic: SR4ZCTLogic, job, inputNode, tempDir: str, outputName: str, options: dict):
-        self.logic = logic
-        self.job = job
-        self.inputNode = inputNode
-        self.tempDir = tempDir
-        self.outputName = outputName
-        self.options = options
-        self.outputNode = None
-        self.terminal: dict | None = None
-        self.handled = False
-        self.discardResult = False  # set when the scene closes during the run
-
-    @property
-    def state(self) -> str:
-        return self.job.state
-
-    @property
-    def done(self) -> bool:
-        return self.handled
-
-    @property
-    def result(self) -> dict | None:
-        return self.job.result
-
-    def cancel(self) -> None:
-        self.job.cancel()
-
-    def poll(self) -> list[dict]:
-        events = self.job.poll()
-        for event in events:
-            if event.get("event") in ("finished", "cancelled", "failed") and not self.handled:
-                self.terminal = event
-                try:
-                    if event["event"] == "finished" and not self.discardResult:
-                        self.outputNode = self.logic.loadResult(self, event)
-                finally:
-                    self.handled = True
-                    self.logic.removeTempFiles(self)
-        if not events and self.job.done and not self.handled:
-            # The worker ended and its terminal event was drained elsewhere: settle from the job.
-            terminal = self.job.terminal or {
-                "event": "failed",
-                "message": "The worker ended without a result.",
-            }
-            events = [terminal]
-            self.terminal = terminal
-            if terminal["event"] == "finished" and not self.discardResult:
-                self.outputNode = self.logic.loadResult(self, terminal)
-            self.handled = True
-            self.logic.removeTempFiles(self)
-        return events
-
-    def wait(
-        self,
-        progressCallback: Callable[[dict], None] | None = None,
-        timeoutS: float | None = None,
-    ):
-        """Block until the job ends; return the output node or raise the job's error."""
-        from sr4zct.run.jobs import error_from_event
-
-        start = time.monotonic()
-        while not self.handled:
-            for event in self.poll():
-                if progressCallback is not None:
-                    progressCallback(event)
-            if self.handled:
-                break
-            if timeoutS is not None and time.monotonic() - start > timeoutS:
-                self.cancel()
-                raise ResourceError(
-                    f"The enhancement did not finish within {timeoutS:g} s and was cancelled."
-                )
-            slicer.app.processEvents()
-            time.sleep(0.05)
-        if self.terminal["event"] == "finished":
-            return self.outputNode
-        if self.terminal["event"] == "cancelled":
-            raise sr4zct.Cancelled(
-                self.terminal.get("message") or "Cancelled by the user; nothing was written."
-            )
-        raise error_from_event(self.terminal)
-
-
-#
 # SR4ZCTLogic
 #
 
@@ -654,6 +576,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self._runs: dict = {}  # sr4zct.BackgroundJob -> what its result needs (input node, name, folder)
 
     def getParameterNode(self):
         return SR4ZCTParameterNode(super().getParameterNode())
@@ -822,98 +745,147 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     def enhance(
         self,
         inputVolumeNode,
-        thicknessMm: float | None = None,
-        spacingMm: float | None = None,
-        targetSpacingMm: float | None = None,
-        profile: str = "box",
-        preset: str = "balanced",
-        device: str = "auto",
-        seed: int = 0,
-        modelPath: str | None = None,
-        saveModelPath: str | None = None,
-        maxMinutes: float | None = None,
+        options: EnhanceOptions | None = None,
+        *,
         keepTempFiles: bool = False,
         outputName: str | None = None,
         showResult: bool = True,
         wait: bool = True,
         progressCallback: Callable[[dict], None] | None = None,
+        **changes,
     ):
-        """Enhance the through-plane resolution of ``inputVolumeNode`` in a background worker.
+        """Enhance the through-plane resolution of ``inputVolumeNode`` in a background process.
 
         Parameters
         ----------
-        inputVolumeNode : scalar volume node with the thick-slice CT (HU).
-        thicknessMm : slice thickness; default from DICOM (or the node attribute ``SR4ZCT.sliceThicknessMm``);
-            required for other volumes.
-        spacingMm : slice spacing override; default measured by the worker from the volume.
-        targetSpacingMm : output slice spacing; default the in-plane pixel size (isotropic).
-        profile, preset, device, seed, maxMinutes : see ``sr4zct enhance --help``.
-        modelPath : apply this saved model instead of training.
-        saveModelPath : also save the trained model there.
-        keepTempFiles : keep the temporary NRRD files (their folder is logged).
-        outputName : name of the new node; default "<input name> SR4ZCT".
-        showResult : show input and output side by side (coronal, linked) when done.
-        wait : block until done and return the output node; with False return a :class:`SR4ZCTRun`.
-        progressCallback : with ``wait=True``, called with every worker event (dicts, see docs/events.md).
+        inputVolumeNode : vtkMRMLScalarVolumeNode
+            The thick-slice CT (HU).
+        options : sr4zct.EnhanceOptions, optional
+            Every option of the enhancement; ``changes`` override single ones, by the core's names or their
+            Slicer-style spelling (``thicknessMm=3.0``, ``preset="fast"``, ``maxMinutes=5``; see
+            ``sr4zct enhance --help``). The thickness defaults to the one read from DICOM (or the node
+            attribute ``SR4ZCT.sliceThicknessMm``) and is required for other volumes.
+        keepTempFiles : bool
+            Keep the temporary NRRD files (their folder is logged).
+        outputName : str, optional
+            Name of the new node; default "<input name> SR4ZCT" (made unique).
+        showResult : bool
+            Show input and output side by side (coronal, linked) when done.
+        wait : bool
+            Block until done (Slicer keeps redrawing) and return the output node; with False return the
+            running :class:`sr4zct.BackgroundJob` (``poll()``, ``cancel()``, ``finish()``, ``state``); then
+            :meth:`waitForResult` gives the node.
+        progressCallback : callable, optional
+            With ``wait=True``, called with every background event (dicts, see docs/events.md).
 
         Returns
         -------
-        vtkMRMLScalarVolumeNode, or SR4ZCTRun when ``wait`` is False.
+        vtkMRMLScalarVolumeNode, or sr4zct.BackgroundJob when ``wait`` is False.
         """
-        from sr4zct.run.jobs import BackgroundJob, JobSpec
+        from sr4zct.run.background import BackgroundJob
 
         if inputVolumeNode is None:
             raise ParameterError("No input volume given.")
         geometry = self.readGeometry(inputVolumeNode)
-        if thicknessMm is None or thicknessMm <= 0:
-            thicknessMm = geometry.thicknessMm
-        if thicknessMm is None:
-            raise ParameterError(
-                f"The slice thickness of '{inputVolumeNode.GetName()}' is unknown (it was not loaded from "
-                "DICOM): pass thicknessMm, the real slice thickness in millimetres."
-            )
-        pythonSlicer = shutil.which("PythonSlicer")
-        if pythonSlicer is None:
-            raise ResourceError("Cannot find Slicer's Python launcher 'PythonSlicer' to run the worker.")
-
-        options = {
-            "thickness_mm": float(thicknessMm),
-            "spacing_mm": None if spacingMm is None else float(spacingMm),
-            "target_spacing_mm": None if not targetSpacingMm else float(targetSpacingMm),
-            "profile": profile,
-            "preset": preset,
-            "device": device,
-            "seed": int(seed),
-            "max_minutes": maxMinutes,
-            "model_path": str(modelPath) if modelPath else None,
-            "save_model_path": str(saveModelPath) if saveModelPath else None,
-            "keep_temp": bool(keepTempFiles),
-        }
+        options = (options or EnhanceOptions()).replace(**{optionName(k): v for k, v in changes.items()})
+        if options.thickness_mm is None:
+            if geometry.thicknessMm is None:
+                raise ParameterError(
+                    f"The slice thickness of '{inputVolumeNode.GetName()}' is unknown (it was not loaded from "
+                    "DICOM): pass thicknessMm, the real slice thickness in millimetres."
+                )
+            options = options.replace(thickness_mm=float(geometry.thicknessMm))
+        # The NRRD keeps the node's IJK axes, so the through-plane axis shown in the panel (which may come
+        # from the DICOM stacking direction) is NumPy axis 2 - IJK axis of the file.
+        options = options.replace(slice_axis=2 - geometry.axis)
         tempDir = slicer.util.tempDirectory("SR4ZCT")
         inputPath = os.path.join(tempDir, "input.nrrd")
+        job = None
         try:
-            # Options are validated (BackgroundJob checks the spec) before the volume is written. The NRRD
-            # keeps the node's IJK axes, so the through-plane axis shown in the panel (which may come from
-            # the DICOM stacking direction) is NumPy axis 2 - IJK axis of the file.
-            spec = JobSpec(
-                input_path=inputPath,
-                output_path=os.path.join(tempDir, "output.nrrd"),
-                slice_axis=2 - geometry.axis,
-                **options,
-            )
-            env = {"CUDA_VISIBLE_DEVICES": "-1"} if device == "cpu" else None
-            job = BackgroundJob(spec, python_executable=pythonSlicer, env=env)
+            job = BackgroundJob(
+                inputPath, os.path.join(tempDir, "output.nrrd"), options,
+                python_executable=self.pythonSlicer(),
+                env={"CUDA_VISIBLE_DEVICES": "-1"} if options.device == "cpu" else None,
+            )  # fmt: skip
             self.writeVolumeFile(inputVolumeNode, inputPath)
-            name = outputName or inputVolumeNode.GetName() + OUTPUT_SUFFIX
-            run = SR4ZCTRun(self, job, inputVolumeNode, tempDir, name, {**options, "show_result": showResult})
+            self._runs[job] = {
+                "inputNode": inputVolumeNode,
+                "outputName": outputName or self.uniqueNodeName(inputVolumeNode.GetName() + OUTPUT_SUFFIX),
+                "tempDir": tempDir,
+                "keepTempFiles": keepTempFiles,
+                "showResult": showResult,
+                "outputNode": None,
+                "discard": False,
+            }
+            job.add_done_callback(self._onJobDone)
             logging.info(f"SR4ZCT: enhancing '{inputVolumeNode.GetName()}' ({geometry!r}) in {tempDir}")
             job.start()
         except BaseException:
+            self._runs.pop(job, None)
             shutil.rmtree(tempDir, ignore_errors=True)
             raise
         if not wait:
-            return run
-        return run.wait(progressCallback=progressCallback)
+            return job
+        return self.waitForResult(job, progressCallback=progressCallback)
+
+    def waitForResult(
+        self, job, progressCallback: Callable[[dict], None] | None = None, timeoutS: float | None = None
+    ):
+        """Block until ``job`` ends (Slicer keeps redrawing); return the output node or raise the job's error."""
+        from sr4zct.run.background import error_from_event
+
+        try:
+            if progressCallback is None:
+                terminal = job.wait(timeoutS, while_waiting=slicer.app.processEvents)
+            else:
+                for event in job.iter_events(timeout=timeoutS):
+                    progressCallback(event)
+                    slicer.app.processEvents()
+                terminal = job.terminal
+        except TimeoutError:
+            job.cancel()
+            raise ResourceError(
+                f"The enhancement did not finish within {timeoutS:g} s and was cancelled."
+            ) from None
+        if terminal["event"] == "finished":
+            return self.resultNode(job)
+        if terminal["event"] == "cancelled":
+            raise sr4zct.Cancelled(terminal.get("message") or "Cancelled; nothing was written.")
+        raise error_from_event(terminal)
+
+    def resultNode(self, job):
+        """The output node of a finished ``job`` (None before, or when it did not finish)."""
+        return self._runs.get(job, {}).get("outputNode")
+
+    def discardResult(self, job) -> None:
+        """Do not load ``job``'s result (the scene is closing)."""
+        if job in self._runs:
+            self._runs[job]["discard"] = True
+
+    def _onJobDone(self, job) -> None:
+        run = self._runs[job]
+        try:
+            if job.state == "finished" and not run["discard"]:
+                run["outputNode"] = self.loadResult(run, job.result)
+        finally:
+            if run["keepTempFiles"]:
+                logging.info(f"SR4ZCT: temporary files kept in {run['tempDir']}")
+            else:
+                shutil.rmtree(run["tempDir"], ignore_errors=True)
+
+    @staticmethod
+    def pythonSlicer() -> str:
+        found = shutil.which("PythonSlicer")
+        if found is None:
+            raise ResourceError("Cannot find Slicer's Python launcher 'PythonSlicer' to run the enhancement.")
+        return found
+
+    @staticmethod
+    def uniqueNodeName(name: str) -> str:
+        """``name``, or ``name_2``, ``name_3`` ... when the scene already has a node of that name."""
+        return (
+            slicer.mrmlScene.GenerateUniqueName(name) if slicer.mrmlScene.GetFirstNodeByName(name) else name
+        )
 
     @staticmethod
     def writeVolumeFile(volumeNode, path: str) -> None:
@@ -933,13 +905,14 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         finally:
             storageNode.UnRegister(None)
 
-    def loadResult(self, run: SR4ZCTRun, finished: dict):
-        """Load the worker's output as a new node placed, displayed and annotated like its input."""
-        inputNode = run.inputNode
-        outputPath = finished.get("output_path") or run.job.spec.output_path
-        outputNode = slicer.util.loadVolume(outputPath, {"name": run.outputName, "show": False})
-        outputNode.SetName(run.outputName)
-        # The temporary file is deleted below: detach it, so that saving the scene writes the volume anew
+    def loadResult(self, run: dict, finished: dict):
+        """Load the background process's output as a new node placed, displayed and annotated like its input."""
+        inputNode = run["inputNode"]
+        outputNode = slicer.util.loadVolume(
+            finished["output_path"], {"name": run["outputName"], "show": False}
+        )
+        outputNode.SetName(run["outputName"])
+        # The temporary file is deleted next: detach it, so that saving the scene writes the volume anew
         # instead of referring to a file that no longer exists.
         storageNode = outputNode.GetStorageNode()
         if storageNode is not None:
@@ -959,23 +932,19 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         inputItem = shNode.GetItemByDataNode(inputNode)
         shNode.SetItemParent(shNode.GetItemByDataNode(outputNode), shNode.GetItemParent(inputItem))
 
-        for key, value in self.resultAttributes(run, finished).items():
+        for key, value in self.resultAttributes(inputNode, finished).items():
             outputNode.SetAttribute(ATTRIBUTE_PREFIX + key, value)
-        if run.options.get("show_result", True):
+        if run["showResult"]:
             self.showSideBySide(inputNode, outputNode)
         return outputNode
 
     @staticmethod
-    def resultAttributes(run: SR4ZCTRun, finished: dict) -> dict[str, str]:
+    def resultAttributes(inputNode, finished: dict) -> dict[str, str]:
         """Node attributes recording how the result was made (``SR4ZCT.<name>`` on the output node)."""
-        attributes = {"inputVolume": run.inputNode.GetName(), "version": sr4zct.__version__}
-        for key, value in run.options.items():
-            if key != "show_result" and value is not None:
-                attributes[key] = str(value)
+        attributes = {"inputVolume": inputNode.GetName(), "version": sr4zct.__version__}
         for key, value in (finished.get("parameters") or {}).items():
-            if value is None:
-                continue
-            attributes[key] = value if isinstance(value, str) else json.dumps(value)
+            if value is not None:
+                attributes[key] = value if isinstance(value, str) else json.dumps(value)
         if finished.get("timings_s"):
             attributes["timings_s"] = json.dumps(finished["timings_s"])
         return attributes
@@ -995,13 +964,6 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             compositeNode.SetLinkedControl(True)
             sliceWidget.mrmlSliceNode().SetOrientation(orientation)
         slicer.util.resetSliceViews()
-
-    @staticmethod
-    def removeTempFiles(run: SR4ZCTRun) -> None:
-        if run.options.get("keep_temp"):
-            logging.info(f"SR4ZCT: temporary files kept in {run.tempDir}")
-            return
-        shutil.rmtree(run.tempDir, ignore_errors=True)
 
     # -- conversions used by the sample data and the self-test ----------------------------------------
     @staticmethod

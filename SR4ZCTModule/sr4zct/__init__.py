@@ -26,10 +26,8 @@ _LAZY = {
     "enhance_file": "sr4zct.run.pipeline",
     "EnhanceResult": "sr4zct.run.pipeline",
     "make_phantom": "sr4zct.demo.phantom",
-    "BackgroundJob": "sr4zct.run.jobs",
-    "JobSpec": "sr4zct.run.jobs",
-    "run_blocking": "sr4zct.run.jobs",
-    "enhance_in_background": "sr4zct.run.jobs",
+    "EnhanceOptions": "sr4zct.run.options",
+    "BackgroundJob": "sr4zct.run.background",
 }
 
 

@@ -470,7 +470,8 @@ def test_resample_slices_extrapolation_and_torch():
 
 @pytest.mark.realdata
 def test_simulate_on_real_head_matches_oracle(vhm_head_path):
-    sitk = pytest.importorskip("SimpleITK")
+    import SimpleITK as sitk
+
     image = sitk.ReadImage(str(vhm_head_path))
     arr = sitk.GetArrayFromImage(image)  # (z, y, x), 1 mm
     columns = arr[:, 256, 200:208].astype(np.float32)

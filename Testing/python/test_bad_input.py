@@ -283,11 +283,14 @@ def test_missing_slice_thickness(quick, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("option", "fragment"),
     [
-        (["--thickness", "-1"], "Slice thickness must be positive"),
-        (["--thickness", "0"], "Slice thickness must be positive"),
-        (["--thickness", "nan"], "Slice thickness must be positive"),
-        (["--spacing", "0"], "The slice spacing must be a positive number of millimetres (--spacing)"),
-        (["--spacing", "-2"], "The slice spacing must be a positive number of millimetres (--spacing)"),
+        (["--thickness", "-1"], "--thickness (the slice thickness) must be a positive number of millimetres"),
+        (["--thickness", "0"], "--thickness (the slice thickness) must be a positive number of millimetres"),
+        (
+            ["--thickness", "nan"],
+            "--thickness (the slice thickness) must be a positive number of millimetres",
+        ),
+        (["--spacing", "0"], "--spacing (the slice spacing) must be a positive number of millimetres"),
+        (["--spacing", "-2"], "--spacing (the slice spacing) must be a positive number of millimetres"),
         (["--thickness", "80"], "The slice thickness 80 mm is implausible (more than 50 mm)"),
         (["--spacing", "60"], "The slice spacing 60 mm is implausible"),
     ],
@@ -344,7 +347,7 @@ def test_target_spacing_not_finer(quick, tmp_path, capsys):
         assert_error(cli(capsys, "enhance", s.folder, "-o", tmp_path / "o.nrrd", "--target-spacing", value, *quick),
                      4, f"The target spacing ({value} mm) must be finer than the slice spacing (2 mm).")  # fmt: skip
     assert_error(cli(capsys, "enhance", s.folder, "-o", tmp_path / "o.nrrd", "--target-spacing", "0", *quick),
-                 4, "The target spacing must be a positive number")  # fmt: skip
+                 4, "--target-spacing (the output slice spacing) must be a positive number")  # fmt: skip
     coarse = small_series(tmp_path / "coarse", pixel_spacing_mm=(2.5, 2.5), thickness_mm=3.0, spacing_mm=2.0)
     assert_error(cli(capsys, "enhance", coarse.folder, "-o", tmp_path / "o.nrrd", *quick), 4,
                  "The default target spacing (the in-plane pixel size, 2.5 mm) is not finer")  # fmt: skip
@@ -470,7 +473,9 @@ def test_integer_and_float_inputs(quick, tmp_path, capsys, dtype):
         assert read_volume(tmp_path / "o.nrrd", slice_axis=0).array.dtype == np.float32
         # Plain arrays of the same type through the Python API.
         result = enhance(np.round(values).astype(dtype), geometry=vol.geometry, preset=TINY)
-        assert result.volume.array.dtype == np.float32
+        assert result.volume.array.dtype == (
+            np.int16 if dtype == np.int16 else np.float32
+        )  # output_dtype auto
 
 
 @pytest.mark.parametrize("dtype", [np.complex64, np.bool_])
@@ -608,22 +613,24 @@ def test_non_conforming_values_do_not_flood_the_console(tmp_path):
     assert debug.returncode == 0 and "not valid for elements with a VR of IS" in debug.stderr
 
 
-def test_worker_reports_the_same_error(tmp_path, quick):
-    from sr4zct.run.jobs import JobSpec, run_blocking
+def test_a_background_job_reports_the_same_error(tmp_path, quick):
+    from sr4zct.run.background import BackgroundJob, error_from_event
 
     s = small_series(tmp_path / "ct", thickness_mm=None)
-    with pytest.raises(ParameterError, match="thickness is unknown"):
-        run_blocking(JobSpec(input_path=str(s.folder), output_path=str(tmp_path / "o.nrrd"), device="cpu"))
-    assert not (tmp_path / "o.nrrd").exists()
-    # The non-CT override reaches the pipeline through the job file.
-    mr = small_series(tmp_path / "mr", modality="MR")
-    spec = JobSpec(
-        input_path=str(mr.folder), output_path=str(tmp_path / "mr.nrrd"), device="cpu", model_path=quick[1]
+    job = BackgroundJob(s.folder, tmp_path / "o.nrrd", device="cpu").start()
+    job.wait(180)
+    assert (
+        isinstance(error_from_event(job.error), ParameterError)
+        and "thickness is unknown" in job.error["message"]
     )
-    with pytest.raises(InputError, match="not CT"):
-        run_blocking(spec)
-    spec.allow_non_ct = True
-    finished = run_blocking(spec)
+    assert not (tmp_path / "o.nrrd").exists()
+    # The non-CT override reaches the pipeline through the command line of the background process.
+    mr = small_series(tmp_path / "mr", modality="MR")
+    job = BackgroundJob(mr.folder, tmp_path / "mr.nrrd", device="cpu", model_path=quick[1]).start()
+    job.wait(180)
+    assert job.error["code"] == "input" and "not CT" in job.error["message"]
+    job = BackgroundJob(mr.folder, tmp_path / "mr.nrrd", device="cpu", model_path=quick[1], allow_non_ct=True)
+    finished = job.start().wait(180)
     assert any("not CT" in w for w in finished["warnings"]) and (tmp_path / "mr.nrrd").is_file()
 
 

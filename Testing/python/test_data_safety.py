@@ -271,7 +271,7 @@ def test_ctrl_c_during_training(inputs, capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(training, "train_model", interrupted)
     out = tmp_path / "o.nrrd"
     code, _, err = cli(capsys, "enhance", nrrd, "-o", out, "--save-model", tmp_path / "m.pt", *CPU)
-    assert code == 130 and err.strip().endswith("sr4zct: interrupted; nothing was written.")
+    assert code == 130 and err.strip().endswith("sr4zct: cancelled by SIGINT; nothing was written.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 

@@ -36,7 +36,6 @@ def test_format_table():
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    pytest.importorskip("sr4zct.run.pipeline")
     folder = tmp_path_factory.mktemp("demo") / "out"
     argv = ["demo", "-o", str(folder), "--size", "tiny", "--max-minutes", "0.4", "--quiet", "--device", "cpu"]
     return folder, main(argv)
@@ -94,7 +93,6 @@ def test_demo_refuses_to_overwrite(demo_run, capsys):
 
 
 def test_demo_rejects_bad_thickness(tmp_path, capsys):
-    pytest.importorskip("sr4zct.run.pipeline")
     code = main(["demo", "-o", str(tmp_path / "x"), "--thickness", "-1", "--quiet"])
     assert code == 4
     assert "thickness" in capsys.readouterr().err

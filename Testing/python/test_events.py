@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from sr4zct.errors import GeometryError
 from sr4zct.run.events import (
     EVENT_VERSION,
     TERMINAL_EVENTS,
+    EventWriter,
     encode_event,
-    is_event,
+    failed_event,
     log_event,
     make_event,
     parse_line,
-    progress_event,
 )
 from sr4zct.run.progress import Progress
 
@@ -58,7 +62,6 @@ def test_parse_line_round_trip():
     event = make_event("started", device="cpu", planned_steps=10)
     parsed = parse_line(encode_event(event) + "\n")
     assert parsed == json.loads(encode_event(event))
-    assert is_event(parsed)
 
 
 @pytest.mark.parametrize(
@@ -96,9 +99,52 @@ def test_log_event_levels():
     assert log_event("x", "chatty")["level"] == "info"
 
 
-def test_progress_event_fields():
-    record = Progress(stage="train", step=3, total=10, fraction=0.3, elapsed_s=1.5, eta_s=3.5, loss=0.1)
-    event = progress_event(record)
-    assert event["event"] == "progress"
+def test_progress_events_are_rate_limited_but_stage_ends_pass():
+    buffer = io.StringIO()
+    writer = EventWriter(buffer)
+    for step in range(1, 101):
+        writer.progress(Progress(stage="train", step=step, total=100, fraction=step / 200, elapsed_s=0.0))
+    events = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert 2 <= len(events) < 10  # the first one, the stage end, and at most one per 0.2 s
+    assert events[0]["step"] == 1 and events[-1]["step"] == 100
+    record = Progress(stage="infer", step=0, total=5, fraction=0.6, elapsed_s=1.5, eta_s=3.5, loss=0.1)
+    writer.progress(record)
+    last = json.loads(buffer.getvalue().splitlines()[-1])
     for key in ("stage", "step", "total", "fraction", "elapsed_s", "eta_s", "loss", "message"):
-        assert event[key] == getattr(record, key)
+        assert last[key] == getattr(record, key)
+
+
+def test_a_broken_pipe_is_remembered_not_raised():
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError
+
+    writer = EventWriter(Closed())
+    writer.emit(make_event("started"))
+    assert writer.broken
+
+
+def test_failed_event_for_user_errors_and_bugs():
+    user = failed_event(GeometryError("Two\nlines of   text."))
+    assert user["code"] == "geometry" and user["exit_code"] == 3 and user["message"] == "Two lines of text."
+    bug = failed_event(ZeroDivisionError("division by zero"))
+    assert bug["code"] == "internal" and bug["exit_code"] == 1 and "ZeroDivisionError" in bug["traceback"]
+
+
+def test_take_stdout_keeps_the_stream_for_events_only():
+    script = (
+        "import logging, os, warnings\n"
+        "from sr4zct.run.events import EventWriter, make_event\n"
+        "w = EventWriter.take_stdout()\n"
+        "print('print() goes to stderr')\n"
+        "os.write(1, b'so does file descriptor 1\\n')\n"
+        "logging.getLogger('x').warning('a logged warning')\n"
+        "warnings.warn('a Python warning')\n"
+        "w.emit(make_event('finished'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["log", "log", "finished"]
+    assert events[0]["message"] == "a logged warning" and events[0]["level"] == "warning"
+    assert events[1]["logger"] == "py.warnings" and "a Python warning" in events[1]["message"]
+    assert "print() goes to stderr" in proc.stderr and "so does file descriptor 1" in proc.stderr

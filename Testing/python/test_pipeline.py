@@ -105,7 +105,7 @@ def test_plain_array_needs_geometry(small_case):
         ({"profile": "triangle"}, "profile"),
         ({"network": "unet"}, "network"),
         ({"preset": "ultra"}, "preset"),
-        ({"max_minutes": 0}, "max-minutes"),
+        ({"max_minutes": 0}, "max_minutes"),
     ],
 )
 def test_invalid_parameters(small_case, kwargs, match):

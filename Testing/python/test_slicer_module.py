@@ -80,7 +80,7 @@ def _drain(widget, timeout_s=RUN_TIMEOUT_S):
     while timer.isActive():
         timer.fire()
         if time.monotonic() - start > timeout_s:
-            widget._run.job.kill()
+            widget._job.kill()
             pytest.fail("the background job did not end in time")
         time.sleep(0.05)
 
@@ -280,23 +280,24 @@ def test_full_run_from_the_panel(stubs, python_slicer, monkeypatch):
     assert widget.ui.applyButton.text == "Enhance through-plane"
     widget.ui.applyButton.click()
     assert stubs.util.errors == []
-    run = widget._run
+    job = widget._job
+    run = widget.logic._runs[job]
     assert widget.ui.applyButton.text == "Cancel"
     assert widget._timer.isActive()
-    spec = run.job.spec
+    spec = job.options
     assert spec.thickness_mm == 3.0 and spec.spacing_mm is None and spec.target_spacing_mm is None
     assert (spec.preset, spec.profile, spec.device, spec.seed) == ("fast", "box", "auto", 0)
     assert spec.slice_axis == 0  # K, the panel's through-plane axis, is NumPy axis 0 of the NRRD
-    assert run.job.python_executable == str(python_slicer)
-    assert Path(spec.input_path).parent == Path(run.tempDir)
-    assert Path(run.tempDir).parent == Path(slicer.app.temporaryPath)
+    assert job._command[0] == str(python_slicer)
+    assert Path(job.input_path).parent == Path(run["tempDir"])
+    assert Path(run["tempDir"]).parent == Path(slicer.app.temporaryPath)
     writes = [c[1] for c in mrml.CALLS if c[0] == "WriteData"]
-    assert writes == [(writes[0][0], node, spec.input_path, 0)]  # uncompressed, by a detached storage node
+    assert writes == [(writes[0][0], node, job.input_path, 0)]  # uncompressed, by a detached storage node
     assert node.GetStorageNode() is None  # the user's node was not re-pointed at the temporary file
 
     _drain(widget)
-    assert run.terminal["event"] == "finished", run.terminal
-    out = run.outputNode
+    assert job.terminal["event"] == "finished", job.terminal
+    out = widget.logic.resultNode(job)
     assert out is not None and out.GetName() == "CT SR4ZCT"
     assert slicer.mrmlScene.GetFirstNodeByName("CT SR4ZCT") is out
     # geometry: same in-plane grid and origin, z spacing = in-plane pixel size
@@ -327,7 +328,7 @@ def test_full_run_from_the_panel(stubs, python_slicer, monkeypatch):
     assert "Done" in widget.ui.statusLabel.text
     assert "Worker started" in widget.ui.logTextEdit.toPlainText()
     assert widget._parameterNode.outputVolume is out
-    assert not Path(run.tempDir).exists()  # temp files removed ...
+    assert not Path(run["tempDir"]).exists()  # temp files removed ...
     assert out.GetStorageNode() is None  # ... and the result no longer refers to them
 
 
@@ -338,7 +339,7 @@ def test_cancel_from_the_panel(stubs, python_slicer, monkeypatch):
     widget = _make_widget(stubs)
     _select(widget, node)
     widget.ui.applyButton.click()
-    run = widget._run
+    job = widget._job
     start = time.monotonic()
     while not any("Worker started" in line for line in widget.ui.logTextEdit.toPlainText().splitlines()):
         widget._timer.fire()
@@ -348,8 +349,8 @@ def test_cancel_from_the_panel(stubs, python_slicer, monkeypatch):
     t0 = time.monotonic()
     _drain(widget)
     assert time.monotonic() - t0 < 15
-    assert run.terminal["event"] == "cancelled"
-    assert run.outputNode is None
+    assert job.terminal["event"] == "cancelled"
+    assert widget.logic.resultNode(job) is None
     assert slicer.mrmlScene.GetFirstNodeByName("CT SR4ZCT") is None
     assert "Cancelled" in widget.ui.statusLabel.text
     assert widget.ui.applyButton.text == "Enhance through-plane"
@@ -364,7 +365,7 @@ def test_failed_run_shows_the_workers_message(stubs, python_slicer):
     widget.ui.modelPathLineEdit.text = str(Path(slicer.app.temporaryPath) / "no-such-model.pt")
     widget.ui.applyButton.click()
     _drain(widget)
-    assert widget._run.terminal["event"] == "failed"
+    assert widget._job.terminal["event"] == "failed"
     assert widget.ui.statusLabel.text.startswith("Failed:")
     assert len(stubs.util.errorDialogs) == 1
     assert (
@@ -396,12 +397,12 @@ def test_the_worker_reads_the_panels_through_plane_axis(stubs, python_slicer):
         slicer, np.zeros((40, 32, 12), np.float32), spacing=(3.0, 0.8, 0.8), name="sag"
     )
     missing = Path(slicer.app.temporaryPath) / "no-such-model.pt"
-    run = module.SR4ZCTLogic().enhance(node, thicknessMm=4.0, modelPath=str(missing), wait=False)
-    assert run.job.spec.slice_axis == 2
+    logic = module.SR4ZCTLogic()
+    job = logic.enhance(node, thicknessMm=4.0, modelPath=str(missing), wait=False)
+    assert job.options.slice_axis == 2 and "--slice-axis" in job._command
+    assert job._command[job._command.index("--slice-axis") + 1] == "2"
     with pytest.raises(SR4ZCTError, match="model"):
-        run.wait(timeoutS=RUN_TIMEOUT_S)
-    assert run.job.started["input_shape"] == [12, 40, 32]
-    assert run.job.started["input_spacing_mm"] == pytest.approx([3.0, 0.8, 0.8])
+        logic.waitForResult(job, timeoutS=RUN_TIMEOUT_S)
 
 
 def test_missing_python_slicer_is_a_clear_error(stubs, monkeypatch, tmp_path):
@@ -438,7 +439,7 @@ def test_apply_does_nothing_when_torch_install_declined(tmp_path, monkeypatch):
     widget = _make_widget(stubs)
     _select(widget, node)
     widget.ui.applyButton.click()
-    assert widget._run is None
+    assert widget._job is None
     assert not widget._timer.isActive()
     assert not [c for c in mrml.CALLS if c[0] == "WriteData"]
 
@@ -522,11 +523,11 @@ def test_closing_the_scene_cancels_a_running_job(stubs, python_slicer, monkeypat
     widget = _make_widget(stubs)
     _select(widget, _small_ct(slicer))
     widget.ui.applyButton.click()
-    run = widget._run
+    job = widget._job
     slicer.mrmlScene.Clear()
     _drain(widget)
-    assert run.terminal["event"] == "cancelled"
-    assert run.outputNode is None and stubs.util.loaded == []
+    assert job.terminal["event"] == "cancelled"
+    assert widget.logic.resultNode(job) is None and stubs.util.loaded == []
 
 
 def test_selecting_another_volume_updates_parameter_node_and_panel(stubs):

@@ -52,11 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     except SR4ZCTError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"sr4zct: error: {exc.message}", file=sys.stderr)
+        from sr4zct.cli.messages import to_cli_words
+
+        print(f"sr4zct: error: {to_cli_words(exc.message)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("sr4zct: interrupted; nothing was written.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        from sr4zct.run.control import exit_code_for_signal
+
+        name = getattr(exc, "signal_name", "SIGINT")
+        print(f"sr4zct: cancelled by {name}; nothing was written.", file=sys.stderr)
+        return exit_code_for_signal(name)
     except BrokenPipeError:
         # Output piped into e.g. `head`, which closed early: not an error of ours.
         sys.stdout = None

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sr4zct.run.options import PROFILES, EnhanceOptions
+
 __all__ = ["SIZES", "add_parser", "run", "run_demo"]
 
 # phantom (shape, voxel_mm) per --size
@@ -51,24 +53,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "-o", "--output", default="sr4zct-demo", metavar="DIR", help="output folder (default sr4zct-demo)"
     )
     parser.add_argument(
-        "--preset", choices=("fast", "balanced", "best"), default="fast", help="speed/quality trade-off"
-    )
-    parser.add_argument(
         "--thickness", type=float, default=3.0, metavar="MM", help="simulated slice thickness (default 3)"
     )
     parser.add_argument(
         "--spacing", type=float, default=2.0, metavar="MM", help="simulated slice spacing (default 2)"
     )
-    parser.add_argument(
-        "--profile", choices=("box", "gaussian"), default="box", help="slice sensitivity profile"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    parser.add_argument("--seed", type=int, default=0, help="phantom and training seed (default 0)")
-    parser.add_argument(
-        "--max-minutes",
-        type=float,
-        metavar="MIN",
-        help="wall-time cap of the enhancement (default: the preset's)",
+    parser.add_argument("--profile", choices=PROFILES, default="box", help="slice sensitivity profile")
+    EnhanceOptions.add_arguments(
+        parser, only=("preset", "device", "seed", "max_minutes"), defaults={"preset": "fast"}
     )
     parser.add_argument(
         "--size",
@@ -300,27 +292,10 @@ def _coronal_figure(path: Path, ground_truth, thick, outputs, scores) -> Path | 
     return path
 
 
-class _LazyBar:
-    """The enhance command's tqdm bar, created at the first progress record (after the log lines)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
-
-    def __call__(self, p) -> None:
-        if self.bar is None:
-            from sr4zct.cli.enhance import _Bar
-
-            self.bar = _Bar(self.enabled)
-        self.bar(p)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def run(args: argparse.Namespace) -> int:
-    bar = _LazyBar(not args.quiet)
+    from sr4zct.cli.progress_bar import ProgressBar
+
+    bar = ProgressBar(enabled=not args.quiet)
     try:
         report = run_demo(
             args.output,

@@ -1,9 +1,17 @@
-"""``sr4zct enhance INPUT -o OUTPUT``: train on the input's own axial images and enhance its z resolution."""
+"""``sr4zct enhance INPUT -o OUTPUT``: train on the input's own axial images and enhance its z resolution.
+
+With ``--events`` the command is the background process of :class:`~sr4zct.run.background.BackgroundJob`
+and of the Slicer module: it writes the JSON-lines events of docs/events.md on stdout instead of a progress
+bar, with the same exit codes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from sr4zct.run.options import EnhanceOptions
 
 __all__ = ["add_parser", "run"]
 
@@ -26,119 +34,44 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="OUTPUT",
         help="output .nrrd/.nii.gz/.mha file or DICOM folder",
     )
-    parser.add_argument(
-        "--thickness", type=float, metavar="MM", help="slice thickness T (default: from the file)"
+    EnhanceOptions.add_arguments(parser)
+    shown = parser.add_argument_group("progress options")
+    shown.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    shown.add_argument(
+        "--events", action="store_true", help="write JSON-lines progress events on stdout (docs/events.md)"
     )
-    parser.add_argument(
-        "--spacing",
-        type=float,
-        metavar="MM",
-        help="slice spacing d (default: measured from the slice positions)",
+    shown.add_argument(
+        "--control-file", metavar="PATH", help="a file a calling program writes 'cancel' or 'finish' into"
     )
-    parser.add_argument(
-        "--target-spacing",
-        type=float,
-        metavar="MM",
-        help="output z spacing (default: the in-plane pixel size)",
-    )
-    parser.add_argument(
-        "--profile", choices=("box", "gaussian"), default="box", help="slice sensitivity profile"
-    )
-    parser.add_argument(
-        "--preset", choices=("fast", "balanced", "best"), default="balanced", help="speed/quality trade-off"
-    )
-    parser.add_argument(
-        "--network", choices=("default", "msd"), default="default", help="network architecture"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--max-minutes", type=float, metavar="MIN", help="wall-time cap (default: the preset's)"
-    )
-    parser.add_argument("--save-model", metavar="PATH", help="save the trained model to PATH")
-    parser.add_argument("--model", metavar="PATH", help="apply a saved model instead of training")
-    parser.add_argument("--uncertainty", metavar="PATH", help="also write |coronal - sagittal| (HU) to PATH")
-    parser.add_argument(
-        "--series", metavar="UID", help="SeriesInstanceUID when the folder holds several series"
-    )
-    parser.add_argument(
-        "--slice-axis",
-        type=int,
-        choices=(0, 1, 2),
-        help="image files: the through-plane NumPy axis (z, y, x order as read; default: the one the file "
-        "records, else the coarsest)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument(
-        "--allow-non-ct", action="store_true", help="enhance a series whose DICOM modality is not CT (warns)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.set_defaults(func=run)
     return parser
-
-
-class _Bar:
-    """tqdm bar over the whole job (0-100 %) showing stage, loss and the estimated time left."""
-
-    def __init__(self, enabled: bool):
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{l_bar}{bar}| {postfix}")
-
-    def __call__(self, p) -> None:
-        if self.bar is None:
-            return
-        self.bar.n = round(100 * p.fraction, 1)
-        self.bar.set_description(f"{p.stage} {p.step}/{p.total}" if p.total > 1 else p.stage, refresh=False)
-        info = []
-        if p.loss is not None:
-            info.append(f"loss {p.loss:.4f}")
-        if p.eta_s is not None:
-            minutes, seconds = divmod(int(p.eta_s), 60)
-            info.append(f"ETA {minutes}:{seconds:02d}")
-        self.bar.set_postfix_str(", ".join(info), refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def run(args: argparse.Namespace) -> int:
     from sr4zct.run.pipeline import enhance_file
 
-    bar = _Bar(not args.quiet)
+    options = EnhanceOptions.from_args(args)
+    if args.events:
+        from sr4zct.cli.event_mode import run_with_events
+
+        return run_with_events(args.input, args.output, options, control_file=args.control_file)
+    from sr4zct.cli.progress_bar import ProgressBar
+    from sr4zct.run.control import RunControl
+
+    control = RunControl(args.control_file)
+    bar = ProgressBar(enabled=not args.quiet)
     try:
-        result = enhance_file(
-            args.input,
-            args.output,
-            overwrite=args.overwrite,
-            series_uid=args.series,
-            slice_axis=args.slice_axis,
-            uncertainty_path=args.uncertainty,
-            thickness_mm=args.thickness,
-            spacing_mm=args.spacing,
-            target_spacing_mm=args.target_spacing,
-            profile=args.profile,
-            preset=args.preset,
-            network=args.network,
-            device=args.device,
-            seed=args.seed,
-            max_minutes=args.max_minutes,
-            model_path=args.model,
-            save_model_path=args.save_model,
-            allow_non_ct=args.allow_non_ct,
-            progress=bar,
-        )
+        with control.signals():
+            result = enhance_file(
+                args.input, args.output, options, progress=bar, should_stop=control.should_stop
+            )
     finally:
         bar.close()
     if not args.quiet:
         vol = result.volume
         t = result.timings_s
         print(
-            f"wrote {args.output}: {vol.array.shape[0]} slices every {vol.geometry.slice_spacing_mm:g} mm "
+            f"wrote {Path(args.output)}: {vol.array.shape[0]} slices every {vol.geometry.slice_spacing_mm:g} mm "
             f"({result.parameters.get('steps', '0')} training steps on {result.device}; "
             f"train {t.get('train', 0):.0f} s, infer {t.get('infer', 0):.0f} s, total {t.get('total', 0):.0f} s)"
         )

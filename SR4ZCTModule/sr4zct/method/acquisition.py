@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from sr4zct.errors import ParameterError
+from sr4zct.run.options import PROFILES
 
 __all__ = [
     "PROFILES",
@@ -47,7 +48,6 @@ __all__ = [
     "output_positions_mm",
 ]
 
-PROFILES = ("box", "gaussian")
 
 # Relative tolerance for "the last slice fits inside the extent" and "the grid reaches the last centre",
 # so that e.g. 0.1 * 30 == 3.0000000000000004 does not drop a slice.

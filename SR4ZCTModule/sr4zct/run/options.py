@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sr4zct.errors import ParameterError
-from sr4zct.run.presets import PRESETS
+from sr4zct.run.presets import PRESETS, Preset
 
 __all__ = ["DEVICES", "NETWORKS", "OUTPUT_DTYPES", "PROFILES", "EnhanceOptions", "flag_of"]
 
@@ -54,6 +54,7 @@ def _option(
     unit: str | None = None,
     choices: tuple[Any, ...] | None = None,
     metavar: str | None = None,
+    label: str | None = None,
     group: str,
 ) -> Any:
     return field(
@@ -65,6 +66,7 @@ def _option(
             "unit": unit,
             "choices": choices,
             "metavar": metavar,
+            "label": label,
             "group": group,
         },
     )
@@ -87,8 +89,9 @@ class EnhanceOptions:
     profile : str
         Slice sensitivity profile, one of :data:`PROFILES`: ``box`` (as in the paper) or ``gaussian``
         (FWHM = T, closer to helical CT).
-    preset : str
-        Training budget, one of :data:`sr4zct.run.presets.PRESETS`.
+    preset : str or Preset
+        Training budget, one of :data:`sr4zct.run.presets.PRESETS`, or (Python API only) a custom
+        :class:`~sr4zct.run.presets.Preset`.
     network : str
         Architecture, one of :data:`NETWORKS`: ``default`` (fast residual CNN) or ``msd`` (the paper's).
     seed : int
@@ -122,21 +125,21 @@ class EnhanceOptions:
 
     thickness_mm: float | None = _option(
         None, "slice thickness T (default: from the input's header)", kind=float, flag="--thickness",
-        unit="mm", metavar="MM", group="acquisition",
+        unit="mm", metavar="MM", label="the slice thickness", group="acquisition",
     )  # fmt: skip
     spacing_mm: float | None = _option(
         None, "slice spacing d, centre to centre (default: measured from the slice positions)", kind=float,
-        flag="--spacing", unit="mm", metavar="MM", group="acquisition",
+        flag="--spacing", unit="mm", metavar="MM", label="the slice spacing", group="acquisition",
     )  # fmt: skip
     target_spacing_mm: float | None = _option(
         None, "output slice spacing (default: the in-plane pixel size, isotropic)", kind=float,
-        flag="--target-spacing", unit="mm", metavar="MM", group="acquisition",
+        flag="--target-spacing", unit="mm", metavar="MM", label="the output slice spacing", group="acquisition",
     )  # fmt: skip
     profile: str = _option(
         "box", "slice sensitivity profile: box (as in the paper) or gaussian (FWHM = thickness)", kind=str,
         choices=PROFILES, group="acquisition",
     )  # fmt: skip
-    preset: str = _option(
+    preset: str | Preset = _option(
         "balanced", "training budget: fast, balanced or best (about 5 / 15 / 45 min at most on a 2-core CPU)",
         kind=str, choices=tuple(PRESETS), group="training",
     )  # fmt: skip
@@ -144,10 +147,12 @@ class EnhanceOptions:
         "default", "network: default (fast residual CNN) or msd (the paper's MS-D)", kind=str,
         choices=NETWORKS, group="training",
     )  # fmt: skip
-    seed: int = _option(0, "random seed (same seed, same result)", kind=int, group="training")
+    seed: int = _option(
+        0, "random seed (same seed, same result)", kind=int, label="the random seed", group="training"
+    )
     max_minutes: float | None = _option(
         None, "wall-time cap of the whole run (default: the preset's)", kind=float, unit="min",
-        metavar="MIN", group="training",
+        metavar="MIN", label="the time limit", group="training",
     )  # fmt: skip
     model_path: str | None = _option(
         None, "apply a saved model instead of training", kind=str, flag="--model", metavar="PATH",
@@ -170,7 +175,7 @@ class EnhanceOptions:
     )  # fmt: skip
     slice_axis: int | None = _option(
         None, "image files: the through-plane NumPy axis (z, y, x order as read; default: the one the file "
-        "records, else the coarsest)", kind=int, choices=(0, 1, 2), group="input",
+        "records, else the coarsest)", kind=int, choices=(0, 1, 2), label="the through-plane axis", group="input",
     )  # fmt: skip
     allow_non_ct: bool = _option(
         False, "enhance a series whose DICOM modality is not CT (warns)", kind=bool, group="input",
@@ -199,8 +204,11 @@ class EnhanceOptions:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every option as a JSON-ready dict."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Every option as a JSON-ready dict (a custom preset as a dict of its fields)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(self.preset, Preset):
+            data["preset"] = dataclasses.asdict(self.preset)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> EnhanceOptions:
@@ -208,6 +216,11 @@ class EnhanceOptions:
         if not isinstance(data, dict):
             raise ParameterError(f"Options must be a dict of option names, got {type(data).__name__}.")
         _reject_unknown(data)
+        if isinstance(data.get("preset"), dict):
+            try:
+                data = {**data, "preset": Preset(**data["preset"])}
+            except TypeError as exc:
+                raise ParameterError(f"preset is not a valid custom preset: {exc}.") from None
         return cls(**data)
 
     @classmethod
@@ -216,19 +229,39 @@ class EnhanceOptions:
 
     # -- command line -----------------------------------------------------------------------------------
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Add one command-line argument per option to ``parser``, grouped as in the class."""
+    def add_arguments(
+        cls,
+        parser: argparse.ArgumentParser,
+        *,
+        only: tuple[str, ...] | None = None,
+        defaults: dict[str, Any] | None = None,
+    ) -> None:
+        """Add one command-line argument per option to ``parser``, grouped as in the class.
+
+        Parameters
+        ----------
+        parser : argparse.ArgumentParser
+            Where to add them.
+        only : tuple of str, optional
+            Add just these options (e.g. the demo's).
+        defaults : dict, optional
+            Other defaults for some options (the demo's preset is ``fast``).
+        """
+        defaults = defaults or {}
         groups: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
+            if only is not None and f.name not in only:
+                continue
             meta = f.metadata
+            default = defaults.get(f.name, f.default)
             group = groups.get(meta["group"])
             if group is None:
                 group = groups[meta["group"]] = parser.add_argument_group(f"{meta['group']} options")
-            kwargs: dict[str, Any] = {"dest": f.name, "help": _help_text(f)}
+            kwargs: dict[str, Any] = {"dest": f.name, "help": _help_text(meta["help"], default)}
             if meta["kind"] is bool:
                 kwargs.update(action="store_true", default=False)
             else:
-                kwargs.update(type=meta["kind"], default=f.default, metavar=meta["metavar"])
+                kwargs.update(type=meta["kind"], default=default, metavar=meta["metavar"])
                 if meta["choices"] is not None:
                     kwargs["choices"] = meta["choices"]
                     kwargs.pop("metavar")
@@ -236,12 +269,14 @@ class EnhanceOptions:
 
     @classmethod
     def from_args(cls, namespace: argparse.Namespace) -> EnhanceOptions:
-        """Options from parsed command-line arguments (see :meth:`add_arguments`)."""
-        return cls(**{name: getattr(namespace, name) for name in cls.names()})
+        """Options from parsed command-line arguments (see :meth:`add_arguments`); absent ones default."""
+        return cls(**{name: getattr(namespace, name) for name in cls.names() if hasattr(namespace, name)})
 
     def to_args(self) -> list[str]:
         """Command-line arguments that reproduce these options (defaults left out)."""
         args: list[str] = []
+        if isinstance(self.preset, Preset):
+            raise ParameterError("A custom Preset cannot be passed on the command line; use a preset name.")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value == f.default:
@@ -261,10 +296,9 @@ def flag_of(name: str) -> str:
     raise KeyError(name)
 
 
-def _help_text(f: dataclasses.Field) -> str:
-    text = f.metadata["help"]
-    if f.default not in (None, False) and "default" not in text:
-        text += f" (default {f.default})"
+def _help_text(text: str, default: Any) -> str:
+    if default not in (None, False) and "default" not in text:
+        text += f" (default {default})"
     return text
 
 
@@ -279,22 +313,29 @@ def _reject_unknown(names: Any) -> None:
 def _checked(name: str, value: Any, meta: Any) -> Any:
     """``value`` converted to the option's type, or a :class:`ParameterError` naming ``name``."""
     kind = meta["kind"]
+    shown = f"{name} ({meta['label']})" if meta["label"] else name
     if value is None:
         if kind is bool or name in _REQUIRED_VALUES:
-            raise ParameterError(f"{name} must be {_kind_words(kind)}, got None.")
+            raise ParameterError(f"{shown} must be {_kind_words(kind)}, got None.")
         return None
     if kind is bool:
         if not isinstance(value, bool):
-            raise ParameterError(f"{name} must be True or False, got {value!r}.")
+            raise ParameterError(f"{shown} must be True or False, got {value!r}.")
         return value
     if kind is float:
-        return _checked_float(name, value, meta)
+        return _checked_float(shown, value, meta)
     if kind is int:
-        return _checked_int(name, value, meta)
+        return _checked_int(shown, value, meta)
+    return _checked_text(name, value, meta)
+
+
+def _checked_text(name: str, value: Any, meta: Any) -> Any:
+    if name == "preset" and isinstance(value, Preset):
+        return value
     if isinstance(value, os.PathLike) and meta["metavar"] == "PATH":
         value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
-        raise ParameterError(f"{name} must be a non-empty {_kind_words(kind)}, got {value!r}.")
+        raise ParameterError(f"{name} must be a non-empty text, got {value!r}.")
     if meta["choices"] is not None and value not in meta["choices"]:
         raise ParameterError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}.")
     if name == "device" and not _DEVICE_PATTERN.match(value):
@@ -329,6 +370,6 @@ def _checked_int(name: str, value: Any, meta: Any) -> int:
     number = int(value)
     if meta["choices"] is not None and number not in meta["choices"]:
         raise ParameterError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}.")
-    if name == "seed" and not 0 <= number < _SEED_LIMIT:
-        raise ParameterError(f"seed must be an integer from 0 to 2**32 - 1, got {value!r}.")
+    if meta["kind"] is int and meta["label"] == "the random seed" and not 0 <= number < _SEED_LIMIT:
+        raise ParameterError(f"{name} must be an integer from 0 to 2**32 - 1, got {value!r}.")
     return number

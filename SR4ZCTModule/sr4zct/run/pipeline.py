@@ -3,12 +3,14 @@
 ``enhance`` validates the acquisition parameters, trains the self-supervised network on the volume's own
 axial images (or loads a saved model), applies it to the coronal and sagittal images and returns a new
 :class:`~sr4zct.volume.Volume` on a finer z grid with the same in-plane grid, axes and origin (the first
-output slice centre is the first input slice centre). Progress goes to a callback, cancellation is polled.
+output slice centre is the first input slice centre). Its options are :class:`~sr4zct.run.options.EnhanceOptions`;
+progress goes to a callback, cancellation is polled.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -19,24 +21,343 @@ from typing import Any
 import numpy as np
 
 from sr4zct._version import __version__
-from sr4zct.errors import Cancelled, OutputError, ParameterError
-from sr4zct.io.model_file import check_model_geometry, load_model, save_model
+from sr4zct.errors import Cancelled, OutputError, ParameterError, ResourceError
+from sr4zct.run.options import EnhanceOptions
 from sr4zct.run.presets import Preset, get_preset
 from sr4zct.run.progress import Progress, ProgressReporter
-from sr4zct.run.validation import positive_number
+from sr4zct.run.validation import AcquisitionParameters
 from sr4zct.volume import SeriesGeometry, Volume
 
 __all__ = ["EnhanceResult", "enhance", "enhance_file"]
 
+log = logging.getLogger(__name__)
+
+GPU_OOM_ADVICE = (
+    "The GPU ran out of memory even with smaller batches and tiles. Close other programs that use the GPU, "
+    "choose the 'fast' preset, or run on the CPU (device cpu, or allow_cpu_fallback)."
+)
+
 
 @dataclass
 class EnhanceResult:
+    """What :func:`enhance` returns.
+
+    Attributes
+    ----------
+    volume : Volume
+        The enhanced volume (HU; int16 or float32, see ``output_dtype``).
+    uncertainty : Volume or None
+        ``|coronal - sagittal|`` in HU, when asked for.
+    parameters : dict of str
+        How it was made (thickness, spacing, profile, preset, network, device, seed, steps, version ...);
+        the writers store it in the output's metadata.
+    timings_s : dict of float
+        Seconds per stage (``prepare``, ``train``, ``infer``, ``write``, ``total``).
+    device : str
+        The device description.
+    warnings : list of str
+        Findings the user should know about (irregular spacing, time limit, identity kept ...).
+    """
+
     volume: Volume
     uncertainty: Volume | None
     parameters: dict[str, str]
     timings_s: dict[str, float] = field(default_factory=dict)
     device: str = ""
     warnings: list[str] = field(default_factory=list)
+
+
+def enhance(
+    volume: Volume | np.ndarray,
+    options: EnhanceOptions | None = None,
+    *,
+    geometry: SeriesGeometry | None = None,
+    uncertainty: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **changes: Any,
+) -> EnhanceResult:
+    """Enhance the through-plane resolution of a thick-slice CT volume.
+
+    Parameters
+    ----------
+    volume : Volume or np.ndarray
+        HU, ``(slice, row, column)``; a plain array needs ``geometry``.
+    options : EnhanceOptions, optional
+        Every option (:class:`~sr4zct.run.options.EnhanceOptions`); ``changes`` override single ones, e.g.
+        ``enhance(volume, thickness_mm=3.0, preset="fast")``. Reading and writing options
+        (``series_uid``, ``slice_axis``, ``uncertainty_path``, ``overwrite``) only matter to
+        :func:`enhance_file`.
+    geometry : SeriesGeometry, optional
+        The geometry of a plain array.
+    uncertainty : bool
+        Also return ``|coronal - sagittal|`` as a volume.
+    progress : callable, optional
+        Receives :class:`~sr4zct.run.progress.Progress` records.
+    should_stop : callable, optional
+        Polled between steps; returning True raises :class:`~sr4zct.errors.Cancelled`.
+
+    Returns
+    -------
+    EnhanceResult
+    """
+    options = _merge_options(options, changes)
+    reporter = ProgressReporter(progress, should_stop)
+    vol = _as_volume(volume, geometry)
+    integer_input = np.issubdtype(np.asarray(vol.array).dtype, np.integer)
+    return _enhance_with_fallback(
+        vol, options, reporter, uncertainty=uncertainty, integer_input=integer_input
+    )
+
+
+def _merge_options(options: EnhanceOptions | None, changes: dict[str, Any]) -> EnhanceOptions:
+    if options is None:
+        return EnhanceOptions.from_dict(changes)
+    if not isinstance(options, EnhanceOptions):
+        raise ParameterError(f"options must be an EnhanceOptions, got {type(options).__name__}.")
+    return options.replace(**changes) if changes else options
+
+
+def _as_volume(volume: Any, geometry: Any) -> Volume:
+    if isinstance(volume, Volume):
+        return volume
+    if geometry is None:
+        raise ParameterError("A plain array needs geometry= (a SeriesGeometry); or pass a Volume.")
+    if not isinstance(geometry, SeriesGeometry):
+        raise ParameterError(f"geometry must be a SeriesGeometry, got {type(geometry).__name__}.")
+    try:
+        return Volume(np.asarray(volume), geometry)
+    except ValueError as exc:  # not 3-D, or a shape that does not match the geometry
+        raise ParameterError(f"The array does not fit the geometry: {exc}.") from None
+
+
+def _enhance_with_fallback(
+    vol: Volume,
+    options: EnhanceOptions,
+    reporter: ProgressReporter,
+    *,
+    uncertainty: bool,
+    integer_input: bool,
+) -> EnhanceResult:
+    """:func:`_enhance`; a GPU out of memory (after its own retries) reruns on the CPU when allowed."""
+    try:
+        return _enhance(vol, options, reporter, uncertainty=uncertainty, integer_input=integer_input)
+    except Exception as exc:
+        from sr4zct.run.devices import is_out_of_memory
+
+        if isinstance(exc, Cancelled) or options.device == "cpu" or not is_out_of_memory(exc):
+            raise
+        if not options.allow_cpu_fallback:
+            raise ResourceError(GPU_OOM_ADVICE, detail=str(exc)) from exc
+        log.warning("Out of GPU memory (%s); running again on the CPU.", exc)
+        _free_gpu_memory()
+        result = _enhance(
+            vol, options.replace(device="cpu"), reporter, uncertainty=uncertainty, integer_input=integer_input
+        )
+        result.warnings.insert(0, "The GPU ran out of memory; the enhancement ran on the CPU instead.")
+        return result
+
+
+def _free_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _enhance(
+    vol: Volume,
+    options: EnhanceOptions,
+    reporter: ProgressReporter,
+    *,
+    uncertainty: bool,
+    integer_input: bool,
+) -> EnhanceResult:
+    t_start = time.monotonic()
+    reporter.report("prepare", 0, 1, message="checking parameters")
+    from sr4zct.run.validation import validate_for_enhancement
+
+    preset = options.preset if isinstance(options.preset, Preset) else get_preset(options.preset)
+    acquisition = validate_for_enhancement(
+        vol, thickness_mm=options.thickness_mm, spacing_mm=options.spacing_mm,
+        target_spacing_mm=options.target_spacing_mm, uncertainty=uncertainty, allow_non_ct=options.allow_non_ct,
+    )  # fmt: skip
+    from sr4zct.run.devices import resolve_device, set_cpu_threads
+
+    if options.device in ("auto", "cpu"):
+        set_cpu_threads()
+    device, device_text = resolve_device(options.device)
+    array = np.asarray(vol.array, dtype=np.float32)
+    warnings = list(vol.geometry.warnings) + [
+        w for w in acquisition.warnings if w not in vol.geometry.warnings
+    ]
+    timings = {"prepare": time.monotonic() - t_start}
+    reporter.report("prepare", 1, 1)
+
+    if options.model_path is not None:
+        trained = _load_trained(options, acquisition, _pixel_mm(vol), device, reporter)
+    else:
+        trained = _train(array, options, preset, acquisition, _pixel_mm(vol), device, reporter, t_start)
+    timings["train"] = trained.seconds
+    warnings += trained.warnings
+
+    reporter.check_cancel()
+    from sr4zct.method.inference import enhance_array
+
+    t_infer = time.monotonic()
+    inferred = enhance_array(
+        None if trained.info.get("used_identity") else trained.model,  # the identity is linear interpolation
+        array,
+        slice_positions_mm=acquisition.positions_mm,
+        pixel_spacing_mm=_pixel_mm(vol),
+        target_spacing_mm=acquisition.target_spacing_mm,
+        normalisation=trained.normalisation,
+        device=device,
+        uncertainty=uncertainty or options.uncertainty_path is not None,
+        test_time_flips=preset.test_time_flips,
+        reporter=reporter,
+    )
+    timings["infer"] = time.monotonic() - t_infer
+    if trained.planned_inference_s is not None:
+        timings["infer_estimate"] = trained.planned_inference_s  # what training left for it
+    warnings += inferred.messages
+
+    parameters = _parameters(options, preset, acquisition, trained, device_text)
+    out_geometry = _output_geometry(vol.geometry, inferred.positions_mm, acquisition.target_spacing_mm)
+    out_array = _cast_output(inferred.array, options.output_dtype, integer_input)
+    out = Volume(out_array, out_geometry, metadata=dict(parameters))
+    unc = None
+    if inferred.uncertainty is not None:
+        unc = Volume(
+            inferred.uncertainty,
+            out_geometry,
+            metadata={"sr4zct_content": "uncertainty |coronal - sagittal| HU"},
+        )
+    timings["total"] = time.monotonic() - t_start
+    return EnhanceResult(out, unc, parameters, timings, device=device_text, warnings=warnings)
+
+
+def _pixel_mm(vol: Volume) -> tuple[float, float]:
+    return float(vol.geometry.pixel_spacing_mm[0]), float(vol.geometry.pixel_spacing_mm[1])
+
+
+@dataclass
+class _Trained:
+    """The network to apply and how it came about."""
+
+    model: Any
+    normalisation: Any
+    network: str
+    seconds: float
+    steps: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    planned_inference_s: float | None = None
+
+
+def _load_trained(
+    options: EnhanceOptions, acq: AcquisitionParameters, pixel: tuple[float, float], device, reporter
+) -> _Trained:
+    from sr4zct.io.model_file import check_model_geometry, load_model
+    from sr4zct.method.training import Normalisation
+
+    model, info = load_model(options.model_path, device=device)
+    check_model_geometry(
+        info, thickness=acq.thickness_mm, spacing=acq.spacing_mm, pixel=pixel, profile=options.profile,
+        path=options.model_path,
+    )  # fmt: skip
+    norm = Normalisation(**info["normalisation"]) if "normalisation" in info else Normalisation()
+    reporter.report("train", 1, 1, message=f"using saved model {options.model_path}")
+    return _Trained(model, norm, str(info.get("network", options.network)), seconds=0.0)
+
+
+def _train(
+    array: np.ndarray,
+    options: EnhanceOptions,
+    preset: Preset,
+    acq: AcquisitionParameters,
+    pixel: tuple[float, float],
+    device,
+    reporter: ProgressReporter,
+    t_start: float,
+) -> _Trained:
+    from sr4zct.method import training
+
+    config = training.TrainingConfig(
+        steps=preset.steps, patch_px=preset.patch_px, batch=preset.batch, lr=preset.lr, loss=preset.loss,
+        network=options.network,
+        network_config=dict(preset.network_config) if options.network == "default" else {},
+        validate_every=preset.validate_every, seed=options.seed,
+    )  # fmt: skip
+    timer = _time_budget(array, options, preset, acq, pixel, config, device, reporter, t_start)
+    norm = training.Normalisation()
+    t_train = time.monotonic()
+    result = training.train_model(
+        array, pixel_spacing_mm=pixel, thickness_mm=acq.thickness_mm, spacing_mm=acq.spacing_mm,
+        profile=options.profile, config=config, normalisation=norm, device=device, reporter=reporter,
+        inference_timer=timer,
+    )  # fmt: skip
+    warnings = list(result.warnings)
+    if config.max_seconds - timer.seconds < config.min_seconds:
+        warnings.append(
+            f"Applying the network needs about {timer.seconds / 60:.1f} min on this device; the run will take "
+            f"longer than the {_limit_s(options, preset) / 60:g} min limit."
+        )
+    info = {
+        "training_steps": result.steps,
+        "best_step": result.best_step,
+        "validation_loss": result.validation_loss,
+        "identity_validation_loss": result.identity_loss,
+        "validation_gain_db": result.validation_gain_db,
+        "used_identity": result.used_identity,
+    }
+    if options.save_model_path is not None:
+        from sr4zct.io.model_file import save_model
+
+        save_model(
+            options.save_model_path, result.model, network=options.network,
+            info={"normalisation": norm.to_dict(), "thickness_mm": acq.thickness_mm, "spacing_mm": acq.spacing_mm,
+                  "profile": options.profile, "pixel_spacing_mm": pixel, "seed": options.seed,
+                  "preset": preset.name, "training": info},
+        )  # fmt: skip
+    return _Trained(
+        result.model, norm, options.network, seconds=time.monotonic() - t_train, steps=result.steps, info=info,
+        warnings=warnings, planned_inference_s=timer.seconds,
+    )  # fmt: skip
+
+
+def _limit_s(options: EnhanceOptions, preset: Preset) -> float:
+    return 60.0 * (preset.max_minutes if options.max_minutes is None else options.max_minutes)
+
+
+def _time_budget(array, options, preset, acq, pixel, config, device, reporter, t_start):
+    """Sets ``config``'s training time limits from the run's limit and the timed cost of inference, and the
+    progress weights of the stages; returns the inference timer that training keeps re-timing."""
+    import torch
+
+    from sr4zct.method.acquisition import output_positions_mm
+    from sr4zct.method.body import body_box
+    from sr4zct.method.inference import FlipAverage, default_pass_pixels, inference_workload
+    from sr4zct.method.networks import build_network
+    from sr4zct.run.budget import InferenceTimer
+
+    limit_s = _limit_s(options, preset)
+    probe = build_network(config.network, config.network_config).to(device)
+    n_out = len(output_positions_mm(acq.positions_mm, pixel[0]))
+    pixels, pass_shape = inference_workload(
+        probe, array.shape, n_out, body_box(array), max_pixels=default_pass_pixels(device)
+    )
+    passes = len(FlipAverage.FLIPS) if preset.test_time_flips else 1
+    timer = InferenceTimer(pixels, pass_shape, device, passes=passes)
+    timer.measure(probe.to(memory_format=torch.channels_last))
+    elapsed = time.monotonic() - t_start
+    # keep back writing the output and the process start-up before this call
+    config.max_seconds = limit_s - elapsed - max(5.0, 0.01 * limit_s)
+    # an untrained network is only linear interpolation: training keeps a useful share in any case
+    config.min_seconds = 0.25 * limit_s
+    planned_train_s = max(config.min_seconds, config.max_seconds - timer.seconds)
+    reporter.weights = _stage_weights(elapsed, planned_train_s, timer.seconds)
+    return timer
 
 
 def _stage_weights(prepare_s: float, train_s: float, infer_s: float) -> dict[str, float]:
@@ -47,312 +368,38 @@ def _stage_weights(prepare_s: float, train_s: float, infer_s: float) -> dict[str
     return {k: v / total for k, v in raw.items()}
 
 
-def _time_budget_s(preset: Preset, max_minutes: float | None) -> float:
-    if max_minutes is None:
-        return preset.max_minutes * 60.0
-    minutes = positive_number("The time limit", max_minutes, "--max-minutes", unit="minutes")
-    return minutes * 60.0
-
-
-def enhance(
-    volume: Volume | np.ndarray,
-    *,
-    geometry: SeriesGeometry | None = None,
-    thickness_mm: float | None = None,
-    spacing_mm: float | None = None,
-    target_spacing_mm: float | None = None,
-    profile: str = "box",
-    preset: str | Preset = "balanced",
-    network: str = "default",
-    device: str = "auto",
-    seed: int = 0,
-    max_minutes: float | None = None,
-    model_path: str | os.PathLike | None = None,
-    save_model_path: str | os.PathLike | None = None,
-    uncertainty: bool = False,
-    allow_non_ct: bool = False,
-    progress: Callable[[Progress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> EnhanceResult:
-    """Enhance the through-plane resolution of a thick-slice CT volume.
-
-    Parameters
-    ----------
-    volume : :class:`Volume` (HU, ``(slice, row, column)``) or a plain array with ``geometry=``.
-    thickness_mm : slice thickness T; default the geometry's (required when it has none).
-    spacing_mm : slice spacing d; default measured from the slice positions (then irregular positions are
-        honoured); when given, the slices are taken as regularly spaced by d.
-    target_spacing_mm : output z spacing; default the row pixel spacing (isotropic). Must be < d.
-    profile : slice sensitivity profile, ``"box"`` or ``"gaussian"`` (FWHM = T).
-    preset : ``"fast"``, ``"balanced"``, ``"best"`` or a :class:`~sr4zct.presets.Preset`.
-    network : ``"default"`` (fast residual CNN) or ``"msd"`` (the paper's MS-D network).
-    device : ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-    seed : seeds every random draw; same seed, same device and threads -> same output (when the time
-        limit does not cut training short).
-    max_minutes : wall-time cap for the whole run (default the preset's); training stops early so that
-        inference still fits.
-    model_path : apply this saved model instead of training.
-    save_model_path : save the trained model there.
-    uncertainty : also return ``|coronal - sagittal|`` as a volume.
-    allow_non_ct : enhance a DICOM series whose modality is not CT (with a warning) instead of refusing it.
-    progress : callback receiving :class:`~sr4zct.progress.Progress` records.
-    should_stop : polled between steps; returning True raises :class:`~sr4zct.errors.Cancelled`.
-
-    Returns
-    -------
-    EnhanceResult
-    """
-    reporter = ProgressReporter(progress, should_stop)
-    return _enhance(
-        volume, reporter, geometry=geometry, thickness_mm=thickness_mm, spacing_mm=spacing_mm,
-        target_spacing_mm=target_spacing_mm, profile=profile, preset=preset, network=network, device=device,
-        seed=seed, max_minutes=max_minutes, model_path=model_path, save_model_path=save_model_path,
-        uncertainty=uncertainty, allow_non_ct=allow_non_ct,
-    )  # fmt: skip
-
-
-def _enhance(
-    volume: Volume | np.ndarray,
-    reporter: ProgressReporter,
-    *,
-    geometry: SeriesGeometry | None,
-    thickness_mm: float | None,
-    spacing_mm: float | None,
-    target_spacing_mm: float | None,
-    profile: str,
-    preset: str | Preset,
-    network: str,
-    device: str,
-    seed: int,
-    max_minutes: float | None,
-    model_path: str | os.PathLike | None,
-    save_model_path: str | os.PathLike | None,
-    uncertainty: bool,
-    allow_non_ct: bool = False,
-) -> EnhanceResult:
-    t_start = time.monotonic()
-    reporter.report("prepare", 0, 1, message="checking parameters")
-    if isinstance(volume, Volume):
-        vol = volume
-    else:
-        if geometry is None:
-            raise ParameterError("A plain array needs geometry= (a SeriesGeometry); or pass a Volume.")
-        try:
-            vol = Volume(np.asarray(volume), geometry)
-        except ValueError as exc:  # not 3-D, or a shape that does not match the geometry
-            raise ParameterError(f"The array does not fit the geometry: {exc}.") from None
-    geom = vol.geometry
-    from sr4zct.method.acquisition import PROFILES
-
-    if profile not in PROFILES:
-        raise ParameterError(f"Unknown slice profile {profile!r}; choose one of {', '.join(PROFILES)}.")
-    from sr4zct.method.networks import NETWORKS
-
-    if network not in NETWORKS:
-        raise ParameterError(f"Unknown network {network!r}; choose one of {', '.join(sorted(NETWORKS))}.")
-    preset_obj = preset if isinstance(preset, Preset) else get_preset(preset)
-    from sr4zct.run.validation import validate_for_enhancement
-
-    checked = validate_for_enhancement(
-        vol, thickness_mm=thickness_mm, spacing_mm=spacing_mm, target_spacing_mm=target_spacing_mm,
-        uncertainty=uncertainty, allow_non_ct=allow_non_ct,
-    )  # fmt: skip
-    thickness, spacing, positions, target = (
-        checked.thickness_mm, checked.spacing_mm, checked.positions_mm, checked.target_spacing_mm,
-    )  # fmt: skip
-    budget_s = _time_budget_s(preset_obj, max_minutes)
-    try:
-        seed = int(seed)
-    except (TypeError, ValueError):
-        raise ParameterError(f"The seed must be an integer, got {seed!r}.") from None
-
+def _parameters(
+    options: EnhanceOptions, preset: Preset, acq: AcquisitionParameters, trained: _Trained, device_text: str
+) -> dict[str, str]:
+    """What the output records about how it was made (its metadata and the Slicer node's attributes)."""
     import torch
 
-    from sr4zct.method import training
-    from sr4zct.method.acquisition import output_positions_mm
-    from sr4zct.method.inference import (
-        FlipAverage,
-        body_box,
-        default_pass_pixels,
-        enhance_array,
-        inference_workload,
-    )
-    from sr4zct.run.budget import InferenceTimer
-    from sr4zct.run.devices import resolve_device, set_cpu_threads
-
-    if str(device).strip().lower() in ("auto", "cpu"):
-        set_cpu_threads()
-    torch_device, device_text = resolve_device(device)
-    array = np.asarray(vol.array, dtype=np.float32)
-    pixel = (float(geom.pixel_spacing_mm[0]), float(geom.pixel_spacing_mm[1]))
-    norm = training.Normalisation()
-    messages: list[str] = list(geom.warnings) + [w for w in checked.warnings if w not in geom.warnings]
-    timings: dict[str, float] = {"prepare": time.monotonic() - t_start}
-    reporter.report("prepare", 1, 1)
-
-    train_info: dict[str, Any] = {}
-    steps_done = 0
-    timer = None
-    if model_path is not None:
-        model, info = load_model(model_path, device=torch_device)
-        check_model_geometry(
-            info, thickness=thickness, spacing=spacing, pixel=pixel, profile=profile, path=model_path
-        )
-        if "normalisation" in info:
-            norm = training.Normalisation(**info["normalisation"])
-        network = str(info.get("network", network))
-        timings["train"] = 0.0
-        reporter.report("train", 1, 1, message=f"using saved model {model_path}")
-    else:
-        config = training.TrainingConfig(
-            steps=preset_obj.steps,
-            patch_px=preset_obj.patch_px,
-            batch=preset_obj.batch,
-            lr=preset_obj.lr,
-            loss=preset_obj.loss,
-            network=network,
-            network_config=dict(preset_obj.network_config) if network == "default" else {},
-            validate_every=preset_obj.validate_every,
-            seed=seed,
-        )
-        from sr4zct.method.networks import build_network
-
-        probe = build_network(config.network, config.network_config).to(torch_device)
-        n_out = len(output_positions_mm(positions, pixel[0]))
-        pixels, pass_shape = inference_workload(
-            probe, array.shape, n_out, body_box(array), max_pixels=default_pass_pixels(torch_device)
-        )
-        passes = len(FlipAverage.FLIPS) if preset_obj.test_time_flips else 1
-        timer = InferenceTimer(pixels, pass_shape, torch_device, passes=passes)
-        timer.measure(probe.to(memory_format=torch.channels_last))
-        del probe
-        elapsed = time.monotonic() - t_start
-        # keep back writing the output and the process start-up before this call (a 45-min best run
-        # ended 8 s late with a fixed 5 s)
-        config.max_seconds = budget_s - elapsed - max(5.0, 0.01 * budget_s)
-        # an untrained network is only linear interpolation: training keeps a useful share in any case
-        config.min_seconds = 0.25 * budget_s
-        planned_train_s = max(config.min_seconds, config.max_seconds - timer.seconds)
-        reporter.weights = _stage_weights(elapsed, planned_train_s, timer.seconds)
-        t_train = time.monotonic()
-        result = training.train_model(
-            array,
-            pixel_spacing_mm=pixel,
-            thickness_mm=thickness,
-            spacing_mm=spacing,
-            profile=profile,
-            config=config,
-            normalisation=norm,
-            device=torch_device,
-            reporter=reporter,
-            inference_timer=timer,
-        )
-        timings["train"] = time.monotonic() - t_train
-        if config.max_seconds - timer.seconds < config.min_seconds:
-            messages.append(
-                f"Applying the network needs about {timer.seconds / 60:.1f} min on this device; the run will "
-                f"take longer than the {budget_s / 60:g} min limit."
-            )
-        model = result.model
-        steps_done = result.steps
-        messages.extend(result.warnings)
-        train_info = {
-            "training_steps": result.steps,
-            "best_step": result.best_step,
-            "validation_loss": result.validation_loss,
-            "identity_validation_loss": result.identity_loss,
-            "validation_gain_db": result.validation_gain_db,
-            "used_identity": result.used_identity,
-        }
-        if save_model_path is not None:
-            save_model(
-                save_model_path,
-                model,
-                network=network,
-                info={
-                    "normalisation": norm.to_dict(),
-                    "thickness_mm": thickness,
-                    "spacing_mm": spacing,
-                    "profile": profile,
-                    "pixel_spacing_mm": pixel,
-                    "seed": seed,
-                    "preset": preset_obj.name,
-                    "training": train_info,
-                },
-            )
-
-    reporter.check_cancel()
-    t_infer = time.monotonic()
-    inferred = enhance_array(
-        None if train_info.get("used_identity") else model,  # the identity network is linear interpolation
-        array,
-        slice_positions_mm=positions,
-        pixel_spacing_mm=pixel,
-        target_spacing_mm=target,
-        normalisation=norm,
-        device=torch_device,
-        uncertainty=uncertainty,
-        test_time_flips=preset_obj.test_time_flips,
-        reporter=reporter,
-    )
-    timings["infer"] = time.monotonic() - t_infer
-    if timer is not None:
-        timings["infer_estimate"] = timer.seconds  # what training left for it (calibrates the margin)
-    messages.extend(inferred.messages)
-
     parameters = {
-        "thickness_mm": f"{thickness:g}",
-        "spacing_mm": f"{spacing:g}",
-        "target_spacing_mm": f"{target:g}",
-        "profile": profile,
-        "preset": preset_obj.name,
-        "network": network,
+        "thickness_mm": f"{acq.thickness_mm:g}",
+        "spacing_mm": f"{acq.spacing_mm:g}",
+        "target_spacing_mm": f"{acq.target_spacing_mm:g}",
+        "profile": options.profile,
+        "preset": preset.name,
+        "network": trained.network,
         "device": device_text,
-        "seed": str(seed),
-        "steps": str(steps_done),
-        "test_time_flips": "true" if preset_obj.test_time_flips else "false",
-        "model": str(model_path) if model_path is not None else "trained",
+        "seed": str(options.seed),
+        "steps": str(trained.steps),
+        "test_time_flips": "true" if preset.test_time_flips else "false",
+        "model": str(options.model_path) if options.model_path is not None else "trained",
         "sr4zct_version": __version__,
         "torch_version": str(torch.__version__),
     }
-    if train_info:
-        parameters["validation_gain_db"] = f"{train_info['validation_gain_db']:.2f}"
-        parameters["used_identity"] = str(train_info["used_identity"]).lower()
-    out_geom = _output_geometry(geom, inferred.positions_mm, target)
-    out = Volume(inferred.array, out_geom, metadata=dict(parameters))
-    unc = None
-    if inferred.uncertainty is not None:
-        unc = Volume(
-            inferred.uncertainty, out_geom, metadata={"sr4zct_content": "uncertainty |coronal - sagittal| HU"}
-        )
-    timings["total"] = time.monotonic() - t_start
-    return EnhanceResult(
-        volume=out,
-        uncertainty=unc,
-        parameters=parameters,
-        timings_s=timings,
-        device=device_text,
-        warnings=messages,
-    )
+    if trained.info:
+        parameters["validation_gain_db"] = f"{trained.info['validation_gain_db']:.2f}"
+        parameters["used_identity"] = str(trained.info["used_identity"]).lower()
+    return parameters
 
 
-_ENHANCE_DEFAULTS: dict[str, Any] = {
-    "geometry": None,
-    "thickness_mm": None,
-    "spacing_mm": None,
-    "target_spacing_mm": None,
-    "profile": "box",
-    "preset": "balanced",
-    "network": "default",
-    "device": "auto",
-    "seed": 0,
-    "max_minutes": None,
-    "model_path": None,
-    "save_model_path": None,
-    "uncertainty": False,
-    "allow_non_ct": False,
-}
-_ENHANCE_OPTIONS = frozenset(_ENHANCE_DEFAULTS) - {"uncertainty", "geometry"}
+def _cast_output(array: np.ndarray, output_dtype: str, integer_input: bool) -> np.ndarray:
+    """The result in the data type asked for: int16 HU (rounded, clipped to the int16 range) or float32."""
+    if output_dtype == "float32" or (output_dtype == "auto" and not integer_input):
+        return array
+    return np.clip(np.rint(array), -32768, 32767).astype(np.int16)
 
 
 def _output_geometry(geom: SeriesGeometry, positions_mm: np.ndarray, target_mm: float) -> SeriesGeometry:
@@ -380,84 +427,134 @@ def _output_geometry(geom: SeriesGeometry, positions_mm: np.ndarray, target_mm: 
 def enhance_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
+    options: EnhanceOptions | None = None,
     *,
-    overwrite: bool = False,
-    series_uid: str | None = None,
-    slice_axis: int | None = None,
-    uncertainty_path: str | os.PathLike | None = None,
-    **enhance_kwargs: Any,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **changes: Any,
 ) -> EnhanceResult:
-    """Read a volume, enhance it and write the result (and optionally the uncertainty) atomically.
+    """Read a volume, enhance it and write the result (and optionally the uncertainty and the model).
 
-    ``slice_axis`` (image files only) names the file array's through-plane axis, as for
-    :func:`sr4zct.io.read_volume`; by default the one recorded in the file, else the coarsest.
-    ``enhance_kwargs`` go to :func:`enhance`. Every output (and ``save_model_path``) is checked before the
-    (long) computation with the writers' rules, and ``model_path`` is checked before the input is read. The
-    saved model is moved into place together with the outputs: on failure or cancellation no output file
-    and no model file is left behind (see docs/errors.md).
+    Parameters
+    ----------
+    input_path : path-like
+        DICOM folder or file, or an NRRD/NIfTI/MHA volume.
+    output_path : path-like
+        ``.nrrd``/``.nii.gz``/``.nii``/``.mha`` file, or a folder for a DICOM series.
+    options : EnhanceOptions, optional
+        Every option; ``changes`` override single ones (as for :func:`enhance`).
+    progress, should_stop : callable, optional
+        As for :func:`enhance`.
+
+    Returns
+    -------
+    EnhanceResult
+
+    Notes
+    -----
+    Every output (and ``save_model_path``) is checked with the writers' rules before the (long) computation,
+    and ``model_path`` before the input is read. Outputs are written under temporary names and moved into
+    place at the end, the saved model with them: a failed or cancelled run leaves none of them behind.
     """
-    from sr4zct.io import check_output, image_suffix, read_volume, write_volume
-    from sr4zct.io.atomic import check_output_path, remove_stale_temporaries, temporary_name
-    from sr4zct.run.validation import check_output_geometry, validate_model_file
-
+    options = _merge_options(options, changes)
     inp, out = Path(input_path), Path(output_path)
-    targets = [out] + ([Path(uncertainty_path)] if uncertainty_path is not None else [])
-    # Same rules as the writers, before any work: not the input, not inside the input DICOM folder, not
-    # existing without overwrite, writable.
-    resolved = [check_output(target, overwrite=overwrite, input_path=inp) for target in targets]
-    save_model_path = enhance_kwargs.get("save_model_path")
-    if save_model_path is not None:
+    targets = _check_targets(inp, out, options)
+    reporter = ProgressReporter(progress, should_stop)
+    reporter.report("prepare", 0, 1, message=f"reading {inp}")
+    from sr4zct.io import read_volume
+    from sr4zct.run.validation import check_output_geometry
+
+    volume = read_volume(
+        inp, series_uid=options.series_uid, thickness_mm=options.thickness_mm, slice_axis=options.slice_axis
+    )
+    for target in targets["volumes"]:
+        check_output_geometry(volume.geometry, target)
+    integer_input = _whole_numbers(volume.array)
+    return _enhance_and_write(volume, out, options, targets, reporter, integer_input)
+
+
+def _check_targets(inp: Path, out: Path, options: EnhanceOptions) -> dict[str, Any]:
+    """Every output checked with the writers' rules; the resolved model path (or None)."""
+    from sr4zct.io import check_output, image_suffix
+    from sr4zct.io.atomic import check_output_path
+    from sr4zct.run.validation import validate_model_file
+
+    volumes = [out] + ([Path(options.uncertainty_path)] if options.uncertainty_path is not None else [])
+    resolved = [check_output(target, overwrite=options.overwrite, input_path=inp) for target in volumes]
+    model = None
+    if options.save_model_path is not None:
         inputs = [inp] + ([inp.parent] if inp.is_file() and image_suffix(inp) is None else [])
-        resolved.append(check_output_path(save_model_path, overwrite=overwrite, inputs=inputs))
+        model = check_output_path(options.save_model_path, overwrite=options.overwrite, inputs=inputs)
+        resolved.append(model)
     if len(set(resolved)) < len(resolved):
         raise OutputError("The output, the uncertainty output and the saved model must be different paths.")
-    if enhance_kwargs.get("model_path") is not None:
-        validate_model_file(enhance_kwargs["model_path"])
-    reporter = ProgressReporter(enhance_kwargs.pop("progress", None), enhance_kwargs.pop("should_stop", None))
-    reporter.report("prepare", 0, 1, message=f"reading {inp}")
-    volume = read_volume(
-        inp, series_uid=series_uid, thickness_mm=enhance_kwargs.get("thickness_mm"), slice_axis=slice_axis
+    if options.model_path is not None:
+        validate_model_file(options.model_path)
+    return {"volumes": volumes, "model": model}
+
+
+def _whole_numbers(array: np.ndarray) -> bool:
+    """True when every voxel is a whole number of HU within the int16 range (integer-coded CT)."""
+    a = np.asarray(array)
+    if np.issubdtype(a.dtype, np.integer):
+        return True
+    return (
+        bool(a.size)
+        and float(a.min()) >= -32768
+        and float(a.max()) <= 32767
+        and bool(np.all(a == np.rint(a)))
     )
-    for target in targets:
-        check_output_geometry(volume.geometry, target)
-    kwargs = {name: enhance_kwargs.pop(name) for name in list(enhance_kwargs) if name in _ENHANCE_OPTIONS}
-    if enhance_kwargs:
-        raise TypeError(f"enhance_file() got unexpected keyword arguments: {', '.join(enhance_kwargs)}")
-    # The model goes to a temporary name and is moved into place with the outputs: a failed or cancelled
-    # run leaves nothing behind.
-    if save_model_path is not None:
-        remove_stale_temporaries(resolved[-1])  # left by a killed run
-    model_tmp = temporary_name(resolved[-1]) if save_model_path is not None else None
-    if model_tmp is not None:
-        kwargs["save_model_path"] = model_tmp
+
+
+def _enhance_and_write(
+    volume: Volume,
+    out: Path,
+    options: EnhanceOptions,
+    targets: dict[str, Any],
+    reporter: ProgressReporter,
+    integer_input: bool,
+) -> EnhanceResult:
+    from sr4zct.io import write_volume
+    from sr4zct.io.atomic import remove_stale_temporaries, temporary_name
+
+    model_target = targets["model"]
+    model_tmp = None
+    run_options = options
+    if model_target is not None:
+        remove_stale_temporaries(model_target)  # left by a killed run
+        model_tmp = temporary_name(model_target)
+        run_options = options.replace(save_model_path=str(model_tmp))
     try:
-        result = _enhance(
-            volume, reporter, **{**_ENHANCE_DEFAULTS, **kwargs, "uncertainty": uncertainty_path is not None}
-        )
+        result = _enhance_with_fallback(
+            volume, run_options, reporter, uncertainty=options.uncertainty_path is not None,
+            integer_input=integer_input,
+        )  # fmt: skip
         reporter.check_cancel()
-        reporter.report("write", 0, len(targets), message=f"writing {out}")
+        count = len(targets["volumes"])
+        reporter.report("write", 0, count, message=f"writing {out}")
         t0 = time.monotonic()
         written: list[Path] = []
         try:
             written.append(
-                Path(write_volume(result.volume, out, metadata=result.parameters, overwrite=overwrite))
+                Path(
+                    write_volume(result.volume, out, metadata=result.parameters, overwrite=options.overwrite)
+                )
             )
-            if uncertainty_path is not None and result.uncertainty is not None:
+            if options.uncertainty_path is not None and result.uncertainty is not None:
                 meta = {**result.parameters, "content": "uncertainty |coronal - sagittal| HU"}
                 written.append(
-                    Path(
-                        write_volume(result.uncertainty, uncertainty_path, metadata=meta, overwrite=overwrite)
-                    )
-                )
+                    Path(write_volume(result.uncertainty, options.uncertainty_path, metadata=meta,
+                                      overwrite=options.overwrite))
+                )  # fmt: skip
             if model_tmp is not None and model_tmp.exists():
                 try:
-                    os.replace(model_tmp, resolved[-1])
+                    os.replace(model_tmp, model_target)
                 except OSError as exc:
                     raise OutputError(
-                        f"Cannot save the model to {resolved[-1]}: {exc.strerror or exc}."
+                        f"Cannot save the model to {model_target}: {exc.strerror or exc}."
                     ) from exc
         except BaseException:
-            for path in written:
+            for path in written:  # written by this call a moment ago: nothing else is removed
                 _remove(path)
             raise
     finally:
@@ -465,7 +562,7 @@ def enhance_file(
             _remove(model_tmp)
     result.timings_s["write"] = time.monotonic() - t0
     try:
-        reporter.report("write", len(targets), len(targets))
+        reporter.report("write", count, count)
     except Cancelled:
         pass  # everything is written: a cancel arriving now does not undo a finished run
     return result
@@ -475,7 +572,7 @@ def _remove(path: Path) -> None:
     import shutil
 
     try:
-        if path.is_dir():
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)

@@ -1,0 +1,395 @@
+"""An enhancement in a background process: :class:`BackgroundJob`.
+
+The process is the command line itself, ``python -m sr4zct enhance IN -o OUT [options] --events``, started in
+its own process group; its stdout carries the events of docs/events.md. Two reader threads put them on a
+queue; :meth:`BackgroundJob.poll` drains it without blocking (call it from a GUI timer), :meth:`iter_events`
+and :meth:`wait` block (scripts). Cancelling writes ``cancel`` into the job's control file, sends SIGTERM to
+the whole group, and kills the group after a grace period; a process that dies without a terminal event is
+reported as ``failed`` with code ``crashed``.
+
+Importing this module is cheap (no torch): the Slicer GUI uses it.
+
+Examples
+--------
+>>> job = BackgroundJob("ct.nrrd", "out.nrrd", thickness_mm=3.0, preset="fast")
+>>> job.start()                                   # doctest: +SKIP
+>>> for event in job.iter_events():               # doctest: +SKIP
+...     print(event["event"], event.get("fraction"))
+>>> job.result["output_path"]                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sr4zct import errors
+from sr4zct.run.events import CODE_CRASHED, TERMINAL_EVENTS, make_event, parse_line
+from sr4zct.run.options import EnhanceOptions
+
+__all__ = ["BackgroundJob", "error_from_event", "python_for_background"]
+
+STATES = ("created", "running", "cancelling", "finished", "cancelled", "failed")
+
+
+def python_for_background() -> str:
+    """The interpreter for background processes: ``sys.executable``, or ``PythonSlicer`` inside 3D Slicer
+    (whose ``sys.executable`` is the application)."""
+    if "slicer" not in sys.modules:
+        return sys.executable
+    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    found = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
+    if found is None:
+        raise errors.ResourceError("Cannot find PythonSlicer to run the background process.")
+    return found
+
+
+def error_from_event(event: dict) -> errors.SR4ZCTError:
+    """The :class:`~sr4zct.errors.SR4ZCTError` (subclass chosen by ``code``) for a ``failed`` event."""
+    code = event.get("code") or CODE_CRASHED
+    message = event.get("message") or "The background job failed."
+    classes, todo = [], [errors.SR4ZCTError]
+    while todo:
+        cls = todo.pop()
+        classes.append(cls)
+        todo.extend(cls.__subclasses__())
+    for cls in classes:
+        if cls.code == code:
+            return cls(message, detail=event.get("detail"))
+    exc = errors.SR4ZCTError(message, detail=event.get("detail"))
+    exc.code = code  # "internal" or "crashed": no class of their own
+    return exc
+
+
+class BackgroundJob:
+    """One enhancement in a background process.
+
+    Parameters
+    ----------
+    input_path, output_path : path-like
+        As for :func:`sr4zct.enhance_file`.
+    options : EnhanceOptions, optional
+        The options; ``changes`` override single ones (``BackgroundJob(a, b, thickness_mm=3.0)``).
+    python_executable : str, optional
+        The interpreter; default :func:`python_for_background`.
+    env : dict, optional
+        Variables added to (or, with value None, removed from) the process's environment.
+
+    Notes
+    -----
+    States: ``created`` -> ``running`` -> (``cancelling``) -> ``finished`` / ``cancelled`` / ``failed``
+    once the process has exited (:attr:`done`). :attr:`progress`, :attr:`started`, :attr:`terminal`,
+    :attr:`result` and :attr:`error` are always current. Callbacks registered with
+    :meth:`add_done_callback` run in the thread that calls :meth:`poll`, :meth:`iter_events` or :meth:`wait`
+    (a GUI's main thread); one that raises turns the job into ``failed``.
+    """
+
+    def __init__(
+        self,
+        input_path: str | os.PathLike,
+        output_path: str | os.PathLike,
+        options: EnhanceOptions | None = None,
+        *,
+        python_executable: str | os.PathLike | None = None,
+        env: dict[str, str | None] | None = None,
+        **changes: Any,
+    ):
+        options = options or EnhanceOptions()
+        self.options = options.replace(**changes) if changes else options
+        self.input_path = os.path.abspath(input_path)
+        self.output_path = os.path.abspath(output_path)
+        python = os.fspath(python_executable or python_for_background())
+        command = [python, "-u", "-m", "sr4zct", "enhance", self.input_path, "-o", self.output_path]
+        self._command = command + _absolute_paths(self.options).to_args() + ["--events"]
+        self._env = dict(env or {})
+        self.state = "created"
+        self.progress: dict | None = None
+        self.started: dict | None = None
+        self.terminal: dict | None = None
+        self.returncode: int | None = None
+        self._process: subprocess.Popen | None = None
+        self._control_dir: Path | None = None
+        self._queue: queue.Queue[dict] = queue.Queue()
+        self._log: collections.deque[str] = collections.deque(maxlen=50)
+        self._lock = threading.RLock()
+        self._exited = threading.Event()
+        self._readers: list[threading.Thread] = []
+        self._callbacks: list[Callable[[BackgroundJob], Any]] = []
+        self._settled = False
+
+    @classmethod
+    def from_command(
+        cls, command: Sequence[str], *, env: dict[str, str | None] | None = None
+    ) -> BackgroundJob:
+        """A job running any ``command`` that speaks the event protocol (and takes ``--control-file``)."""
+        job = cls.__new__(cls)
+        cls.__init__(job, os.devnull, os.devnull, env=env, python_executable=sys.executable)
+        job._command = list(command)
+        return job
+
+    # -- state ------------------------------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def done(self) -> bool:
+        """True once the process has exited and the terminal event is known."""
+        return self._exited.is_set()
+
+    @property
+    def result(self) -> dict | None:
+        """The ``finished`` event, else None."""
+        return self.terminal if self.terminal is not None and self.terminal["event"] == "finished" else None
+
+    @property
+    def error(self) -> dict | None:
+        """The ``failed`` event, else None."""
+        return self.terminal if self.terminal is not None and self.terminal["event"] == "failed" else None
+
+    @property
+    def last_log_lines(self) -> list[str]:
+        with self._lock:
+            return list(self._log)
+
+    def add_done_callback(self, callback: Callable[[BackgroundJob], Any]) -> None:
+        """Call ``callback(job)`` once the job has ended (see the class notes for the thread)."""
+        self._callbacks.append(callback)
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> BackgroundJob:
+        """Start the process; returns ``self``."""
+        with self._lock:
+            if self.state != "created":
+                raise RuntimeError("A BackgroundJob can only be started once; create a new one.")
+            self.state = "running"
+        self._control_dir = Path(tempfile.mkdtemp(prefix="sr4zct-control-"))
+        command = self._command + ["--control-file", str(self._control_dir / "control")]
+        group = {"start_new_session": True} if os.name != "nt" else {
+            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        }  # fmt: skip
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                encoding="utf-8", errors="replace", bufsize=1, env=self._process_env(), **group,
+            )  # fmt: skip
+        except OSError as exc:
+            self._remove_control_dir()
+            self.state = "failed"
+            raise errors.ResourceError(f"Cannot start {command[0]}: {exc.strerror or exc}.") from None
+        for stream in ("stdout", "stderr"):
+            reader = threading.Thread(target=self._read, args=(stream,), name=f"sr4zct-{stream}", daemon=True)
+            reader.start()
+            self._readers.append(reader)
+        threading.Thread(target=self._watch, name="sr4zct-watch", daemon=True).start()
+        return self
+
+    def poll(self) -> list[dict]:
+        """Events that arrived since the last call; never blocks."""
+        events = []
+        while True:
+            try:
+                events.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return self._settle(events)
+
+    def iter_events(self, timeout: float | None = None) -> Iterator[dict]:
+        """Yield events as they arrive, up to the terminal one; ``TimeoutError`` after ``timeout`` s of silence."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._settled:
+            try:
+                event = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError("No event from the background job in time.") from None
+                continue
+            deadline = None if timeout is None else time.monotonic() + timeout
+            yield from self._settle([event])
+
+    def wait(self, timeout: float | None = None, while_waiting: Callable[[], Any] | None = None) -> dict:
+        """Block until the job has ended; return its terminal event (also for failed and cancelled jobs).
+
+        ``while_waiting`` is called about every 50 ms (e.g. ``slicer.app.processEvents``).
+        """
+        if self._process is None:
+            raise RuntimeError("The job was not started.")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._settled:
+            self.poll()
+            if self._settled:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"The background job is still running after {timeout} s.")
+            if while_waiting is not None:
+                while_waiting()
+            time.sleep(0.05)
+        assert self.terminal is not None
+        return self.terminal
+
+    def cancel(self, grace_s: float = 5.0) -> None:
+        """Ask the process to stop (control file, then SIGTERM to its group); kill the group after
+        ``grace_s`` seconds. Returns at once; the outputs are removed by the process (nothing half-written)."""
+        self._command_process("cancel", signal.SIGTERM if os.name != "nt" else None)
+        if self._process is not None and not self.done:
+            threading.Thread(
+                target=self._kill_after, args=(grace_s,), name="sr4zct-kill", daemon=True
+            ).start()
+
+    def finish(self) -> None:
+        """Ask training to stop now and go on to inference with the best model so far."""
+        self._command_process("finish", getattr(signal, "SIGUSR1", None))
+
+    def kill(self) -> None:
+        """Kill the process group now (no clean-up by the process)."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        if os.name != "nt":
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            process.kill()
+
+    # -- internals --------------------------------------------------------------------------------------
+    def _command_process(self, command: str, signum: int | None) -> None:
+        with self._lock:
+            if self._process is None or self.done:
+                return
+            if command == "cancel":
+                if self.state == "cancelling":
+                    return
+                self.state = "cancelling"
+        with contextlib.suppress(OSError):
+            (self._control_dir / "control").write_text(command + "\n", encoding="utf-8")
+        if signum is not None and os.name != "nt":
+            with contextlib.suppress(OSError):
+                os.killpg(self._process.pid, signum)
+
+    def _kill_after(self, grace_s: float) -> None:
+        if not self._exited.wait(max(0.0, grace_s)):
+            with self._lock:
+                self._log.append(f"The process did not stop within {grace_s:g} s; killing it.")
+            self.kill()
+
+    def _process_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # The process must import this very sr4zct, also where it is not installed (Slicer's module folder).
+        package_parent = str(Path(__file__).resolve().parents[2])
+        parts = [package_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env.update(
+            PYTHONPATH=os.pathsep.join(dict.fromkeys(parts)), PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8"
+        )
+        for key, value in self._env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = str(value)
+        return env
+
+    def _read(self, stream: str) -> None:
+        pipe = getattr(self._process, stream)
+        for line in pipe:
+            event = parse_line(line, stream=stream)
+            if event is not None:
+                self._handle(event)
+        pipe.close()
+
+    def _handle(self, event: dict) -> None:
+        kind = event.get("event")
+        with self._lock:
+            if kind == "log":
+                self._log.append(str(event.get("message", "")))
+            if self.terminal is not None:
+                return  # after the terminal event only stray text can come
+            if kind == "started":
+                self.started = event
+            elif kind == "progress":
+                self.progress = event
+            elif kind in TERMINAL_EVENTS:
+                self.terminal = event
+                return  # queued by _watch once the process has exited
+        self._queue.put(event)
+
+    def _watch(self) -> None:
+        returncode = self._process.wait()
+        deadline = time.monotonic() + 2.0
+        for reader in self._readers:  # left-over children may hold the pipes open: end them
+            reader.join(max(0.0, deadline - time.monotonic()))
+        if any(reader.is_alive() for reader in self._readers):
+            if os.name != "nt":
+                with contextlib.suppress(OSError):
+                    os.killpg(self._process.pid, signal.SIGKILL)
+            for reader in self._readers:
+                reader.join(3.0)
+        with self._lock:
+            self.returncode = returncode
+            if self.terminal is None:
+                self.terminal = self._missing_terminal(returncode)
+            self.terminal.setdefault("exit_code", returncode)
+        self._remove_control_dir()
+        self._exited.set()
+        self._queue.put(self.terminal)
+
+    def _missing_terminal(self, returncode: int) -> dict:
+        """The terminal event of a process that ended without one (killed, crashed)."""
+        if self.state == "cancelling":
+            return make_event("cancelled", message="Cancelled; the process was stopped.", exit_code=returncode,
+                              forced=True)  # fmt: skip
+        how = f"exit code {returncode}"
+        if returncode < 0:
+            with contextlib.suppress(ValueError):
+                how = f"killed by {signal.Signals(-returncode).name}"
+        message = f"The background process stopped unexpectedly ({how}) without reporting a result."
+        if returncode in (-9, 137):
+            message += (
+                " This is often the system running out of memory: try the fast preset or a smaller volume."
+            )
+        tail = self.last_log_lines[-20:]
+        return make_event("failed", message=message, code=CODE_CRASHED, detail="\n".join(tail) or None,
+                          exit_code=returncode)  # fmt: skip
+
+    def _settle(self, events: list[dict]) -> list[dict]:
+        """When ``events`` hold the terminal event (queued only once the process has exited): the final state
+        and the done callbacks; a callback that fails replaces the terminal event with a ``failed`` one."""
+        if not events or events[-1].get("event") not in TERMINAL_EVENTS or self._settled:
+            return events
+        self._settled = True
+        self.state = self.terminal["event"]
+        for callback in self._callbacks:
+            try:
+                callback(self)
+            except Exception as exc:  # e.g. the result cannot be loaded: the user must see a failure
+                self.terminal = make_event("failed", message=f"The result could not be used: {exc}",
+                                           code="internal", detail=repr(exc), exit_code=self.returncode)  # fmt: skip
+                events[-1] = self.terminal
+                self.state = "failed"
+                break
+        return events
+
+    def _remove_control_dir(self) -> None:
+        if self._control_dir is not None:  # made by start() with mkdtemp: ours to remove
+            shutil.rmtree(self._control_dir, ignore_errors=True)
+            self._control_dir = None
+
+
+def _absolute_paths(options: EnhanceOptions) -> EnhanceOptions:
+    """Path options made absolute: the process may run elsewhere."""
+    changes = {
+        name: os.path.abspath(value)
+        for name in ("model_path", "save_model_path", "uncertainty_path")
+        if (value := getattr(options, name)) is not None
+    }
+    return options.replace(**changes) if changes else options

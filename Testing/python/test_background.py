@@ -1,0 +1,330 @@
+"""BackgroundJob: real background processes (``python -m sr4zct enhance ... --events``) and misbehaving
+stand-in processes (``python -c``) that speak the same event protocol."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from sr4zct.errors import ParameterError
+from sr4zct.run.background import BackgroundJob, error_from_event
+from sr4zct.run.events import TERMINAL_EVENTS
+from sr4zct.system import pid_exists
+
+WAIT_S = 180
+THICKNESS_MM, SPACING_MM, PIXEL_MM = 3.0, 2.0, 0.75
+
+
+@pytest.fixture(scope="module")
+def tiny_nrrd(tmp_path_factory) -> Path:
+    """A 12 x 48 x 48 'CT' (int16 HU): a disc of water in air whose HU change along z, 3 mm every 2 mm."""
+    z, y, x = np.mgrid[0:12, 0:48, 0:48]
+    disc = ((y - 24) ** 2 + (x - 24) ** 2) < 18**2
+    array = (-1000 + 1000 * disc + 200 * disc * np.sin(z / 2.0)).astype(np.int16)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((PIXEL_MM, PIXEL_MM, SPACING_MM))
+    path = tmp_path_factory.mktemp("tiny") / "tiny.nrrd"
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def job_for(tiny: Path, out: Path, **changes) -> BackgroundJob:
+    options = dict(thickness_mm=THICKNESS_MM, preset="fast", device="cpu", max_minutes=0.3)
+    return BackgroundJob(tiny, out, **{**options, **changes})
+
+
+def stand_in(script: str) -> BackgroundJob:
+    """A job running ``python -c script`` (with ``emit(kind, **fields)`` and ``args`` = its arguments)."""
+    prelude = textwrap.dedent(
+        """
+        import json, os, sys, time
+        args = sys.argv[1:]
+        def emit(kind, **fields):
+            print(json.dumps({"event": kind, "version": 2, "time": time.time(), **fields}), flush=True)
+        """
+    )
+    return BackgroundJob.from_command([sys.executable, "-c", prelude + textwrap.dedent(script)])
+
+
+def wait_for(condition, timeout_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def drain(job: BackgroundJob) -> list[dict]:
+    return list(job.iter_events(timeout=WAIT_S))
+
+
+def assert_well_formed(events: list[dict]) -> None:
+    kinds = [e["event"] for e in events]
+    assert sum(k in TERMINAL_EVENTS for k in kinds) == 1 and kinds[-1] in TERMINAL_EVENTS, kinds
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def assert_gone(pids: list[int]) -> None:
+    wait_for(lambda: not any(pid_exists(p) and not _zombie(p) for p in pids), 10)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+# --- the real process ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_real_run_reports_started_progress_and_one_result(tiny_nrrd, tmp_path):
+    out = tmp_path / "out.nrrd"
+    job = job_for(tiny_nrrd, out, uncertainty_path=tmp_path / "unc.nrrd", save_model_path=tmp_path / "m.pt")
+    seen = []
+    job.add_done_callback(lambda j: seen.append((j.state, threading_name())))
+    events = drain(job.start())
+    assert_well_formed(events)
+    assert job.state == "finished" and job.returncode == 0, job.error
+    assert seen == [("finished", threading_name())]  # in the thread that drained the events
+    assert events[0]["event"] == "started" and events[0]["options"]["preset"] == "fast"
+    progress = [e for e in events if e["event"] == "progress"]
+    fractions = [e["fraction"] for e in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert {e["stage"] for e in progress} >= {"prepare", "train", "infer", "write"}
+    finished = job.result
+    assert finished["output_path"] == str(out) and Path(finished["saved_model_path"]).is_file()
+    image = sitk.ReadImage(str(out))
+    n_out = int(np.floor(11 * SPACING_MM / PIXEL_MM + 1e-6)) + 1
+    assert image.GetSize() == (48, 48, n_out) and finished["output_shape"] == [n_out, 48, 48]
+    assert image.GetPixelID() == sitk.sitkInt16  # integer HU in, int16 HU out
+    assert image.GetSpacing() == pytest.approx((PIXEL_MM, PIXEL_MM, PIXEL_MM))
+    assert image.GetMetaData("preset") == "fast" and image.GetMetaData("seed") == "0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "out.nrrd", "unc.nrrd"]
+
+
+def threading_name() -> str:
+    import threading
+
+    return threading.current_thread().name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["cancel", "sigterm"])
+def test_cancel_during_training_leaves_nothing(tiny_nrrd, tmp_path, how):
+    out = tmp_path / "out.nrrd"
+    job = job_for(tiny_nrrd, out, max_minutes=2.0, save_model_path=tmp_path / "m.pt").start()
+    wait_for(lambda: job.progress is not None and job.progress["stage"] == "train")
+    t0 = time.monotonic()
+    if how == "cancel":
+        job.cancel(grace_s=10)
+        assert job.state == "cancelling"
+    else:
+        os.killpg(job.pid, signal.SIGTERM)  # what a scheduler or a logout sends
+    terminal = job.wait(WAIT_S)
+    assert time.monotonic() - t0 < 10
+    assert terminal["event"] == "cancelled" and not terminal.get("forced")
+    assert job.returncode == 128 + signal.SIGTERM and "SIGTERM" in terminal["message"]
+    assert list(tmp_path.iterdir()) == []  # no output, no model, no temporaries beside them
+    assert_gone([job.pid])
+
+
+@pytest.mark.slow
+def test_the_process_stops_when_its_reader_goes_away(tiny_nrrd, tmp_path):
+    out = tmp_path / "out.nrrd"
+    command = [sys.executable, "-m", "sr4zct", "enhance", str(tiny_nrrd), "-o", str(out), "--thickness", "3",
+               "--preset", "fast", "--max-minutes", "2", "--device", "cpu", "--events"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if '"stage":"train"' in line:
+            break
+    proc.stdout.close()  # the client crashed: the next event cannot be written
+    assert proc.wait(WAIT_S) == 130
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_options_are_refused_before_anything_starts(tiny_nrrd, tmp_path):
+    with pytest.raises(ParameterError, match="device must be"):
+        job_for(tiny_nrrd, tmp_path / "o.nrrd", device="gpu")
+    with pytest.raises(ParameterError, match="Unknown option"):
+        job_for(tiny_nrrd, tmp_path / "o.nrrd", colour="red")
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "exit_code", "fragment"),
+    [
+        ({"input": "missing.nrrd"}, "input", 2, "does not exist"),
+        ({"device": "cuda"}, "resource", 7, "CUDA is not available"),
+        ({"thickness_mm": None}, "parameter", 4, "thickness is unknown"),
+    ],
+)
+def test_failures_arrive_as_one_failed_event(tiny_nrrd, tmp_path, changes, code, exit_code, fragment):
+    if "cuda" in str(changes) and _cuda():
+        pytest.skip("this machine has CUDA")
+    source = tmp_path / changes.pop("input") if "input" in changes else tiny_nrrd
+    if changes.get("thickness_mm", 1) is None:  # a file without a recorded thickness
+        source = tmp_path / "plain.nrrd"
+        sitk.WriteImage(sitk.ReadImage(str(tiny_nrrd)), str(source))
+    job = job_for(source, tmp_path / "o.nrrd", **changes)
+    events = drain(job.start())
+    assert_well_formed(events)
+    failed = job.error
+    assert failed["code"] == code and failed["exit_code"] == exit_code == job.returncode
+    assert fragment in failed["message"] and "\n" not in failed["message"]
+    assert isinstance(error_from_event(failed), Exception) and error_from_event(failed).code == code
+    assert not (tmp_path / "o.nrrd").exists()
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_an_existing_save_model_folder_is_kept_whole(tiny_nrrd, tmp_path):
+    folder = tmp_path / "keep"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    job = job_for(tiny_nrrd, tmp_path / "o.nrrd", save_model_path=folder)
+    job.start().wait(WAIT_S)
+    assert job.error["code"] == "output" and "is a folder" in job.error["message"]
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
+
+
+def test_a_launcher_that_forwards_no_signals_is_cancelled_with_its_child(tiny_nrrd, tmp_path):
+    # Like Slicer's PythonSlicer: starts the real interpreter as a child and forwards no signals.
+    launcher = tmp_path / "PythonSlicer"
+    launcher.write_text(
+        f"#!{sys.executable}\nimport signal, subprocess, sys\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"sys.exit(subprocess.call([{sys.executable!r}, *sys.argv[1:]]))\n"
+    )
+    launcher.chmod(0o755)
+    out = tmp_path / "out" / "o.nrrd"
+    job = BackgroundJob(tiny_nrrd, out, python_executable=launcher, thickness_mm=3.0, preset="fast",
+                        device="cpu", max_minutes=2.0).start()  # fmt: skip
+    wait_for(lambda: job.progress is not None and job.progress["stage"] == "train")
+    interpreter = children_of(job.pid)
+    assert len(interpreter) == 1
+    job.cancel(grace_s=10)
+    terminal = job.wait(WAIT_S)
+    assert terminal["event"] == "cancelled"
+    assert_gone([job.pid, *interpreter])
+    assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+# --- misbehaving processes ----------------------------------------------------------------------------
+
+
+def test_text_that_is_not_an_event_becomes_log_lines():
+    job = stand_in(
+        """
+        emit("started")
+        print("a library printing on stdout", flush=True)
+        print("{not json", flush=True)
+        print("on stderr", file=sys.stderr, flush=True)
+        emit("finished", output_path="x")
+        """
+    ).start()
+    events = drain(job)
+    assert_well_formed(events)
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    assert "a library printing on stdout" in logs and "{not json" in logs and "on stderr" in logs
+    assert job.result["output_path"] == "x"
+
+
+def test_a_process_that_ignores_cancel_is_killed(tmp_path):
+    job = stand_in(
+        """
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        emit("started")
+        while True:
+            emit("progress", stage="train", step=1, total=2, fraction=0.5)
+            time.sleep(0.05)
+        """
+    ).start()
+    wait_for(lambda: job.progress is not None)
+    t0 = time.monotonic()
+    job.cancel(grace_s=1)
+    terminal = job.wait(WAIT_S)
+    assert time.monotonic() - t0 < 6
+    assert terminal["event"] == "cancelled" and terminal["forced"]
+    assert job.returncode == -signal.SIGKILL
+    assert any("killing it" in line for line in job.last_log_lines)
+
+
+@pytest.mark.parametrize(
+    ("how", "signum"), [("os.kill(os.getpid(), 9)", 9), ("import faulthandler; faulthandler._sigsegv()", 11)]
+)
+def test_a_process_that_dies_is_reported_failed(how, signum):
+    job = stand_in(f'emit("started")\nprint("last words", file=sys.stderr, flush=True)\n{how}\n').start()
+    events = drain(job)
+    assert_well_formed(events)
+    failed = job.error
+    assert failed["code"] == "crashed" and failed["exit_code"] == -signum
+    assert signal.Signals(signum).name in failed["message"] and "last words" in failed["detail"]
+    assert job.state == "failed" and job.result is None
+
+
+def test_a_crash_with_a_surviving_child_does_not_hang():
+    job = stand_in(
+        """
+        import subprocess
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        emit("log", level="info", message=f"child {child.pid}")
+        os.kill(os.getpid(), 9)
+        """
+    ).start()
+    t0 = time.monotonic()
+    failed = job.wait(WAIT_S)
+    assert time.monotonic() - t0 < 15  # the orphan holds the pipes; the client ends the group
+    child = [line for line in job.last_log_lines if line.startswith("child ")]
+    assert failed["code"] == "crashed" and child
+    assert_gone([int(child[0].split()[1])])
+
+
+def test_a_done_callback_that_fails_turns_the_job_into_failed():
+    job = stand_in('emit("started")\nemit("finished", output_path="x")\n')
+
+    def load_result(job):
+        raise OSError("cannot read x")
+
+    job.add_done_callback(load_result)
+    events = drain(job.start())
+    assert_well_formed(events)
+    assert events[-1]["event"] == "failed" and "cannot read x" in events[-1]["message"]
+    assert job.state == "failed" and job.error is events[-1]
+
+
+def test_poll_never_blocks_and_wait_times_out():
+    job = stand_in('emit("started")\ntime.sleep(30)\n').start()
+    t0 = time.monotonic()
+    job.poll()
+    assert time.monotonic() - t0 < 0.5
+    with pytest.raises(TimeoutError):
+        job.wait(timeout=0.5)
+    job.cancel(grace_s=0.5)
+    assert job.wait(WAIT_S)["event"] == "cancelled"
+
+
+def test_a_missing_interpreter_is_a_resource_error(tiny_nrrd, tmp_path):
+    from sr4zct.errors import ResourceError
+
+    job = BackgroundJob(tiny_nrrd, tmp_path / "o.nrrd", python_executable=tmp_path / "nope", thickness_mm=3.0)
+    with pytest.raises(ResourceError, match="Cannot start"):
+        job.start()
+    assert job.state == "failed"
