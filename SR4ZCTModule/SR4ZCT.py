@@ -206,17 +206,11 @@ def ijkToRasDirections(volumeNode) -> list[list[float]]:
 
 
 def throughPlaneAxis(directionsRas, spacingMm, stackingDirectionRas=None) -> int:
-    """Which IJK axis (0, 1, 2) of a volume node runs through the slices.
+    """Which IJK axis (0, 1, 2) of a volume node runs through the slices: the core's rule
+    (:func:`sr4zct.method.geometry.through_plane_axis`; the DICOM stacking direction when known)."""
+    from sr4zct.method.geometry import through_plane_axis
 
-    With the acquisition's stacking direction (from DICOM) this is the axis most parallel to it; without
-    it, the axis with the coarsest spacing (ties: the one closest to patient S-I, as the core's reader does).
-    """
-    if stackingDirectionRas is not None:
-        dots = [abs(sum(a * b for a, b in zip(d, stackingDirectionRas, strict=True))) for d in directionsRas]
-        return int(max(range(3), key=lambda a: dots[a]))
-    largest = max(spacingMm)
-    candidates = [a for a in range(3) if math.isclose(spacingMm[a], largest, rel_tol=1e-3)]
-    return int(max(candidates, key=lambda a: abs(directionsRas[a][2])))
+    return through_plane_axis(spacingMm, directionsRas, stackingDirectionRas)[0]
 
 
 def optionName(slicerName: str) -> str:

@@ -208,3 +208,17 @@ def test_to_dict_is_json_ready():
     d = json.loads(json.dumps(g.to_dict()))
     assert d["slice_thickness_mm"] == 3.0 and d["slice_spacing_mm"] == 2.0 and d["overlap_mm"] == 1.0
     assert d["through_plane_axis"].startswith("z")
+
+
+def test_through_plane_axis_is_one_rule_for_files_and_nodes():
+    from sr4zct.method.geometry import through_plane_axis
+
+    axial = np.eye(3)  # axis 2 runs along S-I
+    assert through_plane_axis((0.7, 0.7, 3.0), axial) == (2, False)
+    assert through_plane_axis((3.0, 0.7, 0.7), axial) == (0, False)
+    # equal spacing: the axis closest to S-I, and the tie is reported
+    assert through_plane_axis((1.0, 1.0, 1.0), axial) == (2, True)
+    # a known stacking direction wins over the spacing (slices spaced more finely than the pixels)
+    assert through_plane_axis((0.9, 0.9, 0.5), axial, stacking_direction=(0.0, 0.0, -1.0)) == (2, False)
+    oblique = [(0.0, 0.6, 0.8), (0.0, 0.8, -0.6), (1.0, 0.0, 0.0)]
+    assert through_plane_axis((0.8, 0.8, 0.8), oblique, stacking_direction=(0.0, 0.58, 0.81))[0] == 0

@@ -36,7 +36,6 @@ THICKNESS_KEY = "sr4zct_slice_thickness_mm"
 SLICE_AXIS_KEY = "sr4zct_slice_axis"
 READ_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 WRITE_SUFFIXES = (".nii.gz", ".nrrd", ".nii", ".mha")
-_TIE_RTOL = 1e-4
 
 
 def _sitk():
@@ -64,18 +63,13 @@ def permutation(source_slice_axis: int) -> tuple[int, int, int]:
 
 
 def choose_slice_axis(spacing_xyz: Any, direction: Any) -> tuple[int, bool]:
-    """Through-plane NumPy axis from ITK spacing ``(x, y, z)`` and the 3x3 direction matrix.
+    """Through-plane NumPy axis from ITK spacing ``(x, y, z)`` and the 3x3 direction matrix
+    (:func:`sr4zct.method.geometry.through_plane_axis`); also whether a spacing tie was broken."""
+    from sr4zct.method.geometry import through_plane_axis
 
-    Returns the NumPy axis index and whether a tie in spacing had to be broken by orientation.
-    """
-    spacing_np = np.asarray(spacing_xyz, dtype=float)[::-1]
     d = np.asarray(direction, dtype=float).reshape(3, 3)
-    candidates = np.nonzero(np.isclose(spacing_np, spacing_np.max(), rtol=_TIE_RTOL, atol=0.0))[0]
-    if len(candidates) == 1:
-        return int(candidates[0]), False
-    # Direction of NumPy axis a is ITK column 2 - a; its S-I component is row 2.
-    si = [abs(d[2, 2 - a]) for a in candidates]
-    return int(candidates[int(np.argmax(si))]), True
+    # NumPy axis a is ITK axis 2 - a, whose direction is column 2 - a of the matrix
+    return through_plane_axis(np.asarray(spacing_xyz, dtype=float)[::-1], d[:, ::-1].T)
 
 
 def _header(reader_or_image: Any) -> dict[str, str]:

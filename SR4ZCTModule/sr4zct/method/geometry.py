@@ -43,6 +43,43 @@ THICKNESS_TOLERANCE_MM = 1e-3
 _ORIENTATION_TOLERANCE = 1e-3
 
 
+#: Spacings within this relative difference are a tie when choosing the through-plane axis.
+AXIS_TIE_RTOL = 1e-4
+
+
+def through_plane_axis(
+    spacing_mm: Sequence[float], directions: Any, stacking_direction: Any = None
+) -> tuple[int, bool]:
+    """Which of a volume's three array axes runs through the slices.
+
+    Parameters
+    ----------
+    spacing_mm : sequence of 3 float
+        Spacing along each axis.
+    directions : 3 x 3 array-like
+        ``directions[a]`` is the unit vector of axis ``a`` in patient coordinates (LPS or RAS: only the
+        third, superior-inferior, component matters here).
+    stacking_direction : 3 floats, optional
+        The acquisition's stacking direction (from DICOM) in the same frame; when given, the axis most
+        parallel to it is the answer.
+
+    Returns
+    -------
+    axis : int
+        The through-plane axis: with no stacking direction, the one with the coarsest spacing.
+    tie : bool
+        Whether equal spacings had to be decided by orientation (the axis closest to patient S-I wins).
+    """
+    d = np.asarray(directions, dtype=float).reshape(3, 3)
+    if stacking_direction is not None:
+        return int(np.argmax(np.abs(d @ np.asarray(stacking_direction, dtype=float)))), False
+    spacing = np.asarray(spacing_mm, dtype=float)
+    candidates = np.nonzero(np.isclose(spacing, spacing.max(), rtol=AXIS_TIE_RTOL, atol=0.0))[0]
+    if len(candidates) == 1:
+        return int(candidates[0]), False
+    return int(candidates[int(np.argmax(np.abs(d[candidates, 2])))]), True
+
+
 def spacing_tolerance_mm(spacing_mm: float) -> float:
     """Largest deviation from the median slice spacing that still counts as regular."""
     return max(SPACING_ABSOLUTE_TOLERANCE_MM, SPACING_RELATIVE_TOLERANCE * abs(spacing_mm))
