@@ -1,16 +1,11 @@
 """Speed/quality presets: ``fast``, ``balanced``, ``best``.
 
-Budgets are set for a 2-core CPU and a 512 x 512 head CT (5 mm slices every 2.5 mm) so that the whole run
-stays within ``max_minutes`` (fast 5, balanced 15, best 45); training stops at whichever comes first, the
-step budget or its share of the time budget. On a GPU the step budget is reached long before the time.
-
-Measured on vhm-head (512 x 512, 5 mm every 2.5 mm, box profile; body-box PSNR, linear 41.47 dB) on a
-quiet 2-core CPU (BENCHMARKS.md): ``fast`` +6.46 dB in 3.3 min (3000 steps), ``balanced`` +7.47 dB in
-14.8 min (before He initialisation), ``best`` +8.25 dB in 45.1 min (20,874 steps). On a CPU the number of
-steps matters more than the network size: a 10-layer 48-channel network on 80-pixel patches reached only
-+6.02 dB in 13.8 min.
-``best`` also averages the network over four flips at inference: +0.13 dB for an 8 x 32 network trained
-1500 steps (47.56 -> 47.69 dB), for four times the inference time (14 s -> 57 s on that volume).
+Budgets are set for a 2-core CPU and a 512 x 512 CT so that the whole run stays within ``max_minutes``
+(fast 5, balanced 15, best 45); training stops at whichever comes first, the step budget or its share of
+the time limit. On a GPU the step budget is reached long before the time. On a CPU the number of steps
+matters more than the network size, so the presets grow the network only a little. ``best`` also averages
+the network over the four flips of every image at inference. The measured quality and time of each preset
+are in BENCHMARKS.md (``python -m benchmarks.run``).
 """
 
 from __future__ import annotations
