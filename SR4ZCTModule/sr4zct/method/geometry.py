@@ -170,17 +170,10 @@ def _common_pixel_spacing(pixel_spacing_mm: Any, n: int) -> tuple[float, float]:
     return float(ps[0]), float(ps[1])
 
 
-def _thickness(thicknesses_mm: Any, n: int) -> tuple[float | None, str, tuple[float, ...], list[str]]:
-    """Nominal thickness, its source, the distinct values, and warnings."""
-    if thicknesses_mm is None or np.isscalar(thicknesses_mm):
-        values: list[Any] = [thicknesses_mm] * n
-    else:
-        values = list(thicknesses_mm)
-        if len(values) != n:
-            raise GeometryError(f"got {len(values)} slice thicknesses for {n} slices.")
+def _parse_thicknesses(values: list[Any]) -> tuple[list[float], int, int]:
+    """The valid (finite, positive) thicknesses, and how many were missing and how many invalid."""
     valid: list[float] = []
-    n_missing = 0
-    n_invalid = 0
+    n_missing = n_invalid = 0
     for v in values:
         if v is None or (isinstance(v, str) and not v.strip()):
             n_missing += 1
@@ -190,23 +183,33 @@ def _thickness(thicknesses_mm: Any, n: int) -> tuple[float | None, str, tuple[fl
         except (TypeError, ValueError):
             n_invalid += 1
             continue
-        if not math.isfinite(f) or f <= 0:
+        if math.isfinite(f) and f > 0:
+            valid.append(f)
+        else:
             n_invalid += 1
-            continue
-        valid.append(f)
-    warnings: list[str] = []
+    return valid, n_missing, n_invalid
+
+
+def _thickness(thicknesses_mm: Any, n: int) -> tuple[float | None, str, tuple[float, ...], list[str]]:
+    """Nominal thickness, its source, the distinct values, and warnings."""
+    if thicknesses_mm is None or np.isscalar(thicknesses_mm):
+        values: list[Any] = [thicknesses_mm] * n
+    else:
+        values = list(thicknesses_mm)
+        if len(values) != n:
+            raise GeometryError(f"got {len(values)} slice thicknesses for {n} slices.")
+    valid, n_missing, n_invalid = _parse_thicknesses(values)
     if not valid:
         what = "missing" if n_invalid == 0 else "missing or not positive"
-        warnings.append(
+        return None, "missing", (), [
             f"Slice thickness is {what} (DICOM SliceThickness 0018,0050): give the nominal thickness "
             "with --thickness MM (or the Thickness field in Slicer); SR4ZCT needs it to model the slices."
-        )
-        return None, "missing", (), warnings
-    rounded = [round(v / THICKNESS_TOLERANCE_MM) * THICKNESS_TOLERANCE_MM for v in valid]
-    counts = Counter(rounded)
+        ]  # fmt: skip
+    counts = Counter(round(v / THICKNESS_TOLERANCE_MM) * THICKNESS_TOLERANCE_MM for v in valid)
     distinct = tuple(sorted(float(round(v, 6)) for v in counts))
     # Most common value; ties go to the larger (a conservative model of the blur).
     thickness = float(round(max(counts, key=lambda v: (counts[v], v)), 6))
+    warnings: list[str] = []
     if len(distinct) > 1:
         listing = ", ".join(f"{v:g} mm ({counts[v]} slices)" for v in sorted(counts))
         warnings.append(
@@ -219,6 +222,93 @@ def _thickness(thicknesses_mm: Any, n: int) -> tuple[float | None, str, tuple[fl
             f"using {thickness:g} mm from the others."
         )
     return thickness, "dicom", distinct, warnings
+
+
+def _checked_positions(positions_lps: Any, name: str) -> np.ndarray:
+    positions = np.asarray(positions_lps, dtype=np.float64)
+    if positions.ndim == 1 and positions.size == 3:
+        positions = positions.reshape(1, 3)
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise GeometryError(
+            f"positions must be an (N, 3) array of ImagePositionPatient, got shape {positions.shape}."
+        )
+    n = positions.shape[0]
+    if n < MIN_SLICES:
+        raise GeometryError(
+            f"The series{name} has {n} slice(s); SR4ZCT needs at least {MIN_SLICES} slices to measure the "
+            "slice spacing (a single 2-D image has no through-plane axis to enhance)."
+        )
+    if not np.all(np.isfinite(positions)):
+        raise GeometryError(f"The series{name} has missing or non-finite ImagePositionPatient values.")
+    return positions
+
+
+def _checked_size(rows: Any, columns: Any) -> tuple[int, int]:
+    try:
+        rows, columns = int(rows), int(columns)
+    except (TypeError, ValueError):
+        raise GeometryError(
+            f"Rows and Columns must be positive integers, got {rows!r} x {columns!r}."
+        ) from None
+    if rows < 1 or columns < 1:
+        raise GeometryError(f"Rows and Columns must be positive, got {rows} x {columns}.")
+    return rows, columns
+
+
+def _stacking_direction(
+    sorted_pos: np.ndarray, normal: np.ndarray, name: str
+) -> tuple[np.ndarray, float, list[str]]:
+    """The direction the slices are stacked along, the gantry tilt in degrees, and a tilt warning."""
+    first, span = sorted_pos[0], sorted_pos[-1] - sorted_pos[0]
+    span_normal = float(span @ normal)
+    if span_normal <= 0.0:
+        raise GeometryError(
+            f"All {len(sorted_pos)} slices of the series{name} lie at the same position along the slice normal "
+            f"({float(first @ normal):.3f} mm): they are not a stack (duplicated images or several "
+            "acquisitions at one table position)."
+        )
+    tilt_deg = math.degrees(math.acos(min(1.0, span_normal / float(np.linalg.norm(span)))))
+    if tilt_deg <= TILT_TOLERANCE_DEG:
+        return normal, tilt_deg, []
+    normal_spacing = float(np.median(np.diff(sorted_pos @ normal)))
+    return span / np.linalg.norm(span), tilt_deg, [
+        f"Gantry tilt: the slices are stacked {tilt_deg:.2f} degrees away from the slice normal. "
+        "Positions and spacing are measured along the actual stacking direction (the spacing along "
+        f"the normal is {normal_spacing:.4g} mm); the images are sheared in patient space."
+    ]  # fmt: skip
+
+
+def _listed(items: list[str]) -> str:
+    return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
+def _spacing(slice_positions: np.ndarray, name: str) -> tuple[float, list[int], list[str]]:
+    """The median slice spacing, the gaps that are irregular or duplicates, and warnings about them."""
+    gaps = np.diff(slice_positions)
+    spacing = float(np.median(gaps))
+    tolerance = spacing_tolerance_mm(spacing)
+    if spacing <= tolerance:
+        raise GeometryError(
+            f"The series{name} has duplicate slice positions for most slices (median spacing "
+            f"{spacing:.4f} mm); it cannot be treated as one stack."
+        )
+    duplicates = [int(i) for i in np.nonzero(gaps <= tolerance)[0]]
+    other = [int(i) for i in np.nonzero(np.abs(gaps - spacing) > tolerance)[0] if i not in set(duplicates)]
+    warnings = []
+    if duplicates:
+        shown = _listed([f"{i}/{i + 1} at {slice_positions[i]:.3f} mm" for i in duplicates])
+        warnings.append(
+            f"Duplicate slice positions: {len(duplicates)} pair(s) of slices share a position "
+            f"(sorted slices {shown}); the folder may hold duplicated images or two acquisitions."
+        )
+    if other:
+        shown = _listed([f"{gaps[i]:.3f} mm between slices {i} and {i + 1} (at {slice_positions[i]:.3f} mm)"
+                         for i in other])  # fmt: skip
+        warnings.append(
+            f"Irregular slice spacing: the median spacing is {spacing:.4g} mm but {len(other)} gap(s) differ "
+            f"by more than {tolerance:.3g} mm: {shown}. Missing slices or a mixed series are likely."
+        )
+    return spacing, sorted(set(other) | set(duplicates)), warnings
 
 
 def geometry_from_slices(
@@ -267,31 +357,10 @@ def geometry_from_slices(
     straight line are reported in ``geometry.warnings`` (and ``irregular_positions`` /
     ``gantry_tilt_deg``), not corrected: the caller decides whether it can use the series.
     """
-    positions = np.asarray(positions_lps, dtype=np.float64)
-    if positions.ndim == 1 and positions.size == 3:
-        positions = positions.reshape(1, 3)
-    if positions.ndim != 2 or positions.shape[1] != 3:
-        raise GeometryError(
-            f"positions must be an (N, 3) array of ImagePositionPatient, got shape {positions.shape}."
-        )
-    n = positions.shape[0]
     name = f" '{description}'" if description else ""
-    if n < MIN_SLICES:
-        raise GeometryError(
-            f"The series{name} has {n} slice(s); SR4ZCT needs at least {MIN_SLICES} slices to measure the "
-            "slice spacing (a single 2-D image has no through-plane axis to enhance)."
-        )
-    if not np.all(np.isfinite(positions)):
-        raise GeometryError(f"The series{name} has missing or non-finite ImagePositionPatient values.")
-    try:
-        rows, columns = int(rows), int(columns)
-    except (TypeError, ValueError):
-        raise GeometryError(
-            f"Rows and Columns must be positive integers, got {rows!r} x {columns!r}."
-        ) from None
-    if rows < 1 or columns < 1:
-        raise GeometryError(f"Rows and Columns must be positive, got {rows} x {columns}.")
-
+    positions = _checked_positions(positions_lps, name)
+    n = positions.shape[0]
+    rows, columns = _checked_size(rows, columns)
     row_dir, col_dir, normal = slice_normal(_common_orientation(orientation, n))
     pixel_spacing = _common_pixel_spacing(pixel_spacing_mm, n)
     thickness, thickness_source, thickness_values, warnings = _thickness(thicknesses_mm, n)
@@ -299,62 +368,14 @@ def geometry_from_slices(
     order = np.argsort(positions @ normal, kind="stable")
     sorted_pos = positions[order]
     first = sorted_pos[0]
-    span = sorted_pos[-1] - first
-    span_normal = float(span @ normal)
-    if span_normal <= 0.0:
-        raise GeometryError(
-            f"All {n} slices of the series{name} lie at the same position along the slice normal "
-            f"({float(first @ normal):.3f} mm): they are not a stack (duplicated images or several "
-            "acquisitions at one table position)."
-        )
-
-    tilt_deg = math.degrees(math.acos(min(1.0, span_normal / float(np.linalg.norm(span)))))
-    if tilt_deg > TILT_TOLERANCE_DEG:
-        stack_dir = span / np.linalg.norm(span)
-        normal_spacing = float(np.median(np.diff(sorted_pos @ normal)))
-        warnings.append(
-            f"Gantry tilt: the slices are stacked {tilt_deg:.2f} degrees away from the slice normal. "
-            "Positions and spacing are measured along the actual stacking direction (the spacing along "
-            f"the normal is {normal_spacing:.4g} mm); the images are sheared in patient space."
-        )
-    else:
-        stack_dir = normal
+    stack_dir, tilt_deg, tilt_warnings = _stacking_direction(sorted_pos, normal, name)
     rel = sorted_pos - first
     slice_positions = rel @ stack_dir
-    gaps = np.diff(slice_positions)
-    spacing = float(np.median(gaps))
-    tolerance = spacing_tolerance_mm(spacing)
-    if spacing <= tolerance:
-        raise GeometryError(
-            f"The series{name} has duplicate slice positions for most slices (median spacing "
-            f"{spacing:.4f} mm); it cannot be treated as one stack."
-        )
-
-    duplicates = [int(i) for i in np.nonzero(gaps <= tolerance)[0]]
-    irregular = [int(i) for i in np.nonzero(np.abs(gaps - spacing) > tolerance)[0]]
-    if duplicates:
-        shown = ", ".join(f"{i}/{i + 1} at {slice_positions[i]:.3f} mm" for i in duplicates[:5])
-        more = f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
-        warnings.append(
-            f"Duplicate slice positions: {len(duplicates)} pair(s) of slices share a position "
-            f"(sorted slices {shown}{more}); the folder may hold duplicated images or two acquisitions."
-        )
-    other = [i for i in irregular if i not in set(duplicates)]
-    if other:
-        shown = ", ".join(
-            f"{gaps[i]:.3f} mm between slices {i} and {i + 1} (at {slice_positions[i]:.3f} mm)"
-            for i in other[:5]
-        )
-        more = f" and {len(other) - 5} more" if len(other) > 5 else ""
-        warnings.append(
-            f"Irregular slice spacing: the median spacing is {spacing:.4g} mm but {len(other)} gap(s) differ "
-            f"by more than {tolerance:.3g} mm: {shown}{more}. Missing slices or a mixed series are likely."
-        )
-
+    spacing, irregular, spacing_warnings = _spacing(slice_positions, name)
+    warnings += tilt_warnings + spacing_warnings
     # Slice centres must lie on one line along the stacking direction.
-    off_line = rel - np.outer(slice_positions, stack_dir)
-    max_off = float(np.max(np.linalg.norm(off_line, axis=1)))
-    if max_off > tolerance:
+    max_off = float(np.max(np.linalg.norm(rel - np.outer(slice_positions, stack_dir), axis=1)))
+    if max_off > spacing_tolerance_mm(spacing):
         warnings.append(
             f"The slice positions do not lie on a straight line: up to {max_off:.3f} mm off the line from "
             "the first to the last slice (varying in-plane offsets)."
@@ -371,7 +392,7 @@ def geometry_from_slices(
         thickness_source=thickness_source,
         source_slice_axis=0,
         gantry_tilt_deg=float(tilt_deg),
-        irregular_positions=tuple(sorted(set(irregular) | set(duplicates))),
+        irregular_positions=tuple(irregular),
         thickness_values_mm=thickness_values,
         warnings=tuple(warnings),
         description=description,
