@@ -28,8 +28,21 @@ class qSlicerScriptedLoadableModule(qt.QObject):
         self.path = path
 
 
+class qSlicerScriptedLoadableModuleWidget(qMRMLWidget):
+    """The panel Slicer makes for a scripted module and passes as ``parent`` to its widget class."""
+
+    PROPERTIES = ("isEntered",)
+    DEFAULTS = {**qMRMLWidget.DEFAULTS, "isEntered": False}
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setLayout(qt.QVBoxLayout())
+        self.setMRMLScene(slicer.mrmlScene)
+
+
 class ScriptedLoadableModule:
     def __init__(self, parent):
+        super().__init__()
         self.parent = parent
         self.moduleName = self.__class__.__name__
         parent.title = ""
@@ -54,6 +67,7 @@ class ScriptedLoadableModule:
 
 class ScriptedLoadableModuleWidget:
     def __init__(self, parent=None):
+        super().__init__()  # cooperative, as Slicer's: initialises VTKObservationMixin in subclasses
         self.moduleName = self.__class__.__name__
         if self.moduleName.endswith("Widget"):
             self.moduleName = self.moduleName[:-6]
@@ -86,6 +100,7 @@ class ScriptedLoadableModuleWidget:
 
 class ScriptedLoadableModuleLogic:
     def __init__(self, parent=None):
+        super().__init__()
         self.moduleName = self.__class__.__name__
         if self.moduleName.endswith("Logic"):
             self.moduleName = self.moduleName[:-5]
