@@ -8,15 +8,28 @@ import importlib.abc
 import sys
 
 NOT_IN_SLICER = frozenset(
-    {"pytest", "_pytest", "pluggy", "iniconfig", "pygments", "PySide6", "shiboken6", "matplotlib",
-     "psutil", "tqdm", "pylibjpeg"}  # fmt: skip
+    {
+        "pytest",
+        "_pytest",
+        "pluggy",
+        "iniconfig",
+        "pygments",
+        "PySide6",
+        "shiboken6",
+        "matplotlib",
+        "psutil",
+        "tqdm",
+        "pylibjpeg",
+    }  # fmt: skip
 )
 
 
 class _NotInSlicer(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         if fullname.partition(".")[0] in NOT_IN_SLICER:
-            raise ModuleNotFoundError(f"No module named '{fullname}' (not bundled with 3D Slicer)", name=fullname)
+            raise ModuleNotFoundError(
+                f"No module named '{fullname}' (not bundled with 3D Slicer)", name=fullname
+            )
         return None
 
 

@@ -61,7 +61,9 @@ class qSlicerCoreIOManager:
     def fileWriterFileType(self, object: Any) -> str:  # noqa: A002 - Qt's parameter name
         return "VolumeFile" if object.IsA("vtkMRMLVolumeNode") else "NoFile"
 
-    def loadNodes(self, fileType: str, properties: dict, loadedNodes: Any = None, userMessages: Any = None) -> bool:
+    def loadNodes(
+        self, fileType: str, properties: dict, loadedNodes: Any = None, userMessages: Any = None
+    ) -> bool:
         if fileType != "VolumeFile":
             raise NotImplementedError(f"the stand-in IO manager reads volumes only, not {fileType!r}")
         fileName = str(properties["fileName"])

@@ -69,7 +69,9 @@ class ctkMessageBox(QWidget):
         record = {name: self._props.get(name) for name in self._all_properties() if name in self._props}
         ctkMessageBox.shown.append(record)
         if not ctkMessageBox._answers:
-            raise AssertionError(f"a message box waits for a click that no test queued: {record.get('text')!r}")
+            raise AssertionError(
+                f"a message box waits for a click that no test queued: {record.get('text')!r}"
+            )
         return ctkMessageBox._answers.pop(0)
 
     exec = exec_
@@ -77,7 +79,14 @@ class ctkMessageBox(QWidget):
 
 CTK_CLASSES = {
     cls.__name__: cls
-    for cls in (ctkCollapsibleButton, ctkDoubleSpinBox, ctkSliderWidget, ctkCheckBox, ctkComboBox,
-                ctkPathLineEdit, ctkMessageBox)  # fmt: skip
+    for cls in (
+        ctkCollapsibleButton,
+        ctkDoubleSpinBox,
+        ctkSliderWidget,
+        ctkCheckBox,
+        ctkComboBox,
+        ctkPathLineEdit,
+        ctkMessageBox,
+    )  # fmt: skip
 }
 __all__ = [*CTK_CLASSES, "QMessageBox"]

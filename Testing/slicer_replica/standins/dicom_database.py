@@ -61,7 +61,9 @@ def _value_string(dataset: pydicom.Dataset, tag: str) -> str:
 class ctkDICOMDatabase:
     """``slicer.dicomDatabase`` for a set of files, as after importing them in the DICOM module."""
 
-    def __init__(self, files: list[str | os.PathLike], tagsToPrecache: tuple[str, ...] = SCALAR_VOLUME_PLUGIN_TAGS):
+    def __init__(
+        self, files: list[str | os.PathLike], tagsToPrecache: tuple[str, ...] = SCALAR_VOLUME_PLUGIN_TAGS
+    ):
         self.tagsToPrecache = list(tagsToPrecache)
         self._fileForInstance: dict[str, str] = {}
         self._instanceForFile: dict[str, str] = {}

@@ -79,6 +79,4 @@ class qMRMLNodeComboBox(QWidget):
         self.setCurrentNode(self._scene.GetNodeByID(nodeId) if nodeId else None)
 
 
-
-
 MRML_WIDGET_CLASSES = {cls.__name__: cls for cls in (qMRMLWidget, qMRMLNodeComboBox)}

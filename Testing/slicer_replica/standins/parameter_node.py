@@ -112,7 +112,9 @@ class _Connector:
 def _connector(widget, name: str, base: Any, validators: list) -> _Connector:
     W = type(widget)
     if _is_node_type(base) and W is mrml_widgets.qMRMLNodeComboBox:
-        return _Connector(widget, "currentNodeChanged(vtkMRMLNode*)", widget.currentNode, widget.setCurrentNode)
+        return _Connector(
+            widget, "currentNodeChanged(vtkMRMLNode*)", widget.currentNode, widget.setCurrentNode
+        )
     if base is bool and W in (qt.QCheckBox, ctk.ctkCheckBox):
         return _Connector(widget, "toggled(bool)", lambda: bool(widget.checked),
                           lambda v: setattr(widget, "checked", bool(v)))  # fmt: skip
@@ -146,7 +148,9 @@ def _connector(widget, name: str, base: Any, validators: list) -> _Connector:
                           lambda v: setattr(widget, "text", str(v)))  # fmt: skip
     if base is str and W is qt.QLabel:
         return _Connector(widget, None, lambda: widget.text, lambda v: setattr(widget, "text", str(v)))
-    raise RuntimeError(f"Unable to create GUI connector from datatype '{base}' to widget type '{W}'. ({name})")
+    raise RuntimeError(
+        f"Unable to create GUI connector from datatype '{base}' to widget type '{W}'. ({name})"
+    )
 
 
 # ---- the decorator ------------------------------------------------------------------------------------

@@ -38,9 +38,13 @@ def load_series(app, database, files, name: str):
         slicer.vtkMRMLVolumeNode.ReverseSliceOrder(node.GetImageData(), ijkToRas)
         node.SetIJKToRASMatrix(ijkToRas)
         files = list(reversed(files))
-    node.SetAttribute("DICOM.instanceUIDs", " ".join(database.fileValue(f, "0008,0018") or "Unknown" for f in files))
+    node.SetAttribute(
+        "DICOM.instanceUIDs", " ".join(database.fileValue(f, "0008,0018") or "Unknown" for f in files)
+    )
     sh = slicer.mrmlScene.GetSubjectHierarchyNode()
-    patient = sh.CreateSubjectItem(sh.GetSceneItemID(), database.fileValue(files[0], "0010,0010") or "Anonymous")
+    patient = sh.CreateSubjectItem(
+        sh.GetSceneItemID(), database.fileValue(files[0], "0010,0010") or "Anonymous"
+    )
     study = sh.CreateStudyItem(patient, database.fileValue(files[0], "0008,1030") or "Study")
     item = sh.GetItemByDataNode(node) or sh.CreateItem(sh.GetSceneItemID(), node)
     sh.SetItemParent(item, study)

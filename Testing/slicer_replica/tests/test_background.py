@@ -76,14 +76,18 @@ def test_integer_input_gives_int16_output_and_unique_names(l291_crop):
 
 
 @pytest.mark.xfail(strict=True, reason=WORKER + "; issue 12 item 3: DICOM.instanceUIDs not in the database")
-def test_volume_whose_dicom_instances_are_not_in_the_database(monkeypatch, tmp_path, l291_files, python_slicer):
+def test_volume_whose_dicom_instances_are_not_in_the_database(
+    monkeypatch, tmp_path, l291_files, python_slicer
+):
     """A scene opened on another machine: the node has DICOM.instanceUIDs, the local database is empty."""
     here = standins.ctkDICOMDatabase(l291_files[140:154])
     replica = standins.install(monkeypatch, tmp_path, dicom_database=here)
     node = load_series(replica.app, here, l291_files[140:154], "3: L291")
     elsewhere = standins.ctkDICOMDatabase([])
     monkeypatch.setattr(slicer, "dicomDatabase", elsewhere)
-    run = replica.module.SR4ZCTLogic().enhance(node, thicknessMm=3.0, preset="fast", maxMinutes=0.05, wait=False)
+    run = replica.module.SR4ZCTLogic().enhance(
+        node, thicknessMm=3.0, preset="fast", maxMinutes=0.05, wait=False
+    )
     out = run.wait(timeoutS=RUN_TIMEOUT_S)
     assert out.GetSpacing()[2] == pytest.approx(0.7421875)
 
@@ -132,6 +136,8 @@ def test_selecting_l291_reads_each_file_at_most_once(monkeypatch, tmp_path, l291
     t0 = time.perf_counter()
     geometry = replica.module.SR4ZCTLogic().readGeometry(node)
     elapsed_s = time.perf_counter() - t0
-    print(f"L291 geometry: {fresh.totalCalls} database calls, {fresh.headerReads} header reads, {elapsed_s:.2f} s")
+    print(
+        f"L291 geometry: {fresh.totalCalls} database calls, {fresh.headerReads} header reads, {elapsed_s:.2f} s"
+    )
     assert geometry.thicknessMm == pytest.approx(3.0)
     assert fresh.headerReads <= len(l291_files)

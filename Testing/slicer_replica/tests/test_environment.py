@@ -98,6 +98,8 @@ def test_cli_info_under_python_slicer(l291_part, tmp_path):
                                        "and tqdm (cli/enhance.py progress bar)")  # fmt: skip
 def test_cli_enhance_under_python_slicer_with_only_slicers_packages(l291_part, tmp_path):
     out = tmp_path / "enhanced.nrrd"
-    result = _cli(["enhance", str(l291_part), "-o", str(out), "--preset", "fast", "--max-minutes", "0.1"], tmp_path)
+    result = _cli(
+        ["enhance", str(l291_part), "-o", str(out), "--preset", "fast", "--max-minutes", "0.1"], tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.is_file()

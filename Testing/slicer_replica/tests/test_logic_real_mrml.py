@@ -66,7 +66,9 @@ def test_new_nodes_get_a_subject_hierarchy_item_and_display(replica):
 
 
 def test_geometry_of_a_sagittal_non_dicom_volume_uses_the_coarse_axis(replica):
-    node = slicer.util.addVolumeFromArray(np.zeros((40, 32, 12), np.float32), ijkToRAS=np.diag([3.0, 0.8, 0.8, 1]))
+    node = slicer.util.addVolumeFromArray(
+        np.zeros((40, 32, 12), np.float32), ijkToRAS=np.diag([3.0, 0.8, 0.8, 1])
+    )
     geometry = replica.module.SR4ZCTLogic().readGeometry(node)
     assert (geometry.axis, geometry.numberOfSlices, geometry.thicknessMm) == (0, 12, None)
     assert geometry.spacingMm == pytest.approx(3.0)
@@ -149,9 +151,13 @@ def test_result_node_is_placed_displayed_and_annotated_like_its_input(l291, tmp_
     tempDir.mkdir()
     inputPath, outputPath = tempDir / "input.nrrd", tempDir / "output.nrrd"
     logic.writeVolumeFile(crop, str(inputPath))
-    result = sr4zct.enhance_file(inputPath, outputPath, thickness_mm=3.0, preset="fast", max_minutes=0.05, seed=0)
+    result = sr4zct.enhance_file(
+        inputPath, outputPath, thickness_mm=3.0, preset="fast", max_minutes=0.05, seed=0
+    )
     finished = {"event": "finished", "output_path": str(outputPath), "parameters": result.parameters}
-    run = module.SR4ZCTRun(logic, None, crop, str(tempDir), "crop SR4ZCT", {"thickness_mm": 3.0, "preset": "fast"})
+    run = module.SR4ZCTRun(
+        logic, None, crop, str(tempDir), "crop SR4ZCT", {"thickness_mm": 3.0, "preset": "fast"}
+    )
     out = logic.loadResult(run, finished)
 
     assert slicer.mrmlScene.GetFirstNodeByName("crop SR4ZCT") is out
@@ -161,7 +167,9 @@ def test_result_node_is_placed_displayed_and_annotated_like_its_input(l291, tmp_
     a, b = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
     out.GetIJKToRASDirectionMatrix(a)
     crop.GetIJKToRASDirectionMatrix(b)
-    assert [a.GetElement(i, j) for i in range(3) for j in range(3)] == [b.GetElement(i, j) for i in range(3) for j in range(3)]
+    assert [a.GetElement(i, j) for i in range(3) for j in range(3)] == [
+        b.GetElement(i, j) for i in range(3) for j in range(3)
+    ]
     dims_in, dims_out = crop.GetImageData().GetDimensions(), out.GetImageData().GetDimensions()
     assert dims_out[:2] == dims_in[:2]
     assert dims_out[2] == 1 + int(round((dims_in[2] - 1) * 2.0 / 0.7421875))

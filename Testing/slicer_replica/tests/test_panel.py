@@ -103,7 +103,11 @@ def test_non_dicom_volume_needs_a_thickness(replica):
 def test_parameter_node_round_trip_through_the_panel(replica):
     widget = _widget(replica)
     ui, p = widget.ui, widget._parameterNode
-    assert [ui.presetComboBox.itemText(i) for i in range(ui.presetComboBox.count)] == ["fast", "balanced", "best"]
+    assert [ui.presetComboBox.itemText(i) for i in range(ui.presetComboBox.count)] == [
+        "fast",
+        "balanced",
+        "best",
+    ]
     assert ui.presetComboBox.currentText == "balanced"
     ui.presetComboBox.currentText = "fast"
     ui.profileComboBox.currentText = "gaussian"
@@ -124,7 +128,9 @@ def test_selecting_another_volume_updates_parameter_node_and_panel(replica):
     widget = _widget(replica)
     assert widget._parameterNode.inputVolume.GetID() == first.GetID()  # the first volume is preselected
     assert widget.ui.thicknessSpinBox.value == 5.0
-    second = slicer.util.addVolumeFromArray(np.zeros((8, 20, 20), np.float32), np.diag([0.5, 0.5, 1.25, 1]), "second")
+    second = slicer.util.addVolumeFromArray(
+        np.zeros((8, 20, 20), np.float32), np.diag([0.5, 0.5, 1.25, 1]), "second"
+    )
     widget.ui.inputSelector.setCurrentNode(second)
     assert widget._parameterNode.inputVolume.GetID() == second.GetID()
     assert widget._parameterNode.thicknessMm == 0.0
@@ -307,7 +313,9 @@ def test_closing_the_scene_cancels_a_running_job(replica, python_slicer, monkeyp
 # ---- a Slicer without PyTorch (fresh install): nothing may import torch before the install step ----------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 2: the Sample Data tile imports torch without the install step")
+@pytest.mark.xfail(
+    strict=True, reason="issue 12 item 2: the Sample Data tile imports torch without the install step"
+)
 def test_sample_data_tile_in_a_slicer_without_torch_goes_through_the_install_step(monkeypatch, tmp_path):
     replica = standins.install(monkeypatch, tmp_path, torch_installed=False)
     replica.module.SR4ZCT(slicer.modules.sr4zct)  # Slicer instantiates the module at start-up ...
