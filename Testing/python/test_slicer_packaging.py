@@ -113,6 +113,8 @@ def _cmake_set(text: str, name: str) -> str:
 
 def test_top_level_cmakelists_has_the_extension_metadata():
     text = (ROOT / "CMakeLists.txt").read_text()
+    # the Slicer 5.10 extension template's first line (Utilities/Templates/Extensions/Default on 5.10)
+    assert text.startswith("cmake_minimum_required(VERSION 3.20.6...3.22.6 FATAL_ERROR)\n")
     assert re.search(r"^project\(SR4ZCT\)", text, re.M)
     assert _cmake_set(text, "EXTENSION_CATEGORY") == "Filtering"
     assert _cmake_set(text, "EXTENSION_DEPENDS") == "PyTorch"
@@ -152,6 +154,21 @@ def test_extensions_index_entry():
     assert repo.startswith("Slicer") and not CATALOG.stem.startswith("Slicer")
     # the homepage names the same repository
     assert repo in (ROOT / "CMakeLists.txt").read_text()
+
+
+def test_extensions_index_entry_is_formatted_as_the_index_prettier_does():
+    # The index's prettier check: 2-space indent, every array one item a line, final newline.
+    text = CATALOG.read_text()
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    assert '"build_dependencies": [\n    "PyTorch"\n  ]' in text
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Run the test suite", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].strip()
+    ci_last = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci_last == block
+    assert "Testing/slicer_replica/run.sh" in block  # the Slicer-replica tests are part of it
 
 
 def _png_size(path: Path) -> tuple[int, int]:

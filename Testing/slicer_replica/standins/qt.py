@@ -1,8 +1,11 @@
-"""Stand-ins for the ``qt`` and ``ctk`` modules of Slicer's PythonQt, as explicit classes.
+"""Stand-in for the ``qt`` module of Slicer's PythonQt: widgets as explicit classes, core classes from Qt.
 
-They behave like PythonQt objects: Qt properties are Python attributes (``label.text = "x"``), signals
-are connected with ``widget.connect("clicked(bool)", slot)``. Only the signals and properties listed
-per class exist: a misspelt signal, property or method raises, so a typo in the module fails a test.
+The widget classes behave like PythonQt objects: Qt properties are Python attributes (``label.text = "x"``),
+signals are connected with ``widget.connect("clicked(bool)", slot)``. Only the signals and properties
+listed per class exist: a misspelt signal, property or method raises, so a typo in the module fails a test.
+Non-GUI classes that Slicer's real ``slicer/util.py`` uses (``QDir``, ``QFile``, ``QFileInfo``, ``QLocale``,
+``QDateTime``) are Qt's own, from Qt for Python (same C++ classes and methods PythonQt wraps).
+``QUiLoader`` builds these widget classes from the real ``.ui`` file.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import builtins
 import inspect
 from collections.abc import Callable
 from typing import Any
+
+from PySide6.QtCore import QDateTime, QDir, QFile, QFileInfo, QLocale  # noqa: F401 - re-exported as qt.*
 
 
 def _call_slot(slot: Callable, args: tuple) -> None:
@@ -172,6 +177,12 @@ class QWidget(QObject):
 
     def isWidgetType(self) -> bool:
         return True
+
+    def setLayout(self, layout: Any) -> None:
+        self._layout = layout
+
+    def layout(self) -> Any:
+        return getattr(self, "_layout", None)
 
 
 class QLabel(QWidget):
@@ -465,6 +476,9 @@ class Qt:
 
 
 class QMessageBox:
+    """Enum values of QMessageBox (StandardButton, Icon) that slicer.util passes to ctk.ctkMessageBox."""
+
+    NoButton = 0x0
     Ok = 0x400
     Cancel = 0x400000
     Yes = 0x4000
@@ -472,6 +486,7 @@ class QMessageBox:
     Critical = 3
     Warning = 2
     Information = 1
+    Question = 4
 
 
 class QVBoxLayout(QObject):
@@ -487,105 +502,6 @@ class QVBoxLayout(QObject):
 
     def addStretch(self, stretch: int = 0) -> None:
         pass
-
-
-# ---- ctk / qMRML widget classes used in the .ui ------------------------------------------------------
-
-
-class ctkCollapsibleButton(QAbstractButton):
-    SIGNALS = ("contentsCollapsed(bool)",)
-    PROPERTIES = ("collapsed", "collapsedHeight")
-    DEFAULTS = {**QAbstractButton.DEFAULTS, "collapsed": False}
-
-
-class ctkDoubleSpinBox(QDoubleSpinBox):
-    pass
-
-
-class ctkSliderWidget(QDoubleSpinBox):
-    pass
-
-
-class ctkCheckBox(QCheckBox):
-    pass
-
-
-class ctkComboBox(QComboBox):
-    pass
-
-
-class ctkPathLineEdit(QWidget):
-    SIGNALS = ("currentPathChanged(QString)",)
-    PROPERTIES = ("currentPath", "filters", "nameFilters")
-
-
-class qMRMLWidget(QWidget):
-    SIGNALS = ("mrmlSceneChanged(vtkMRMLScene*)",)
-
-    def __init__(self, parent: Any = None, **props: Any):
-        super().__init__(parent, **props)
-        self._mrmlScene = None
-
-    def setMRMLScene(self, scene: Any) -> None:
-        self._mrmlScene = scene
-        self.emit("mrmlSceneChanged(vtkMRMLScene*)", scene)
-
-    def mrmlScene(self) -> Any:
-        return self._mrmlScene
-
-
-class qMRMLNodeComboBox(QWidget):
-    SIGNALS = (
-        "currentNodeChanged(vtkMRMLNode*)",
-        "currentNodeChanged(bool)",
-        "currentNodeIDChanged(QString)",
-        "nodeAdded(vtkMRMLNode*)",
-    )
-    PROPERTIES = (
-        "nodeTypes",
-        "showChildNodeTypes",
-        "addEnabled",
-        "removeEnabled",
-        "noneEnabled",
-        "renameEnabled",
-        "editEnabled",
-        "showHidden",
-        "selectNodeUponCreation",
-    )
-    DEFAULTS = {**QWidget.DEFAULTS, "nodeTypes": [], "noneEnabled": False}
-
-    def __init__(self, parent: Any = None, **props: Any):
-        super().__init__(parent, **props)
-        self._scene = None
-        self._current = None
-
-    def setMRMLScene(self, scene: Any) -> None:
-        self._scene = scene
-
-    def mrmlScene(self) -> Any:
-        return self._scene
-
-    def currentNode(self) -> Any:
-        return self._current
-
-    def currentNodeID(self) -> str:
-        return self._current.GetID() if self._current is not None else ""
-
-    def setCurrentNode(self, node: Any) -> None:
-        if node is not None:
-            if self._scene is None or self._scene.GetNodeByID(node.GetID()) is None:
-                raise ValueError("qMRMLNodeComboBox.setCurrentNode: node is not in the combo box's scene")
-            if node.GetClassName() not in (self.nodeTypes or []):
-                raise ValueError(f"{node.GetClassName()} is not one of the combo box's nodeTypes")
-        if node is self._current:
-            return
-        self._current = node
-        self.emit("currentNodeChanged(vtkMRMLNode*)", node)
-        self.emit("currentNodeChanged(bool)", node is not None)
-        self.emit("currentNodeIDChanged(QString)", node.GetID() if node is not None else "")
-
-    def setCurrentNodeID(self, nodeId: str) -> None:
-        self.setCurrentNode(self._scene.GetNodeByID(nodeId) if nodeId else None)
 
 
 QT_CLASSES = {
@@ -604,15 +520,39 @@ QT_CLASSES = {
         QPlainTextEdit,
     )
 }
-CTK_CLASSES = {
-    cls.__name__: cls
-    for cls in (
-        ctkCollapsibleButton,
-        ctkDoubleSpinBox,
-        ctkSliderWidget,
-        ctkCheckBox,
-        ctkComboBox,
-        ctkPathLineEdit,
-    )
-}
-MRML_WIDGET_CLASSES = {cls.__name__: cls for cls in (qMRMLWidget, qMRMLNodeComboBox)}
+
+
+class QCursor:
+    def __init__(self, shape: int = 0):
+        self._shape = shape
+
+    def shape(self) -> int:
+        return self._shape
+
+
+class QApplication(QObject):
+    """The static cursor API of QApplication (slicer.util's wait-cursor helpers use it)."""
+
+    _cursors: list[QCursor] = []
+
+    @staticmethod
+    def setOverrideCursor(cursor: Any) -> None:
+        QApplication._cursors.append(cursor if isinstance(cursor, QCursor) else QCursor(int(cursor)))
+
+    @staticmethod
+    def restoreOverrideCursor() -> None:
+        if QApplication._cursors:
+            QApplication._cursors.pop()
+
+    @staticmethod
+    def overrideCursor() -> QCursor | None:
+        return QApplication._cursors[-1] if QApplication._cursors else None
+
+
+class QUiLoader(QObject):
+    """Builds the stand-in widgets from a Qt Designer file (classes without a stand-in raise)."""
+
+    def load(self, device: Any, parentWidget: Any = None) -> QWidget:
+        from .ui_file import load_ui
+
+        return load_ui(device.fileName())
