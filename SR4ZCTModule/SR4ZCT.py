@@ -862,10 +862,15 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             if job.state == "finished" and not run["discard"]:
                 run["outputNode"] = self.loadResult(run, job.result)
         finally:
-            if run["keepTempFiles"]:
-                logging.info(f"SR4ZCT: temporary files kept in {run['tempDir']}")
-            else:
-                shutil.rmtree(run["tempDir"], ignore_errors=True)
+            self.removeTempFiles(run)
+
+    @staticmethod
+    def removeTempFiles(run: dict) -> None:
+        """Remove the run's temporary folder (made for it by ``slicer.util.tempDirectory``)."""
+        if run.get("keepTempFiles"):
+            logging.info(f"SR4ZCT: temporary files kept in {run['tempDir']}")
+        else:
+            shutil.rmtree(run["tempDir"], ignore_errors=True)
 
     @staticmethod
     def pythonSlicer() -> str:

@@ -124,7 +124,9 @@ class QObject:
     def setObjectName(self, name: str) -> None:
         self._props["objectName"] = name
 
-    def objectName(self) -> str:  # noqa: D401 - Qt API
+    @builtins.property
+    def objectName(self) -> str:
+        """A property in PythonQt (``w.objectName == "qSlicerMainWindow"``, as slicer.util compares it)."""
         return self._props["objectName"]
 
     @builtins.property

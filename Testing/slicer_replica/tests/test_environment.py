@@ -94,8 +94,6 @@ def test_cli_info_under_python_slicer(l291_part, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12 item 1: the enhance path imports psutil (run/worker.py OutputLock) "
-                                       "and tqdm (cli/enhance.py progress bar)")  # fmt: skip
 def test_cli_enhance_under_python_slicer_with_only_slicers_packages(l291_part, tmp_path):
     out = tmp_path / "enhanced.nrrd"
     result = _cli(

@@ -155,9 +155,7 @@ def test_result_node_is_placed_displayed_and_annotated_like_its_input(l291, tmp_
         inputPath, outputPath, thickness_mm=3.0, preset="fast", max_minutes=0.05, seed=0
     )
     finished = {"event": "finished", "output_path": str(outputPath), "parameters": result.parameters}
-    run = module.SR4ZCTRun(
-        logic, None, crop, str(tempDir), "crop SR4ZCT", {"thickness_mm": 3.0, "preset": "fast"}
-    )
+    run = {"inputNode": crop, "outputName": "crop SR4ZCT", "tempDir": str(tempDir), "showResult": True}
     out = logic.loadResult(run, finished)
 
     assert slicer.mrmlScene.GetFirstNodeByName("crop SR4ZCT") is out

@@ -13,7 +13,6 @@ import slicer
 import standins
 from dicom_plugin import load_series
 from standins import ctk, qt
-from test_background import WORKER
 from test_logic_real_mrml import _ct_node
 
 RUN_TIMEOUT_S = 120.0
@@ -42,7 +41,7 @@ def _drain(widget, timeout_s=RUN_TIMEOUT_S):
     while widget._timer.isActive():
         widget._timer.fire()
         if time.monotonic() - start > timeout_s:
-            widget._run.job.kill()
+            widget._job.kill()
             pytest.fail("the background job did not end in time")
         time.sleep(0.05)
 
@@ -162,7 +161,7 @@ def test_apply_does_nothing_when_the_torch_install_is_declined(monkeypatch, tmp_
     widget.ui.inputSelector.setCurrentNode(_ct_node(replica))
     ctk.ctkMessageBox.answer(qt.QMessageBox.Cancel)
     widget.ui.applyButton.click()
-    assert widget._run is None and not widget._timer.isActive()
+    assert widget._job is None and not widget._timer.isActive()
     assert list(Path(slicer.app.temporaryPath).iterdir()) == []
 
 
@@ -231,7 +230,6 @@ def _wait_until_started(widget):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=WORKER)
 def test_full_run_from_the_panel(replica, python_slicer, monkeypatch):
     _short_runs(monkeypatch, replica.module, 0.05)
     node = _ct_node(replica)
@@ -240,19 +238,19 @@ def test_full_run_from_the_panel(replica, python_slicer, monkeypatch):
     widget.ui.presetComboBox.currentText = "fast"
     widget.ui.applyButton.click()
     assert widget.ui.applyButton.text == "Cancel" and widget._timer.isActive()
+    job = widget._job
+    tempDir = widget.logic._runs[job]["tempDir"]
     _drain(widget)
-    run = widget._run
-    assert run.terminal["event"] == "finished", run.terminal
-    out = run.outputNode
+    assert job.terminal["event"] == "finished", job.terminal
+    out = widget.logic.resultNode(job)
     assert out.GetName() == "CT SR4ZCT" and widget._parameterNode.outputVolume.GetID() == out.GetID()
     assert "Done" in widget.ui.statusLabel.text and widget.ui.progressBar.value == 1000
     assert "Worker started" in widget.ui.logTextEdit.toPlainText()
     assert widget.ui.applyButton.text == "Enhance through-plane"
-    assert not Path(run.tempDir).exists()
+    assert not Path(tempDir).exists()
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=WORKER)
 def test_cancel_from_the_panel(replica, python_slicer, monkeypatch):
     _short_runs(monkeypatch, replica.module, 5.0)
     widget = _widget(replica)
@@ -261,13 +259,12 @@ def test_cancel_from_the_panel(replica, python_slicer, monkeypatch):
     _wait_until_started(widget)
     widget.ui.applyButton.click()  # reads "Cancel" now
     _drain(widget, timeout_s=15)
-    assert widget._run.terminal["event"] == "cancelled"
+    assert widget._job.terminal["event"] == "cancelled"
     assert slicer.mrmlScene.GetFirstNodeByName("CT SR4ZCT") is None
     assert "Cancelled" in widget.ui.statusLabel.text
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=WORKER)
 def test_failed_run_shows_the_workers_message(replica, python_slicer):
     widget = _widget(replica)
     widget.ui.inputSelector.setCurrentNode(_ct_node(replica))
@@ -275,13 +272,12 @@ def test_failed_run_shows_the_workers_message(replica, python_slicer):
     ctk.ctkMessageBox.answer(qt.QMessageBox.Ok)
     widget.ui.applyButton.click()
     _drain(widget)
-    assert widget._run.terminal["event"] == "failed"
+    assert widget._job.terminal["event"] == "failed"
     assert widget.ui.statusLabel.text.startswith("Failed:")
     assert len(ctk.ctkMessageBox.shown) == 1 and "model" in ctk.ctkMessageBox.shown[0]["text"].lower()
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=WORKER + "; issue 12 item 4: a failed load leaves the panel frozen")
 def test_failure_to_load_the_result_ends_the_run_visibly(replica, python_slicer, monkeypatch):
     _short_runs(monkeypatch, replica.module, 0.05)
     widget = _widget(replica)
@@ -297,17 +293,16 @@ def test_failure_to_load_the_result_ends_the_run_visibly(replica, python_slicer,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=WORKER)
 def test_closing_the_scene_cancels_a_running_job(replica, python_slicer, monkeypatch):
     _short_runs(monkeypatch, replica.module, 5.0)
     widget = _widget(replica)
     widget.ui.inputSelector.setCurrentNode(_ct_node(replica))
     widget.ui.applyButton.click()
-    run = widget._run
+    job = widget._job
     _wait_until_started(widget)
     slicer.mrmlScene.Clear()
     _drain(widget)
-    assert run.terminal["event"] == "cancelled" and run.outputNode is None
+    assert job.terminal["event"] == "cancelled" and widget.logic.resultNode(job) is None
 
 
 # ---- a Slicer without PyTorch (fresh install): nothing may import torch before the install step ----------
