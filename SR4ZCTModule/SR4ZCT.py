@@ -17,6 +17,8 @@ Scripting (Python console)::
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import logging
 import math
@@ -52,6 +54,9 @@ TORCH_REQUIREMENT = ">=2.1"
 THICKNESS_ATTRIBUTE = "SR4ZCT.sliceThicknessMm"
 ATTRIBUTE_PREFIX = "SR4ZCT."
 OUTPUT_SUFFIX = " SR4ZCT"
+# Each run's temporary files live in <Slicer temp>/SR4ZCT<date time>/, marked by this file (pid, host).
+RUN_FOLDER_PREFIX = "SR4ZCT"
+RUN_MARKER = "sr4zct-run.json"
 POLL_INTERVAL_MS = 250
 SELFTEST_MINUTES = 1.0  # training budget of the self-test's short job
 LPS_TO_RAS = (-1.0, -1.0, 1.0)
@@ -134,8 +139,12 @@ def loadPhantomSample(
 ):
     """Build a CT-like phantom acquired with ``thicknessMm`` slices every ``spacingMm`` and add it to the scene.
 
-    ``shape`` is the thin-slice ground truth's size (0.75 mm voxels); nothing is downloaded.
+    ``shape`` is the thin-slice ground truth's size (0.75 mm voxels); nothing is downloaded. The phantom is
+    made with the acquisition model, which needs PyTorch: without it the user is offered the install first
+    (None when declined).
     """
+    if not SR4ZCTLogic().ensureTorch(askConfirmation=True):
+        return None
     from sr4zct.demo.phantom import make_demo_case
 
     _groundTruth, thick = make_demo_case(
@@ -571,6 +580,8 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self._runs: dict = {}  # sr4zct.BackgroundJob -> what its result needs (input node, name, folder)
+        if hasattr(slicer.app, "connect"):
+            slicer.app.connect("aboutToQuit()", self.stopAllRuns)
 
     def getParameterNode(self):
         return SR4ZCTParameterNode(super().getParameterNode())
@@ -648,8 +659,17 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         thickness = None
         uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
         database = getattr(slicer, "dicomDatabase", None)  # absent until the DICOM module has loaded
-        if uids and database is not None:
-            geometry = self.geometryFromDicomDatabase(uids, database)
+        files = [database.fileForInstance(uid) for uid in uids] if uids and database is not None else []
+        if uids and not all(files):
+            # a scene saved and opened on another machine, or a copy that kept the attribute
+            warnings.append(
+                _(
+                    "The volume's DICOM instances are not in this Slicer's DICOM database: its geometry is "
+                    "read from the volume itself; check the slice thickness."
+                )
+            )
+        if files and all(files):
+            geometry = self.geometryFromDicomDatabase(uids, database, files)
             stackingRas = [LPS_TO_RAS[i] * geometry.axes_lps[0][i] for i in range(3)]
             thickness = geometry.slice_thickness_mm
             warnings.extend(geometry.warnings)
@@ -701,12 +721,20 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         )
 
     @staticmethod
-    def geometryFromDicomDatabase(instanceUids: list[str], database):
-        """The core's :class:`~sr4zct.volume.SeriesGeometry` from per-slice DICOM attributes in ``database``."""
+    def geometryFromDicomDatabase(instanceUids: list[str], database, files: list[str] | None = None):
+        """The core's :class:`~sr4zct.volume.SeriesGeometry` from the per-slice DICOM attributes.
+
+        Positions, orientations and the image size come from the database's tag cache (the DICOM
+        scalar-volume plugin has them cached at import); SliceThickness and PixelSpacing, which it does not
+        cache, from one header read per file with pydicom (asking the database would read each header once
+        per tag, on the GUI thread).
+        """
+        import pydicom
+        import pydicom.errors
         from sr4zct.method.geometry import geometry_from_slices
 
-        positions, orientations, spacings, thicknesses = [], [], [], []
-        rows = columns = None
+        files = files or [database.fileForInstance(uid) for uid in instanceUids]
+        positions, orientations = [], []
         for uid in instanceUids:
             position = _splitDicomValue(database.instanceValue(uid, TAG_POSITION))
             if len(position) != 3:
@@ -715,24 +743,27 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
                 )
             positions.append(position)
             orientations.append(_splitDicomValue(database.instanceValue(uid, TAG_ORIENTATION)))
-            spacings.append(_splitDicomValue(database.instanceValue(uid, TAG_PIXEL_SPACING)))
-            thickness = _splitDicomValue(database.instanceValue(uid, TAG_THICKNESS))
-            thicknesses.append(thickness[0] if thickness else None)
-            if rows is None:
-                rows = int(_splitDicomValue(database.instanceValue(uid, TAG_ROWS))[0])
-                columns = int(_splitDicomValue(database.instanceValue(uid, TAG_COLUMNS))[0])
+        spacings, thicknesses, modality = [], [], None
+        for path in files:
+            try:
+                header = pydicom.dcmread(
+                    path,
+                    stop_before_pixels=True,
+                    specific_tags=["PixelSpacing", "SliceThickness", "Modality"],
+                )
+            except (OSError, pydicom.errors.InvalidDicomError) as exc:
+                raise GeometryError(f"Cannot read the DICOM header of {path}: {exc}.") from None
+            spacings.append([float(v) for v in header.get("PixelSpacing") or []])
+            thicknesses.append(header.get("SliceThickness"))
+            modality = modality or header.get("Modality")
         first = instanceUids[0]
+        rows = int(_splitDicomValue(database.instanceValue(first, TAG_ROWS))[0])
+        columns = int(_splitDicomValue(database.instanceValue(first, TAG_COLUMNS))[0])
         geometry, _order = geometry_from_slices(
-            positions,
-            orientations,
-            spacings,
-            rows,
-            columns,
-            thicknesses,
+            positions, orientations, spacings, rows, columns, thicknesses,
             description=database.instanceValue(first, TAG_SERIES_DESCRIPTION) or "",
-            series_uid=database.instanceValue(first, TAG_SERIES_UID) or None,
-            modality=database.instanceValue(first, TAG_MODALITY) or None,
-        )
+            series_uid=database.instanceValue(first, TAG_SERIES_UID) or None, modality=modality or None,
+        )  # fmt: skip
         return geometry
 
     # -- run ------------------------------------------------------------------------------------------
@@ -792,7 +823,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         # The NRRD keeps the node's IJK axes, so the through-plane axis shown in the panel (which may come
         # from the DICOM stacking direction) is NumPy axis 2 - IJK axis of the file.
         options = options.replace(slice_axis=2 - geometry.axis)
-        tempDir = slicer.util.tempDirectory("SR4ZCT")
+        tempDir = self.makeRunFolder()
         inputPath = os.path.join(tempDir, "input.nrrd")
         job = None
         try:
@@ -863,6 +894,39 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
                 run["outputNode"] = self.loadResult(run, job.result)
         finally:
             self.removeTempFiles(run)
+
+    def stopAllRuns(self) -> None:
+        """Slicer is quitting: cancel every running job and remove its temporary folder."""
+        for job, run in list(self._runs.items()):
+            if not job.done:
+                run["discard"] = True
+                job.cancel(grace_s=2.0)
+                with contextlib.suppress(TimeoutError):
+                    job.wait(timeout=3.0)
+            run["keepTempFiles"] = False
+            self.removeTempFiles(run)
+
+    @staticmethod
+    def makeRunFolder() -> str:
+        """A new folder for one run's temporary files, marked as ours; stale ones of runs whose Slicer has gone
+        (a crash, a kill) are removed first."""
+        import socket
+
+        from sr4zct.system import pid_exists
+
+        for path in glob.glob(os.path.join(slicer.app.temporaryPath, RUN_FOLDER_PREFIX + "*")):
+            marker = os.path.join(path, RUN_MARKER)
+            try:
+                with open(marker, encoding="utf-8") as f:
+                    owner = json.load(f)
+            except (OSError, ValueError):
+                continue  # not made by this module (or still being made): never touched
+            if owner.get("host") == socket.gethostname() and not pid_exists(int(owner.get("pid", 0))):
+                shutil.rmtree(path, ignore_errors=True)
+        folder = slicer.util.tempDirectory(RUN_FOLDER_PREFIX)
+        with open(os.path.join(folder, RUN_MARKER), "w", encoding="utf-8") as f:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
+        return folder
 
     @staticmethod
     def removeTempFiles(run: dict) -> None:
@@ -1020,6 +1084,12 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        if not SR4ZCTLogic.torchInstalled():  # e.g. the Extensions Index's build machines
+            import unittest
+
+            raise unittest.SkipTest(
+                "PyTorch is not installed (install the PyTorch extension): the SR4ZCT self-test needs it."
+            )
         self.setUp()
         self.test_geometry_of_node()
         self.setUp()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import slicer
@@ -40,8 +42,8 @@ def test_l291_geometry_read_through_the_dicom_database(l291):
     assert geometry.inPlaneSpacingMm == pytest.approx((0.7421875, 0.7421875))
     assert geometry.warnings == []
     db = slicer.dicomDatabase
-    assert db.totalCalls >= 343  # it asked the database per slice ...
-    assert db.headerReads > 0  # ... and SliceThickness/PixelSpacing are not cached: file headers were read
+    assert db.totalCalls >= 343  # it asked the database's cache per slice (positions, orientations) ...
+    assert db.headerReads == 0  # ... and read the uncached SliceThickness/PixelSpacing itself, once per file
 
 
 def _ct_node(replica, name="CT", shape=(14, 36, 36), spacing=(0.75, 0.75, 2.0), thickness="3"):
@@ -217,3 +219,32 @@ def _crop(replica, node, slices, size_mm):
     first = ijkToRas.MultiplyPoint([0, 0, slices[0], 1.0])[2]
     assert out.GetOrigin()[2] == pytest.approx(first)  # its first slice is slice slices[0]
     return out
+
+
+def test_stale_run_folders_of_a_crashed_session_are_removed_at_the_next_run(replica):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    module, temp = replica.module, Path(slicer.app.temporaryPath)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+
+    def folder(name, marker):
+        path = temp / name
+        path.mkdir()
+        (path / "input.nrrd").write_bytes(b"x" * 1000)
+        if marker is not None:
+            (path / module.RUN_MARKER).write_text(json.dumps(marker))
+        return path
+
+    crashed = folder("SR4ZCT2026-01-01_00+00+00.000", {"pid": ended.pid, "host": socket.gethostname()})
+    running = folder("SR4ZCT2026-01-01_00+00+01.000", {"pid": os.getpid(), "host": socket.gethostname()})
+    other_host = folder("SR4ZCT2026-01-01_00+00+02.000", {"pid": ended.pid, "host": "another-machine"})
+    not_ours = folder("SR4ZCT-user-data", None)
+    new = Path(module.SR4ZCTLogic.makeRunFolder())
+    assert not crashed.exists()
+    assert running.exists() and other_host.exists() and not_ours.exists()  # never touched
+    assert new.parent == temp and (new / module.RUN_MARKER).is_file()

@@ -308,9 +308,6 @@ def test_closing_the_scene_cancels_a_running_job(replica, python_slicer, monkeyp
 # ---- a Slicer without PyTorch (fresh install): nothing may import torch before the install step ----------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 12 item 2: the Sample Data tile imports torch without the install step"
-)
 def test_sample_data_tile_in_a_slicer_without_torch_goes_through_the_install_step(monkeypatch, tmp_path):
     replica = standins.install(monkeypatch, tmp_path, torch_installed=False)
     replica.module.SR4ZCT(slicer.modules.sr4zct)  # Slicer instantiates the module at start-up ...
@@ -324,7 +321,6 @@ def test_sample_data_tile_in_a_slicer_without_torch_goes_through_the_install_ste
     assert any("PyTorch" in box["text"] for box in ctk.ctkMessageBox.shown)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 items 2 and 9: the self-test needs torch and does not skip")
 def test_selftest_in_a_slicer_without_torch_skips_with_a_message(monkeypatch, tmp_path):
     import unittest
 
