@@ -1,0 +1,179 @@
+"""A look at the result while training runs: one coronal image, linear interpolation beside the network's.
+
+:class:`CoronalPreview` z-interpolates one coronal image of the thick-slice volume once (the image through
+the point the user looks at; by default the middle of the body) and applies the best network so far to it
+whenever training asks. The image is what the network sees at inference: the coronal estimate before it is
+averaged with the sagittal one. It is written two ways: as a side-by-side PNG (linear | current, for the
+command line's ``--preview``) and as a one-image volume with the exact geometry of that coronal plane of the
+result (for Slicer, which shows it in a slice view beside the original).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sr4zct.errors import OutputError
+from sr4zct.volume import SeriesGeometry, Volume
+
+__all__ = ["PNG_MARKER", "CoronalPreview", "check_preview_path", "write_preview_png"]
+
+#: text chunk key that marks a PNG as an SR4ZCT preview (only such a file is ever replaced)
+PNG_MARKER = "sr4zct_preview"
+#: display window of the PNG, HU (air to dense bone)
+WINDOW_HU = (-1000.0, 1000.0)
+
+
+class CoronalPreview:
+    """One coronal image of a volume, before and after the network.
+
+    Parameters
+    ----------
+    array_hu : np.ndarray
+        The thick-slice volume, ``(slice, row, column)``.
+    geometry : SeriesGeometry
+        Its geometry.
+    slice_positions_mm : np.ndarray
+        The slice centres the enhancement uses (as validated).
+    normalisation : Normalisation
+        The intensity map of the network.
+    device : torch.device
+        Where the network runs.
+    row : int, optional
+        Which coronal image (row index); default the middle row of the body box.
+    """
+
+    def __init__(
+        self,
+        array_hu: np.ndarray,
+        geometry: SeriesGeometry,
+        *,
+        slice_positions_mm: np.ndarray,
+        normalisation: Any,
+        device: Any,
+        row: int | None = None,
+    ):
+        from sr4zct.method import acquisition
+        from sr4zct.method.body import body_box
+
+        rows = body_box(array_hu)[0]
+        self.row = int(
+            np.clip((rows.start + rows.stop) // 2 if row is None else row, 0, array_hu.shape[1] - 1)
+        )
+        self.geometry = geometry
+        self.normalisation = normalisation
+        self.device = device
+        self.range_hu = (float(np.min(array_hu)), float(np.max(array_hu)))
+        pitch = float(geometry.pixel_spacing_mm[0])
+        self.positions_mm = acquisition.output_positions_mm(slice_positions_mm, pitch)
+        image = np.asarray(array_hu[:, self.row : self.row + 1, :], dtype=np.float32)
+        self.linear = acquisition.resample_slices(image, slice_positions_mm, self.positions_mm, axis=0)[
+            :, 0, :
+        ]
+        self.seconds = 0.0  # time of the last rendering
+
+    def render(self, model: Any) -> np.ndarray:
+        """The coronal image through ``model`` (HU, ``(z, columns)``); ``None`` gives linear interpolation."""
+        import torch
+
+        from sr4zct.method.inference import predict_images
+
+        if model is None:
+            return self.linear.copy()
+        t0 = time.monotonic()
+        x = self.normalisation.forward(torch.from_numpy(np.ascontiguousarray(self.linear[None])))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                y = predict_images(model, x, device=torch.device(self.device))
+        finally:
+            model.train(was_training)
+        out = np.clip(self.normalisation.inverse(y)[0].numpy(), *self.range_hu).astype(np.float32)
+        self.seconds = time.monotonic() - t0
+        return out
+
+    def volume(self, image: np.ndarray) -> Volume:
+        """``image`` as a one-row volume placed where this coronal plane lies in the enhanced result."""
+        g = self.geometry
+        shift = float(self.positions_mm[0] - g.slice_positions_mm[0])
+        origin = (
+            np.asarray(g.origin_lps)
+            + shift * np.asarray(g.axes_lps[0])
+            + self.row * g.pixel_spacing_mm[0] * np.asarray(g.axes_lps[1])
+        )
+        pitch = float(self.positions_mm[1] - self.positions_mm[0]) if len(self.positions_mm) > 1 else 1.0
+        rel = self.positions_mm - self.positions_mm[0]
+        geometry = dataclasses.replace(
+            g, shape=(len(rel), 1, g.shape[2]), origin_lps=tuple(float(v) for v in origin),
+            slice_positions_mm=tuple(float(p) for p in rel), slice_spacing_mm=pitch, slice_thickness_mm=pitch,
+            thickness_source="sr4zct", irregular_positions=(), thickness_values_mm=(pitch,), warnings=(),
+        )  # fmt: skip
+        return Volume(np.ascontiguousarray(image[:, None, :], dtype=np.float32), geometry,
+                      metadata={"sr4zct_content": "preview: one coronal image of the result being trained"})  # fmt: skip
+
+
+def check_preview_path(path: str | os.PathLike) -> Path:
+    """The preview PNG may be written at ``path``: it is new, or an earlier SR4ZCT preview; else OutputError."""
+    path = Path(path).expanduser().resolve()
+    if path.suffix.lower() != ".png":
+        raise OutputError(f"The preview {path.name} must be a .png file.")
+    if path.is_dir():
+        raise OutputError(f"The preview {path} is a folder; give a .png file name.")
+    if path.exists() and not _is_preview(path):
+        raise OutputError(f"The preview {path} exists and is not an SR4ZCT preview; choose another file.")
+    if not path.parent.is_dir():
+        raise OutputError(f"The folder of the preview {path} does not exist.")
+    return path
+
+
+def _is_preview(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return PNG_MARKER in getattr(image, "text", {})
+    except (OSError, ValueError):
+        return False
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    lo, hi = WINDOW_HU
+    return (np.clip((image - lo) / (hi - lo), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def write_preview_png(
+    path: str | os.PathLike, linear: np.ndarray, enhanced: np.ndarray, caption: str
+) -> Path:
+    """Write ``linear | enhanced`` side by side (superior at the top) to ``path``, replacing it atomically.
+
+    ``caption`` (e.g. ``"step 1200, +2.1 dB on held-out axial images"``) is drawn under the images and kept in
+    the PNG's text; the file carries :data:`PNG_MARKER`, so only an SR4ZCT preview is ever replaced.
+    """
+    from PIL import Image, ImageDraw, PngImagePlugin
+
+    path = check_preview_path(path)
+    gap, band = 4, 18
+    left, right = _grey(linear[::-1]), _grey(enhanced[::-1])  # z grows upwards in the picture
+    height, width = left.shape
+    canvas = np.zeros((height + band, 2 * width + gap), dtype=np.uint8)
+    canvas[:height, :width], canvas[:height, width + gap :] = left, right
+    picture = Image.fromarray(canvas, mode="L")
+    draw = ImageDraw.Draw(picture)
+    draw.text((4, height + 3), "linear", fill=255)
+    draw.text((width + gap + 4, height + 3), f"SR4ZCT: {caption}", fill=255)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PNG_MARKER, caption)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    try:
+        picture.save(tmp, format="PNG", pnginfo=info)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"Cannot write the preview {path}: {exc.strerror or exc}.") from exc
+    return path
