@@ -272,7 +272,7 @@ def test_missing_slice_thickness(quick, tmp_path, capsys):
     assert_error(
         cli(capsys, "enhance", s.folder, "-o", out_path, *quick),
         4,
-        "The slice thickness is unknown (the file does not record it); give it with --thickness MM",
+        "The slice thickness is unknown (the file does not record it); give it in millimetres with --thickness",
     )
     assert not out_path.exists()
     assert cli(capsys, "enhance", s.folder, "-o", out_path, "--thickness", "3", *quick)[0] == 0
@@ -533,7 +533,7 @@ def test_memory_estimate_and_hint():
     vol.array = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=shape, strides=(0, 0, 0))
     vol.geometry = geometry
     budget = coarser - 4 * 512 * 512 * 343 + 1
-    with pytest.raises(ResourceError, match=r"--target-spacing 1\.\d would need about"):
+    with pytest.raises(ResourceError, match=r"target_spacing_mm=1\.\d would need about"):
         validation.validate_for_enhancement(vol, available_bytes=budget)
 
 
@@ -634,6 +634,101 @@ def test_a_background_job_reports_the_same_error(tmp_path, quick):
     assert any("not CT" in w for w in finished["warnings"]) and (tmp_path / "mr.nrrd").is_file()
 
 
+# --- the Python API speaks its own names, the CLI its flags ---------------------------------------------
+
+
+def _plain_volume(thickness_mm=3.0) -> Volume:
+    geometry = make_geometry((6, 16, 16), slice_spacing_mm=2.0, slice_thickness_mm=thickness_mm,
+                             pixel_spacing_mm=(0.8, 0.8))  # fmt: skip
+    return Volume(ct_array().astype(np.float32), geometry)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"thickness_mm": "3"}, "thickness_mm"),
+        ({"thickness_mm": True}, "thickness_mm"),
+        ({"spacing_mm": "2"}, "spacing_mm"),
+        ({"spacing_mm": -2.0}, "spacing_mm"),
+        ({"target_spacing_mm": "0.5"}, "target_spacing_mm"),
+        ({"target_spacing_mm": 0.0}, "target_spacing_mm"),
+        ({"thickness_mm": 80.0}, "thickness_mm"),
+        ({"max_minutes": "1"}, "max_minutes"),
+        ({"max_minutes": -1.0}, "max_minutes"),
+    ],
+)
+def test_api_errors_name_the_python_parameters(kwargs, name):
+    with pytest.raises(ParameterError) as info:
+        enhance(_plain_volume(), preset=TINY, device="cpu", **kwargs)
+    assert name in info.value.message and "--" not in info.value.message
+
+
+def test_api_type_errors_are_clear(tmp_path):
+    with pytest.raises(ParameterError, match="thickness_mm") as info:
+        enhance(_plain_volume(thickness_mm=None), preset=TINY)
+    assert "--" not in info.value.message
+    with pytest.raises(ParameterError, match="does not fit the geometry: geometry must be a SeriesGeometry"):
+        enhance(np.zeros((6, 16, 16)), geometry="abc", preset=TINY)
+    for bad in (5, None, 3.0, b"/tmp", ["a"]):
+        with pytest.raises(
+            ParameterError, match=r"path must be a file or folder path \(str or os.PathLike\)"
+        ):
+            read_volume(bad)
+        with pytest.raises(ParameterError, match="path must be"):
+            read_geometry(bad)
+    with pytest.raises(ParameterError, match="path must name a file or folder"):
+        read_volume("")
+    path = write_image(tmp_path / "v.nrrd", ct_array().astype(np.int16))
+    with pytest.raises(ParameterError, match=r"thickness_mm\), got '3'"):
+        read_volume(path, thickness_mm="3")
+    with pytest.raises(ParameterError, match="slice_axis must be 0, 1 or 2"):
+        read_volume(path, slice_axis=True)
+    with pytest.raises(ParameterError, match="series_uid must be"):
+        read_volume(path, series_uid=5)
+    s = small_series(tmp_path / "ct")
+    with pytest.raises(ParameterError, match="thickness_mm"):
+        read_volume(s.folder, thickness_mm=-1.0)
+    small_series(tmp_path / "ct", series_description="other", name_pattern="B{index}.dcm")
+    with pytest.raises(InputError, match="choose one with series_uid=UID:"):
+        read_volume(s.folder)
+
+
+def test_cli_errors_name_the_flags(quick, tmp_path, capsys):
+    s = small_series(tmp_path / "nothick", thickness_mm=None)
+    line = assert_error(cli(capsys, "enhance", s.folder, "-o", tmp_path / "o.nrrd", *quick), 4, "--thickness")
+    assert "thickness_mm" not in line
+    line = assert_error(cli(capsys, "enhance", s.folder, "-o", tmp_path / "o.nrrd", "--thickness", "3",
+                            "--spacing", "-2", *quick), 4, "(--spacing)")  # fmt: skip
+    assert "spacing_mm" not in line
+    line = assert_error(cli(capsys, "enhance", s.folder, "-o", tmp_path / "o.nrrd", "--thickness", "3",
+                            "--max-minutes", "0", *quick), 4, "(--max-minutes)")  # fmt: skip
+    b = small_series(tmp_path / "nothick", series_description="other", name_pattern="B{index}.dcm")
+    line = assert_error(cli(capsys, "info", b.folder), 2, "choose one with --series UID:")
+    mr = small_series(tmp_path / "mr", modality="MR")
+    assert_error(cli(capsys, "enhance", mr.folder, "-o", tmp_path / "o.nrrd", *quick), 2,
+                 "pass --allow-non-ct to enhance it anyway")  # fmt: skip
+    out = tmp_path / "exists.nrrd"
+    out.write_text("keep")
+    assert_error(
+        cli(capsys, "enhance", mr.folder, "-o", out, *quick), 5, "exists; use --overwrite to replace it."
+    )
+
+
+def test_to_cli_words():
+    from sr4zct.cli.messages import API_TO_FLAG, to_cli_words
+
+    assert API_TO_FLAG["thickness_mm"] == "--thickness" and API_TO_FLAG["series_uid"] == "--series"
+    assert to_cli_words("give it with thickness_mm, e.g.") == "give it with --thickness, e.g."
+    assert to_cli_words("use overwrite=True to replace it.") == "use --overwrite to replace it."
+    assert to_cli_words("target_spacing_mm=1.5 would need") == "--target-spacing 1.5 would need"
+    assert to_cli_words("(spacing_mm), got -2.") == "(--spacing), got -2."
+    # Whole words only: prose, longer names, paths and flags stay as they are.
+    for text in ("cannot overwrite it", "the network and the device", "sr4zct_slice_thickness_mm=3",
+                 "/data/model_path/x.pt", "save_model_path_old", "--thickness MM"):  # fmt: skip
+        assert to_cli_words(text) == text
+    assert to_cli_words("save_model_path and model_path") == "--save-model and --model"
+
+
 # --- docs/errors.md and the tests stay in sync ---------------------------------------------------------
 
 
@@ -681,7 +776,11 @@ def test_every_row_has_a_test():
 
 
 def test_documented_messages_are_the_real_ones():
+    """The table quotes messages as the CLI prints them: the API's names translated to flags."""
+    from sr4zct.cli.messages import to_cli_words
+
     strings = _source_strings()
+    strings += [to_cli_words(s) for s in strings]
     for row in _table_rows():
         for fragment in re.findall(r"`([^`]+)`", row["message (stable beginning)"]):
             pieces = [p for p in re.split(r"<[^>]*>", fragment) if len(p.strip()) >= 6]

@@ -117,7 +117,7 @@ def test_invalid_parameters(small_case, kwargs, match):
 def test_missing_thickness_says_how_to_give_it(small_case):
     _, vol = small_case
     geom = make_geometry(vol.array.shape, slice_spacing_mm=2.0)
-    with pytest.raises(ParameterError, match="--thickness"):
+    with pytest.raises(ParameterError, match="thickness_mm"):
         enhance(Volume(vol.array, geom), preset=TINY)
     res = enhance(Volume(vol.array, geom), thickness_mm=3.0, preset=TINY)
     assert res.parameters["thickness_mm"] == "3"

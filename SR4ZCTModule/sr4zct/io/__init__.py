@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sr4zct.errors import InputError
+from sr4zct.errors import InputError, ParameterError
 from sr4zct.io.dicom import SeriesInfo, list_series, read_dicom_geometry, read_dicom_volume
 from sr4zct.volume import SeriesGeometry, Volume
 
@@ -22,6 +22,7 @@ IMAGE_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 __all__ = [
     "IMAGE_SUFFIXES",
     "SeriesInfo",
+    "as_path",
     "check_output",
     "image_suffix",
     "is_dicom_path",
@@ -61,6 +62,26 @@ def _dicom_file_series(path: Path) -> tuple[Path, str | None]:
     return path.parent, (str(uid) if uid else None)
 
 
+def as_path(path: object, parameter: str = "path") -> Path:
+    """``path`` (a ``str`` or ``os.PathLike``) as a :class:`~pathlib.Path`; anything else is a
+    :class:`ParameterError` naming ``parameter``."""
+    if isinstance(path, Path):
+        return path
+    if isinstance(path, str) or (isinstance(path, os.PathLike) and isinstance(os.fspath(path), str)):
+        if not str(path).strip() or "\0" in str(path):
+            raise ParameterError(f"{parameter} must name a file or folder, got {str(path)!r}.")
+        return Path(path)
+    raise ParameterError(
+        f"{parameter} must be a file or folder path (str or os.PathLike), got {path!r} ({type(path).__name__})."
+    )
+
+
+def _check_series_uid(series_uid: object) -> str | None:
+    if series_uid is None or isinstance(series_uid, str):
+        return series_uid
+    raise ParameterError(f"series_uid must be a SeriesInstanceUID string, got {series_uid!r}.")
+
+
 def _check_exists(path: Path) -> None:
     if not path.exists():
         raise InputError(f"Input {path} does not exist.")
@@ -84,7 +105,8 @@ def read_volume(
         through-plane axis; default is the axis recorded by :func:`write_volume` (header key
         ``sr4zct_slice_axis``), else the axis with the largest spacing. Ignored for DICOM.
     """
-    path = Path(path)
+    path = as_path(path)
+    series_uid = _check_series_uid(series_uid)
     _check_exists(path)
     if image_suffix(path) is not None and path.is_file():
         from sr4zct.io.image import read_image_volume
@@ -104,7 +126,8 @@ def read_geometry(
     slice_axis: int | None = None,
 ) -> SeriesGeometry:
     """Geometry of a CT volume without reading DICOM pixel data. Parameters as :func:`read_volume`."""
-    path = Path(path)
+    path = as_path(path)
+    series_uid = _check_series_uid(series_uid)
     _check_exists(path)
     if image_suffix(path) is not None and path.is_file():
         from sr4zct.io.image import read_image_geometry

@@ -145,7 +145,7 @@ def check_output_path(
                 raise OutputError(f"The output {target} exists and is a file, not a folder.")
             if not _is_empty_dir(target) and not overwrite:
                 raise OutputError(
-                    f"The output folder {target} exists and is not empty; use --overwrite to replace it."
+                    f"The output folder {target} exists and is not empty; use overwrite=True to replace it."
                 )
             if overwrite and any(p.is_dir() for p in target.iterdir()):
                 raise OutputError(
@@ -155,7 +155,7 @@ def check_output_path(
             if target.is_dir():
                 raise OutputError(f"The output {target} is a folder; give a file name.")
             if not overwrite:
-                raise OutputError(f"The output {target} exists; use --overwrite to replace it.")
+                raise OutputError(f"The output {target} exists; use overwrite=True to replace it.")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -322,7 +322,7 @@ def _select(groups: dict[str, list[SliceHeader]], folder: Path, series_uid: str 
     if len(groups) > 1:
         listing = "; ".join(s.describe() for s in _summaries(groups))
         raise InputError(
-            f"{folder} holds {len(groups)} DICOM series; choose one with --series UID: {listing}"
+            f"{folder} holds {len(groups)} DICOM series; choose one with series_uid=UID: {listing}"
         )
     return next(iter(groups.values()))
 
@@ -362,17 +362,22 @@ def _check_images(headers: list[SliceHeader], description: str) -> None:
 
 
 def check_thickness(thickness_mm: float | None) -> float | None:
-    """Validate a user-given slice thickness (ParameterError when not a positive finite number)."""
+    """Validate a user-given slice thickness (ParameterError when not a positive finite number; strings,
+    even numeric ones, are refused: the API takes numbers)."""
     if thickness_mm is None:
         return None
-    try:
-        value = float(thickness_mm)
-    except (TypeError, ValueError):
+    if not isinstance(thickness_mm, (int, float, np.integer, np.floating)) or isinstance(
+        thickness_mm, (bool, np.bool_)
+    ):
         raise ParameterError(
-            f"Slice thickness must be a number of millimetres, got {thickness_mm!r}."
-        ) from None
+            f"Slice thickness must be a number of millimetres (thickness_mm), got {thickness_mm!r} "
+            f"({type(thickness_mm).__name__})."
+        )
+    value = float(thickness_mm)
     if not np.isfinite(value) or value <= 0:
-        raise ParameterError(f"Slice thickness must be positive, got {thickness_mm} mm.")
+        raise ParameterError(
+            f"Slice thickness must be positive (thickness_mm, millimetres), got {thickness_mm} mm."
+        )
     return value
 
 

@@ -128,7 +128,11 @@ def _geometry(
                 "Pass slice_axis to choose another."
             )
     else:
-        if not isinstance(slice_axis, (int, np.integer)) or not -3 <= int(slice_axis) <= 2:
+        if (
+            not isinstance(slice_axis, (int, np.integer))
+            or isinstance(slice_axis, (bool, np.bool_))
+            or not -3 <= int(slice_axis) <= 2
+        ):
             raise ParameterError(f"slice_axis must be 0, 1 or 2 (NumPy order z, y, x), got {slice_axis!r}.")
         axis = int(slice_axis) % 3
     perm = permutation(axis)
@@ -159,7 +163,8 @@ def _geometry(
         source = "missing"
         warnings.append(
             "Slice thickness is unknown: NRRD/NIfTI/MHA files do not record it. Give the nominal slice "
-            "thickness of the acquisition with --thickness MM (or the Thickness field in Slicer)."
+            "thickness of the acquisition in millimetres: thickness_mm in Python, --thickness MM on the "
+            "command line, the Thickness field in Slicer."
         )
     n = shape[0]
     return SeriesGeometry(
@@ -405,7 +410,7 @@ def write_image_volume(
     check_output_path(path, overwrite=overwrite, inputs=[source])
     side = sidecar_path(path)
     if is_nifti and side.exists() and not overwrite:
-        raise OutputError(f"The sidecar {side} exists; use --overwrite to replace it.")
+        raise OutputError(f"The sidecar {side} exists; use overwrite=True to replace it.")
     image = image_from_volume(volume)
     if not is_nifti:
         for key, value in items.items():

@@ -111,5 +111,5 @@ def check_model_geometry(
     if problems:
         raise ModelError(
             f"The model {path} was trained for a different acquisition ({'; '.join(problems)}); "
-            "train a new one (omit --model)."
+            "train a new one (leave model_path out)."
         )

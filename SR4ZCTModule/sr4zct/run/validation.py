@@ -36,6 +36,8 @@ __all__ = [
     "MAX_THICKNESS_MM",
     "MAX_TILT_DEG",
     "AcquisitionParameters",
+    "is_real_number",
+    "positive_number",
     "available_memory_bytes",
     "check_dtype",
     "check_finite",
@@ -80,27 +82,45 @@ def format_bytes(n_bytes: float) -> str:
     return f"{value:.1f} GiB"  # pragma: no cover
 
 
-def positive_number(name: str, value: Any, option: str, unit: str = "millimetres") -> float:
-    """``value`` as a finite float > 0, else a :class:`ParameterError` naming the option and unit."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number of {unit} ({option}), got {value!r}.") from None
+def _api_name(parameter: str) -> str:
+    """The Python parameter name; older callers pass the flag (``"--max-minutes"`` -> ``max_minutes``)."""
+    return parameter[2:].replace("-", "_") if parameter.startswith("--") else parameter
+
+
+def is_real_number(value: Any) -> bool:
+    """True for int/float (and NumPy) numbers; False for bool, str and everything else."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def positive_number(name: str, value: Any, parameter: str, unit: str = "millimetres") -> float:
+    """``value`` as a finite float > 0, else a :class:`ParameterError` naming the parameter and unit.
+
+    ``parameter`` is the Python API's name (``"spacing_mm"``); the CLI translates it to its flag. Strings
+    are refused, even numeric ones (``"3"``): the API takes numbers.
+    """
+    parameter = _api_name(parameter)
+    if not is_real_number(value):
+        raise ParameterError(
+            f"{name} must be a number of {unit} ({parameter}), got {value!r} ({type(value).__name__})."
+        )
+    v = float(value)
     if not math.isfinite(v) or v <= 0:
-        raise ParameterError(f"{name} must be a positive number of {unit} ({option}), got {value!r}.")
+        raise ParameterError(f"{name} must be a positive number of {unit} ({parameter}), got {value!r}.")
     return v
 
 
-def _not_absurd(name: str, value: float, limit: float, option: str, *, from_file: bool) -> None:
+def _not_absurd(name: str, value: float, limit: float, parameter: str, *, from_file: bool) -> None:
     if value <= limit:
         return
     if from_file:
         raise GeometryError(
             f"{name} in the file is {value:g} mm, more than {limit:g} mm: the header is probably damaged or "
-            f"in other units; give the right value with {option} MM."
+            f"in other units; give the right value in millimetres with {parameter}."
         )
     raise ParameterError(
-        f"{name} {value:g} mm is implausible (more than {limit:g} mm); {option} takes millimetres."
+        f"{name} {value:g} mm is implausible (more than {limit:g} mm); {parameter} takes millimetres."
     )
 
 
@@ -116,10 +136,9 @@ def validate_geometry_for_enhancement(
     Parameters
     ----------
     geometry : the input's geometry.
-    thickness_mm : slice thickness T overriding the geometry's (``--thickness``).
-    spacing_mm : slice spacing d overriding the measured one (``--spacing``); the slices are then taken as
-        regularly spaced.
-    target_spacing_mm : output z spacing (``--target-spacing``); default the row pixel spacing.
+    thickness_mm : slice thickness T overriding the geometry's.
+    spacing_mm : slice spacing d overriding the measured one; the slices are then taken as regularly spaced.
+    target_spacing_mm : output z spacing; default the row pixel spacing.
 
     Returns
     -------
@@ -160,11 +179,11 @@ def validate_geometry_for_enhancement(
         user_thickness = g.thickness_source == "user"
     if thickness_mm is None:
         raise ParameterError(
-            "The slice thickness is unknown (the file does not record it); give it with --thickness MM "
-            "(thickness_mm= in Python), e.g. the value from the scanner protocol."
+            "The slice thickness is unknown (the file does not record it); give it in millimetres with "
+            "thickness_mm, e.g. the value from the scanner protocol."
         )
-    t = positive_number("The slice thickness", thickness_mm, "--thickness")
-    _not_absurd("The slice thickness", t, MAX_THICKNESS_MM, "--thickness", from_file=not user_thickness)
+    t = positive_number("The slice thickness", thickness_mm, "thickness_mm")
+    _not_absurd("The slice thickness", t, MAX_THICKNESS_MM, "thickness_mm", from_file=not user_thickness)
 
     # Spacing d and positions.
     positions = np.asarray(g.slice_positions_mm, dtype=np.float64)
@@ -174,9 +193,9 @@ def validate_geometry_for_enhancement(
         d = float(g.slice_spacing_mm)
         if not math.isfinite(d) or d <= 0:
             raise GeometryError(
-                f"The measured slice spacing {d} mm is not positive; give it with --spacing MM."
+                f"The measured slice spacing {d} mm is not positive; give it in millimetres with spacing_mm."
             )
-        _not_absurd("The slice spacing", d, MAX_SPACING_MM, "--spacing", from_file=True)
+        _not_absurd("The slice spacing", d, MAX_SPACING_MM, "spacing_mm", from_file=True)
         gaps = np.diff(positions)
         from sr4zct.method.geometry import spacing_tolerance_mm
 
@@ -207,11 +226,11 @@ def validate_geometry_for_enhancement(
                 "the result across the wider gaps is less sharp."
             )
     else:
-        d = positive_number("The slice spacing", spacing_mm, "--spacing")
-        _not_absurd("The slice spacing", d, MAX_SPACING_MM, "--spacing", from_file=False)
+        d = positive_number("The slice spacing", spacing_mm, "spacing_mm")
+        _not_absurd("The slice spacing", d, MAX_SPACING_MM, "spacing_mm", from_file=False)
         if not g.is_regular:
             warnings.append(
-                f"--spacing {d:g} mm given: the slices are taken as regularly spaced, ignoring their irregular "
+                f"spacing_mm={d:g} given: the slices are taken as regularly spaced, ignoring their irregular "
                 "positions."
             )
         positions = d * np.arange(g.n_slices, dtype=np.float64)
@@ -242,10 +261,10 @@ def validate_geometry_for_enhancement(
         if target >= d:
             raise ParameterError(
                 f"The default target spacing (the in-plane pixel size, {row_mm:g} mm) is not finer than the "
-                f"slice spacing ({d:g} mm); give a finer one with --target-spacing MM."
+                f"slice spacing ({d:g} mm); give a finer one in millimetres with target_spacing_mm."
             )
     else:
-        target = positive_number("The target spacing", target_spacing_mm, "--target-spacing")
+        target = positive_number("The target spacing", target_spacing_mm, "target_spacing_mm")
         if target >= d:
             raise ParameterError(
                 f"The target spacing ({target:g} mm) must be finer than the slice spacing ({d:g} mm)."
@@ -332,10 +351,8 @@ def check_modality(modality: str | None, *, allow_non_ct: bool = False) -> str |
         return None
     message = f"The series' modality is {value}, not CT: SR4ZCT models CT slice profiles and HU intensities"
     if not allow_non_ct:
-        raise InputError(
-            f"{message}; pass --allow-non-ct (allow_non_ct=True in Python) to enhance it anyway."
-        )
-    return f"{message}; enhancing anyway (--allow-non-ct)."
+        raise InputError(f"{message}; pass allow_non_ct=True to enhance it anyway.")
+    return f"{message}; enhancing anyway (allow_non_ct=True)."
 
 
 def _output_slices(n_slices: int, spacing_mm: float, target_spacing_mm: float) -> int:
@@ -373,7 +390,7 @@ def check_memory(
     required_bytes: int,
     *,
     available_bytes: int | None = None,
-    hint: str = "use a coarser --target-spacing, crop the volume or close other programs",
+    hint: str = "use a coarser target_spacing_mm, crop the volume or close other programs",
 ) -> None:
     """Raise :class:`ResourceError` when ``required_bytes`` exceeds the available memory.
 
@@ -399,7 +416,7 @@ def _memory_hint(
         need -= held
         if need <= available:
             return (
-                f"--target-spacing {candidate:.1f} would need about {format_bytes(need)}; or crop the volume"
+                f"target_spacing_mm={candidate:.1f} would need about {format_bytes(need)}; or crop the volume"
             )
     return "crop the volume (fewer slices or a smaller in-plane region) or use a machine with more memory"
 
