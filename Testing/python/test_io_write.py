@@ -99,7 +99,7 @@ def test_dicom_output_refusals(tmp_path):
     with pytest.raises(OutputError, match="contains the input"):
         write_volume(v, tmp_path, overwrite=True)
     out = write_volume(v, tmp_path / "out")
-    with pytest.raises(OutputError, match="--overwrite"):
+    with pytest.raises(OutputError, match="overwrite=True"):
         write_volume(v, out)
     # overwrite replaces a previous output but never a folder holding other files
     write_volume(v, out, overwrite=True)

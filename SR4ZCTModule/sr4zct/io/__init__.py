@@ -93,6 +93,7 @@ def read_volume(
     series_uid: str | None = None,
     thickness_mm: float | None = None,
     slice_axis: int | None = None,
+    allow_detached_data: bool = False,
 ) -> Volume:
     """Read a CT volume in HU (float32) with its geometry.
 
@@ -104,6 +105,8 @@ def read_volume(
     slice_axis : image files only: which NumPy axis (as SimpleITK reads it, ``(z, y, x)``) is the
         through-plane axis; default is the axis recorded by :func:`write_volume` (header key
         ``sr4zct_slice_axis``), else the axis with the largest spacing. Ignored for DICOM.
+    allow_detached_data : image files only: read a detached data file (``.mhd`` ``ElementDataFile``, NRRD
+        ``data file``) that does not lie beside its header; refused by default.
     """
     path = as_path(path)
     series_uid = _check_series_uid(series_uid)
@@ -111,7 +114,9 @@ def read_volume(
     if image_suffix(path) is not None and path.is_file():
         from sr4zct.io.image import read_image_volume
 
-        return read_image_volume(path, thickness_mm=thickness_mm, slice_axis=slice_axis)
+        return read_image_volume(
+            path, thickness_mm=thickness_mm, slice_axis=slice_axis, allow_detached_data=allow_detached_data
+        )
     if path.is_file():
         path, file_uid = _dicom_file_series(path)
         series_uid = series_uid or file_uid
@@ -124,6 +129,7 @@ def read_geometry(
     series_uid: str | None = None,
     thickness_mm: float | None = None,
     slice_axis: int | None = None,
+    allow_detached_data: bool = False,
 ) -> SeriesGeometry:
     """Geometry of a CT volume without reading DICOM pixel data. Parameters as :func:`read_volume`."""
     path = as_path(path)
@@ -132,7 +138,9 @@ def read_geometry(
     if image_suffix(path) is not None and path.is_file():
         from sr4zct.io.image import read_image_geometry
 
-        return read_image_geometry(path, thickness_mm=thickness_mm, slice_axis=slice_axis)
+        return read_image_geometry(
+            path, thickness_mm=thickness_mm, slice_axis=slice_axis, allow_detached_data=allow_detached_data
+        )
     if path.is_file():
         path, file_uid = _dicom_file_series(path)
         series_uid = series_uid or file_uid

@@ -18,10 +18,14 @@ where a BIDS/dcm2niix ``SliceThickness`` also counts; source ``"header"``), else
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ import numpy as np
 from sr4zct.errors import GeometryError, InputError, OutputError, ParameterError
 from sr4zct.io.atomic import atomic_output, check_output_path
 from sr4zct.io.dicom import check_thickness
+from sr4zct.io.image_headers import PixelData, check_pixel_data, inspect_image_file
 from sr4zct.volume import SeriesGeometry, Volume
 
 THICKNESS_KEY = "sr4zct_slice_thickness_mm"
@@ -42,6 +47,45 @@ def _sitk():
     import SimpleITK as sitk
 
     return sitk
+
+
+@contextlib.contextmanager
+def itk_quiet() -> Iterator[list[str]]:
+    """Run SimpleITK calls without their console output; yields a list that receives that text.
+
+    ITK prints warnings (``pixdim`` 0, sform scales) and its C libraries print errors (MetaIO, the NIfTI
+    library) straight to file descriptor 2, around Python. The readers and writers turn what matters into
+    their own one-line messages; the raw text goes into the exception's ``detail``.
+    """
+    sitk = _sitk()
+    captured: list[str] = []
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    try:
+        if saved is None:
+            yield captured
+            return
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield captured
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                captured.append(sink.read(65536).decode("utf-8", "replace"))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _itk_reason(exc: RuntimeError) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _suffix(path: Path) -> str | None:
@@ -225,23 +269,35 @@ def _check_input(path: Path) -> None:
         raise InputError(f"{path} is not a NRRD/NIfTI/MHA file ({', '.join(READ_SUFFIXES)}).")
 
 
-def read_image_geometry(
-    path: str | os.PathLike, *, thickness_mm: float | None = None, slice_axis: int | None = None
-) -> SeriesGeometry:
-    """Geometry of a NRRD/NIfTI/MHA file from its header only (see :func:`read_image_volume`)."""
+def _read_information(path: Path, allow_detached_data: bool) -> tuple[Any, dict[str, str], PixelData]:
+    """SimpleITK's header reader, the header's key/values and what :mod:`sr4zct.io.image_headers` found."""
     sitk = _sitk()
-    path = Path(path)
     _check_input(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise InputError(f"Cannot read {path}: {str(exc).strip().splitlines()[-1]}") from exc
+    with itk_quiet() as native:
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise InputError(f"Cannot read {path}: {_itk_reason(exc)}", detail="".join(native)) from exc
     _check_image_info(path, reader.GetDimension(), reader.GetNumberOfComponents())
+    info = inspect_image_file(path, allow_detached_data=allow_detached_data)
     header = _header(reader)
     if path.name.lower().endswith((".nii", ".nii.gz")):
         header = {**header, **_read_sidecar(path)}
+    return reader, header, info
+
+
+def read_image_geometry(
+    path: str | os.PathLike,
+    *,
+    thickness_mm: float | None = None,
+    slice_axis: int | None = None,
+    allow_detached_data: bool = False,
+) -> SeriesGeometry:
+    """Geometry of a NRRD/NIfTI/MHA file from its header only (see :func:`read_image_volume`)."""
+    path = Path(path)
+    reader, header, _ = _read_information(path, allow_detached_data)
     return _geometry(
         path,
         reader.GetSize(),
@@ -270,7 +326,11 @@ def _check_fits_in_memory(geometry: SeriesGeometry, path: Path) -> None:
 
 
 def read_image_volume(
-    path: str | os.PathLike, *, thickness_mm: float | None = None, slice_axis: int | None = None
+    path: str | os.PathLike,
+    *,
+    thickness_mm: float | None = None,
+    slice_axis: int | None = None,
+    allow_detached_data: bool = False,
 ) -> Volume:
     """Read a NRRD/NIfTI/MHA volume as float32 in the ``(slice, row, column)`` layout.
 
@@ -283,26 +343,49 @@ def read_image_volume(
         default: the header key ``sr4zct_slice_axis`` (written by :func:`write_image_volume`; an unusable
         value is ignored with a warning), else the axis with the largest spacing, ties broken towards
         patient S-I.
+    allow_detached_data : read a detached data file (``.mhd`` ``ElementDataFile``, NRRD ``data file``)
+        that does not lie in the header's folder; by default that is refused, because a header can point
+        anywhere (``/etc/passwd``).
+
+    The pixel data is checked before SimpleITK reads it: complete (its size against the header), NIfTI
+    NaN/Inf kept as they are (SimpleITK alone reads them as 0), NIfTI scaling within any CT scale.
 
     Raises
     ------
     InputError
-        Unreadable file, 2-D or 4-D image, colour/vector image.
+        Unreadable, truncated or damaged file, 2-D or 4-D image, colour/vector image, a detached data file
+        elsewhere.
+    GeometryError
+        A voxel spacing that is not a positive number.
     """
     sitk = _sitk()
-    geometry = read_image_geometry(path, thickness_mm=thickness_mm, slice_axis=slice_axis)
-    _check_fits_in_memory(geometry, Path(path))
-    try:
-        image = sitk.ReadImage(str(path), sitk.sitkFloat32)
-    except RuntimeError as exc:
-        raise InputError(f"Cannot read {path}: {str(exc).strip().splitlines()[-1]}") from exc
-    array = sitk.GetArrayViewFromImage(image)
+    path = Path(path)
+    reader, header, info = _read_information(path, allow_detached_data)
+    geometry = _geometry(
+        path,
+        reader.GetSize(),
+        reader.GetSpacing(),
+        reader.GetOrigin(),
+        reader.GetDirection(),
+        header,
+        thickness_mm=thickness_mm,
+        slice_axis=slice_axis,
+    )
+    _check_fits_in_memory(geometry, path)
+    non_finite = check_pixel_data(info, find_non_finite=info.kind == "nifti")
+    with itk_quiet() as native:
+        try:
+            image = sitk.ReadImage(str(path), sitk.sitkFloat32)
+        except RuntimeError as exc:
+            raise InputError(f"Cannot read {path}: {_itk_reason(exc)}", detail="".join(native)) from exc
+    array = sitk.GetArrayFromImage(image)
+    if non_finite is not None and non_finite.indices.size:
+        # SimpleITK's NIfTI reader turns NaN and Inf into 0: put the stored values back.
+        array.reshape(-1)[non_finite.indices] = non_finite.values.astype(np.float32)
     perm = permutation(geometry.source_slice_axis)
-    if perm == (0, 1, 2):
-        array = np.array(array, dtype=np.float32, copy=True)
-    else:
+    if perm != (0, 1, 2):
         array = np.ascontiguousarray(np.transpose(array, perm), dtype=np.float32)
-    return Volume(array=array, geometry=geometry)
+    return Volume(array=np.asarray(array, dtype=np.float32), geometry=geometry)
 
 
 def _regular_or_raise(geometry: SeriesGeometry, path: Path) -> None:

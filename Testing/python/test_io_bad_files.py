@@ -1,0 +1,289 @@
+"""Hostile NRRD / NIfTI / MHA files: truncated or damaged pixel data, NaN and Inf, a voxel size of 0,
+NIfTI scaling, and detached-data headers that point outside their folder (docs/errors.md).
+
+Each case is read through the Python API (the exception class and message) and, where the user meets it,
+through the CLI with ``capfd``: one line on stderr and nothing that ITK or its C libraries print on their
+own (they write to file descriptor 2, around Python).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from sr4zct.cli import main
+from sr4zct.errors import GeometryError, InputError
+from sr4zct.io import read_geometry, read_volume
+
+FORMATS = [
+    (".nii", False),
+    (".nii.gz", True),
+    (".nrrd", False),
+    (".nrrd", True),
+    (".mha", False),
+    (".mha", True),
+]
+IDS = ["nii", "nii.gz", "nrrd", "nrrd-gzip", "mha", "mha-zlib"]
+
+
+def ct(shape=(6, 16, 16), dtype=np.int16, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = np.full(shape, -1000.0)
+    a[:, 3:-3, 3:-3] = 40.0 + 30.0 * rng.standard_normal((shape[0], shape[1] - 6, shape[2] - 6))
+    return np.round(a).astype(dtype)
+
+
+def write(path: Path, array: np.ndarray, compress: bool = False, spacing=(0.8, 0.8, 2.0)) -> Path:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    sitk.WriteImage(image, str(path), useCompression=compress)
+    return path
+
+
+def run_cli(capfd, *args) -> tuple[int, str]:
+    code = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return code, err
+
+
+def one_line_error(err: str, *fragments: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("sr4zct: error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def nifti_patch(path: Path, out: Path, **fields) -> Path:
+    """Copy a NIfTI-1 file with header fields replaced (``pixdim3=``, ``scl=(slope, inter)``)."""
+    data = bytearray(gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes())
+    for name, value in fields.items():
+        if name.startswith("pixdim"):
+            k = int(name[-1])
+            data[76 + 4 * k : 80 + 4 * k] = struct.pack("<f", value)
+        elif name == "scl":
+            data[112:120] = struct.pack("<2f", *value)
+        elif name == "vox_offset":
+            data[108:112] = struct.pack("<f", value)
+    out.write_bytes(gzip.compress(bytes(data)) if out.name.endswith(".gz") else bytes(data))
+    return out
+
+
+# --- complete pixel data ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("suffix", "compress"), FORMATS, ids=IDS)
+def test_truncated_pixel_data_is_refused(tmp_path, capfd, suffix, compress):
+    good = write(tmp_path / f"good{suffix}", ct(), compress)
+    data = good.read_bytes()
+    for fraction in (0.5, 0.97):
+        cut = tmp_path / f"cut{suffix}"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        with pytest.raises(InputError, match="truncated") as info:
+            read_volume(cut, thickness_mm=3.0)
+        assert str(cut.name) in info.value.message and "\n" not in info.value.message
+        code, err = run_cli(capfd, "enhance", cut, "-o", tmp_path / "o.nrrd", "--thickness", "3", "--quiet")
+        assert code == 2
+        one_line_error(err, "truncated")
+        assert not (tmp_path / "o.nrrd").exists()
+    # the intact file reads exactly
+    np.testing.assert_array_equal(read_volume(good, thickness_mm=3.0, slice_axis=0).array, ct())
+
+
+def test_truncated_nifti_was_read_as_zeros_by_simpleitk(tmp_path):
+    """What the check guards against: SimpleITK reads a cut NIfTI without complaint, zeros for the rest."""
+    good = write(tmp_path / "good.nii.gz", ct() + 2000, compress=True)
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(good.read_bytes()[: len(good.read_bytes()) * 3 // 4])
+    assert (sitk.GetArrayFromImage(sitk.ReadImage(str(cut))) == 0).sum() > 0
+    with pytest.raises(InputError, match="truncated"):
+        read_volume(cut)
+
+
+def test_damaged_compressed_data_is_refused(tmp_path):
+    good = write(tmp_path / "good.nrrd", ct(), compress=True)
+    header, data = good.read_bytes().split(b"\n\n", 1)
+    flipped = bytearray(data)
+    flipped[len(flipped) // 2] ^= 0xFF
+    bad = tmp_path / "bad.nrrd"
+    bad.write_bytes(header + b"\n\n" + bytes(flipped))
+    with pytest.raises(InputError, match="damaged|truncated"):
+        read_volume(bad, thickness_mm=3.0)
+
+
+# --- NaN and Inf --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("suffix", "compress"), FORMATS, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_and_inf_are_kept_in_every_format(tmp_path, capfd, suffix, compress, dtype):
+    a = ct(dtype=dtype)
+    a[2, 5, 7] = np.nan
+    a[3, 1, 1] = np.inf
+    a[4, 0, 0] = -np.inf
+    path = write(tmp_path / f"nan{suffix}", a, compress)
+    vol = read_volume(path, thickness_mm=3.0, slice_axis=0)
+    assert np.isnan(vol.array[2, 5, 7]) and vol.array[3, 1, 1] == np.inf and vol.array[4, 0, 0] == -np.inf
+    finite = np.isfinite(a)
+    assert np.isfinite(vol.array).sum() == finite.sum()
+    np.testing.assert_array_equal(vol.array[finite], a[finite].astype(np.float32))
+    code, err = run_cli(capfd, "enhance", path, "-o", tmp_path / "o.nrrd", "--thickness", "3", "--quiet")
+    assert code == 2
+    one_line_error(err, "The volume has 1 NaN and 2 infinite voxel(s) (the first at index [2, 5, 7])")
+
+
+def test_nifti_nan_restored_with_the_axes_reordered(tmp_path):
+    """The thick axis last in the file: the NaN is put back at its file position, then axes move."""
+    a = ct((16, 16, 6), dtype=np.float32)
+    a[9, 4, 2] = np.nan
+    path = write(tmp_path / "side.nii.gz", a, compress=True, spacing=(2.0, 0.8, 0.8))
+    vol = read_volume(path, thickness_mm=3.0)
+    assert vol.geometry.source_slice_axis == 2
+    assert np.isnan(vol.array[2, 9, 4]) and np.isnan(vol.array).sum() == 1
+
+
+# --- NIfTI header values ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0.0, -2.0, float("nan"), float("inf")])
+def test_nifti_voxel_size_must_be_positive(tmp_path, capfd, value):
+    good = write(tmp_path / "good.nii", ct())
+    bad = nifti_patch(good, tmp_path / "bad.nii", pixdim3=value)
+    with pytest.raises(GeometryError, match=r"pixdim\[3\] = .*every spacing must be a positive number"):
+        read_geometry(bad)
+    code, err = run_cli(capfd, "info", bad)
+    assert code == 3
+    one_line_error(err, "pixdim[3]")
+    assert "WARNING" not in err and "sform" not in err
+
+
+def test_nifti_scaling(tmp_path):
+    raw = ct(dtype=np.int16) + 1024
+    good = write(tmp_path / "good.nii", raw)
+    scaled = nifti_patch(good, tmp_path / "scaled.nii", scl=(2.0, -1024.0))
+    np.testing.assert_array_equal(read_volume(scaled, slice_axis=0).array, raw * 2.0 - 1024.0)
+    # nibabel writes NaN for "no scaling": the stored values
+    unset = nifti_patch(good, tmp_path / "unset.nii", scl=(float("nan"), float("nan")))
+    np.testing.assert_array_equal(read_volume(unset, slice_axis=0).array, raw)
+    cases = {
+        (0.0, 5.0): "readers disagree whether to scale",
+        (2.0, float("nan")): "scl_inter nan",
+        (-1.0, 0.0): "negative scl_slope",
+        (1e30, 0.0): "far outside any CT scale",
+    }
+    for (slope, inter), fragment in cases.items():
+        bad = nifti_patch(good, tmp_path / "bad.nii", scl=(slope, inter))
+        with pytest.raises(InputError, match=fragment):
+            read_volume(bad, thickness_mm=3.0)
+
+
+def test_nifti_vox_offset_and_pairs(tmp_path):
+    good = write(tmp_path / "good.nii", ct())
+    with pytest.raises(InputError, match="vox_offset"):
+        read_volume(nifti_patch(good, tmp_path / "bad.nii", vox_offset=10.0), thickness_mm=3.0)
+    data = bytearray(good.read_bytes())
+    data[344:348] = b"ni1\0"
+    (tmp_path / "pair.nii").write_bytes(bytes(data))
+    with pytest.raises(InputError):
+        read_volume(tmp_path / "pair.nii", thickness_mm=3.0)
+
+
+# --- detached data -------------------------------------------------------------------------------------
+
+NHDR = "NRRD0004\ntype: short\ndimension: 3\nsizes: 16 16 6\nspacings: 0.8 0.8 2\nencoding: raw\nendian: little\n"
+MHD = (
+    "ObjectType = Image\nNDims = 3\nDimSize = 16 16 6\nElementSpacing = 0.8 0.8 2\nElementType = MET_SHORT\n"
+    "BinaryData = True\nBinaryDataByteOrderMSB = False\n"
+)
+
+
+def _raw(folder: Path, name="ct.raw") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(ct().astype("<i2").tobytes())
+    return path
+
+
+def test_detached_data_beside_the_header_is_read(tmp_path):
+    _raw(tmp_path / "case")
+    nhdr = tmp_path / "case" / "ct.nhdr"
+    nhdr.write_text(NHDR + "data file: ct.raw\n")
+    mhd = tmp_path / "case" / "ct.mhd"
+    mhd.write_text(MHD + "ElementDataFile = ct.raw\n")
+    for path in (nhdr, mhd):
+        np.testing.assert_array_equal(read_volume(path, thickness_mm=3.0, slice_axis=0).array, ct())
+    # a listed or numbered set of files beside the header is fine too
+    for k in range(6):
+        (tmp_path / "case" / f"s{k:02d}.raw").write_bytes(ct()[k].astype("<i2").tobytes())
+    listed = tmp_path / "case" / "list.mhd"
+    listed.write_text(MHD + "ElementDataFile = LIST 2D\n" + "".join(f"s{k:02d}.raw\n" for k in range(6)))
+    numbered = tmp_path / "case" / "numbered.nhdr"
+    numbered.write_text(NHDR + "data file: s%02d.raw 0 5 1 2\n")
+    for path in (listed, numbered):
+        np.testing.assert_array_equal(read_volume(path, thickness_mm=3.0, slice_axis=0).array, ct())
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["absolute", "parent", "subfolder", "symlink"],
+)
+def test_detached_data_elsewhere_is_refused(tmp_path, capfd, where):
+    secret = _raw(tmp_path / "elsewhere", "secret.raw")
+    case = tmp_path / "case"
+    case.mkdir()
+    if where == "absolute":
+        name = str(secret)
+    elif where == "parent":
+        name = "../elsewhere/secret.raw"
+    elif where == "subfolder":
+        _raw(case / "sub", "secret.raw")
+        name = "sub/secret.raw"
+    else:
+        (case / "link.raw").symlink_to(secret)
+        name = "link.raw"
+    headers = {
+        case / "ct.nhdr": NHDR + f"data file: {name}\n",
+        case / "attached.nrrd": NHDR + f"data file: {name}\n\n",
+        case / "ct.mhd": MHD + f"ElementDataFile = {name}\n",
+        case / "ct.mha": MHD + f"ElementDataFile = {name}\n",
+        case / "list.nhdr": NHDR + f"data file: LIST 3\n{name}\n",
+        case / "list.mhd": MHD + f"ElementDataFile = LIST 3D\n{name}\n",
+    }
+    for path, text in headers.items():
+        path.write_text(text)
+        for reader in (read_geometry, read_volume):
+            with pytest.raises(InputError, match="does not lie beside the header") as info:
+                reader(path, thickness_mm=3.0)
+            assert "allow_detached_data=True" in info.value.message
+        code, err = run_cli(capfd, "info", path)
+        assert code == 2
+        one_line_error(err, "does not lie beside the header", "--allow-detached-data")
+    # the user can say they trust the header
+    vol = read_volume(case / "ct.mhd", thickness_mm=3.0, slice_axis=0, allow_detached_data=True)
+    np.testing.assert_array_equal(vol.array, ct())
+
+
+def test_etc_passwd_is_never_read(tmp_path):
+    nhdr = tmp_path / "x.nhdr"
+    nhdr.write_text(
+        "NRRD0004\ntype: uchar\ndimension: 3\nsizes: 4 4 4\nencoding: raw\ndata file: /etc/passwd\n"
+    )
+    mhd = tmp_path / "x.mhd"
+    mhd.write_text(
+        MHD.replace("16 16 6", "4 4 4").replace("MET_SHORT", "MET_UCHAR") + "ElementDataFile = /etc/passwd\n"
+    )
+    for path in (nhdr, mhd):
+        with pytest.raises(InputError, match="/etc/passwd"):
+            read_volume(path, thickness_mm=3.0)
+
+
+def test_missing_data_file_beside_the_header(tmp_path):
+    nhdr = tmp_path / "ct.nhdr"
+    nhdr.write_text(NHDR + "data file: gone.raw\n")
+    with pytest.raises(InputError, match="gone.raw"):
+        read_volume(nhdr, thickness_mm=3.0)
