@@ -287,3 +287,117 @@ def test_missing_data_file_beside_the_header(tmp_path):
     nhdr.write_text(NHDR + "data file: gone.raw\n")
     with pytest.raises(InputError, match="gone.raw"):
         read_volume(nhdr, thickness_mm=3.0)
+
+
+# --- DICOM: rescale values, unreadable and empty files, unreadable folders --------------------------------
+
+
+def _raw_tag(path: Path, keyword: str, value: bytes, vr: str = "DS") -> None:
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    ds = pydicom.dcmread(path)
+    tag = Tag(keyword)
+    value = value + b" " if len(value) % 2 else value
+    ds._dict[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)
+    ds.save_as(path)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "fragment"),
+    [
+        ("RescaleIntercept", b"abc", "has a RescaleIntercept that is not a number ('abc')"),
+        ("RescaleSlope", b"x1", "has a RescaleSlope that is not a number ('x1')"),
+        ("RescaleIntercept", b"nan", "invalid RescaleSlope/RescaleIntercept (1, nan)"),
+        ("RescaleSlope", b"-1", "the slope must be a positive number"),
+        ("RescaleSlope", b"0", "the slope must be a positive number"),
+        ("RescaleSlope", b"1e30", "far outside any CT scale"),
+        ("RescaleIntercept", b"-1e30", "far outside any CT scale"),
+    ],
+)
+def test_unusable_rescale_values_are_refused(tmp_path, capfd, keyword, value, fragment):
+    from dicom_factory import write_series
+
+    s = write_series(tmp_path / "ct", n_slices=4, rows=8, columns=8)
+    _raw_tag(s.paths[2], keyword, value)
+    with pytest.raises(InputError) as info:
+        read_volume(s.folder)
+    assert fragment in info.value.message and s.paths[2].name in info.value.message
+    code, err = run_cli(capfd, "enhance", s.folder, "-o", tmp_path / "o.nrrd", "--quiet")
+    assert code == 2
+    one_line_error(err, fragment)
+    assert "RuntimeWarning" not in err and "overflow" not in err
+
+
+def test_missing_or_empty_rescale_means_none(tmp_path):
+    from dicom_factory import write_series
+
+    s = write_series(tmp_path / "ct", n_slices=4, rows=8, columns=8, rescale_intercept=0.0)
+    _raw_tag(s.paths[1], "RescaleIntercept", b"")
+    np.testing.assert_array_equal(read_volume(s.folder).array, s.hu)
+    s = write_series(tmp_path / "ct2", n_slices=4, rows=8, columns=8, rescale_intercept=0.0,
+                     missing_tags=["RescaleIntercept", "RescaleSlope"])  # fmt: skip
+    np.testing.assert_array_equal(read_volume(s.folder).array, s.hu)
+
+
+def test_unreadable_slice_file_is_refused(tmp_path, capfd):
+    """A file that cannot be read may be a slice: never skipped silently (/proc/self/mem fails to read
+    for any user, root included)."""
+    from dicom_factory import write_series
+
+    if not Path("/proc/self/mem").exists():
+        pytest.skip("needs /proc/self/mem (Linux)")
+    s = write_series(tmp_path / "ct", n_slices=5, rows=8, columns=8)
+    s.paths[2].unlink()
+    (s.folder / s.paths[2].name).symlink_to("/proc/self/mem")
+    with pytest.raises(InputError, match=f"Cannot read {s.folder / s.paths[2].name}: "):
+        read_geometry(s.folder)
+    code, err = run_cli(capfd, "info", s.folder)
+    assert code == 2
+    one_line_error(err, "Cannot read", "may be a slice of the series")
+
+
+def test_empty_slice_file_is_refused(tmp_path, capfd):
+    from dicom_factory import write_series
+
+    s = write_series(tmp_path / "ct", n_slices=5, rows=8, columns=8)
+    s.paths[2].write_bytes(b"")
+    with pytest.raises(InputError, match=r"1 empty \(0-byte\) file\(s\) lie among the DICOM images"):
+        read_geometry(s.folder)
+    code, err = run_cli(capfd, "enhance", s.folder, "-o", tmp_path / "o.nrrd", "--quiet")
+    assert code == 2
+    one_line_error(err, "empty (0-byte)", s.paths[2].name)
+    # a folder of empty files only: no DICOM images, and the message says they are empty
+    (tmp_path / "blank").mkdir()
+    (tmp_path / "blank" / "a").write_bytes(b"")
+    with pytest.raises(InputError, match=r"No DICOM images found .*\(1 file\(s\) checked, 1 of them empty"):
+        read_geometry(tmp_path / "blank")
+
+
+def test_unreadable_folder_is_refused(tmp_path, capfd, monkeypatch):
+    import os
+
+    from dicom_factory import write_series
+
+    s = write_series(tmp_path / "ct" / "part1", n_slices=3, rows=8, columns=8)
+    locked = tmp_path / "ct" / "part2"
+    write_series(locked, n_slices=3, rows=8, columns=8)
+    os.chmod(locked, 0)
+    try:
+        if os.access(locked, os.R_OK):  # root reads anything: the OS refusing is simulated
+            real = os.scandir
+
+            def scandir(path="."):
+                if Path(path) == locked:
+                    raise PermissionError(13, "Permission denied", str(path))
+                return real(path)
+
+            monkeypatch.setattr(os, "scandir", scandir)
+        with pytest.raises(InputError, match=f"Cannot read the folder {locked}: Permission denied"):
+            read_geometry(s.folder.parent)
+        code, err = run_cli(capfd, "info", s.folder.parent)
+        assert code == 2
+        one_line_error(err, "Cannot read the folder")
+    finally:
+        os.chmod(locked, 0o755)

@@ -9,6 +9,7 @@ name or InstanceNumber. Pixel values are converted to HU with RescaleSlope/Resca
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ REFERENCE_KEYWORDS = (
     "KVP",
     "SpecificCharacterSet",
 )
+
+#: Largest magnitude of a rescaled value: far beyond any CT scale (-1024 .. ~70000 HU), far below float32
+#: overflow. RescaleSlope/RescaleIntercept that give more are a damaged header.
+MAX_ABS_HU = 1.0e6
 
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _NO_UID = "(no SeriesInstanceUID)"
@@ -178,6 +183,11 @@ def _read_header(path: Path) -> Any | None:
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except OSError as exc:
+        raise InputError(
+            f"Cannot read {path}: {exc.strerror or exc}; a file that cannot be read may be a slice of the "
+            "series (fix its permissions, or remove it)."
+        ) from exc
     except InvalidDicomError:
         # Files written without the 128-byte preamble: accept only if they start like a DICOM data set
         # (a group 0002 or 0008 tag, little endian) and parse into image attributes.
@@ -259,12 +269,33 @@ def _header(path: Path, ds: Any) -> SliceHeader:
     )
 
 
+def _unreadable_folder(exc: OSError) -> None:
+    raise InputError(
+        f"Cannot read the folder {exc.filename}: {exc.strerror or exc}; it may hold slices of the series "
+        "(fix its permissions, or point to a folder that can be read)."
+    ) from exc
+
+
 def _iter_files(folder: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(folder):
+    """Every non-hidden file under ``folder``; a folder that cannot be listed raises :class:`InputError`
+    (``os.walk`` alone skips it silently, and its slices would be missing)."""
+    for root, dirs, files in os.walk(folder, onerror=_unreadable_folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith("."):
                 yield Path(root) / name
+
+
+def _is_empty_file(path: Path) -> bool:
+    """True for a file without a single byte (read, not stat: some files report size 0 and are not)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b""
+    except OSError as exc:
+        raise InputError(
+            f"Cannot read {path}: {exc.strerror or exc}; a file that cannot be read may be a slice of the "
+            "series (fix its permissions, or remove it)."
+        ) from exc
 
 
 def scan_folder(folder: str | os.PathLike) -> dict[str, list[SliceHeader]]:
@@ -281,8 +312,12 @@ def scan_folder(folder: str | os.PathLike) -> dict[str, list[SliceHeader]]:
     groups: dict[str, list[SliceHeader]] = {}
     seen_sop: set[str] = set()
     n_files = 0
+    empty: list[Path] = []
     for path in _iter_files(folder):
         n_files += 1
+        if _is_empty_file(path):
+            empty.append(path)
+            continue
         ds = _read_header(path)
         if ds is None:
             continue
@@ -293,9 +328,15 @@ def scan_folder(folder: str | os.PathLike) -> dict[str, list[SliceHeader]]:
             seen_sop.add(header.sop_uid)
         groups.setdefault(header.series_uid, []).append(header)
     if not groups:
+        note = f", {len(empty)} of them empty (0 bytes)" if empty else ""
         raise InputError(
-            f"No DICOM images found in {folder} ({n_files} file(s) checked). Point to the folder that holds "
-            "the series' files."
+            f"No DICOM images found in {folder} ({n_files} file(s) checked{note}). Point to the folder that "
+            "holds the series' files."
+        )
+    if empty:
+        raise InputError(
+            f"{len(empty)} empty (0-byte) file(s) lie among the DICOM images in {folder} (e.g. "
+            f"{empty[0].name}): a slice that was not copied completely? Restore or remove them."
         )
     return groups
 
@@ -481,18 +522,60 @@ def _read_pixels(header: SliceHeader, shape: tuple[int, int]) -> np.ndarray:
         raise InputError(
             f"DICOM file {header.path} holds an image of shape {pixels.shape}, expected {shape}."
         )
-    slope = _float_or_none(_get(ds, "RescaleSlope"))
-    intercept = _float_or_none(_get(ds, "RescaleIntercept"))
-    slope = 1.0 if slope is None else slope
-    intercept = 0.0 if intercept is None else intercept
-    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
+    slope, intercept = _rescale(ds, header.path)
+    if slope == 1.0 and intercept == 0.0:
+        return pixels.astype(np.float32)  # float data keeps NaN/Inf: the enhancement checks refuse them
+    finite = pixels[np.isfinite(pixels)] if pixels.dtype.kind == "f" else pixels
+    ends = [float(v) * slope + intercept for v in ((finite.min(), finite.max()) if finite.size else ())]
+    if any(abs(v) > MAX_ABS_HU for v in ends):
         raise InputError(
-            f"DICOM file {header.path} has an invalid RescaleSlope/RescaleIntercept ({slope}, {intercept}); "
-            "its values cannot be converted to HU."
+            f"DICOM file {header.path} has RescaleSlope {slope:g} and RescaleIntercept {intercept:g}, which give "
+            f"values up to {max(abs(v) for v in ends):.3g} HU, far outside any CT scale (|HU| <= "
+            f"{MAX_ABS_HU:g}); the header is damaged."
         )
     if slope == 1.0:
         return pixels.astype(np.float32) + np.float32(intercept)
     return (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
+
+
+def _rescale(ds: Any, path: Path) -> tuple[float, float]:
+    """RescaleSlope and RescaleIntercept (1 and 0 when absent or empty); present but unusable values are
+    refused: a damaged intercept read as 0 would shift every value by about +1024 HU."""
+    values = []
+    for keyword, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        present = keyword in ds
+        value = _float_or_none(_get(ds, keyword)) if present else default
+        raw = _raw_value(ds, keyword) if present else None
+        if value is None and raw not in (None, "", b""):
+            raise InputError(
+                f"DICOM file {path} has a {keyword} that is not a number ({raw!r}); its values cannot be "
+                "converted to HU."
+            )
+        values.append(default if value is None else value)
+    slope, intercept = values
+    if not (math.isfinite(slope) and math.isfinite(intercept)) or slope <= 0:
+        raise InputError(
+            f"DICOM file {path} has an invalid RescaleSlope/RescaleIntercept ({slope:g}, {intercept:g}): the "
+            "slope must be a positive number and the intercept finite; its values cannot be converted to HU."
+        )
+    return slope, intercept
+
+
+def _raw_value(ds: Any, keyword: str) -> Any:
+    """The element's value as stored (bytes of a raw element), for messages."""
+    try:
+        element = ds.get_item(keyword)
+    except Exception:
+        return "?"
+    value = getattr(element, "value", None)
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.strip(b" \0").decode("latin-1", "replace")
+    try:
+        return str(value).strip()
+    except Exception:
+        return "?"
 
 
 def _check_fits_in_memory(n_bytes: int, folder: Path) -> None:
