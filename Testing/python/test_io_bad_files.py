@@ -401,3 +401,87 @@ def test_unreadable_folder_is_refused(tmp_path, capfd, monkeypatch):
         one_line_error(err, "Cannot read the folder")
     finally:
         os.chmod(locked, 0o755)
+
+
+# --- writers: unknown extensions, NaN/Inf, a full disk ------------------------------------------------
+
+
+def _volume(array=None):
+    from sr4zct.volume import Volume, make_geometry
+
+    array = ct(dtype=np.float32) if array is None else array
+    geometry = make_geometry(
+        array.shape, slice_spacing_mm=2.0, slice_thickness_mm=3.0, pixel_spacing_mm=(0.8, 0.8)
+    )
+    return Volume(array, geometry)
+
+
+@pytest.mark.parametrize("name", ["out.png", "out.xyz", "out.dcm", "out.nii.bz2"])
+def test_unknown_output_extension_is_refused(tmp_path, capfd, name):
+    from sr4zct.errors import OutputError
+    from sr4zct.io import check_output, write_volume
+
+    src = write(tmp_path / "in.nrrd", ct())
+    out = tmp_path / name
+    for call in (lambda: write_volume(_volume(), out), lambda: check_output(out)):
+        with pytest.raises(OutputError, match=f"SR4ZCT does not write '{out.suffix}' files"):
+            call()
+    code, err = run_cli(capfd, "enhance", src, "-o", out, "--thickness", "3", "--quiet")
+    assert code == 5
+    one_line_error(err, "does not write", "a folder name without an extension for a DICOM series")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nrrd"]
+
+
+def test_dicom_folder_names(tmp_path):
+    from sr4zct.io import output_kind, read_volume, write_volume
+
+    assert output_kind(tmp_path / "series") == "dicom" and output_kind(tmp_path / "series.2") == "dicom"
+    (tmp_path / "existing.d").mkdir()
+    assert output_kind(tmp_path / "existing.d") == "dicom"
+    written = write_volume(_volume(), tmp_path / "series.2")
+    assert read_volume(written).array.shape == (6, 16, 16)
+
+
+@pytest.mark.parametrize("name", ["o.nrrd", "o.mha", "o.nii", "o.nii.gz", "o_dicom"])
+def test_writers_never_write_nan_or_inf(tmp_path, name):
+    from sr4zct.errors import OutputError
+    from sr4zct.io import write_volume
+
+    a = ct(dtype=np.float32)
+    a[1, 2, 3] = np.nan
+    a[2, 3, 4] = -np.inf
+    with pytest.raises(OutputError, match=r"Refusing to write .*: the volume has 1 NaN and 1 infinite voxel"):
+        write_volume(_volume(a), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha", ".nii", ".nii.gz"])
+def test_disk_full_while_writing_an_image_file(tmp_path, capfd, monkeypatch, suffix):
+    """The temporary file is a link to /dev/full (every write fails with ENOSPC): SimpleITK raises ITK's
+    text for NRRD/MHA and, for NIfTI, only prints a line and returns. Both end in the documented message
+    when the disk has no room left, and nothing stays behind."""
+    import shutil
+
+    from sr4zct.errors import OutputError
+    from sr4zct.io import atomic, write_volume
+
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    real = atomic.temporary_name
+
+    def onto_dev_full(path):
+        tmp = real(path)
+        tmp.symlink_to("/dev/full")
+        return tmp
+
+    monkeypatch.setattr(atomic, "temporary_name", onto_dev_full)
+    out = tmp_path / f"o{suffix}"
+    with pytest.raises(OutputError, match=r"Cannot write .*; nothing was written\.|The disk is full"):
+        write_volume(_volume(), out)
+    assert list(tmp_path.iterdir()) == []
+    # as on a real full disk: no free space left
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    with pytest.raises(OutputError, match=f"The disk is full while writing {out}; nothing was written."):
+        write_volume(_volume(), out)
+    assert list(tmp_path.iterdir()) == []
+    assert "ERROR" not in capfd.readouterr().err

@@ -125,7 +125,7 @@ def test_existing_file_refused_then_overwritten(tmp_path):
     write_volume(v, path, overwrite=True)
     assert path.stat().st_size > 3
     assert leftovers(tmp_path) == []
-    with pytest.raises(OutputError, match="use one of"):
+    with pytest.raises(OutputError, match="use .nrrd, .mha, .nii or .nii.gz"):
         write_volume(v, tmp_path / "a.mhd")
 
 

@@ -3,8 +3,8 @@
 * :func:`read_volume` / :func:`read_geometry` take a DICOM folder (or one file of the series) or an image
   file and return a :class:`~sr4zct.volume.Volume` / :class:`~sr4zct.volume.SeriesGeometry` in the shared
   ``(slice, row, column)`` layout. ``read_geometry`` reads DICOM headers only.
-* :func:`write_volume` writes atomically: an image file for ``.nrrd .nhdr .nii .nii.gz .mha .mhd``,
-  otherwise (an existing folder or a path without an image suffix) a DICOM series.
+* :func:`write_volume` writes atomically: an image file for ``.nrrd .nii .nii.gz .mha``, a DICOM series
+  for an existing folder or a name without an extension; anything else is refused.
 * :func:`list_series` lists the series of a DICOM folder.
 """
 
@@ -21,12 +21,14 @@ IMAGE_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "WRITE_SUFFIXES",
     "SeriesInfo",
     "as_path",
     "check_output",
     "image_suffix",
     "is_dicom_path",
     "list_series",
+    "output_kind",
     "read_geometry",
     "read_volume",
     "write_volume",
@@ -147,6 +149,42 @@ def read_geometry(
     return read_dicom_geometry(path, series_uid=series_uid, thickness_mm=thickness_mm)
 
 
+WRITE_SUFFIXES = (".nrrd", ".mha", ".nii", ".nii.gz")
+
+
+def output_kind(path: str | os.PathLike) -> str:
+    """``"image"`` (one NRRD/MHA/NIfTI file) or ``"dicom"`` (a folder) for an output path.
+
+    A DICOM series goes into an existing folder or a name without an extension (a purely numeric one such
+    as ``series.2`` counts as none). Any other extension (``out.png``, ``out.xyz``, ``out.dcm``) is refused
+    rather than silently becoming a folder of that name, as are ``.nhdr``/``.mhd`` (their data would be a
+    second file that cannot be written atomically).
+
+    Raises
+    ------
+    OutputError
+        An extension SR4ZCT does not write.
+    """
+    from sr4zct.errors import OutputError
+
+    path = as_path(path, "output_path")
+    suffix = image_suffix(path)
+    if suffix is not None and not path.is_dir():
+        if suffix not in WRITE_SUFFIXES:
+            raise OutputError(
+                f"Cannot write {path.name}: use .nrrd, .mha, .nii or .nii.gz, or a folder for DICOM "
+                "(.nhdr/.mhd keep the data in a second file and cannot be written atomically)."
+            )
+        return "image"
+    extension = path.suffix
+    if path.is_dir() or not extension or extension[1:].isdigit():
+        return "dicom"
+    raise OutputError(
+        f"Cannot write {path.name}: SR4ZCT does not write {extension!r} files; use .nrrd, .mha, .nii or .nii.gz "
+        "for a volume file, or a folder name without an extension for a DICOM series."
+    )
+
+
 def check_output(
     path: str | os.PathLike,
     *,
@@ -155,27 +193,22 @@ def check_output(
 ) -> Path:
     """Check, before any long computation, that :func:`write_volume` will accept ``path``.
 
-    Applies the same rules as the writers: an existing output needs ``overwrite``; the output may not be
-    the input, lie inside the input DICOM folder (a DICOM file input counts as its folder) or contain it;
-    ``.nhdr``/``.mhd`` cannot be written. Returns the resolved path; raises ``OutputError``.
+    Applies the same rules as the writers: a known output type (:func:`output_kind`); an existing output
+    needs ``overwrite`` and must be one SR4ZCT wrote (see :func:`sr4zct.io.atomic.check_output_path`); the
+    output may not be the input, lie inside the input DICOM folder (a DICOM file input counts as its
+    folder) or contain it. Returns the resolved path; raises ``OutputError``.
     """
-    from sr4zct.errors import OutputError
     from sr4zct.io.atomic import check_output_path
 
-    path = Path(path)
-    suffix = image_suffix(path)
-    if suffix in (".nhdr", ".mhd"):
-        raise OutputError(
-            f"Cannot write {path.name}: use .nrrd, .mha, .nii or .nii.gz, or a folder for DICOM."
-        )
+    path = as_path(path, "output_path")
+    kind = output_kind(path)
     inputs: list[Path] = []
     if input_path is not None:
-        source = Path(input_path)
+        source = as_path(input_path, "input_path")
         inputs.append(source)
         if source.is_file() and image_suffix(source) is None:
             inputs.append(source.parent)
-    directory = suffix is None or path.is_dir()
-    return check_output_path(path, overwrite=overwrite, directory=directory, inputs=inputs)
+    return check_output_path(path, overwrite=overwrite, directory=kind == "dicom", inputs=inputs)
 
 
 def write_volume(
@@ -187,18 +220,24 @@ def write_volume(
 ) -> Path:
     """Write ``volume`` atomically; returns the written path.
 
-    ``.nrrd .nhdr .nii .nii.gz .mha .mhd`` -> one image file via SimpleITK (NIfTI gets a ``<name>.json``
-    sidecar with the metadata); an existing folder or a path without an image suffix -> a DICOM series
-    (a new SeriesInstanceUID in the reference study when ``volume.geometry.extra["dicom"]`` has one).
+    ``.nrrd .nii .nii.gz .mha`` -> one image file via SimpleITK (NIfTI gets a ``<name>.json`` sidecar with
+    the metadata); an existing folder or a name without an extension -> a DICOM series (a new
+    SeriesInstanceUID in the reference study when ``volume.geometry.extra["dicom"]`` has one). Other
+    extensions are refused (:func:`output_kind`).
 
     Raises
     ------
     OutputError
-        The output exists and ``overwrite`` is False, it is the input or inside the input DICOM folder,
-        or it cannot be written. Nothing partial is left behind.
+        Unknown extension, the output exists and ``overwrite`` is False (or it was not written by SR4ZCT),
+        it is the input or inside the input DICOM folder, the volume holds NaN/Inf, or it cannot be written.
+        Nothing partial is left behind.
     """
-    path = Path(path)
-    if image_suffix(path) is not None and not path.is_dir():
+    from sr4zct.errors import ParameterError
+
+    if not isinstance(volume, Volume):
+        raise ParameterError(f"write_volume needs a Volume, got {type(volume).__name__}.")
+    path = as_path(path, "output_path")
+    if output_kind(path) == "image":
         from sr4zct.io.image import write_image_volume
 
         return write_image_volume(volume, path, metadata=metadata, overwrite=overwrite)

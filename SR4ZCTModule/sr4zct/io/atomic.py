@@ -182,6 +182,46 @@ def _probe_writable(folder: Path) -> None:
             probe.unlink()
 
 
+def check_finite_output(array, target: str | os.PathLike) -> None:
+    """The final guard of every writer: a volume with NaN or Inf voxels is never written.
+
+    Raises
+    ------
+    OutputError
+        Naming the count of NaN and infinite voxels.
+    """
+    import numpy as np
+
+    a = np.asarray(array)
+    if a.dtype.kind not in "fc":
+        return
+    n_nan = n_inf = 0
+    for plane in a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(1, -1):
+        bad = ~np.isfinite(plane)
+        if bad.any():
+            nan = int(np.isnan(plane).sum())
+            n_nan += nan
+            n_inf += int(bad.sum()) - nan
+    if n_nan or n_inf:
+        raise OutputError(
+            f"Refusing to write {target}: the volume has {n_nan} NaN and {n_inf} infinite voxel(s), which no "
+            "reader could use; nothing was written."
+        )
+
+
+def disk_full_or(target: Path, folder: Path, needed_bytes: int, reason: str) -> OutputError:
+    """The documented disk-full error when ``folder`` has less than ``needed_bytes`` free (or the reason
+    says so), else ``Cannot write <target>: <reason>``. For writers that do not raise ``OSError``
+    (SimpleITK's raise RuntimeError with ITK's text; its NIfTI writer may not raise at all)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if "no space left" in reason.lower() or (free is not None and free < needed_bytes):
+        return OutputError(f"The disk is full while writing {target}; nothing was written.")
+    return OutputError(f"Cannot write {target}: {reason}; nothing was written.")
+
+
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         if path.is_dir() and not path.is_symlink():

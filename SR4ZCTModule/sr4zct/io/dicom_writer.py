@@ -18,7 +18,7 @@ import numpy as np
 
 from sr4zct._version import __version__
 from sr4zct.errors import OutputError
-from sr4zct.io.atomic import atomic_output, check_output_path
+from sr4zct.io.atomic import atomic_output, check_finite_output, check_output_path
 from sr4zct.volume import Volume
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -123,6 +123,7 @@ def write_dicom_series(
     ref: dict[str, Any] = dict(g.extra.get("dicom") or {})
     source = g.extra.get("source_path")
     target = check_output_path(path, overwrite=overwrite, directory=True, inputs=[source])
+    check_finite_output(volume.array, target)
     if target.is_dir() and overwrite:
         foreign = [p.name for p in target.iterdir() if not _is_dicom_file(p)]
         if foreign:

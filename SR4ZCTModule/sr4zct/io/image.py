@@ -31,13 +31,16 @@ from typing import Any
 
 import numpy as np
 
+from sr4zct._version import __version__
 from sr4zct.errors import GeometryError, InputError, OutputError, ParameterError
-from sr4zct.io.atomic import atomic_output, check_output_path
+from sr4zct.io.atomic import atomic_output, check_finite_output, check_output_path, disk_full_or
 from sr4zct.io.dicom import check_thickness
 from sr4zct.io.image_headers import PixelData, check_pixel_data, inspect_image_file
 from sr4zct.volume import SeriesGeometry, Volume
 
 THICKNESS_KEY = "sr4zct_slice_thickness_mm"
+#: Start of the NIfTI ``descrip`` of every NIfTI file SR4ZCT writes (NRRD/MHA carry SLICE_AXIS_KEY).
+OUTPUT_MARK = "SR4ZCT"
 SLICE_AXIS_KEY = "sr4zct_slice_axis"
 READ_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 WRITE_SUFFIXES = (".nii.gz", ".nrrd", ".nii", ".mha")
@@ -491,22 +494,40 @@ def write_image_volume(
     items = header_items(volume, metadata)
     source = volume.geometry.extra.get("source_path")
     check_output_path(path, overwrite=overwrite, inputs=[source])
+    check_finite_output(volume.array, path)
     side = sidecar_path(path)
     if is_nifti and side.exists() and not overwrite:
         raise OutputError(f"The sidecar {side} exists; use overwrite=True to replace it.")
     image = image_from_volume(volume)
-    if not is_nifti:
+    if is_nifti:
+        # NIfTI has no key/value header: the 80-character descrip marks the file as ours (and the sidecar)
+        image.SetMetaData("ITK_FileNotes", f"{OUTPUT_MARK} {__version__}")
+    else:
         for key, value in items.items():
             image.SetMetaData(key, value)
+    needed = 4 * int(volume.array.size) + 2**20
     with atomic_output(
         path, overwrite=overwrite, inputs=[source], extra_suffixes=(".json",) if is_nifti else ()
     ) as tmp:
-        try:
-            sitk.WriteImage(
-                image, str(tmp), useCompression=bool(suffix == ".nii.gz" if compress is None else compress)
-            )
-        except RuntimeError as exc:
-            raise OutputError(f"Cannot write {path}: {str(exc).strip().splitlines()[-1]}") from exc
+        with itk_quiet():
+            try:
+                sitk.WriteImage(
+                    image,
+                    str(tmp),
+                    useCompression=bool(suffix == ".nii.gz" if compress is None else compress),
+                )
+            except RuntimeError as exc:
+                raise disk_full_or(path, tmp.parent, needed, _itk_reason(exc)) from exc
+        _verify_written(tmp, path, needed)
         if is_nifti:
             sidecar_path(tmp).write_text(json.dumps(items, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path.expanduser().resolve()
+
+
+def _verify_written(tmp: Path, target: Path, needed: int) -> None:
+    """Read back what SimpleITK wrote: its NIfTI writer reports a short write (a full disk) only on the
+    console, and the file would be renamed into place incomplete."""
+    try:
+        check_pixel_data(inspect_image_file(tmp))
+    except InputError as exc:
+        raise disk_full_or(target, tmp.parent, needed, "the written file is incomplete") from exc
