@@ -127,7 +127,12 @@ def test_existing_output_needs_overwrite(inputs, capsys, model, tmp_path):
     assert_error(cli(capsys, "enhance", nrrd, "-o", folder_out, "--overwrite", "--model", model, *CPU), 5,
                  "not a previous output")  # fmt: skip
     assert (folder_out / "notes.txt").read_text() == "mine"
-    # With --overwrite a previous output is replaced.
+    # With --overwrite only a previous output of SR4ZCT is replaced, never another file.
+    assert_error(cli(capsys, "enhance", nrrd, "-o", out, "--overwrite", "--model", model, *CPU), 5,
+                 "not a previous output of SR4ZCT")  # fmt: skip
+    assert out.read_bytes() == b"keep me"
+    out = tmp_path / "previous.nrrd"
+    assert run("enhance", nrrd, "-o", out, "--model", model, *CPU) == 0
     assert run("enhance", nrrd, "-o", out, "--overwrite", "--model", model, *CPU) == 0
     assert read_volume(out, slice_axis=0).array.shape[0] == 11
     dicom_out = tmp_path / "previous"

@@ -9,6 +9,7 @@ own (they write to file descriptor 2, around Python).
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 from pathlib import Path
 
@@ -485,3 +486,129 @@ def test_disk_full_while_writing_an_image_file(tmp_path, capfd, monkeypatch, suf
         write_volume(_volume(), out)
     assert list(tmp_path.iterdir()) == []
     assert "ERROR" not in capfd.readouterr().err
+
+
+# --- overwrite replaces only what SR4ZCT wrote --------------------------------------------------------
+
+
+def _state(path: Path) -> dict[str, tuple[bytes, int]]:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+
+def _foreign_outputs(tmp_path: Path) -> dict[Path, str]:
+    """Existing paths an output name may hit that SR4ZCT did not write, and the reason given."""
+    from dicom_factory import write_series
+
+    out = {}
+    (tmp_path / "text.nrrd").write_bytes(b"keep me")
+    out[tmp_path / "text.nrrd"] = "its header cannot be read"
+    for suffix in (".nrrd", ".mha", ".nii", ".nii.gz"):
+        path = write(tmp_path / f"other{suffix}", ct())  # SimpleITK, not SR4ZCT
+        out[path] = "no SR4ZCT" if "nii" not in suffix else "no SR4ZCT sidecar"
+    scanner = write_series(tmp_path / "scanner", n_slices=3, rows=8, columns=8)
+    out[scanner.folder] = "it holds DICOM files SR4ZCT did not write"
+    return out
+
+
+def test_overwrite_refuses_what_sr4zct_did_not_write(tmp_path, capfd):
+    from sr4zct.errors import OutputError
+    from sr4zct.io import check_output, write_volume
+
+    for path, reason in _foreign_outputs(tmp_path).items():
+        before = _state(path)
+        for call in (
+            lambda p=path: check_output(p, overwrite=True),
+            lambda p=path: write_volume(_volume(), p, overwrite=True),
+        ):
+            with pytest.raises(OutputError, match="so it is not a previous output of SR4ZCT") as info:
+                call()
+            assert reason in info.value.message and "overwrite=True" in info.value.message
+        assert _state(path) == before
+    # through the CLI the refusal comes before any work: the input (no thickness) is never looked at
+    src = write(tmp_path / "in.nrrd", ct())
+    code, err = run_cli(capfd, "enhance", src, "-o", tmp_path / "scanner", "--overwrite", "--quiet")
+    assert code == 5
+    one_line_error(err, "Refusing to replace", "(--overwrite replaces only files and folders SR4ZCT wrote)")
+
+
+def test_overwrite_refuses_a_mixed_dicom_folder(tmp_path, capfd):
+    """An SR4ZCT series with someone's file added: refused up front, the folder stays as it is."""
+    import shutil
+
+    from dicom_factory import write_series
+    from sr4zct.errors import OutputError
+    from sr4zct.io import check_output, write_volume
+
+    ours = write_volume(_volume(), tmp_path / "enhanced")
+    scanner = write_series(tmp_path / "scanner", n_slices=2, rows=8, columns=8)
+    shutil.copy(scanner.paths[0], ours / "ZZ.dcm")
+    (tmp_path / "enhanced2").mkdir()
+    shutil.copytree(ours, tmp_path / "enhanced2", dirs_exist_ok=True)
+    (tmp_path / "enhanced2" / "ZZ.dcm").unlink()
+    (tmp_path / "enhanced2" / "notes.txt").write_text("mine")
+    (tmp_path / "enhanced3").mkdir()
+    shutil.copytree(ours, tmp_path / "enhanced3", dirs_exist_ok=True)
+    (tmp_path / "enhanced3" / "ZZ.dcm").unlink()
+    (tmp_path / "enhanced3" / "sub").mkdir()
+    cases = {
+        ours: "DICOM files SR4ZCT did not write (ZZ.dcm)",
+        tmp_path / "enhanced2": "files that are not DICOM (notes.txt)",
+        tmp_path / "enhanced3": "it contains sub-folders",
+    }
+    src = write(tmp_path / "in.nrrd", ct())
+    for folder, reason in cases.items():
+        before = _state(folder)
+        with pytest.raises(OutputError, match=re.escape(reason)):
+            check_output(folder, overwrite=True)
+        with pytest.raises(OutputError, match=re.escape(reason)):
+            write_volume(_volume(), folder, overwrite=True)
+        code, err = run_cli(capfd, "enhance", src, "-o", folder, "--overwrite", "--quiet")
+        assert code == 5
+        one_line_error(err, reason)
+        assert _state(folder) == before
+
+
+def test_overwrite_replaces_what_sr4zct_wrote(tmp_path):
+    from sr4zct.io import read_volume, write_volume
+    from sr4zct.io.image import sidecar_path
+
+    for name in ("o.nrrd", "o.mha", "o.nii", "g.nii.gz", "o_dicom"):
+        path = write_volume(_volume(), tmp_path / name)
+        write_volume(_volume(ct(dtype=np.float32) + 5), path, overwrite=True)
+        np.testing.assert_array_equal(read_volume(path, slice_axis=0).array, ct() + 5.0)
+    # a NIfTI SR4ZCT wrote is recognised by its descrip even without its sidecar
+    sidecar_path(tmp_path / "o.nii").unlink()
+    write_volume(_volume(), tmp_path / "o.nii", overwrite=True)
+
+
+def test_nifti_sidecar_of_someone_else_is_kept(tmp_path):
+    from sr4zct.errors import OutputError
+    from sr4zct.io import check_output, write_volume
+    from sr4zct.io.image import sidecar_path
+
+    side = sidecar_path(tmp_path / "o.nii.gz")
+    side.write_text('{"Modality": "CT"}')
+    with pytest.raises(OutputError, match="The sidecar .* exists; use overwrite=True"):
+        check_output(tmp_path / "o.nii.gz")
+    for call in (lambda: check_output(tmp_path / "o.nii.gz", overwrite=True),
+                 lambda: write_volume(_volume(), tmp_path / "o.nii.gz", overwrite=True)):  # fmt: skip
+        with pytest.raises(OutputError, match="is not a sidecar SR4ZCT wrote"):
+            call()
+    assert side.read_text() == '{"Modality": "CT"}' and not (tmp_path / "o.nii.gz").exists()
+
+
+def test_overwrite_of_a_model_file(tmp_path):
+    import torch
+    from sr4zct.errors import OutputError
+    from sr4zct.io.atomic import check_output_path
+    from sr4zct.io.model_file import save_model
+    from sr4zct.method.networks import build_network
+
+    other = tmp_path / "weights.pt"
+    torch.save({"format": "someone-else", "w": torch.zeros(2)}, other)
+    with pytest.raises(OutputError, match="it is not an SR4ZCT model file"):
+        check_output_path(other, overwrite=True)
+    model = build_network("default", {"layers": 2, "channels": 4, "unshuffle": 2})
+    ours = save_model(tmp_path / "m.pt", model, network="default", info={})
+    assert check_output_path(ours, overwrite=True) == ours

@@ -121,9 +121,14 @@ def test_existing_file_refused_then_overwritten(tmp_path):
     path.write_text("old")
     with pytest.raises(OutputError, match="exists"):
         write_volume(v, path)
+    # overwrite=True replaces only what SR4ZCT wrote
+    with pytest.raises(OutputError, match="so it is not a previous output of SR4ZCT"):
+        write_volume(v, path, overwrite=True)
     assert path.read_text() == "old"
-    write_volume(v, path, overwrite=True)
-    assert path.stat().st_size > 3
+    ours = write_volume(v, tmp_path / "b.nrrd")
+    before = ours.read_bytes()
+    write_volume(Volume(np.ones((2, 2, 2), np.float32), g), ours, overwrite=True)
+    assert ours.read_bytes() != before and read_volume(ours, slice_axis=0).array.max() == 1.0
     assert leftovers(tmp_path) == []
     with pytest.raises(OutputError, match="use .nrrd, .mha, .nii or .nii.gz"):
         write_volume(v, tmp_path / "a.mhd")
@@ -170,12 +175,15 @@ def test_os_errors_become_output_errors_without_leftovers(tmp_path):
 
 
 def test_write_text_atomic(tmp_path):
-    p = write_text_atomic(tmp_path / "r.json", "{}")
-    assert p.read_text() == "{}"
+    p = write_text_atomic(tmp_path / "r.json", '{"sr4zct_version": "1"}')
+    assert p.read_text() == '{"sr4zct_version": "1"}'
     with pytest.raises(OutputError):
         write_text_atomic(p, "{1}")
-    write_text_atomic(p, "[]", overwrite=True)
+    write_text_atomic(p, "[]", overwrite=True)  # an SR4ZCT report (it names the version) is replaced
     assert p.read_text() == "[]" and leftovers(tmp_path) == []
+    with pytest.raises(OutputError, match="it is not an SR4ZCT report"):
+        write_text_atomic(p, "{}", overwrite=True)  # ... a JSON file of someone else is not
+    assert p.read_text() == "[]"
 
 
 def test_tilted_series_round_trips_through_nrrd_and_dicom_but_not_nifti(tmp_path):
@@ -206,7 +214,10 @@ def test_check_output_before_computing(tmp_path):
     (tmp_path / "x.nrrd").write_text("old")
     with pytest.raises(OutputError, match="exists"):
         check_output(tmp_path / "x.nrrd", input_path=s.folder)
-    assert check_output(tmp_path / "x.nrrd", input_path=s.folder, overwrite=True) == tmp_path / "x.nrrd"
+    with pytest.raises(OutputError, match="Refusing to replace"):
+        check_output(tmp_path / "x.nrrd", input_path=s.folder, overwrite=True)
+    ours = write_volume(read_volume(s.folder), tmp_path / "y.nrrd")
+    assert check_output(ours, input_path=s.folder, overwrite=True) == ours
     assert check_output(tmp_path / "new_series", input_path=s.folder) == tmp_path / "new_series"
     assert not (tmp_path / "new_series").exists()
 

@@ -208,7 +208,12 @@ def check_output(
         inputs.append(source)
         if source.is_file() and image_suffix(source) is None:
             inputs.append(source.parent)
-    return check_output_path(path, overwrite=overwrite, directory=kind == "dicom", inputs=inputs)
+    resolved = check_output_path(path, overwrite=overwrite, directory=kind == "dicom", inputs=inputs)
+    if kind == "image" and image_suffix(path) in (".nii", ".nii.gz"):
+        from sr4zct.io.image import check_sidecar
+
+        check_sidecar(resolved, overwrite=overwrite)
+    return resolved
 
 
 def write_volume(

@@ -122,7 +122,8 @@ def check_output_path(
     ------
     OutputError
         The output is one of ``inputs``, lies inside an input folder, contains an input, exists and
-        ``overwrite`` is False (an empty folder counts as free for ``directory=True``), is a folder where a
+        ``overwrite`` is False (an empty folder counts as free for ``directory=True``), exists and was not
+        written by SR4ZCT (:func:`check_replaceable`; checked even with ``overwrite``), is a folder where a
         file is expected (or the reverse), or its parent cannot be created.
     """
     target = Path(path).expanduser().resolve()
@@ -147,15 +148,13 @@ def check_output_path(
                 raise OutputError(
                     f"The output folder {target} exists and is not empty; use overwrite=True to replace it."
                 )
-            if overwrite and any(p.is_dir() for p in target.iterdir()):
-                raise OutputError(
-                    f"Refusing to replace {target}: it contains sub-folders, so it is not a previous output."
-                )
         else:
             if target.is_dir():
                 raise OutputError(f"The output {target} is a folder; give a file name.")
             if not overwrite:
                 raise OutputError(f"The output {target} exists; use overwrite=True to replace it.")
+        if overwrite and not _is_empty_dir(target):
+            check_replaceable(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -164,6 +163,24 @@ def check_output_path(
         raise OutputError(f"The output folder {target.parent} is not writable.")
     _probe_writable(target.parent)
     return target
+
+
+def check_replaceable(target: str | os.PathLike) -> None:
+    """Refuse to replace an existing path that SR4ZCT did not write (:mod:`sr4zct.io.ownership`).
+
+    Raises
+    ------
+    OutputError
+        Saying what the path is not, and that ``overwrite`` replaces only SR4ZCT's own outputs.
+    """
+    from sr4zct.io.ownership import foreign_reason
+
+    reason = foreign_reason(target)
+    if reason is not None:
+        raise OutputError(
+            f"Refusing to replace {target}: {reason}, so it is not a previous output of SR4ZCT (overwrite=True "
+            "replaces only files and folders SR4ZCT wrote); remove it yourself or choose another output path."
+        )
 
 
 def _probe_writable(folder: Path) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from sr4zct._version import __version__
 from sr4zct.errors import OutputError
 from sr4zct.io.atomic import atomic_output, check_finite_output, check_output_path
+from sr4zct.io.ownership import DICOM_MARK
 from sr4zct.volume import Volume
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -62,15 +63,6 @@ def rescale_for_int16(array: np.ndarray) -> tuple[float, float]:
     slope = (hi - lo) / 65535.0
     intercept = lo + 32768.0 * slope
     return slope, intercept
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _ds_number(value: float) -> str:
@@ -124,13 +116,6 @@ def write_dicom_series(
     source = g.extra.get("source_path")
     target = check_output_path(path, overwrite=overwrite, directory=True, inputs=[source])
     check_finite_output(volume.array, target)
-    if target.is_dir() and overwrite:
-        foreign = [p.name for p in target.iterdir() if not _is_dicom_file(p)]
-        if foreign:
-            raise OutputError(
-                f"Refusing to replace {target}: it holds files that are not DICOM ({', '.join(foreign[:3])}), "
-                "so it is not a previous output."
-            )
 
     row_dir = np.asarray(g.axes_lps[2], dtype=float)
     col_dir = np.asarray(g.axes_lps[1], dtype=float)
@@ -155,7 +140,8 @@ def write_dicom_series(
         k: v for k, v in metadata.items() if k not in ("series_description", "SeriesDescription")
     }
     comment = _comment(comment_items)
-    derivation = f"SR4ZCT {__version__} through-plane resolution enhancement" + (
+    # DICOM_MARK starts it: overwrite=True replaces only folders whose every file carries it
+    derivation = f"{DICOM_MARK}{__version__} through-plane resolution enhancement" + (
         f"; {comment}" if comment else ""
     )
 

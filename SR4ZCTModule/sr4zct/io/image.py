@@ -431,6 +431,42 @@ def header_items(volume: Volume, metadata: dict | None) -> dict[str, str]:
     return out
 
 
+def check_sidecar(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """A NIfTI output's ``<name>.json`` sidecar may be replaced only with ``overwrite`` and only when
+    SR4ZCT wrote it (it holds ``sr4zct_slice_axis``).
+
+    Raises
+    ------
+    OutputError
+        The sidecar exists and ``overwrite`` is False, or it is not SR4ZCT's.
+    """
+    from sr4zct.io.ownership import foreign_reason
+
+    side = sidecar_path(path)
+    if not side.exists() and not side.is_symlink():
+        return
+    if not overwrite:
+        raise OutputError(f"The sidecar {side} exists; use overwrite=True to replace it.")
+    if (
+        side.is_symlink()
+        or not side.is_file()
+        or foreign_reason(path) is not None
+        or not _is_our_sidecar(side)
+    ):
+        raise OutputError(
+            f"Refusing to replace {side}: it is not a sidecar SR4ZCT wrote beside a NIfTI file it wrote; "
+            "remove it yourself or choose another output path."
+        )
+
+
+def _is_our_sidecar(side: Path) -> bool:
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and SLICE_AXIS_KEY in data
+
+
 def image_from_volume(volume: Volume) -> Any:
     """SimpleITK image in the source axis order with the volume's exact geometry."""
     sitk = _sitk()
@@ -495,9 +531,8 @@ def write_image_volume(
     source = volume.geometry.extra.get("source_path")
     check_output_path(path, overwrite=overwrite, inputs=[source])
     check_finite_output(volume.array, path)
-    side = sidecar_path(path)
-    if is_nifti and side.exists() and not overwrite:
-        raise OutputError(f"The sidecar {side} exists; use overwrite=True to replace it.")
+    if is_nifti:
+        check_sidecar(path, overwrite=overwrite)
     image = image_from_volume(volume)
     if is_nifti:
         # NIfTI has no key/value header: the 80-character descrip marks the file as ours (and the sidecar)
