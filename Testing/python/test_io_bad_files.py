@@ -612,3 +612,135 @@ def test_overwrite_of_a_model_file(tmp_path):
     model = build_network("default", {"layers": 2, "channels": 4, "unshuffle": 2})
     ours = save_model(tmp_path / "m.pt", model, network="default", info={})
     assert check_output_path(ours, overwrite=True) == ours
+
+
+# --- model files: every metadata field checked -----------------------------------------------------------
+
+MODEL_INFO = {
+    "normalisation": {"offset": 1000.0, "scale": 1000.0},
+    "thickness_mm": 3.0,
+    "spacing_mm": 2.0,
+    "profile": "box",
+    "pixel_spacing_mm": (0.8, 0.8),
+    "seed": 0,
+    "preset": "tiny",
+    "training": {"training_steps": 2},
+}
+
+
+def model_file(path: Path, **changes) -> Path:
+    """A small saved model, then ``changes`` written into its payload (``None`` deletes a field)."""
+    import torch
+    from sr4zct.io.model_file import save_model
+    from sr4zct.method.networks import build_network
+
+    model = build_network("default", {"layers": 2, "channels": 4, "unshuffle": 2})
+    save_model(path, model, network="default", info=dict(MODEL_INFO))
+    if changes:
+        payload = torch.load(path, weights_only=True)
+        for key, value in changes.items():
+            if value is None:
+                payload.pop(key, None)
+            elif key == "state_dict_nan":
+                payload["state_dict"] = {
+                    k: torch.full_like(v, float("nan")) for k, v in payload["state_dict"].items()
+                }
+            else:
+                payload[key] = value
+        torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"format_version": "abc"}, "format_version"),
+        ({"format_version": True}, "format_version"),
+        ({"thickness_mm": "abc"}, "thickness_mm"),
+        ({"thickness_mm": float("nan")}, "thickness_mm"),
+        ({"thickness_mm": 0.0}, "thickness_mm"),
+        ({"spacing_mm": 1e9}, "spacing_mm"),
+        ({"spacing_mm": None}, "spacing_mm"),
+        ({"pixel_spacing_mm": 5}, "pixel_spacing_mm"),
+        ({"pixel_spacing_mm": (0.8, -1.0)}, "pixel_spacing_mm"),
+        ({"pixel_spacing_mm": ("a", "b")}, "pixel_spacing_mm"),
+        ({"profile": "triangle"}, "profile"),
+        ({"profile": None}, "profile"),
+        ({"normalisation": None}, None),  # absent: the default normalisation applies
+        ({"normalisation": "abc"}, "normalisation"),
+        ({"normalisation": {"offset": 1000.0}}, "normalisation"),
+        ({"normalisation": {"offset": 1000.0, "scale": 0.0}}, "normalisation.scale"),
+        ({"normalisation": {"offset": 1000.0, "scale": float("nan")}}, "normalisation.scale"),
+        ({"normalisation": {"offset": float("inf"), "scale": 1000.0}}, "normalisation.offset"),
+        ({"normalisation": {"offset": 1000.0, "scale": 1000.0, "gain": 2.0}}, "normalisation"),
+        ({"network": "unet"}, "network"),
+        ({"network": 5}, "network"),
+        ({"network_config": None}, "network_config"),
+        ({"network_config": {"layers": 40, "channels": 3000, "unshuffle": 2}}, "network_config.channels"),
+        ({"network_config": {"layers": 2.5, "channels": 4, "unshuffle": 2}}, "network_config.layers"),
+        ({"network_config": {"layers": 2, "channels": 4, "unshuffle": 3}}, "network_config.unshuffle"),
+        ({"network_config": {"depth": 10}}, "network_config"),
+        ({"network_config": {"layers": 64, "channels": 512, "unshuffle": 1}}, "parameters, more than"),
+        ({"state_dict_nan": True}, "holds NaN or Inf weights"),
+        ({"state_dict": {}}, "state_dict"),
+        ({"state_dict": {"body.0.weight": "abc"}}, "state_dict"),
+        ({"seed": "x"}, "seed"),
+        ({"training": 5}, "training"),
+        ({"sr4zct_version": 3}, "sr4zct_version"),
+    ],
+)
+def test_model_metadata_is_type_and_range_checked(tmp_path, capfd, changes, field):
+    from sr4zct.errors import ModelError
+    from sr4zct.io.model_file import load_model
+    from sr4zct.run.validation import validate_model_file
+
+    path = model_file(tmp_path / "m.pt", **changes)
+    if field is None:
+        load_model(path)
+        validate_model_file(path)
+        return
+    for call in (load_model, validate_model_file):
+        with pytest.raises(ModelError, match=re.escape(field)) as info:
+            call(path)
+        assert "\n" not in info.value.message
+    # through the CLI: exit 6 before the input is read (this input has no thickness: that would be 4)
+    src = write(tmp_path / "in.nrrd", ct())
+    code, err = run_cli(capfd, "enhance", src, "-o", tmp_path / "o.nrrd", "--model", path, "--quiet")
+    assert code == 6
+    one_line_error(err, "is damaged" if "format" not in field or "version" in field else "")
+    assert not (tmp_path / "o.nrrd").exists()
+
+
+def test_a_good_model_file_loads_and_fits(tmp_path):
+    import torch
+    from sr4zct.io.model_file import check_model_geometry, load_model
+
+    model, info = load_model(model_file(tmp_path / "m.pt"))
+    check_model_geometry(info, thickness=3.0, spacing=2.0, pixel=(0.8, 0.8), profile="box", path="m.pt")
+    x = torch.zeros(1, 1, 8, 8)
+    assert torch.isfinite(model(x)).all()
+
+
+def test_network_too_large_for_the_memory(tmp_path, monkeypatch):
+    from sr4zct.errors import ResourceError
+    from sr4zct.io.model_file import load_model
+    from sr4zct.run import validation
+
+    path = model_file(tmp_path / "m.pt", network_config={"layers": 30, "channels": 256, "unshuffle": 2})
+    monkeypatch.setattr(validation, "available_memory_bytes", lambda: 50 * 2**20)
+    with pytest.raises(ResourceError, match="larger than this machine holds"):
+        load_model(path)
+
+
+def test_a_model_with_nan_weights_is_never_saved(tmp_path):
+    import torch
+    from sr4zct.errors import OutputError
+    from sr4zct.io.model_file import save_model
+    from sr4zct.method.networks import build_network
+
+    model = build_network("default", {"layers": 2, "channels": 4, "unshuffle": 2})
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(OutputError, match="its weights hold NaN or Inf"):
+        save_model(tmp_path / "m.pt", model, network="default", info=dict(MODEL_INFO))
+    assert list(tmp_path.iterdir()) == []

@@ -442,10 +442,11 @@ def check_output_geometry(geometry: SeriesGeometry, output_path: str | os.PathLi
 
 
 def validate_model_file(path: str | os.PathLike) -> Path:
-    """Check, before reading any data, that ``path`` can be an SR4ZCT model file (a torch zip archive).
+    """Check, before reading any data, that ``path`` is a usable SR4ZCT model file.
 
-    Raises :class:`ModelError` for a missing path, a folder, an empty or truncated file, or a file that is
-    not a torch archive. The full check (format tag, network, geometry) happens when loading.
+    Raises :class:`ModelError` for a missing path, a folder, an empty or truncated file, a file that is
+    not a torch archive, and any metadata field or weight that :func:`sr4zct.io.model_file.check_model_payload`
+    refuses (naming the field). Whether the model fits the data's geometry is checked when it is applied.
     """
     path = Path(path)
     if not path.exists():
@@ -466,6 +467,9 @@ def validate_model_file(path: str | os.PathLike) -> Path:
         raise ModelError(
             f"The model file {path} is corrupt or not an SR4ZCT model (not a complete torch archive)."
         )
+    from sr4zct.io.model_file import read_model_file
+
+    read_model_file(path)
     return path
 
 
