@@ -194,6 +194,39 @@ def test_nifti_vox_offset_and_pairs(tmp_path):
         read_volume(tmp_path / "pair.nii", thickness_mm=3.0)
 
 
+# --- headers SimpleITK itself cannot take ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("NDims = -1", "NDims -1 is not between 1 and 10"),
+        ("NDims = 3\nDimSize = 7 6", "does not give 3 sizes"),
+        ("NDims = 3\nDimSize = 7 6 5\nElementSpacing = 1 1", "ElementSpacing has 2 values, not 3"),
+        ("NDims = 3\nDimSize = 7 6 5\nTransformMatrix = 1 0 0", "TransformMatrix has 3 values, not 9"),
+        ("NDims = 3\nDimSize = 7 6 5\nElementNumberOfChannels = 0", "ElementNumberOfChannels 0"),
+    ],
+)
+def test_metaimage_header_checked_before_simpleitk(tmp_path, line, fragment):
+    """Found by the fuzzer: SimpleITK hangs on ``NDims = -1`` (and sizes its arrays by NDims)."""
+    path = tmp_path / "x.mha"
+    text = f"ObjectType = Image\n{line}\nElementType = MET_SHORT\nElementDataFile = LOCAL\n"
+    path.write_bytes(text.encode() + b"\0" * 420)
+    with pytest.raises(InputError, match=fragment):
+        read_geometry(path)
+
+
+def test_header_key_that_is_not_text(tmp_path):
+    """Found by the fuzzer: a key with a byte that is not UTF-8 made SimpleITK's GetMetaData raise
+    TypeError; such keys are ignored."""
+    good = write(tmp_path / "good.mha", ct())
+    data = good.read_bytes().replace(b"ObjectType", b"Object\xffType = Image\nObjectType", 1)
+    (tmp_path / "odd.mha").write_bytes(data)
+    np.testing.assert_array_equal(
+        read_volume(tmp_path / "odd.mha", thickness_mm=3.0, slice_axis=0).array, ct()
+    )
+
+
 # --- detached data -------------------------------------------------------------------------------------
 
 NHDR = "NRRD0004\ntype: short\ndimension: 3\nsizes: 16 16 6\nspacings: 0.8 0.8 2\nencoding: raw\nendian: little\n"

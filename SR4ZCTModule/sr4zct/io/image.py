@@ -121,10 +121,14 @@ def choose_slice_axis(spacing_xyz: Any, direction: Any) -> tuple[int, bool]:
 
 def _header(reader_or_image: Any) -> dict[str, str]:
     out = {}
-    for key in reader_or_image.GetMetaDataKeys():
+    try:
+        keys = reader_or_image.GetMetaDataKeys()
+    except (RuntimeError, TypeError, UnicodeError):
+        return out
+    for key in keys:
         try:
             out[key] = reader_or_image.GetMetaData(key)
-        except RuntimeError:
+        except (RuntimeError, TypeError, UnicodeError):  # keys or values that are not UTF-8 text
             continue
     return out
 
@@ -276,6 +280,9 @@ def _read_information(path: Path, allow_detached_data: bool) -> tuple[Any, dict[
     """SimpleITK's header reader, the header's key/values and what :mod:`sr4zct.io.image_headers` found."""
     sitk = _sitk()
     _check_input(path)
+    # Our own parse first: SimpleITK follows any data-file pointer and hangs or crashes on some
+    # inconsistent headers.
+    info = inspect_image_file(path, allow_detached_data=allow_detached_data)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     with itk_quiet() as native:
@@ -284,7 +291,6 @@ def _read_information(path: Path, allow_detached_data: bool) -> tuple[Any, dict[
         except RuntimeError as exc:
             raise InputError(f"Cannot read {path}: {_itk_reason(exc)}", detail="".join(native)) from exc
     _check_image_info(path, reader.GetDimension(), reader.GetNumberOfComponents())
-    info = inspect_image_file(path, allow_detached_data=allow_detached_data)
     header = _header(reader)
     if path.name.lower().endswith((".nii", ".nii.gz")):
         header = {**header, **_read_sidecar(path)}

@@ -44,6 +44,8 @@ __all__ = [
 MAX_ABS_VALUE = 1.0e6
 #: Headers are read up to this size; a longer one is refused as damaged.
 MAX_HEADER_BYTES = 4 * 2**20
+#: Most dimensions a MetaImage or NRRD header may declare.
+MAX_DIMENSIONS = 10
 #: At most this many data files (NRRD/MetaImage LIST or pattern).
 MAX_DATA_FILES = 100_000
 _CHUNK = 8 * 2**20
@@ -220,6 +222,12 @@ def _inspect_nrrd(path: Path, allow_detached_data: bool) -> PixelData:
         if name.replace(" ", "") == "datafile" and value.split()[:1] and value.split()[0].upper() == "LIST":
             rest = lines[k + 1 :]
             break
+    if "dimension" in fields:
+        dimension = _int(fields["dimension"], path, "dimension")
+        if not 1 <= dimension <= MAX_DIMENSIONS:
+            raise _damaged(path, f"dimension {dimension} is not between 1 and {MAX_DIMENSIONS}")
+        if "sizes" in fields and len(fields["sizes"].split()) != dimension:
+            raise _damaged(path, f"sizes {fields['sizes'][:40]!r} does not give {dimension} sizes")
     files = None
     if "datafile" in fields:
         files = _data_file_list(path, fields["datafile"], rest, "data file", allow_detached_data)
@@ -261,9 +269,53 @@ _META_STANDARD = {
 }  # fmt: skip
 
 
+_META_VECTORS = ("elementspacing", "elementsize", "offset", "position", "origin", "centerofrotation")
+_META_MATRICES = ("transformmatrix", "rotation", "orientation")
+
+
+def _numbers(path: Path, name: str, text: str, count: int) -> None:
+    tokens = text.split()
+    try:
+        values = [float(t) for t in tokens]
+    except ValueError:
+        raise _damaged(path, f"{name} {text[:40]!r} is not a list of numbers") from None
+    if len(values) != count:
+        raise _damaged(path, f"{name} has {len(values)} values, not {count}")
+
+
+def _check_meta_fields(path: Path, fields: dict[str, str], names: dict[str, str]) -> None:
+    """The fields MetaIO sizes its arrays by: SimpleITK hangs or crashes on some inconsistent ones
+    (``NDims = -1``), so they are checked before it reads the header."""
+    if "ndims" not in fields:
+        raise _damaged(path, "no NDims line")
+    ndims = _int(fields["ndims"], path, "NDims")
+    if not 1 <= ndims <= MAX_DIMENSIONS:
+        raise _damaged(path, f"NDims {ndims} is not between 1 and {MAX_DIMENSIONS}")
+    if "dimsize" not in fields:
+        raise _damaged(path, "no DimSize line")
+    if len(_sizes(fields["dimsize"].split(), path, "DimSize")) != ndims:
+        raise _damaged(path, f"DimSize {fields['dimsize'][:40]!r} does not give {ndims} sizes")
+    for name in _META_VECTORS:
+        if name in fields:
+            _numbers(path, names[name], fields[name], ndims)
+    for name in _META_MATRICES:
+        if name in fields:
+            _numbers(path, names[name], fields[name], ndims * ndims)
+    element_type = fields.get("elementtype", "").strip().upper()
+    if element_type not in _META_TYPE_SIZE and element_type not in ("MET_LONG", "MET_ULONG"):
+        raise _damaged(path, f"ElementType {fields.get('elementtype', '')[:40]!r} is not a scalar type")
+    channels = _int(fields.get("elementnumberofchannels", "1"), path, "ElementNumberOfChannels")
+    if not 1 <= channels <= 64:
+        raise _damaged(path, f"ElementNumberOfChannels {channels} is not between 1 and 64")
+    for name in ("headersize", "compresseddatasize"):
+        if name in fields:
+            _int(fields[name], path, names[name])
+
+
 def _inspect_meta(path: Path, allow_detached_data: bool) -> PixelData:
     lines, end = _header_lines(path, stop_at_blank=False)
     fields: dict[str, str] = {}
+    names: dict[str, str] = {}
     keys: dict[str, str] = {}
     for line in lines:
         if "=" not in line:
@@ -272,10 +324,12 @@ def _inspect_meta(path: Path, allow_detached_data: bool) -> PixelData:
             continue
         key, value = (part.strip() for part in line.split("=", 1))
         fields[key.lower()] = value
+        names[key.lower()] = key
         if key.lower() not in _META_STANDARD:
             keys[key] = value
     if "elementdatafile" not in fields:
         raise _damaged(path, "no ElementDataFile line")
+    _check_meta_fields(path, fields, names)
     rest: list[str] = []
     if fields["elementdatafile"].split()[:1] and fields["elementdatafile"].split()[0].upper() == "LIST":
         rest = _read_head(path)[int(end or 0) :].decode("latin-1").splitlines()

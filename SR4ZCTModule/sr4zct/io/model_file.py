@@ -214,6 +214,28 @@ def _check_weights(payload: dict, path: Path) -> None:
             )
         if not bool(torch.isfinite(value).all()):
             raise _damaged(path, f"state_dict[{key!r}]", "holds NaN or Inf weights")
+    _check_weight_shapes(payload, path)
+
+
+def _check_weight_shapes(payload: dict, path: Path) -> None:
+    """The saved weights are those of the network the file describes (built on the ``meta`` device:
+    shapes only, no memory)."""
+    import torch
+
+    from sr4zct.method.networks import build_network
+
+    with torch.device("meta"):
+        expected = {
+            k: tuple(v.shape)
+            for k, v in build_network(payload["network"], payload["network_config"]).state_dict().items()
+        }
+    state = payload["state_dict"]
+    if set(state) != set(expected):
+        odd = sorted(set(state) ^ set(expected))
+        raise _damaged(path, "state_dict", f"does not match network_config (e.g. {odd[0]!r:.40})")
+    for key, shape in expected.items():
+        if tuple(state[key].shape) != shape:
+            raise _damaged(path, f"state_dict[{key!r}]", f"has shape {tuple(state[key].shape)}, not {shape}")
 
 
 def _check_optional(payload: dict, path: Path) -> None:
