@@ -761,14 +761,21 @@ def _source_strings() -> list[str]:
 
 
 def test_every_row_has_a_test():
-    files = {"B": "test_bad_input.py", "S": "test_data_safety.py", "F": "test_fuzz_dicom.py"}
+    files = {
+        "B": "test_bad_input.py",
+        "S": "test_data_safety.py",
+        "F": "test_fuzz_dicom.py",
+        "I": "test_io_bad_files.py",
+        "Z": "test_fuzz_images.py",
+        "M": "test_fuzz_model.py",
+    }
     names = {key: _test_names(name) for key, name in files.items()}
     rows = _table_rows()
     assert len(rows) >= 30
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids))
     for row in rows:
-        refs = re.findall(r"\b([BSF]) `(test_\w+)`", row["test"])
+        refs = re.findall(r"\b([BSFIZM]) `(test_\w+)`", row["test"])
         assert refs, f"row {row['id']} names no test"
         for key, name in refs:
             assert name in names[key], f"row {row['id']}: {files[key]} has no {name}"
