@@ -777,3 +777,19 @@ def test_a_model_with_nan_weights_is_never_saved(tmp_path):
     with pytest.raises(OutputError, match="its weights hold NaN or Inf"):
         save_model(tmp_path / "m.pt", model, network="default", info=dict(MODEL_INFO))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pipes_and_devices_are_not_slices(tmp_path):
+    """A named pipe among the slices would make any read wait forever: it is skipped (it cannot be a
+    DICOM file); as the input itself it is refused."""
+    import os
+
+    from dicom_factory import write_series
+
+    s = write_series(tmp_path / "ct", n_slices=4, rows=8, columns=8)
+    os.mkfifo(s.folder / "pipe")
+    (s.folder / "zero").symlink_to("/dev/zero")
+    np.testing.assert_array_equal(read_volume(s.folder).array, s.hu)
+    os.mkfifo(tmp_path / "in.nrrd")
+    with pytest.raises(InputError, match="is neither a file nor a folder"):
+        read_volume(tmp_path / "in.nrrd")

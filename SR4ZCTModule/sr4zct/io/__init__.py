@@ -87,6 +87,8 @@ def _check_series_uid(series_uid: object) -> str | None:
 def _check_exists(path: Path) -> None:
     if not path.exists():
         raise InputError(f"Input {path} does not exist.")
+    if not (path.is_file() or path.is_dir()):
+        raise InputError(f"Input {path} is neither a file nor a folder (a pipe, socket or device).")
 
 
 def read_volume(

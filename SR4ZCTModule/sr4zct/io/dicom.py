@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,8 +283,17 @@ def _iter_files(folder: Path) -> Iterator[Path]:
     for root, dirs, files in os.walk(folder, onerror=_unreadable_folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith("."):
+            if not name.startswith(".") and _is_regular(Path(root) / name):
                 yield Path(root) / name
+
+
+def _is_regular(path: Path) -> bool:
+    """Regular files (also through a link); a named pipe, socket or device is never a slice, and opening
+    a pipe would wait forever."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return True  # let the read report why it cannot be opened
 
 
 def _is_empty_file(path: Path) -> bool:
