@@ -612,10 +612,14 @@ def check_pixel_data(info: PixelData, *, find_non_finite: bool = False) -> NonFi
         scaling that gives values beyond :data:`MAX_ABS_VALUE`.
     """
     for data_file in info.files:
-        if not data_file.is_file():
+        if not data_file.exists():
             raise InputError(
                 f"{info.header} keeps its pixel data in {data_file}, which does not exist; restore it beside "
                 "the header."
+            )
+        if not data_file.is_file():
+            raise InputError(
+                f"{info.header} keeps its pixel data in {data_file}, which is not a regular file."
             )
     if info.n_bytes is None:
         return None
