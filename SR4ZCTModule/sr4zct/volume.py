@@ -137,11 +137,6 @@ class Volume:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.geometry, SeriesGeometry):
-            # ValueError like the shape checks: callers report all three as "does not fit the geometry"
-            raise ValueError(
-                f"geometry must be a SeriesGeometry, got {self.geometry!r:.60} ({type(self.geometry).__name__})"
-            )
         if self.array.ndim != 3:
             raise ValueError(f"Volume array must be 3-D (slice, row, column), got shape {self.array.shape}")
         if tuple(self.array.shape) != tuple(self.geometry.shape):
