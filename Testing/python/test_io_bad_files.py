@@ -647,6 +647,19 @@ def test_overwrite_of_a_model_file(tmp_path):
     assert check_output_path(ours, overwrite=True) == ours
 
 
+def test_overwrite_of_a_preview_png(tmp_path):
+    from PIL import Image
+    from sr4zct.errors import OutputError
+    from sr4zct.io.atomic import check_output_path
+    from sr4zct.run.preview import write_preview_png
+
+    Image.new("L", (4, 4)).save(tmp_path / "photo.png")
+    with pytest.raises(OutputError, match="it is not an SR4ZCT preview"):
+        check_output_path(tmp_path / "photo.png", overwrite=True)
+    ours = write_preview_png(tmp_path / "p.png", np.zeros((4, 4)), np.zeros((4, 4)), "step 1")
+    assert check_output_path(ours, overwrite=True) == ours
+
+
 # --- model files: every metadata field checked -----------------------------------------------------------
 
 MODEL_INFO = {

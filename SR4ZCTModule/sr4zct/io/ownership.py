@@ -8,7 +8,8 @@ A path is recognised by SR4ZCT's own metadata, never by its name:
 * a DICOM folder: every entry is a DICOM file whose DerivationDescription starts with ``SR4ZCT`` (the
   derived-series marker of :mod:`sr4zct.io.dicom_writer`); no sub-folders, no other files;
 * a model file: a torch archive whose payload has ``format`` ``"sr4zct-model"``;
-* a JSON report: an object with an ``sr4zct_version`` key.
+* a JSON report: an object with an ``sr4zct_version`` key;
+* a preview PNG: the text chunk ``sr4zct_preview`` (:data:`sr4zct.run.preview.PNG_MARKER`).
 
 :func:`foreign_reason` returns why a path is *not* such an output (None when it is); the output checks
 (:func:`sr4zct.io.atomic.check_output_path`) refuse to replace it with that reason, before any work.
@@ -117,7 +118,23 @@ def foreign_reason(path: str | os.PathLike) -> str | None:
         return _image_reason(path)
     if name.endswith(".json"):
         return None if _json_has(path, "sr4zct_version") else "it is not an SR4ZCT report"
+    if name.endswith(".png"):
+        return _png_reason(path)
     return _model_reason(path)
+
+
+def _png_reason(path: Path) -> str | None:
+    from sr4zct.run.preview import PNG_MARKER
+
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            if PNG_MARKER in getattr(image, "text", {}):
+                return None
+    except (ImportError, OSError, ValueError):
+        pass
+    return "it is not an SR4ZCT preview"
 
 
 def is_sr4zct_output(path: str | os.PathLike) -> bool:
