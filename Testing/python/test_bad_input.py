@@ -729,7 +729,6 @@ def test_to_cli_words():
     assert to_cli_words("save_model_path and model_path") == "--save-model and --model"
 
 
-@pytest.mark.xfail(strict=True, reason="needs lead: --allow-detached-data in the options (CLI flag) and info")
 def test_cli_allow_detached_data_flag(quick, tmp_path, capsys):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -746,9 +745,6 @@ def test_cli_allow_detached_data_flag(quick, tmp_path, capsys):
     assert cli(capsys, "enhance", mhd, "-o", out, "--thickness", "3", "--allow-detached-data", *quick)[0] == 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs lead: cli/enhance.py and cli/info.py print warnings without to_cli_words"
-)
 def test_cli_warnings_name_the_flags(quick, tmp_path, capsys):
     z = np.array([0.0, 2.0, 4.0, 8.0, 10.0, 12.0])
     positions = np.stack([np.full(6, -10.0), np.full(6, -20.0), -30.0 + z], axis=1)

@@ -168,7 +168,7 @@ def test_missing_thickness(thick):
     assert g.slice_thickness_mm is None
     assert g.thickness_source == "missing"
     assert g.overlap_mm is None
-    assert any("--thickness" in w for w in g.warnings)
+    assert any("thickness_mm" in w for w in g.warnings)  # the CLI shows it as --thickness
     g2 = g.with_thickness(2.5)
     assert g2.slice_thickness_mm == 2.5 and g2.thickness_source == "user"
     assert not any("thickness" in w.lower() for w in g2.warnings)

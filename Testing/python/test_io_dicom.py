@@ -125,7 +125,7 @@ def test_missing_thickness_and_user_thickness(tmp_path):
     s = write_series(tmp_path / "ct", thickness_mm=None)
     g = read_geometry(s.folder)
     assert g.slice_thickness_mm is None and g.thickness_source == "missing"
-    assert any("--thickness" in w for w in g.warnings)
+    assert any("thickness_mm" in w for w in g.warnings)
     g = read_geometry(s.folder, thickness_mm=2.5)
     assert g.slice_thickness_mm == 2.5 and g.thickness_source == "user" and g.overlap_mm == pytest.approx(0.5)
     with pytest.raises(ParameterError, match="positive"):

@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
             f"({result.parameters.get('steps', '0')} training steps on {result.device}; "
             f"train {t.get('train', 0):.0f} s, infer {t.get('infer', 0):.0f} s, total {t.get('total', 0):.0f} s)"
         )
+        from sr4zct.cli.messages import to_cli_words
+
         for message in result.warnings:
-            print(f"warning: {message}", file=sys.stderr)
+            print(f"warning: {to_cli_words(message)}", file=sys.stderr)
     return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 
+from sr4zct.run.options import EnhanceOptions
 from sr4zct.volume import SeriesGeometry
 
 #: |overlap| up to this many millimetres counts as contiguous.
@@ -31,15 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("input", metavar="INPUT", help="DICOM folder, DICOM file, or NRRD/NIfTI/MHA volume")
-    parser.add_argument(
-        "--series", metavar="UID", default=None, help="SeriesInstanceUID when a folder holds several"
-    )
-    parser.add_argument(
-        "--thickness",
-        metavar="MM",
-        type=float,
-        default=None,
-        help="nominal slice thickness, overriding the file's",
+    EnhanceOptions.add_arguments(
+        parser, only=("thickness_mm", "series_uid", "slice_axis", "allow_detached_data")
     )
     parser.add_argument("--json", action="store_true", help="print the geometry record as JSON")
     parser.set_defaults(func=run)
@@ -135,11 +129,16 @@ def _json_safe(value):
 
 
 def run(args: argparse.Namespace) -> int:
+    from sr4zct.cli.messages import to_cli_words
     from sr4zct.io import read_geometry
 
-    geometry = read_geometry(args.input, series_uid=args.series, thickness_mm=args.thickness)
+    options = EnhanceOptions.from_args(args)
+    geometry = read_geometry(
+        args.input, series_uid=options.series_uid, thickness_mm=options.thickness_mm,
+        slice_axis=options.slice_axis, allow_detached_data=options.allow_detached_data,
+    )  # fmt: skip
     if args.json:
         print(json.dumps(_json_safe(geometry.to_dict()), indent=2))
     else:
-        print(format_geometry(geometry))
+        print(to_cli_words(format_geometry(geometry)))
     return 0

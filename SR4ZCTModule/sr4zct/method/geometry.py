@@ -203,7 +203,7 @@ def _thickness(thicknesses_mm: Any, n: int) -> tuple[float | None, str, tuple[fl
         what = "missing" if n_invalid == 0 else "missing or not positive"
         return None, "missing", (), [
             f"Slice thickness is {what} (DICOM SliceThickness 0018,0050): give the nominal thickness "
-            "with --thickness MM (or the Thickness field in Slicer); SR4ZCT needs it to model the slices."
+            "(thickness_mm; the Thickness field in Slicer); SR4ZCT needs it to model the slices."
         ]  # fmt: skip
     counts = Counter(round(v / THICKNESS_TOLERANCE_MM) * THICKNESS_TOLERANCE_MM for v in valid)
     distinct = tuple(sorted(float(round(v, 6)) for v in counts))

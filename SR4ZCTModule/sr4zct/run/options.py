@@ -114,6 +114,9 @@ class EnhanceOptions:
         records, else the coarsest.
     allow_non_ct : bool
         Enhance a DICOM series whose modality is not CT (with a warning) instead of refusing it.
+    allow_detached_data : bool
+        Image files: read a detached data file (``.mhd`` ElementDataFile, NRRD ``data file``) that lies
+        outside the header's folder (refused by default: a header must not make SR4ZCT read other files).
     uncertainty_path : str or None
         Also write ``|coronal - sagittal|`` in HU there (:func:`sr4zct.enhance_file`).
     output_dtype : str
@@ -179,6 +182,10 @@ class EnhanceOptions:
     )  # fmt: skip
     allow_non_ct: bool = _option(
         False, "enhance a series whose DICOM modality is not CT (warns)", kind=bool, group="input",
+    )  # fmt: skip
+    allow_detached_data: bool = _option(
+        False, "image files: read a detached data file (.mhd, .nhdr) that lies outside the header's folder",
+        kind=bool, group="input",
     )  # fmt: skip
     uncertainty_path: str | None = _option(
         None, "also write |coronal - sagittal| (HU) to PATH", kind=str, flag="--uncertainty",

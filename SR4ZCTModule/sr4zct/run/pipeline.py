@@ -465,8 +465,9 @@ def enhance_file(
     from sr4zct.run.validation import check_output_geometry
 
     volume = read_volume(
-        inp, series_uid=options.series_uid, thickness_mm=options.thickness_mm, slice_axis=options.slice_axis
-    )
+        inp, series_uid=options.series_uid, thickness_mm=options.thickness_mm, slice_axis=options.slice_axis,
+        allow_detached_data=options.allow_detached_data,
+    )  # fmt: skip
     for target in targets["volumes"]:
         check_output_geometry(volume.geometry, target)
     integer_input = _whole_numbers(volume.array)
