@@ -60,7 +60,7 @@ def test_the_png_is_side_by_side_and_only_replaces_a_preview(tmp_path):
     path = tmp_path / "preview.png"
     write_preview_png(path, preview.linear, preview.render(None), "step 0, +0.00 dB")
     with Image.open(path) as image:
-        assert image.size == (2 * 20 + 4, preview.linear.shape[0] + 18)
+        assert image.size == (2 * 20 + 4, preview.linear.shape[0] + 32)
         assert image.text[PNG_MARKER] == "step 0, +0.00 dB"
     write_preview_png(path, preview.linear, preview.linear, "step 100, +1.20 dB")  # replaces its own
     with Image.open(path) as image:
@@ -74,3 +74,40 @@ def test_the_png_is_side_by_side_and_only_replaces_a_preview(tmp_path):
     with pytest.raises(OutputError, match="must be a .png"):
         write_preview_png(tmp_path / "p.jpg", preview.linear, preview.linear, "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["holiday.png", "preview.png"]  # no temporaries
+
+
+def test_previews_are_due_when_the_best_changes_and_never_cost_more_than_five_percent():
+    from sr4zct.method.networks import build_network
+    from sr4zct.method.training import Checkpoint
+    from sr4zct.run.preview import PreviewPublisher
+
+    _, _, preview = _preview()
+    now = [100.0]
+    seen = []
+    publisher = PreviewPublisher(preview, lambda: build_network("default", {"layers": 2, "channels": 4}),
+                                 emit=seen.append, min_interval_s=5.0, clock=lambda: now[0])  # fmt: skip
+    state = build_network("default", {"layers": 2, "channels": 4}).state_dict()
+
+    def checkpoint(step, best_step):
+        return Checkpoint(
+            step, best_step, best_loss=0.5, identity_loss=1.0, best_state=state, elapsed_s=now[0]
+        )
+
+    publisher(checkpoint(0, 0))  # the first is always shown
+    assert len(seen) == 1 and seen[0]["best_step"] == 0 and "image_hu" in seen[0]
+    now[0] += 60
+    publisher(checkpoint(100, 0))  # the best did not change: nothing new to show
+    assert len(seen) == 1
+    now[0] += 1
+    publisher(checkpoint(200, 200))  # too soon after the last one? no: 61 s
+    assert len(seen) == 2 and seen[1]["validation_gain_db"] == pytest.approx(3.0103, abs=1e-3)
+    now[0] += 2
+    publisher(checkpoint(300, 300))  # 2 s < 5 s
+    assert len(seen) == 2
+    publisher._cost = 1.0  # a preview that took 1 s waits 20 s (5 % of the time)
+    now[0] += 10
+    publisher(checkpoint(400, 400))
+    assert len(seen) == 2
+    now[0] += 10
+    publisher(checkpoint(500, 500))
+    assert len(seen) == 3 and publisher.count == 3

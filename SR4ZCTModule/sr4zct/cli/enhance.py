@@ -63,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         with control.signals():
             result = enhance_file(
-                args.input, args.output, options, progress=bar, should_stop=control.should_stop
-            )
+                args.input, args.output, options, progress=bar, should_stop=control.should_stop,
+                should_finish=control.should_finish,
+            )  # fmt: skip
     finally:
         bar.close()
     if not args.quiet:

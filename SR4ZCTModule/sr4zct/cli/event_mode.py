@@ -37,8 +37,9 @@ def run_with_events(
             from sr4zct.run.pipeline import enhance_file
 
             result = enhance_file(
-                input_path, output_path, options, progress=writer.progress, should_stop=control.should_stop
-            )
+                input_path, output_path, options, progress=writer.progress, should_stop=control.should_stop,
+                should_finish=control.should_finish, on_preview=lambda fields: writer.emit(_preview_event(fields)),
+            )  # fmt: skip
     except Interrupted as exc:
         code = exit_code_for_signal(exc.signal_name)
         writer.emit(_cancelled(f"Cancelled by {exc.signal_name}; nothing was written.", code, t0))
@@ -69,6 +70,10 @@ def _started_event(input_path: str, output_path: str, options: EnhanceOptions) -
         input_path=str(Path(input_path).resolve()), output_path=str(Path(output_path).resolve()),
         options=options.to_dict(),
     )  # fmt: skip
+
+
+def _preview_event(fields: dict) -> dict:
+    return make_event("preview", **{k: v for k, v in fields.items() if not k.endswith("_hu")})
 
 
 def _torch_version() -> str | None:

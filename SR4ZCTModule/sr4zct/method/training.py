@@ -24,6 +24,7 @@ import math
 import random
 import time
 import warnings as _warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ from sr4zct.run.progress import ProgressReporter
 
 __all__ = [
     "BODY_THRESHOLD_HU",
+    "Checkpoint",
     "Normalisation",
     "PatchSampler",
     "TrainingConfig",
@@ -100,13 +102,40 @@ class TrainingResult:
     used_identity: bool
     history: list[dict[str, float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    finished_early: bool = False
 
     @property
     def validation_gain_db(self) -> float:
         """Validation improvement over linear interpolation in dB (of the loss; L2 -> PSNR gain)."""
-        if self.validation_loss <= 0 or self.identity_loss <= 0:
-            return 0.0
-        return 10.0 * math.log10(self.identity_loss / self.validation_loss)
+        return gain_db(self.identity_loss, self.validation_loss)
+
+
+def gain_db(identity_loss: float, loss: float) -> float:
+    """How much lower ``loss`` is than linear interpolation's, in dB (0 when either is not positive)."""
+    if loss <= 0 or identity_loss <= 0:
+        return 0.0
+    return 10.0 * math.log10(identity_loss / loss)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where training stands after a validation: the best weights so far and how good they are.
+
+    ``best_state`` is the state dict of the best checkpoint (the identity's at step 0); it is not copied,
+    so use it before training goes on.
+    """
+
+    step: int
+    best_step: int
+    best_loss: float
+    identity_loss: float
+    best_state: dict[str, Any]
+    elapsed_s: float
+
+    @property
+    def gain_db(self) -> float:
+        """Held-out validation gain of the best checkpoint over linear interpolation, in dB."""
+        return gain_db(self.identity_loss, self.best_loss)
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -278,6 +307,8 @@ def train_model(
     device: torch.device | str = "cpu",
     reporter: ProgressReporter | None = None,
     inference_timer: InferenceTimer | None = None,
+    on_validation: Callable[[Checkpoint], None] | None = None,
+    should_finish: Callable[[], bool] | None = None,
 ) -> TrainingResult:
     """Train a network to undo the simulated through-plane degradation of the axial images.
 
@@ -292,6 +323,9 @@ def train_model(
     reporter : receives ``train`` progress (step, total, loss) and is polled for cancellation.
     inference_timer : when given (and ``config.max_seconds`` is set), training keeps back the time this
         timer estimates for inference, re-timing the network as it validates (:mod:`sr4zct.run.budget`).
+    on_validation : called with a :class:`Checkpoint` after every validation (the live preview).
+    should_finish : polled every step; True ends training at once with the best checkpoint so far (the
+        one the last :class:`Checkpoint` carried), without a further validation.
 
     Returns
     -------
@@ -342,6 +376,8 @@ def train_model(
         return max(cfg.min_seconds, cfg.max_seconds - timer.seconds)
 
     best_loss, best_state, best_step = identity_loss, identity_state, 0
+    if on_validation is not None:  # the starting point: linear interpolation
+        on_validation(Checkpoint(0, 0, identity_loss, identity_loss, identity_state, time.monotonic() - t0))
     history: list[dict[str, float]] = []
     messages: list[str] = []
     batch = int(cfg.batch)
@@ -352,7 +388,12 @@ def train_model(
     schedule = 0.0
     loop_start = time.monotonic()
     model.train()
+    finished_early = False
     while step < cfg.steps:
+        if should_finish is not None and should_finish():
+            messages.append(f"Training was finished early on request after {step} of {cfg.steps} steps.")
+            finished_early = True
+            break
         now = time.monotonic()
         if cfg.max_seconds is not None:
             allowed = seconds_allowed()
@@ -411,17 +452,25 @@ def train_model(
             if val < best_loss:
                 best_loss, best_step = val, step
                 best_state = copy.deepcopy(model.state_dict())
+            if on_validation is not None:
+                on_validation(
+                    Checkpoint(step, best_step, best_loss, identity_loss, best_state, time.monotonic() - t0)
+                )
         if reporter is not None:
             if step % 5 == 0 or step == cfg.steps:
                 reporter.report("train", step, planned, loss=running)
             else:
                 reporter.check_cancel()
-    if step > 0 and (not history or history[-1]["step"] != step):
+    if step > 0 and not finished_early and (not history or history[-1]["step"] != step):
         val = _evaluate(model, val_data, loss_fn, device)
         history.append({"step": step, "train_loss": running or 0.0, "val_loss": val, "lr": lr})
         if val < best_loss:
             best_loss, best_step = val, step
             best_state = copy.deepcopy(model.state_dict())
+        if on_validation is not None:
+            on_validation(
+                Checkpoint(step, best_step, best_loss, identity_loss, best_state, time.monotonic() - t0)
+            )
 
     used_identity = best_step == 0
     if used_identity:
@@ -443,4 +492,5 @@ def train_model(
         used_identity=used_identity,
         history=history,
         warnings=messages,
+        finished_early=finished_early,
     )

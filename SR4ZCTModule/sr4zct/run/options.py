@@ -119,6 +119,13 @@ class EnhanceOptions:
         outside the header's folder (refused by default: a header must not make SR4ZCT read other files).
     uncertainty_path : str or None
         Also write ``|coronal - sagittal|`` in HU there (:func:`sr4zct.enhance_file`).
+    preview_path : str or None
+        Show the result forming while it trains: at validations (about every 30 s or less, at most 5 % of
+        training time), the best network so far is applied to one coronal image, written to this ``.png``
+        (linear interpolation | current, with the step and the held-out validation gain) or ``.nrrd`` (that
+        coronal image of the result, placed in 3-D, for Slicer).
+    preview_row : int or None
+        The row (coronal image) of the preview; default the middle of the body.
     output_dtype : str
         ``auto`` (int16 HU, rounded and clipped, when the input is integer; else float32), ``int16`` or
         ``float32``.
@@ -190,6 +197,14 @@ class EnhanceOptions:
     uncertainty_path: str | None = _option(
         None, "also write |coronal - sagittal| (HU) to PATH", kind=str, flag="--uncertainty",
         metavar="PATH", group="output",
+    )  # fmt: skip
+    preview_path: str | None = _option(
+        None, "live preview while training: a side-by-side PNG (linear | current), or an NRRD of that coronal "
+        "image, replaced at each update", kind=str, flag="--preview", metavar="PATH", group="output",
+    )  # fmt: skip
+    preview_row: int | None = _option(
+        None, "which coronal image the preview shows (row index; default the middle of the body)", kind=int,
+        metavar="ROW", label="the preview's coronal row", group="output",
     )  # fmt: skip
     output_dtype: str = _option(
         "auto", "auto: int16 HU when the input is integer, else float32", kind=str, choices=OUTPUT_DTYPES,
@@ -377,6 +392,8 @@ def _checked_int(name: str, value: Any, meta: Any) -> int:
     number = int(value)
     if meta["choices"] is not None and number not in meta["choices"]:
         raise ParameterError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}.")
+    if meta["label"] == "the preview's coronal row" and number < 0:
+        raise ParameterError(f"{name} must be 0 or more, got {value!r}.")
     if meta["kind"] is int and meta["label"] == "the random seed" and not 0 <= number < _SEED_LIMIT:
         raise ParameterError(f"{name} must be an integer from 0 to 2**32 - 1, got {value!r}.")
     return number

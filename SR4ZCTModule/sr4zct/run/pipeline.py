@@ -75,6 +75,8 @@ def enhance(
     uncertainty: bool = False,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    should_finish: Callable[[], bool] | None = None,
+    on_preview: Callable[[dict], None] | None = None,
     **changes: Any,
 ) -> EnhanceResult:
     """Enhance the through-plane resolution of a thick-slice CT volume.
@@ -96,6 +98,12 @@ def enhance(
         Receives :class:`~sr4zct.run.progress.Progress` records.
     should_stop : callable, optional
         Polled between steps; returning True raises :class:`~sr4zct.errors.Cancelled`.
+    should_finish : callable, optional
+        Polled every training step; returning True ends training with the best checkpoint so far and goes on
+        to inference ("finish now"; the parameters record it).
+    on_preview : callable, optional
+        Receives the fields of a ``preview`` event (docs/events.md) whenever the live preview is updated; the
+        preview is made when this is given or ``preview_path`` is set.
 
     Returns
     -------
@@ -104,10 +112,8 @@ def enhance(
     options = _merge_options(options, changes)
     reporter = ProgressReporter(progress, should_stop)
     vol = _as_volume(volume, geometry)
-    integer_input = np.issubdtype(np.asarray(vol.array).dtype, np.integer)
-    return _enhance_with_fallback(
-        vol, options, reporter, uncertainty=uncertainty, integer_input=integer_input
-    )
+    hooks = _Hooks(should_finish, on_preview, np.issubdtype(np.asarray(vol.array).dtype, np.integer))
+    return _enhance_with_fallback(vol, options, reporter, hooks, uncertainty=uncertainty)
 
 
 def _merge_options(options: EnhanceOptions | None, changes: dict[str, Any]) -> EnhanceOptions:
@@ -131,17 +137,21 @@ def _as_volume(volume: Any, geometry: Any) -> Volume:
         raise ParameterError(f"The array does not fit the geometry: {exc}.") from None
 
 
+@dataclass
+class _Hooks:
+    """What a caller plugs into a run besides progress and cancel, and what it knows about the input."""
+
+    should_finish: Callable[[], bool] | None = None
+    on_preview: Callable[[dict], None] | None = None
+    integer_input: bool = False
+
+
 def _enhance_with_fallback(
-    vol: Volume,
-    options: EnhanceOptions,
-    reporter: ProgressReporter,
-    *,
-    uncertainty: bool,
-    integer_input: bool,
+    vol: Volume, options: EnhanceOptions, reporter: ProgressReporter, hooks: _Hooks, *, uncertainty: bool
 ) -> EnhanceResult:
     """:func:`_enhance`; a GPU out of memory (after its own retries) reruns on the CPU when allowed."""
     try:
-        return _enhance(vol, options, reporter, uncertainty=uncertainty, integer_input=integer_input)
+        return _enhance(vol, options, reporter, hooks, uncertainty=uncertainty)
     except Exception as exc:
         from sr4zct.run.devices import is_out_of_memory
 
@@ -151,9 +161,7 @@ def _enhance_with_fallback(
             raise ResourceError(GPU_OOM_ADVICE, detail=str(exc)) from exc
         log.warning("Out of GPU memory (%s); running again on the CPU.", exc)
         _free_gpu_memory()
-        result = _enhance(
-            vol, options.replace(device="cpu"), reporter, uncertainty=uncertainty, integer_input=integer_input
-        )
+        result = _enhance(vol, options.replace(device="cpu"), reporter, hooks, uncertainty=uncertainty)
         result.warnings.insert(0, "The GPU ran out of memory; the enhancement ran on the CPU instead.")
         return result
 
@@ -166,12 +174,7 @@ def _free_gpu_memory() -> None:
 
 
 def _enhance(
-    vol: Volume,
-    options: EnhanceOptions,
-    reporter: ProgressReporter,
-    *,
-    uncertainty: bool,
-    integer_input: bool,
+    vol: Volume, options: EnhanceOptions, reporter: ProgressReporter, hooks: _Hooks, *, uncertainty: bool
 ) -> EnhanceResult:
     t_start = time.monotonic()
     reporter.report("prepare", 0, 1, message="checking parameters")
@@ -197,7 +200,7 @@ def _enhance(
     if options.model_path is not None:
         trained = _load_trained(options, acquisition, _pixel_mm(vol), device, reporter)
     else:
-        trained = _train(array, options, preset, acquisition, _pixel_mm(vol), device, reporter, t_start)
+        trained = _train(vol, array, options, preset, acquisition, device, reporter, t_start, hooks)
     timings["train"] = trained.seconds
     warnings += trained.warnings
 
@@ -220,11 +223,13 @@ def _enhance(
     timings["infer"] = time.monotonic() - t_infer
     if trained.planned_inference_s is not None:
         timings["infer_estimate"] = trained.planned_inference_s  # what training left for it
+    if trained.preview_s:
+        timings["preview"] = trained.preview_s  # spent inside training on the live preview
     warnings += inferred.messages
 
     parameters = _parameters(options, preset, acquisition, trained, device_text)
     out_geometry = _output_geometry(vol.geometry, inferred.positions_mm, acquisition.target_spacing_mm)
-    out_array = _cast_output(inferred.array, options.output_dtype, integer_input)
+    out_array = _cast_output(inferred.array, options.output_dtype, hooks.integer_input)
     out = Volume(out_array, out_geometry, metadata=dict(parameters))
     unc = None
     if inferred.uncertainty is not None:
@@ -253,6 +258,7 @@ class _Trained:
     info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     planned_inference_s: float | None = None
+    preview_s: float = 0.0
 
 
 def _load_trained(
@@ -272,17 +278,19 @@ def _load_trained(
 
 
 def _train(
+    vol: Volume,
     array: np.ndarray,
     options: EnhanceOptions,
     preset: Preset,
     acq: AcquisitionParameters,
-    pixel: tuple[float, float],
     device,
     reporter: ProgressReporter,
     t_start: float,
+    hooks: _Hooks,
 ) -> _Trained:
     from sr4zct.method import training
 
+    pixel = _pixel_mm(vol)
     config = training.TrainingConfig(
         steps=preset.steps, patch_px=preset.patch_px, batch=preset.batch, lr=preset.lr, loss=preset.loss,
         network=options.network,
@@ -291,11 +299,12 @@ def _train(
     )  # fmt: skip
     timer = _time_budget(array, options, preset, acq, pixel, config, device, reporter, t_start)
     norm = training.Normalisation()
+    preview = _preview_publisher(vol, array, options, acq, config, norm, device, hooks)
     t_train = time.monotonic()
     result = training.train_model(
         array, pixel_spacing_mm=pixel, thickness_mm=acq.thickness_mm, spacing_mm=acq.spacing_mm,
         profile=options.profile, config=config, normalisation=norm, device=device, reporter=reporter,
-        inference_timer=timer,
+        inference_timer=timer, on_validation=preview, should_finish=hooks.should_finish,
     )  # fmt: skip
     warnings = list(result.warnings)
     if config.max_seconds - timer.seconds < config.min_seconds:
@@ -310,6 +319,7 @@ def _train(
         "identity_validation_loss": result.identity_loss,
         "validation_gain_db": result.validation_gain_db,
         "used_identity": result.used_identity,
+        "finished_early": result.finished_early,
     }
     if options.save_model_path is not None:
         from sr4zct.io.model_file import save_model
@@ -322,7 +332,26 @@ def _train(
         )  # fmt: skip
     return _Trained(
         result.model, norm, options.network, seconds=time.monotonic() - t_train, steps=result.steps, info=info,
-        warnings=warnings, planned_inference_s=timer.seconds,
+        warnings=warnings, planned_inference_s=timer.seconds, preview_s=0.0 if preview is None else preview.seconds,
+    )  # fmt: skip
+
+
+def _preview_publisher(
+    vol: Volume, array: np.ndarray, options: EnhanceOptions, acq, config, norm, device, hooks
+):
+    """The live preview of this run, when a caller wants one (``preview_path`` or ``on_preview``)."""
+    if options.preview_path is None and hooks.on_preview is None:
+        return None
+    from sr4zct.method.networks import build_network
+    from sr4zct.run.preview import CoronalPreview, PreviewPublisher
+
+    maker = CoronalPreview(
+        array, vol.geometry, slice_positions_mm=acq.positions_mm, normalisation=norm, device=device,
+        row=options.preview_row,
+    )  # fmt: skip
+    return PreviewPublisher(
+        maker, lambda: build_network(config.network, config.network_config), path=options.preview_path,
+        emit=hooks.on_preview,
     )  # fmt: skip
 
 
@@ -392,6 +421,8 @@ def _parameters(
     if trained.info:
         parameters["validation_gain_db"] = f"{trained.info['validation_gain_db']:.2f}"
         parameters["used_identity"] = str(trained.info["used_identity"]).lower()
+        parameters["finished_early"] = str(trained.info["finished_early"]).lower()
+        parameters["best_step"] = str(trained.info["best_step"])
     return parameters
 
 
@@ -431,6 +462,8 @@ def enhance_file(
     *,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    should_finish: Callable[[], bool] | None = None,
+    on_preview: Callable[[dict], None] | None = None,
     **changes: Any,
 ) -> EnhanceResult:
     """Read a volume, enhance it and write the result (and optionally the uncertainty and the model).
@@ -443,7 +476,7 @@ def enhance_file(
         ``.nrrd``/``.nii.gz``/``.nii``/``.mha`` file, or a folder for a DICOM series.
     options : EnhanceOptions, optional
         Every option; ``changes`` override single ones (as for :func:`enhance`).
-    progress, should_stop : callable, optional
+    progress, should_stop, should_finish, on_preview : callable, optional
         As for :func:`enhance`.
 
     Returns
@@ -470,8 +503,8 @@ def enhance_file(
     )  # fmt: skip
     for target in targets["volumes"]:
         check_output_geometry(volume.geometry, target)
-    integer_input = _whole_numbers(volume.array)
-    return _enhance_and_write(volume, out, options, targets, reporter, integer_input)
+    hooks = _Hooks(should_finish, on_preview, _whole_numbers(volume.array))
+    return _enhance_and_write(volume, out, options, targets, reporter, hooks)
 
 
 def _check_targets(inp: Path, out: Path, options: EnhanceOptions) -> dict[str, Any]:
@@ -487,11 +520,29 @@ def _check_targets(inp: Path, out: Path, options: EnhanceOptions) -> dict[str, A
         inputs = [inp] + ([inp.parent] if inp.is_file() and image_suffix(inp) is None else [])
         model = check_output_path(options.save_model_path, overwrite=options.overwrite, inputs=inputs)
         resolved.append(model)
+    if options.preview_path is not None:
+        resolved.append(_check_preview_path(options.preview_path, inp))
     if len(set(resolved)) < len(resolved):
-        raise OutputError("The output, the uncertainty output and the saved model must be different paths.")
+        raise OutputError(
+            "The output, the uncertainty output, the saved model and the preview must be different paths."
+        )
     if options.model_path is not None:
         validate_model_file(options.model_path)
     return {"volumes": volumes, "model": model}
+
+
+def _check_preview_path(path: str, inp: Path) -> Path:
+    """The live preview goes to a PNG (side by side) or an NRRD (the coronal image, for Slicer), which each
+    update replaces: only a file SR4ZCT wrote may be there already."""
+    from sr4zct.io import check_output
+    from sr4zct.run.preview import check_preview_path
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        return check_preview_path(path)
+    if suffix == ".nrrd":
+        return check_output(path, overwrite=True, input_path=inp)
+    raise ParameterError(f"preview_path must be a .png or .nrrd file, got {path!r}.")
 
 
 def _whole_numbers(array: np.ndarray) -> bool:
@@ -513,7 +564,7 @@ def _enhance_and_write(
     options: EnhanceOptions,
     targets: dict[str, Any],
     reporter: ProgressReporter,
-    integer_input: bool,
+    hooks: _Hooks,
 ) -> EnhanceResult:
     from sr4zct.io import write_volume
     from sr4zct.io.atomic import remove_stale_temporaries, temporary_name
@@ -527,9 +578,8 @@ def _enhance_and_write(
         run_options = options.replace(save_model_path=str(model_tmp))
     try:
         result = _enhance_with_fallback(
-            volume, run_options, reporter, uncertainty=options.uncertainty_path is not None,
-            integer_input=integer_input,
-        )  # fmt: skip
+            volume, run_options, reporter, hooks, uncertainty=options.uncertainty_path is not None
+        )
         reporter.check_cancel()
         count = len(targets["volumes"])
         reporter.report("write", 0, count, message=f"writing {out}")

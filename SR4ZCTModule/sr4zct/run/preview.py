@@ -21,7 +21,7 @@ import numpy as np
 from sr4zct.errors import OutputError
 from sr4zct.volume import SeriesGeometry, Volume
 
-__all__ = ["PNG_MARKER", "CoronalPreview", "check_preview_path", "write_preview_png"]
+__all__ = ["PNG_MARKER", "CoronalPreview", "PreviewPublisher", "check_preview_path", "write_preview_png"]
 
 #: text chunk key that marks a PNG as an SR4ZCT preview (only such a file is ever replaced)
 PNG_MARKER = "sr4zct_preview"
@@ -158,15 +158,16 @@ def write_preview_png(
     from PIL import Image, ImageDraw, PngImagePlugin
 
     path = check_preview_path(path)
-    gap, band = 4, 18
+    gap, line = 4, 14
     left, right = _grey(linear[::-1]), _grey(enhanced[::-1])  # z grows upwards in the picture
     height, width = left.shape
-    canvas = np.zeros((height + band, 2 * width + gap), dtype=np.uint8)
+    canvas = np.zeros((height + 2 * line + 4, 2 * width + gap), dtype=np.uint8)
     canvas[:height, :width], canvas[:height, width + gap :] = left, right
     picture = Image.fromarray(canvas, mode="L")
     draw = ImageDraw.Draw(picture)
-    draw.text((4, height + 3), "linear", fill=255)
-    draw.text((width + gap + 4, height + 3), f"SR4ZCT: {caption}", fill=255)
+    draw.text((4, height + 2), "linear", fill=255)
+    draw.text((width + gap + 4, height + 2), "SR4ZCT", fill=255)
+    draw.text((4, height + line + 2), caption, fill=255)
     info = PngImagePlugin.PngInfo()
     info.add_text(PNG_MARKER, caption)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
@@ -177,3 +178,87 @@ def write_preview_png(
         tmp.unlink(missing_ok=True)
         raise OutputError(f"Cannot write the preview {path}: {exc.strerror or exc}.") from exc
     return path
+
+
+class PreviewPublisher:
+    """Training's ``on_validation``: renders the preview when it is due, writes it and reports it.
+
+    A preview is due at the first validation, then whenever the best checkpoint has changed and the time since
+    the last one is at least ``min_interval_s`` and 1 / ``max_share`` times what the last one cost, so that the
+    preview never takes more than ``max_share`` of training time.
+
+    Parameters
+    ----------
+    maker : CoronalPreview
+        The image to show.
+    build_network : callable
+        Makes a network of the architecture being trained (the checkpoint's weights are loaded into it).
+    path : str, optional
+        ``.png`` (side by side) or ``.nrrd`` (the coronal image placed in 3-D), replaced at each update.
+    emit : callable, optional
+        Receives the fields of each ``preview`` event; without ``path`` they include the images
+        (``linear_hu``, ``image_hu``).
+    """
+
+    def __init__(
+        self,
+        maker: CoronalPreview,
+        build_network: Any,
+        *,
+        path: str | os.PathLike | None = None,
+        emit: Any = None,
+        min_interval_s: float = 5.0,
+        max_share: float = 0.05,
+        clock: Any = time.monotonic,
+    ):
+        self.maker, self.path, self.emit = maker, None if path is None else Path(path), emit
+        self.min_interval_s, self.max_share, self.clock = float(min_interval_s), float(max_share), clock
+        self._build, self._model = build_network, None
+        self._last: float | None = None
+        self._shown_step: int | None = None
+        self._cost = 0.0
+        self.seconds = 0.0  # all previews together
+        self.count = 0
+
+    def due(self, checkpoint: Any) -> bool:
+        if self._last is None:
+            return True
+        if checkpoint.best_step == self._shown_step:
+            return False  # the same image again
+        return self.clock() - self._last >= max(self.min_interval_s, self._cost / self.max_share)
+
+    def __call__(self, checkpoint: Any) -> None:
+        if not self.due(checkpoint):
+            return
+        t0 = self.clock()
+        if self._model is None:
+            self._model = self._build().to(self.maker.device)
+        self._model.load_state_dict(checkpoint.best_state)
+        image = self.maker.render(self._model if checkpoint.best_step > 0 else None)
+        caption = f"step {checkpoint.best_step}, {checkpoint.gain_db:+.2f} dB on held-out axial images"
+        fields: dict[str, Any] = {
+            "step": checkpoint.step, "best_step": checkpoint.best_step, "validation_gain_db": checkpoint.gain_db,
+            "elapsed_s": checkpoint.elapsed_s, "row": self.maker.row, "caption": caption,
+        }  # fmt: skip
+        if self.path is not None:
+            fields["path"] = str(self._write(image, caption, checkpoint))
+        else:
+            fields.update(linear_hu=self.maker.linear, image_hu=image)
+        self._shown_step = checkpoint.best_step
+        self._cost = self.clock() - t0
+        self.seconds += self._cost
+        self.count += 1
+        self._last = self.clock()
+        if self.emit is not None:
+            self.emit(fields)
+
+    def _write(self, image: np.ndarray, caption: str, checkpoint: Any) -> Path:
+        if self.path.suffix.lower() == ".png":
+            return write_preview_png(self.path, self.maker.linear, image, caption)
+        from sr4zct.io import write_volume
+
+        meta = {
+            "sr4zct_preview_step": str(checkpoint.best_step),
+            "validation_gain_db": f"{checkpoint.gain_db:.2f}",
+        }
+        return Path(write_volume(self.maker.volume(image), self.path, metadata=meta, overwrite=True))
