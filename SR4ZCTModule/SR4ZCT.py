@@ -54,6 +54,10 @@ TORCH_REQUIREMENT = ">=2.1"
 THICKNESS_ATTRIBUTE = "SR4ZCT.sliceThicknessMm"
 ATTRIBUTE_PREFIX = "SR4ZCT."
 OUTPUT_SUFFIX = " SR4ZCT"
+# The disagreement overlay: colour map, opacity and the HU difference shown at full colour.
+UNCERTAINTY_COLOR_NODE_ID = "vtkMRMLColorTableNodeRainbow"
+UNCERTAINTY_OPACITY = 0.4
+UNCERTAINTY_WINDOW_HU = 200.0
 # Each run's temporary files live in <Slicer temp>/SR4ZCT<date time>/, marked by this file (pid, host).
 RUN_FOLDER_PREFIX = "SR4ZCT"
 RUN_MARKER = "sr4zct-run.json"
@@ -178,6 +182,7 @@ class SR4ZCTParameterNode:
     modelPath - apply this saved model instead of training (empty = train).
     saveModelPath - also save the trained model here (empty = do not save).
     keepTempFiles - keep the temporary input/output files (for debugging).
+    showUncertainty - also compute and overlay where the coronal and sagittal estimates disagree.
     outputVolume - the last result.
     """
 
@@ -192,6 +197,7 @@ class SR4ZCTParameterNode:
     modelPath: str = ""
     saveModelPath: str = ""
     keepTempFiles: bool = False
+    showUncertainty: bool = False
     outputVolume: vtkMRMLScalarVolumeNode
 
 
@@ -338,6 +344,8 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.thicknessSpinBox.connect("valueChanged(double)", self.updateOverlapLabel)
         self.ui.spacingSpinBox.connect("valueChanged(double)", self.updateOverlapLabel)
         self.ui.detectDevicesButton.connect("clicked(bool)", self.onDetectDevices)
+        self.ui.finishButton.connect("clicked(bool)", self.onFinishButton)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
 
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
@@ -468,6 +476,10 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceInfoLabel.text = self.logic.deviceDescription()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
+        training = self._running() and (self._job.progress or {}).get("stage") in ("prepare", "train")
+        self.ui.finishButton.enabled = bool(training)
+        output = self._parameterNode.outputVolume if self._parameterNode else None
+        self.ui.exportDicomButton.enabled = output is not None and not self._running()
         if self._running():
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the running enhancement; nothing is written.")
@@ -515,6 +527,8 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 modelPath=p.modelPath or None,
                 saveModelPath=p.saveModelPath or None,
                 keepTempFiles=p.keepTempFiles,
+                uncertainty=p.showUncertainty,
+                previewRow=self.logic.previewRow(p.inputVolume),
                 wait=False,
             )
             self._timer.start()
@@ -537,11 +551,30 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._timer.stop()
             self._checkCanApply()
 
+    def onFinishButton(self) -> None:
+        if self._running():
+            self.appendLog(_("Finishing: enhancing with the best network so far..."))
+            self._job.finish()
+            self.ui.finishButton.enabled = False
+
+    def onExportDicomButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(
+            _("Failed to add the result to the DICOM database."), waitCursor=True
+        ):
+            seriesUid = self.logic.exportToDicomDatabase(self._parameterNode.outputVolume)
+            self.appendLog(_("Added to the DICOM database as series {uid}.").format(uid=seriesUid))
+
     def handleEvent(self, event: dict) -> None:
         kind = event.get("event")
         if kind == "progress":
             self.ui.progressBar.setValue(int(round(1000 * float(event.get("fraction") or 0.0))))
             self.ui.statusLabel.text = progressText(event)
+            self._checkCanApply()
+        elif kind == "preview":
+            self.logic.showPreview(self._job, event)
+            self.ui.previewLabel.text = _("Live preview (right view): {caption}").format(
+                caption=event.get("caption", "")
+            )
         elif kind == "started":
             device = event.get("device_description") or event.get("device") or "?"
             self.appendLog(_("Worker started on {device}.").format(device=device))
@@ -775,6 +808,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         keepTempFiles: bool = False,
         outputName: str | None = None,
         showResult: bool = True,
+        uncertainty: bool = False,
         wait: bool = True,
         progressCallback: Callable[[dict], None] | None = None,
         **changes,
@@ -795,7 +829,10 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         outputName : str, optional
             Name of the new node; default "<input name> SR4ZCT" (made unique).
         showResult : bool
-            Show input and output side by side (coronal, linked) when done.
+            Show input and output side by side (coronal, linked) when done, and the live preview while it
+            trains.
+        uncertainty : bool
+            Also compute where the coronal and sagittal estimates disagree and overlay it on the result.
         wait : bool
             Block until done (Slicer keeps redrawing) and return the output node; with False return the
             running :class:`sr4zct.BackgroundJob` (``poll()``, ``cancel()``, ``finish()``, ``state``); then
@@ -825,6 +862,10 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         options = options.replace(slice_axis=2 - geometry.axis)
         tempDir = self.makeRunFolder()
         inputPath = os.path.join(tempDir, "input.nrrd")
+        if showResult and options.preview_path is None:
+            options = options.replace(preview_path=os.path.join(tempDir, "preview.nrrd"))
+        if uncertainty and options.uncertainty_path is None:
+            options = options.replace(uncertainty_path=os.path.join(tempDir, "uncertainty.nrrd"))
         job = None
         try:
             job = BackgroundJob(
@@ -841,6 +882,8 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
                 "showResult": showResult,
                 "outputNode": None,
                 "discard": False,
+                "previewNode": None,
+                "gainTable": None,
             }
             job.add_done_callback(self._onJobDone)
             logging.info(f"SR4ZCT: enhancing '{inputVolumeNode.GetName()}' ({geometry!r}) in {tempDir}")
@@ -893,6 +936,9 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             if job.state == "finished" and not run["discard"]:
                 run["outputNode"] = self.loadResult(run, job.result)
         finally:
+            if run.get("previewNode") is not None:  # cancelled or failed: the preview goes with the run
+                slicer.mrmlScene.RemoveNode(run["previewNode"])
+                run["previewNode"] = None
             self.removeTempFiles(run)
 
     def stopAllRuns(self) -> None:
@@ -997,9 +1043,151 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
 
         for key, value in self.resultAttributes(inputNode, finished).items():
             outputNode.SetAttribute(ATTRIBUTE_PREFIX + key, value)
+        uids = (inputNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+        if uids:  # the study a DICOM export joins
+            outputNode.SetAttribute(ATTRIBUTE_PREFIX + "referenceInstanceUID", uids[0])
+        if run.get("previewNode") is not None:
+            slicer.mrmlScene.RemoveNode(run["previewNode"])
+            run["previewNode"] = None
+        overlay = self.loadUncertainty(run, finished, outputNode)
         if run["showResult"]:
-            self.showSideBySide(inputNode, outputNode)
+            self.showSideBySide(inputNode, outputNode, overlay=overlay)
         return outputNode
+
+    def loadUncertainty(self, run: dict, finished: dict, outputNode):
+        """The coronal-sagittal disagreement as a node ``"<result> disagreement"`` (a colour overlay), if made."""
+        path = finished.get("uncertainty_path")
+        if not path or not os.path.isfile(path):
+            return None
+        node = slicer.util.loadVolume(path, {"name": outputNode.GetName() + " disagreement", "show": False})
+        self._detachStorage(node)
+        node.SetAndObserveTransformNodeID(outputNode.GetTransformNodeID())
+        display = node.GetScalarVolumeDisplayNode()
+        if display is not None:
+            display.SetAndObserveColorNodeID(UNCERTAINTY_COLOR_NODE_ID)
+            display.AutoWindowLevelOff()
+            display.SetWindowLevel(UNCERTAINTY_WINDOW_HU, UNCERTAINTY_WINDOW_HU / 2)
+        return node
+
+    @staticmethod
+    def _detachStorage(node) -> None:
+        storageNode = node.GetStorageNode()
+        if storageNode is not None:
+            node.SetAndObserveStorageNodeID(None)
+            slicer.mrmlScene.RemoveNode(storageNode)
+
+    # -- live preview ---------------------------------------------------------------------------------
+    def previewRow(self, inputNode) -> int | None:
+        """The row (coronal image) of ``inputNode`` that a coronal slice view shows now, else None (centre)."""
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager is None or inputNode is None:
+            return None
+        for viewName in ("Yellow", "Red", "Green"):
+            sliceWidget = layoutManager.sliceWidget(viewName)
+            sliceNode = sliceWidget.mrmlSliceNode() if sliceWidget is not None else None
+            if sliceNode is None or sliceNode.GetOrientation() != "Coronal":
+                continue
+            sliceToRas = sliceNode.GetSliceToRAS()
+            point = [sliceToRas.GetElement(i, 3) for i in range(3)] + [1.0]
+            rasToIjk = vtk.vtkMatrix4x4()
+            inputNode.GetRASToIJKMatrix(rasToIjk)
+            ijk = rasToIjk.MultiplyPoint(point)[:3]
+            axis = self.readGeometry(inputNode).axis
+            rowAxis = [a for a in (1, 0) if a != axis][0]  # NumPy order (K, J, I): the first in-plane axis
+            dims = inputNode.GetImageData().GetDimensions()
+            return int(min(max(round(ijk[rowAxis]), 0), dims[rowAxis] - 1))
+        return None
+
+    def showPreview(self, job, event: dict) -> None:
+        """Show a ``preview`` event: its coronal image as ``"<input> SR4ZCT preview"`` in the right view
+        (the original in the left one, linked), and its gain on the ``"<input> SR4ZCT validation gain"`` plot."""
+        run = self._runs.get(job)
+        if run is None or run["discard"] or not os.path.isfile(event.get("path", "")):
+            return
+        inputNode = run["inputNode"]
+        previous = run["previewNode"]
+        node = slicer.util.loadVolume(
+            event["path"], {"name": inputNode.GetName() + " SR4ZCT preview", "show": False}
+        )
+        self._detachStorage(node)
+        node.SetAndObserveTransformNodeID(inputNode.GetTransformNodeID())
+        inputDisplay, display = inputNode.GetScalarVolumeDisplayNode(), node.GetScalarVolumeDisplayNode()
+        if inputDisplay is not None and display is not None:
+            display.AutoWindowLevelOff()
+            display.SetWindowLevel(inputDisplay.GetWindow(), inputDisplay.GetLevel())
+        run["previewNode"] = node
+        if previous is not None:
+            slicer.mrmlScene.RemoveNode(previous)
+        self._addGainPoint(run, event)
+        if run["showResult"]:
+            self.showSideBySide(inputNode, node, centreOn=node)
+
+    def _addGainPoint(self, run: dict, event: dict) -> None:
+        table = run["gainTable"]
+        if table is None:
+            name = run["inputNode"].GetName() + " SR4ZCT validation gain"
+            table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
+            for column in ("elapsed_s", "validation_gain_db"):
+                table.AddColumn(vtk.vtkDoubleArray()).SetName(column)
+            series = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
+            series.SetAndObserveTableNodeID(table.GetID())
+            series.SetXColumnName("elapsed_s")
+            series.SetYColumnName("validation_gain_db")
+            series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+            chart = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
+            chart.AddAndObservePlotSeriesNodeID(series.GetID())
+            chart.SetXAxisTitle("training time (s)")
+            chart.SetYAxisTitle("held-out validation gain over linear interpolation (dB)")
+            run["gainTable"] = table
+        row = table.AddEmptyRow()
+        table.SetCellText(row, 0, f"{float(event.get('elapsed_s') or 0.0):.1f}")
+        table.SetCellText(row, 1, f"{float(event.get('validation_gain_db') or 0.0):.3f}")
+
+    # -- DICOM ----------------------------------------------------------------------------------------
+    def exportToDicomDatabase(self, outputNode) -> str:
+        """Write ``outputNode`` as a derived DICOM series in its input's study (new series UID, SeriesDescription
+        ending in "SR4ZCT", ImageType DERIVED\\SECONDARY, the parameters in ImageComments) and import it into
+        Slicer's DICOM database; returns the new SeriesInstanceUID."""
+        from DICOMLib import DICOMUtils
+        from sr4zct.io import write_volume
+        from sr4zct.io.dicom import reference_attributes
+
+        if outputNode is None:
+            raise ParameterError("No enhanced volume to export.")
+        database = getattr(slicer, "dicomDatabase", None)
+        if database is None:
+            raise ResourceError("The DICOM database is not open: open the DICOM module once, then try again.")
+        volume = self.volumeFromNode(outputNode)
+        uid = outputNode.GetAttribute(ATTRIBUTE_PREFIX + "referenceInstanceUID")
+        reference = database.fileForInstance(uid) if uid else ""
+        if reference:
+            volume.geometry.extra["dicom"] = reference_attributes(reference)
+        prefix = len(ATTRIBUTE_PREFIX)
+        names = outputNode.GetAttributeNames() or ()
+        metadata = {
+            name[prefix:]: outputNode.GetAttribute(name)
+            for name in names
+            if name.startswith(ATTRIBUTE_PREFIX)
+        }
+        metadata.pop("referenceInstanceUID", None)
+        name = outputNode.GetName()
+        metadata["series_description"] = (
+            name if name.endswith(OUTPUT_SUFFIX.strip()) else name + OUTPUT_SUFFIX
+        )
+        folder = self.makeRunFolder()
+        try:
+            series = os.path.join(folder, "series")
+            write_volume(volume, series, metadata=metadata)
+            if not DICOMUtils.importDicom(series, database, copyFiles=True):
+                raise OutputError("Slicer could not import the written DICOM series into its database.")
+            import pydicom
+
+            first = sorted(os.listdir(series))[0]
+            return str(
+                pydicom.dcmread(os.path.join(series, first), stop_before_pixels=True).SeriesInstanceUID
+            )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     @staticmethod
     def resultAttributes(inputNode, finished: dict) -> dict[str, str]:
@@ -1013,8 +1201,11 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         return attributes
 
     @staticmethod
-    def showSideBySide(inputNode, outputNode, orientation: str = "Coronal") -> None:
-        """Red view = original, Yellow view = enhanced, both ``orientation``, linked."""
+    def showSideBySide(
+        inputNode, outputNode, orientation: str = "Coronal", overlay=None, centreOn=None
+    ) -> None:
+        """Red view = original, Yellow view = ``outputNode`` (with ``overlay`` as a colour foreground), both
+        ``orientation``, linked (same slice, same window/level); ``centreOn`` a node puts both views on it."""
         layoutManager = slicer.app.layoutManager()
         if layoutManager is None:  # no GUI (e.g. Slicer started with --no-main-window)
             return
@@ -1023,10 +1214,19 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             sliceWidget = layoutManager.sliceWidget(viewName)
             compositeNode = sliceWidget.sliceLogic().GetSliceCompositeNode()
             compositeNode.SetBackgroundVolumeID(node.GetID())
-            compositeNode.SetForegroundVolumeID(None)
+            over = overlay if viewName == "Yellow" else None
+            compositeNode.SetForegroundVolumeID(over.GetID() if over is not None else None)
+            compositeNode.SetForegroundOpacity(UNCERTAINTY_OPACITY if over is not None else 0.0)
             compositeNode.SetLinkedControl(True)
             sliceWidget.mrmlSliceNode().SetOrientation(orientation)
-        slicer.util.resetSliceViews()
+        if centreOn is None:
+            slicer.util.resetSliceViews()
+            return
+        bounds = [0.0] * 6
+        centreOn.GetRASBounds(bounds)
+        centre = [(bounds[2 * i] + bounds[2 * i + 1]) / 2 for i in range(3)]
+        for viewName in ("Red", "Yellow"):
+            layoutManager.sliceWidget(viewName).mrmlSliceNode().JumpSliceByOffsetting(*centre)
 
     # -- conversions used by the sample data and the self-test ----------------------------------------
     @staticmethod

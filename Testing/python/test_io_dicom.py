@@ -231,3 +231,15 @@ def test_localizer_in_the_same_series_is_ignored(tmp_path):
     v = read_volume(s.folder)
     np.testing.assert_array_equal(v.array, s.hu)
     assert any("localizer" in w for w in v.geometry.warnings)
+
+
+def test_reference_attributes_of_one_file_let_a_derived_series_join_its_study(tmp_path):
+    from sr4zct.io.dicom import reference_attributes
+
+    s = write_series(tmp_path / "ct")
+    reference = reference_attributes(sorted(s.folder.iterdir())[0])
+    source = read_volume(s.folder)
+    assert reference == source.geometry.extra["dicom"]
+    assert reference["StudyInstanceUID"] and reference["FrameOfReferenceUID"]
+    with pytest.raises(InputError):
+        reference_attributes(tmp_path / "missing.dcm")

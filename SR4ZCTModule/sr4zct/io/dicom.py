@@ -468,6 +468,15 @@ def _geometry(
     return geometry, sorted_headers
 
 
+def reference_attributes(path: str | os.PathLike) -> dict[str, Any]:
+    """The patient, study and frame-of-reference attributes of one DICOM file, as a derived series written by
+    :func:`sr4zct.io.write_volume` needs them (``geometry.extra["dicom"]``) to join that study."""
+    ds = _read_header(Path(path))
+    if ds is None:
+        raise InputError(f"{path} is not a DICOM image file.")
+    return dict(_header(Path(path), ds).reference)
+
+
 def read_dicom_geometry(
     folder: str | os.PathLike, *, series_uid: str | None = None, thickness_mm: float | None = None
 ) -> SeriesGeometry:

@@ -111,6 +111,8 @@ def install(
         "qt": qt,
         "ctk": ctk,
         "SampleData": sample_data,
+        "DICOMLib": (dicomlib := extensions.make_dicomlib(tmp_path / "dicom-database")),
+        "DICOMLib.DICOMUtils": dicomlib.DICOMUtils,
         "PyTorchUtils": extensions.make_pytorch_utils(torch_installed, torch_install_succeeds, pytorch_calls)
         if pytorch_extension
         else None,  # None in sys.modules: the import fails, as without the extension

@@ -70,6 +70,10 @@ class ctkDICOMDatabase:
         self._cache: dict[tuple[str, int], str] = {}
         self.calls: Counter[str] = Counter()
         self.headerReads = 0
+        self.index(files)
+
+    def index(self, files: list[str | os.PathLike]) -> None:
+        """Index more files (what ctkDICOMIndexer does for the database on import)."""
         for f in files:
             path = str(Path(f).resolve())
             ds = pydicom.dcmread(path, stop_before_pixels=True)

@@ -1,10 +1,13 @@
 """Stand-ins for the other Slicer modules SR4ZCT.py talks to: ``SampleData`` (a Slicer core module whose
-logic needs Qt) and ``PyTorchUtils`` (the PyTorch extension), with their real signatures."""
+logic needs Qt), ``DICOMLib.DICOMUtils`` (the DICOM module's helpers, over CTK's indexer) and ``PyTorchUtils``
+(the PyTorch extension), with their real signatures."""
 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import types
+from pathlib import Path
 
 
 def make_sample_data() -> types.ModuleType:
@@ -77,4 +80,27 @@ def make_pytorch_utils(torch_installed: bool | None, install_succeeds: bool, cal
             return torch
 
     mod.PyTorchUtilsLogic = PyTorchUtilsLogic
+    return mod
+
+
+def make_dicomlib(database_dir: Path) -> types.ModuleType:
+    """``DICOMLib`` with ``DICOMUtils.importDicom(dicomDataDir, dicomDatabase=None, copyFiles=False)``: the
+    files under the folder are indexed into the database; with ``copyFiles`` copied into its folder first."""
+    mod = types.ModuleType("DICOMLib")
+    utils = types.ModuleType("DICOMLib.DICOMUtils")
+
+    def importDicom(dicomDataDir, dicomDatabase=None, copyFiles=False):
+        import slicer
+
+        database = dicomDatabase if dicomDatabase is not None else slicer.dicomDatabase
+        files = sorted(p for p in Path(dicomDataDir).rglob("*") if p.is_file())
+        if copyFiles:
+            target = Path(database_dir) / "dicom" / Path(dicomDataDir).name
+            target.mkdir(parents=True, exist_ok=True)
+            files = [Path(shutil.copy2(p, target / p.name)) for p in files]
+        database.index(files)
+        return True
+
+    utils.importDicom = importDicom
+    mod.DICOMUtils = utils
     return mod
