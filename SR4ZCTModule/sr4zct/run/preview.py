@@ -25,8 +25,8 @@ __all__ = ["PNG_MARKER", "CoronalPreview", "PreviewPublisher", "check_preview_pa
 
 #: text chunk key that marks a PNG as an SR4ZCT preview (only such a file is ever replaced)
 PNG_MARKER = "sr4zct_preview"
-#: display window of the PNG, HU (air to dense bone)
-WINDOW_HU = (-1000.0, 1000.0)
+#: display window of the PNG, HU (soft tissue to bone edges: level 100, width 1000)
+WINDOW_HU = (-400.0, 600.0)
 
 
 class CoronalPreview:
