@@ -1,4 +1,4 @@
-"""Command-line entry point: ``sr4zct info | enhance | demo``.
+"""Command-line entry point: ``sr4zct info | enhance | batch | demo``.
 
 Each subcommand lives in ``sr4zct.cli.<name>`` and provides ``add_parser(subparsers)`` which
 registers its arguments and sets ``func``. Errors of the :class:`~sr4zct.errors.SR4ZCTError` family
@@ -15,7 +15,7 @@ import traceback
 from sr4zct import __version__
 from sr4zct.errors import SR4ZCTError
 
-COMMANDS = ("info", "enhance", "demo")
+COMMANDS = ("info", "enhance", "batch", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,168 @@
+"""Finding the jobs of a batch: every DICOM series and every image file under the input paths.
+
+DICOM files are recognised by content (as :mod:`sr4zct.io.dicom` does) and grouped by SeriesInstanceUID
+over all inputs: one job per series, read from the deepest folder that holds all of its files. Output
+names are ``<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>`` for DICOM (UIDs are unique, so names
+cannot collide) and the path relative to the input folder for image files.
+
+A damaged DICOM file does not stop the discovery: the series around it fail when they are read (the reader
+refuses a series with a damaged file, so no slice goes missing silently), and a folder whose files are all
+damaged becomes a job of its own that fails with the reader's message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from sr4zct.batch.jobs import BatchJob, check_output_names, disambiguate, safe_name
+from sr4zct.errors import InputError, SR4ZCTError
+from sr4zct.io import image_suffix
+
+__all__ = ["discover_jobs"]
+
+#: files that are never an input: the batch's own ledger and summary, NIfTI sidecars, model files
+_SKIP_SUFFIXES = (".json", ".jsonl", ".csv", ".pt", ".md", ".txt", ".raw", ".zraw", ".png", ".py")
+
+
+def discover_jobs(
+    inputs: Iterable[str | os.PathLike],
+    *,
+    exclude: Iterable[str | os.PathLike] = (),
+    warn=None,
+) -> list[BatchJob]:
+    """Every job under ``inputs`` (folders are searched recursively; files are taken as they are).
+
+    Parameters
+    ----------
+    inputs : paths
+        DICOM folders, folders of image files (or both), image files, single DICOM files (their series).
+    exclude : paths
+        Folders not to search (the batch's output folder).
+    warn : callable, optional
+        Receives one-line notes (duplicate series, damaged files); default prints to stderr.
+
+    Returns
+    -------
+    list of BatchJob
+        In a stable order: DICOM series by patient, study and series, then image files by path.
+
+    Raises
+    ------
+    InputError
+        An input does not exist, or nothing to enhance was found.
+    """
+    warn = warn or (lambda text: print(f"sr4zct batch: {text}", file=sys.stderr))
+    excluded = [Path(p).expanduser().resolve() for p in exclude]
+    series: dict[str, list] = {}  # SeriesInstanceUID -> SliceHeaders
+    damaged: list[tuple[Path, str]] = []
+    images: list[tuple[Path, Path]] = []  # (file, the input folder it was found under)
+    for raw in inputs:
+        root = Path(raw).expanduser().resolve()
+        if not root.exists():
+            raise InputError(f"Input {raw} does not exist.")
+        for path in _walk(root, excluded):
+            if image_suffix(path) is not None:
+                if image_suffix(path) not in (".nhdr", ".mhd") or root == path:
+                    images.append((path, root if root.is_dir() else path.parent))
+                continue
+            if path.suffix.lower() in _SKIP_SUFFIXES:
+                continue
+            _add_dicom_file(path, series, damaged)
+    jobs = [_dicom_job(uid, headers) for uid, headers in series.items()]
+    jobs.sort(key=lambda job: job.output_name)
+    jobs += _damaged_jobs(damaged, jobs, warn)
+    seen_files: set[Path] = set()
+    for path, root in images:
+        if path in seen_files:
+            continue
+        seen_files.add(path)
+        rel = path.relative_to(root).as_posix() if path != root else path.name
+        suffix = image_suffix(rel) or ""
+        jobs.append(BatchJob(f"file:{path}", str(path), rel[: len(rel) - len(suffix)], {}, rel))
+    if not jobs:
+        listed = ", ".join(str(p) for p in inputs)
+        raise InputError(f"No DICOM series or image files found under {listed}.")
+    jobs = disambiguate(jobs)
+    check_output_names(jobs)
+    return jobs
+
+
+def _walk(root: Path, excluded: list[Path]) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and not any(_same(here / d, e) for e in excluded)
+        )
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield here / name
+
+
+def _same(path: Path, other: Path) -> bool:
+    try:
+        return path.resolve() == other
+    except OSError:
+        return False
+
+
+def _add_dicom_file(path: Path, series: dict[str, list], damaged: list[tuple[Path, str]]) -> None:
+    # The reader's own per-file functions, so that the batch sees the files exactly as the reader does.
+    from sr4zct.io.dicom import _header, _read_header
+
+    try:
+        ds = _read_header(path)
+    except InputError as exc:
+        damaged.append((path, exc.message))
+        return
+    if ds is None:
+        return
+    header = _header(path, ds)
+    headers = series.setdefault(header.series_uid, [])
+    if header.sop_uid is not None and any(h.sop_uid == header.sop_uid for h in headers[-1:]):
+        return  # the same image twice in a row (a copy beside it)
+    headers.append(header)
+
+
+def _common_folder(paths: list[Path]) -> Path:
+    return Path(os.path.commonpath([str(p.parent) for p in paths]))
+
+
+def _dicom_job(uid: str, headers: list) -> BatchJob:
+    from sr4zct.io.dicom import _NO_UID, _geometry
+
+    folder = _common_folder([h.path for h in headers])
+    ref = headers[0].reference
+    patient = safe_name(ref.get("PatientID"), "no-patient-id")
+    study = safe_name(ref.get("StudyInstanceUID"), "no-study-uid")
+    leaf = safe_name(uid, "no-series-uid")
+    number = f"#{headers[0].series_number} " if headers[0].series_number is not None else ""
+    description = f"{ref.get('PatientID', '?')} {number}{headers[0].description}".strip()
+    geometry, problem = None, None
+    try:
+        geometry, _ = _geometry(headers, folder, None)
+    except SR4ZCTError as exc:
+        problem = exc.message
+    options = {} if uid == _NO_UID else {"series_uid": uid}
+    job_id = f"dicom:{uid}" if uid != _NO_UID else f"path:{folder}"
+    return BatchJob(job_id, str(folder), f"{patient}/{study}/{leaf}", options, description, geometry, problem)
+
+
+def _damaged_jobs(damaged: list[tuple[Path, str]], jobs: list[BatchJob], warn) -> list[BatchJob]:
+    """Damaged files outside every series' folder: one failing job per folder (else they would go unseen)."""
+    out: dict[Path, BatchJob] = {}
+    for path, message in damaged:
+        covered = any(Path(job.input_path) in path.parents for job in jobs)
+        warn(message if covered else f"{message} (no readable series beside it)")
+        folder = path.parent
+        if not covered and folder not in out:
+            out[folder] = BatchJob(
+                f"path:{folder}", str(folder), f"unreadable/{safe_name(folder.name, 'folder')}", {},
+                f"damaged DICOM in {folder.name}", problem=message,
+            )  # fmt: skip
+    return list(out.values())

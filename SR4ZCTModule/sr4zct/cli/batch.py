@@ -1,0 +1,262 @@
+"""``sr4zct batch INPUT... -o OUTDIR``: enhance every series under the inputs, resumably (docs/batch.md).
+
+Exit codes: 0 every job is done (now or in an earlier run), 8 some job failed or was cancelled (see
+OUTDIR/summary.csv), 2 bad command line or nothing to enhance, 4 an invalid option, 5 the output folder
+cannot be used, 128 + N stopped by signal N (finished jobs are kept; run the command again to go on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+
+from sr4zct.run.options import EnhanceOptions
+
+__all__ = ["add_parser", "run"]
+
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from sr4zct.batch.jobs import FORMATS
+    from sr4zct.batch.runner import REUSE_MODES
+
+    parser = subparsers.add_parser(
+        "batch",
+        help="enhance every series under folders (or in a CSV manifest), resumably, one model per protocol",
+        description=(
+            "Enhance each DICOM series (one per SeriesInstanceUID, searched recursively) and each NRRD/NIfTI/MHA "
+            "file under the inputs. Progress is recorded in OUTDIR/batch.jsonl: a re-run skips finished jobs "
+            "and redoes interrupted ones. Exit codes: 0 all done, 8 some failed (OUTDIR/summary.csv), "
+            "2 usage, 128+N stopped by signal N."
+        ),
+    )
+    parser.add_argument(
+        "inputs", nargs="*", metavar="INPUT", help="DICOM folders, image files, folders of them"
+    )
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder of the batch")
+    jobs = parser.add_argument_group("batch options")
+    jobs.add_argument(
+        "--manifest", metavar="CSV", help="jobs from a CSV: path, series_uid, thickness_mm, output_name"
+    )
+    jobs.add_argument("--format", choices=tuple(FORMATS), default="nrrd", help="output format (default nrrd)")
+    jobs.add_argument(
+        "--reuse-model", choices=REUSE_MODES, default="protocol",
+        help="protocol: series with the same thickness, spacing, pixel size and profile share one trained model "
+        "(default); none: each series trains its own",
+    )  # fmt: skip
+    jobs.add_argument("--retry-failed", action="store_true", help="run again the jobs that failed before")
+    jobs.add_argument(
+        "--shard", metavar="K/N", help="run only the K-th of N disjoint slices of the jobs (0-based)"
+    )
+    jobs.add_argument(
+        "--dry-run", action="store_true", help="list what would run and what is done; run nothing"
+    )
+    engine = parser.add_argument_group("engine options")
+    engine.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="where jobs run (default local)"
+    )
+    engine.add_argument(
+        "--jobs", type=int, default=1, metavar="N",
+        help="local: jobs at once, one per GPU (clamped to 1 without GPUs); default 1",
+    )  # fmt: skip
+    engine.add_argument(
+        "--ray-address", metavar="ADDRESS", help="ray: a running cluster (default: a local Ray)"
+    )
+    engine.add_argument(
+        "--ray-cpus", type=float, default=1.0, metavar="N", help="ray: CPUs per job (default 1)"
+    )
+    engine.add_argument(
+        "--ray-gpus",
+        type=float,
+        default=None,
+        metavar="N",
+        help="ray: GPUs per job (default 1 when the cluster has GPUs)",
+    )
+    EnhanceOptions.add_arguments(parser)
+    shown = parser.add_argument_group("progress options")
+    shown.add_argument("--quiet", action="store_true", help="no progress lines or table")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from sr4zct.batch import Batch, discover_jobs, parse_shard, read_manifest, select_shard
+    from sr4zct.batch.ledger import format_table
+    from sr4zct.errors import InputError
+
+    options = EnhanceOptions.from_args(args)
+    if not args.inputs and not args.manifest:
+        raise InputError("Give input folders or files, or --manifest CSV.")
+    jobs = read_manifest(args.manifest) if args.manifest else []
+    if args.inputs:
+        known = {job.job_id for job in jobs}
+        found = discover_jobs(args.inputs, exclude=[args.output], warn=_warn(args.quiet))
+        jobs += [job for job in found if job.job_id not in known]
+    if options.series_uid is not None:
+        jobs = [job for job in jobs if job.series_uid == options.series_uid]
+        options = options.replace(series_uid=None)
+        if not jobs:
+            raise InputError("No series with that --series UID was found.")
+    shard = ""
+    if args.shard:
+        index, count = parse_shard(args.shard)
+        jobs = select_shard(jobs, index, count)
+        shard = f"shard{index}of{count}" if count > 1 else ""
+    if args.dry_run:
+        return _dry_run(args, jobs, options, shard)
+    batch = Batch(
+        args.output, jobs, options, output_format=args.format, reuse_model=args.reuse_model,
+        retry_failed=args.retry_failed, engine=None, shard=shard,
+    )  # fmt: skip
+    planned = batch.plan()
+    todo = sum(p.action == "run" for p in planned)
+    if not args.quiet:
+        done = sum(p.action == "done" for p in planned)
+        failed = sum(p.action == "failed" for p in planned)
+        print(
+            f"sr4zct batch: {len(planned)} job(s): {todo} to run, {done} done before"
+            + (f", {failed} failed before (--retry-failed runs them again)" if failed else ""),
+            file=sys.stderr,
+        )
+    stopped: list[str] = []
+    progress = _Progress(todo, enabled=not args.quiet)
+    with _stop_on_signals(stopped):
+        if todo:
+            batch.engine = _engine(args, options)
+            if batch.engine.note and not args.quiet:
+                print(f"sr4zct batch: {batch.engine.note}", file=sys.stderr)
+        result = batch.run(on_event=progress, should_stop=lambda: bool(stopped))
+    progress.close()
+    if not args.quiet:
+        print(format_table(result.rows))
+        print(f"summary: {batch.outdir / 'summary.csv'}; ledger: {batch.ledger.path}")
+    if stopped:
+        from sr4zct.run.control import exit_code_for_signal
+
+        print(
+            f"sr4zct batch: stopped by {stopped[0]}; finished jobs are kept, run the same command again to go on.",
+            file=sys.stderr,
+        )
+        return exit_code_for_signal(stopped[0])
+    return result.exit_code
+
+
+def _engine(args: argparse.Namespace, options: EnhanceOptions):
+    if args.engine == "ray":
+        from sr4zct.batch.ray_engine import RayEngine
+
+        return RayEngine(args.ray_address, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus)
+    from sr4zct.batch.local_engine import LocalEngine
+
+    return LocalEngine(args.jobs, device=options.device)
+
+
+def _dry_run(args, jobs, options, shard: str) -> int:
+    from sr4zct.batch import Batch
+
+    batch = Batch(args.output, jobs, options, output_format=args.format, reuse_model=args.reuse_model,
+                  retry_failed=args.retry_failed, shard=shard)  # fmt: skip
+    for planned in batch.plan():
+        print(f"{planned.action}\t{planned.job.job_id}\t{planned.output}")
+    return 0
+
+
+def _warn(quiet: bool):
+    def warn(text: str) -> None:
+        if not quiet:
+            print(f"sr4zct batch: warning: {text}", file=sys.stderr)
+
+    return warn
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stopped: list[str]) -> Iterator[None]:
+    """SIGINT/SIGTERM/SIGHUP only note the signal: the batch then cancels its running jobs (which remove
+    their half-written outputs), records them and ends; the ledger stays consistent."""
+    previous = {}
+
+    def on_signal(signum, frame):
+        if not stopped:
+            stopped.append(signal.Signals(signum).name)
+
+    for name in _STOP_SIGNALS:
+        if hasattr(signal, name):
+            previous[name] = signal.signal(getattr(signal, name), on_signal)
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+class _Progress:
+    """One line across the jobs (``[3/10] series: train 41% ETA 1:23``), on stderr."""
+
+    def __init__(self, total: int, enabled: bool = True, stream=None):
+        self.total = total
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.ended = 0
+        self.failed = 0
+        self.current: dict[str, str] = {}
+        self._last = 0.0
+        self._open_line = False
+
+    def __call__(self, event: dict) -> None:
+        if not self.enabled:
+            return
+        kind = event.get("event")
+        if kind == "job_started":
+            self.current[event["job_id"]] = event.get("description") or event["job_id"]
+            self._line(
+                f"{self._count()} {self.current[event['job_id']]}: started ({event['model_role']} model)",
+                True,
+            )
+        elif kind == "job_progress":
+            now = time.monotonic()
+            if now - self._last < (0.5 if self.tty else 30.0):
+                return
+            self._last = now
+            stage = event.get("stage", "")
+            step, total = event.get("step", 0), event.get("total", 0)
+            eta = event.get("eta_s")
+            text = f"{stage} {step}/{total}" if total and total > 1 else stage
+            if eta is not None:
+                text += f", ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+            name = self.current.get(event["job_id"], event["job_id"])
+            self._line(
+                f"{self._count()} {name}: {100 * float(event.get('fraction') or 0):.0f}% {text}", False
+            )
+        elif kind == "job_ended":
+            self.ended += 1
+            record = event["record"]
+            name = self.current.pop(event["job_id"], event["job_id"])
+            if event["status"] == "done":
+                text = f"done in {record.get('elapsed_s', 0):.0f} s"
+            else:
+                self.failed += event["status"] == "failed"
+                text = f"{event['status']}: {record.get('error_message') or ''}"
+            self._line(f"{self._count()} {name}: {text}", True)
+
+    def _count(self) -> str:
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"[{self.ended}/{self.total}{failed}]"
+
+    def _line(self, text: str, keep: bool) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text + ("\n" if keep else ""))
+            self._open_line = not keep
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty and self._open_line:
+            self.stream.write("\n")
+            self.stream.flush()
