@@ -57,6 +57,7 @@ def discover_jobs(
     warn = warn or (lambda text: print(f"sr4zct batch: {text}", file=sys.stderr))
     excluded = [Path(p).expanduser().resolve() for p in exclude]
     series: dict[str, list] = {}  # SeriesInstanceUID -> SliceHeaders
+    seen_sop: set[str] = set()
     damaged: list[tuple[Path, str]] = []
     images: list[tuple[Path, Path]] = []  # (file, the input folder it was found under)
     for raw in inputs:
@@ -70,7 +71,7 @@ def discover_jobs(
                 continue
             if path.suffix.lower() in _SKIP_SUFFIXES:
                 continue
-            _add_dicom_file(path, series, damaged)
+            _add_dicom_file(path, series, seen_sop, damaged)
     jobs = [_dicom_job(uid, headers) for uid, headers in series.items()]
     jobs.sort(key=lambda job: job.output_name)
     jobs += _damaged_jobs(damaged, jobs, warn)
@@ -111,7 +112,9 @@ def _same(path: Path, other: Path) -> bool:
         return False
 
 
-def _add_dicom_file(path: Path, series: dict[str, list], damaged: list[tuple[Path, str]]) -> None:
+def _add_dicom_file(
+    path: Path, series: dict[str, list], seen_sop: set[str], damaged: list[tuple[Path, str]]
+) -> None:
     # The reader's own per-file functions, so that the batch sees the files exactly as the reader does.
     from sr4zct.io.dicom import _header, _read_header
 
@@ -123,10 +126,11 @@ def _add_dicom_file(path: Path, series: dict[str, list], damaged: list[tuple[Pat
     if ds is None:
         return
     header = _header(path, ds)
-    headers = series.setdefault(header.series_uid, [])
-    if header.sop_uid is not None and any(h.sop_uid == header.sop_uid for h in headers[-1:]):
-        return  # the same image twice in a row (a copy beside it)
-    headers.append(header)
+    if header.sop_uid is not None:
+        if header.sop_uid in seen_sop:
+            return  # the same image stored twice (a copy): the reader keeps the first too
+        seen_sop.add(header.sop_uid)
+    series.setdefault(header.series_uid, []).append(header)
 
 
 def _common_folder(paths: list[Path]) -> Path:

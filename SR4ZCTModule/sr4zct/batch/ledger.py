@@ -27,7 +27,9 @@ from typing import Any
 
 from sr4zct.errors import OutputError
 
-__all__ = ["LEDGER_NAME", "LEDGER_VERSION", "SUMMARY_NAME", "Ledger", "format_table", "summary_rows"]
+__all__ = [
+    "LEDGER_NAME", "LEDGER_VERSION", "SUMMARY_NAME", "Ledger", "format_table", "summary_rows", "write_summary",
+]  # fmt: skip
 
 LEDGER_NAME = "batch.jsonl"
 SUMMARY_NAME = "summary.csv"
@@ -184,8 +186,9 @@ def write_summary(path: str | os.PathLike, rows: list[dict[str, str]]) -> Path:
     return write_text_atomic(path, buffer.getvalue(), overwrite=True)
 
 
-def format_table(rows: list[dict[str, str]], width: int = 110) -> str:
-    """The summary as a plain-text table: status, time, device steps/gain, description, error."""
+def format_table(rows: list[dict[str, str]], note_width: int = 70) -> str:
+    """The summary as a plain-text table: status, time, model role, steps, gain, series, and the error
+    message (or the output) cut to ``note_width`` characters (summary.csv has them whole)."""
     header = ("status", "time", "model", "steps", "gain dB", "series", "note")
     lines = []
     for row in rows:
@@ -197,15 +200,13 @@ def format_table(rows: list[dict[str, str]], width: int = 110) -> str:
                 row["training_steps"], row["validation_gain_db"], row["description"] or row["job_id"], note,
             )
         )  # fmt: skip
-    widths = [
-        max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)
-    ]
-    widths[-2] = min(widths[-2], 40)
+    widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(header)]
+    widths[-2], widths[-1] = min(widths[-2], 40), min(widths[-1], note_width)
     out = []
     for cells in [header, *lines]:
         text = "  ".join(
             (c if len(c) <= widths[i] else c[: widths[i] - 1] + "~").ljust(widths[i])
             for i, c in enumerate(cells)
         )
-        out.append(text[:width].rstrip())
+        out.append(text.rstrip())
     return "\n".join(out)

@@ -71,6 +71,11 @@ def read_manifest(path: str | os.PathLike) -> list[BatchJob]:
     # names the manifest gives are kept as they are; default names that clash get a hash of their input
     renamed = dict(zip([n for n, _ in unnamed], disambiguate([job for _, job in unnamed]), strict=True))
     jobs = [job for _, job in sorted(named + list(renamed.items()), key=lambda item: item[0])]
+    seen: set[str] = set()
+    for job in jobs:
+        if job.job_id in seen:
+            raise ParameterError(f"The manifest {path} lists {job.input_path} twice.")
+        seen.add(job.job_id)
     check_output_names(jobs)
     return jobs
 

@@ -85,13 +85,14 @@ class RayEngine:
         self._started_here = False
         if not ray.is_initialized():
             kwargs = dict(init_kwargs or {})
-            if address is None:
+            if address is None:  # a local Ray: its workers import this very sr4zct
                 kwargs.setdefault("include_dashboard", False)
+                runtime_env = dict(kwargs.get("runtime_env") or {})
+                env_vars = dict(runtime_env.get("env_vars") or {})
                 package_parent = str(Path(__file__).resolve().parents[2])
                 paths = [package_parent, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-                kwargs.setdefault(
-                    "runtime_env", {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
-                )
+                env_vars.setdefault("PYTHONPATH", os.pathsep.join(dict.fromkeys(paths)))
+                kwargs["runtime_env"] = {**runtime_env, "env_vars": env_vars}
             try:
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False, **kwargs)
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError from ray
