@@ -21,7 +21,7 @@ import pytest
 from dicom_factory import write_series
 from sr4zct.batch import Batch, BatchJob, Ledger, LocalEngine, discover_jobs, read_manifest, select_shard
 from sr4zct.batch.jobs import output_path, parse_shard
-from sr4zct.batch.protocol import Protocol, assign_protocols
+from sr4zct.batch.protocol import Protocol, assign_protocols, model_file
 from sr4zct.cli import main
 from sr4zct.errors import InputError, OutputError, ParameterError
 from sr4zct.io import read_volume, write_volume
@@ -417,7 +417,7 @@ def test_killed_batch_resumes_without_redoing_finished_jobs(tmp_path, tiny_model
 @pytest.mark.slow
 def test_protocol_reuse_trains_once_per_protocol(tmp_path):
     root = tmp_path / "in"
-    for i in range(4):
+    for i in range(3):
         good_series(root / f"a{i}", f"A{i}", i)  # 3 mm every 2 mm
     good_series(root / "b", "B", 7, thickness_mm=5.0, spacing_mm=2.5)  # another protocol
     each, shared = tmp_path / "each", tmp_path / "shared"
@@ -425,7 +425,7 @@ def test_protocol_reuse_trains_once_per_protocol(tmp_path):
     assert cli(root, "-o", shared, "--quiet", *QUICK_TRAINING) == 0
 
     roles = {r["description"]: r["model_role"] for r in latest(shared).values()}
-    assert sorted(roles.values()) == ["apply", "apply", "apply", "train", "train"]
+    assert sorted(roles.values()) == ["apply", "apply", "train", "train"]
     assert roles["B #1 synthetic"] == "train"
     models = sorted(p.name for p in (shared / "models").iterdir())
     assert (
@@ -437,13 +437,23 @@ def test_protocol_reuse_trains_once_per_protocol(tmp_path):
     def training_s(outdir):
         return sum(r["timings_s"]["train"] for r in latest(outdir).values())
 
-    assert training_s(each) > 2.0 * training_s(shared)  # 5 trainings against 2
+    assert training_s(each) > 1.5 * training_s(shared)  # 4 trainings against 2
     applied = [r for r in latest(shared).values() if r["model_role"] == "apply"]
     assert all(r["timings_s"]["train"] == 0 and r["model_path"].endswith(models[0]) for r in applied)
+    assert all(r["training_steps"] == 0 and r["validation_gain_db"] is None for r in applied)
+    trained = [r for r in latest(shared).values() if r["model_role"] == "train"]
+    assert all(r["validation_gain_db"] is not None and r["protocol_values"][-1] == "box" for r in trained)
 
-    # a re-run with other training options trains new models beside the old ones
-    assert cli(root, "-o", shared, "--quiet", *QUICK_TRAINING, "--seed", "5") == 0
-    assert len(list((shared / "models").iterdir())) == 4
+
+def test_other_training_options_get_other_model_files(tmp_path):
+    protocol = Protocol(3.0, 2.0, (0.8, 0.8), "box")
+    base = EnhanceOptions(preset="fast")
+    name = model_file(tmp_path, protocol, base)
+    assert name.parent == tmp_path / "models" and name.name.startswith("T3_d2_px0.8x0.8_box-")
+    assert model_file(tmp_path, protocol, base.replace(device="cpu", target_spacing_mm=1.0)) == name
+    for change in ({"seed": 1}, {"preset": "best"}, {"network": "msd"}, {"max_minutes": 3.0}):
+        assert model_file(tmp_path, protocol, base.replace(**change)) != name
+    assert model_file(tmp_path, protocol, base, "shard0of2").name.endswith("-shard0of2.pt")
 
 
 @pytest.mark.slow

@@ -123,13 +123,13 @@ def run(args: argparse.Namespace) -> int:
             + (f", {failed} failed before (--retry-failed runs them again)" if failed else ""),
             file=sys.stderr,
         )
+    if todo:  # (Ray is started only when there is work)
+        batch.engine = _engine(args, options)
+        if batch.engine.note and not args.quiet:
+            print(f"sr4zct batch: {batch.engine.note}", file=sys.stderr)
     stopped: list[str] = []
     progress = _Progress(todo, enabled=not args.quiet)
     with _stop_on_signals(stopped):
-        if todo:
-            batch.engine = _engine(args, options)
-            if batch.engine.note and not args.quiet:
-                print(f"sr4zct batch: {batch.engine.note}", file=sys.stderr)
         result = batch.run(on_event=progress, should_stop=lambda: bool(stopped))
     progress.close()
     if not args.quiet:
