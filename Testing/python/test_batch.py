@@ -434,10 +434,10 @@ def test_protocol_reuse_trains_once_per_protocol(tmp_path):
     assert not (each / "models").exists()
     assert {r["model_role"] for r in latest(each).values()} == {"own"}
 
-    def training_s(outdir):
-        return sum(r["timings_s"]["train"] for r in latest(outdir).values())
+    def trainings(outdir):  # jobs that spent time training (time-capped, so seconds are too noisy to compare)
+        return sum(r["timings_s"]["train"] > 0 for r in latest(outdir).values())
 
-    assert training_s(each) > 1.5 * training_s(shared)  # 4 trainings against 2
+    assert (trainings(each), trainings(shared)) == (4, 2)  # the wall-time gain: benchmarks/cohort.py
     applied = [r for r in latest(shared).values() if r["model_role"] == "apply"]
     assert all(r["timings_s"]["train"] == 0 and r["model_path"].endswith(models[0]) for r in applied)
     assert all(r["training_steps"] == 0 and r["validation_gain_db"] is None for r in applied)
@@ -509,3 +509,18 @@ def test_output_folder_must_be_a_batch_folder(tmp_path):
     with pytest.raises(ParameterError, match="reuse_model must be one of"):
         Batch(tmp_path / "p", [], reuse_model="always")
     assert json.loads(json.dumps(EnhanceOptions().to_dict()))  # options are recorded as JSON
+
+
+def test_cohort_benchmark_section_replaces_only_its_own_markers(tmp_path):
+    sys.path.insert(0, str(REPO))
+    from benchmarks.cohort import BEGIN, END, write_section
+
+    report = tmp_path / "BENCHMARKS.md"
+    report.write_text("# Benchmarks\n\nother rows\n")
+    write_section(f"{BEGIN}\nfirst\n{END}", report)
+    assert report.read_text() == f"# Benchmarks\n\nother rows\n\n{BEGIN}\nfirst\n{END}\n"
+    report.write_text(report.read_text() + "\n## later section\n")
+    write_section(f"{BEGIN}\nsecond\n{END}", report)
+    text = report.read_text()
+    assert "first" not in text and f"{BEGIN}\nsecond\n{END}" in text
+    assert text.startswith("# Benchmarks\n\nother rows\n") and text.endswith("## later section\n")

@@ -59,8 +59,9 @@ def fingerprint(
 ) -> str:
     """16 hex digits identifying what the job's result depends on."""
     data = {k: v for k, v in job.enhance_options(options).to_dict().items() if k not in NEUTRAL_OPTIONS}
+    # the input is the job_id's (a series UID or a path): a DICOM cohort moved elsewhere is not redone
     data.update(
-        input=job.input_path, output=str(output), format=output_format, reuse_model=reuse_model,
+        output=str(output), format=output_format, reuse_model=reuse_model,
         uncertainty=options.uncertainty_path is not None,
     )  # fmt: skip
     text = json.dumps(data, sort_keys=True, default=str)
