@@ -66,8 +66,7 @@ def discover_jobs(
             raise InputError(f"Input {raw} does not exist.")
         for path in _walk(root, excluded):
             if image_suffix(path) is not None:
-                if image_suffix(path) not in (".nhdr", ".mhd") or root == path:
-                    images.append((path, root if root.is_dir() else path.parent))
+                images.append((path, root if root.is_dir() else path.parent))
                 continue
             if path.suffix.lower() in _SKIP_SUFFIXES:
                 continue
