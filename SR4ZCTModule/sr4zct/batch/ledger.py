@@ -176,14 +176,28 @@ def _cell(value: Any) -> str:
 
 
 def write_summary(path: str | os.PathLike, rows: list[dict[str, str]]) -> Path:
-    """Write ``rows`` as CSV atomically (the previous summary is replaced)."""
-    from sr4zct.io.atomic import write_text_atomic
+    """Write ``rows`` as CSV atomically, replacing the previous summary.
 
+    The summary carries no SR4ZCT marker that :mod:`sr4zct.io.ownership` would recognise, so it is replaced
+    here directly: it lies in a batch's output folder (beside the ledger, see :class:`~sr4zct.batch.Batch`),
+    which only the batch writes into.
+    """
+    from sr4zct.io.atomic import temporary_name
+
+    target = Path(path)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return write_text_atomic(path, buffer.getvalue(), overwrite=True)
+    tmp = temporary_name(target)
+    try:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(f"Cannot write the summary {target}: {exc.strerror or exc}.") from exc
+    return target
 
 
 def format_table(rows: list[dict[str, str]], note_width: int = 70) -> str:
