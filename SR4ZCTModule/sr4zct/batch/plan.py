@@ -21,8 +21,12 @@ from sr4zct.run.options import EnhanceOptions
 
 __all__ = ["PlannedJob", "fingerprint", "plan_jobs"]
 
-#: options that do not change the enhanced volume (where it runs, what may be replaced, batch-managed paths)
-NEUTRAL_OPTIONS = ("device", "allow_cpu_fallback", "overwrite", "save_model_path", "uncertainty_path")
+#: options that do not change the enhanced volume (where it runs, what may be replaced, batch-managed paths,
+#: the live preview)
+NEUTRAL_OPTIONS = (
+    "device", "allow_cpu_fallback", "overwrite", "save_model_path", "uncertainty_path", "preview_path",
+    "preview_row",
+)  # fmt: skip
 
 
 @dataclass
