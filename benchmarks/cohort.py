@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
 L291_DIR = DATA / "L291_3mm_overlap1mm"
 VHM_HEAD = DATA / "vhm-head" / "vhm_head_1mm.nii.gz"
 REPORT = REPO_ROOT / "BENCHMARKS.md"
-BEGIN, END = "<!-- cohort:begin -->", "<!-- cohort:end -->"
+BEGIN, END = "<!-- cohort:begin -->", "<!-- cohort:end -->"  # benchmarks.sections.markers("cohort")
 
 VHM_THICKNESS_MM, VHM_SPACING_MM = 5.0, 2.5
 
@@ -225,12 +224,12 @@ def section(figures: dict) -> str:
 
 def write_section(text: str, path: Path = REPORT) -> None:
     """Put ``text`` (which starts with BEGIN and ends with END) in place of the old section, or append it."""
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, path)
+    from benchmarks.sections import write_section as write_marked
+
+    body = text.strip()
+    body = body[len(BEGIN) :] if body.startswith(BEGIN) else body
+    body = body[: -len(END)] if body.endswith(END) else body
+    write_marked("cohort", body, path)
 
 
 def main(argv: list[str] | None = None) -> int:
