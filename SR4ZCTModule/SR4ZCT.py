@@ -54,6 +54,8 @@ TORCH_REQUIREMENT = ">=2.1"
 THICKNESS_ATTRIBUTE = "SR4ZCT.sliceThicknessMm"
 ATTRIBUTE_PREFIX = "SR4ZCT."
 OUTPUT_SUFFIX = " SR4ZCT"
+# Where the panel's queue of several volumes keeps its results and ledger (under Slicer's temporary folder).
+QUEUE_FOLDER = "SR4ZCT batch"
 # The disagreement overlay: colour map, opacity and the HU difference shown at full colour.
 UNCERTAINTY_COLOR_NODE_ID = "vtkMRMLColorTableNodeRainbow"
 UNCERTAINTY_OPACITY = 0.4
@@ -325,6 +327,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._geometry: VolumeGeometry | None = None
         self._geometryNodeId: str | None = None
         self._job = None  # the running sr4zct.BackgroundJob
+        self._batch = None  # or the running sr4zct.batch.Batch of several volumes
         self._timer = None
 
     def setup(self) -> None:
@@ -345,6 +348,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.spacingSpinBox.connect("valueChanged(double)", self.updateOverlapLabel)
         self.ui.detectDevicesButton.connect("clicked(bool)", self.onDetectDevices)
         self.ui.finishButton.connect("clicked(bool)", self.onFinishButton)
+        self.ui.queueButton.connect("clicked(bool)", self.onQueueButton)
         self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
 
         self._timer = qt.QTimer()
@@ -476,10 +480,16 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceInfoLabel.text = self.logic.deviceDescription()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        training = self._running() and (self._job.progress or {}).get("stage") in ("prepare", "train")
+        job = self._job if self._batch is None or self._batch.done else None
+        training = (
+            job is not None and self._running() and (job.progress or {}).get("stage") in ("prepare", "train")
+        )
         self.ui.finishButton.enabled = bool(training)
         output = self._parameterNode.outputVolume if self._parameterNode else None
         self.ui.exportDicomButton.enabled = output is not None and not self._running()
+        self.ui.queueButton.enabled = (
+            bool(self._parameterNode and self._parameterNode.inputVolume) and not self._running()
+        )
         if self._running():
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the running enhancement; nothing is written.")
@@ -499,12 +509,14 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- run ------------------------------------------------------------------------------------------
     def _running(self) -> bool:
+        if self._batch is not None and not self._batch.done:
+            return True
         return self._job is not None and self._job.state not in ("finished", "cancelled", "failed")
 
     def onApplyButton(self) -> None:
         if self._running():
             self.appendLog(_("Cancelling..."))
-            self._job.cancel()
+            (self._batch if self._batch is not None and not self._batch.done else self._job).cancel()
             self.ui.applyButton.enabled = False
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the enhancement."), waitCursor=True):
@@ -542,14 +554,52 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return spacing
 
     def onTimer(self) -> None:
-        if self._job is None:
+        if self._batch is not None and not self._batch.done:
+            for event in self.logic.pollQueue(self._batch):  # results are loaded in here, on the main thread
+                self.handleQueueEvent(event)
+        elif self._job is not None:
+            for event in self._job.poll():  # the result is loaded in here, on the main thread
+                self.handleEvent(event)
+        else:
             self._timer.stop()
             return
-        for event in self._job.poll():  # the result is loaded in here, on the main thread
-            self.handleEvent(event)
         if not self._running():
             self._timer.stop()
             self._checkCanApply()
+
+    def onQueueButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the enhancements."), waitCursor=True):
+            if not self.logic.ensureTorch(askConfirmation=True):
+                return
+            p = self._parameterNode
+            nodes = self.logic.studyVolumes(p.inputVolume)
+            folder = os.path.join(slicer.app.temporaryPath, QUEUE_FOLDER)
+            self.ui.logTextEdit.clear()
+            self.appendLog(_("Queued {n} volume(s); ledger in {folder}.").format(n=len(nodes), folder=folder))
+            self._batch = self.logic.enhanceQueue(
+                nodes, folder, preset=p.preset, device=p.device, seed=p.seed
+            )
+            self.ui.progressBar.setValue(0)
+            self.ui.progressBar.visible = True
+            self._timer.start()
+        self._checkCanApply()
+
+    def handleQueueEvent(self, event: dict) -> None:
+        kind = event.get("event")
+        done = len(self.logic.queueOutputNodes(self._batch))
+        total = len(self._batch.jobs)
+        if kind == "job_progress":
+            fraction = (done + float(event.get("fraction") or 0.0)) / max(total, 1)
+            self.ui.progressBar.setValue(int(round(1000 * fraction)))
+            self.ui.statusLabel.text = _("Volume {i} of {n}: {text}").format(
+                i=done + 1, n=total, text=progressText(event)
+            )
+        elif kind == "job_ended":
+            self.appendLog(f"{event['job_id']}: {event['status']}")
+        elif kind == "batch_ended":
+            self.ui.progressBar.setValue(1000)
+            self.ui.statusLabel.text = _("Done: {done} of {n} volume(s) enhanced.").format(done=done, n=total)
+            self.appendLog(self.ui.statusLabel.text)
 
     def onFinishButton(self) -> None:
         if self._running():
@@ -613,6 +663,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self._runs: dict = {}  # sr4zct.BackgroundJob -> what its result needs (input node, name, folder)
+        self._queues: dict = {}  # sr4zct.batch.Batch -> its input nodes, temporary folder and result nodes
         if hasattr(slicer.app, "connect"):
             slicer.app.connect("aboutToQuit()", self.stopAllRuns)
 
@@ -1075,6 +1126,81 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         if storageNode is not None:
             node.SetAndObserveStorageNodeID(None)
             slicer.mrmlScene.RemoveNode(storageNode)
+
+    # -- several volumes: a batch with its ledger on disk ---------------------------------------------
+    def enhanceQueue(self, volumeNodes, outputFolder: str, options: EnhanceOptions | None = None, **changes):
+        """Enhance several volumes one after another in the background, with the batch ledger of
+        ``sr4zct batch`` (``<outputFolder>/batch.jsonl``): a volume done earlier with the same options is not
+        redone. Returns the started :class:`sr4zct.batch.Batch`; drain it with :meth:`pollQueue`.
+        """
+        from sr4zct.batch import Batch, BatchJob, LocalEngine
+        from sr4zct.batch.jobs import safe_name
+
+        options = (options or EnhanceOptions()).replace(**{optionName(k): v for k, v in changes.items()})
+        folder = self.makeRunFolder()
+        jobs, nodes = [], {}
+        try:
+            for node in volumeNodes:
+                geometry = self.readGeometry(node)
+                thickness = options.thickness_mm or geometry.thicknessMm
+                if thickness is None:
+                    raise ParameterError(
+                        f"The slice thickness of '{node.GetName()}' is unknown: pass thicknessMm."
+                    )
+                path = os.path.join(folder, f"{len(jobs):03d}.nrrd")
+                self.writeVolumeFile(node, path)
+                uid = geometry.geometry.series_uid if geometry.geometry is not None else None
+                job = BatchJob(
+                    f"dicom:{uid}" if uid else f"slicer:{node.GetName()}", path,
+                    safe_name(node.GetName(), f"volume{len(jobs)}"),
+                    {"thickness_mm": float(thickness), "slice_axis": 2 - geometry.axis}, node.GetName(),
+                )  # fmt: skip
+                jobs.append(job)
+                nodes[job.job_id] = node
+            batch = Batch(outputFolder, jobs, options.replace(thickness_mm=None),
+                          engine=LocalEngine(python_executable=self.pythonSlicer()))  # fmt: skip
+            batch.start()
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self._queues[batch] = {"nodes": nodes, "tempDir": folder, "outputNodes": {}}
+        return batch
+
+    def pollQueue(self, batch) -> list[dict]:
+        """Batch events since the last call; each volume done is loaded like a single result (main thread)."""
+        queue = self._queues[batch]
+        events = batch.poll()
+        for event in events:
+            if event.get("event") == "job_ended" and event["status"] == "done":
+                inputNode = queue["nodes"][event["job_id"]]
+                run = {"inputNode": inputNode, "showResult": False,
+                       "outputName": self.uniqueNodeName(inputNode.GetName() + OUTPUT_SUFFIX)}  # fmt: skip
+                finished = {
+                    "output_path": event["record"]["output"],
+                    "parameters": event["record"].get("parameters") or {},
+                }
+                queue["outputNodes"][event["job_id"]] = self.loadResult(run, finished)
+            if event.get("event") == "batch_ended":
+                shutil.rmtree(queue["tempDir"], ignore_errors=True)
+        return events
+
+    def queueOutputNodes(self, batch) -> list:
+        """The result nodes of ``batch`` so far, in the order the volumes were given."""
+        queue = self._queues[batch]
+        return [queue["outputNodes"][job.job_id] for job in batch.jobs if job.job_id in queue["outputNodes"]]
+
+    @staticmethod
+    def studyVolumes(volumeNode) -> list:
+        """Every scalar volume in ``volumeNode``'s study (subject hierarchy), ``volumeNode`` first."""
+        shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
+        study = shNode.GetItemParent(shNode.GetItemByDataNode(volumeNode))
+        children = vtk.vtkIdList()
+        shNode.GetItemChildren(study, children, True)
+        found = [shNode.GetItemDataNode(children.GetId(i)) for i in range(children.GetNumberOfIds())]
+        volumes = [
+            n for n in found if n is not None and n.IsA("vtkMRMLScalarVolumeNode") and n is not volumeNode
+        ]
+        return [volumeNode] + [n for n in volumes if not n.GetName().endswith(OUTPUT_SUFFIX)]
 
     # -- live preview ---------------------------------------------------------------------------------
     def previewRow(self, inputNode) -> int | None:

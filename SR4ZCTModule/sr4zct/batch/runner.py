@@ -409,7 +409,7 @@ class Batch:
                 timings_s=terminal.get("timings_s"), warnings=terminal.get("warnings") or [],
                 training_steps=_number(parameters.get("steps"), int),
                 validation_gain_db=_number(parameters.get("validation_gain_db"), float),
-                output_shape=terminal.get("output_shape"),
+                output_shape=terminal.get("output_shape"), parameters=parameters,
             )  # fmt: skip
         else:
             record.update(

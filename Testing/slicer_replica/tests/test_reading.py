@@ -105,3 +105,65 @@ def test_the_result_added_to_the_dicom_database_reimports_with_identical_geometr
     np.testing.assert_allclose(_matrix(back), _matrix(out), atol=1e-5)
     assert back.GetImageData().GetDimensions() == out.GetImageData().GetDimensions()
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(back), slicer.util.arrayFromVolume(out))
+
+
+def test_every_volume_of_a_study_is_queued_with_the_batch_ledger(replica, python_slicer, tmp_path):
+    logic = replica.module.SR4ZCTLogic()
+    first, second = _ct_node(replica, name="CT a"), _ct_node(replica, name="CT b", thickness="3")
+    sh = slicer.mrmlScene.GetSubjectHierarchyNode()
+    study = sh.CreateStudyItem(sh.CreateSubjectItem(sh.GetSceneItemID(), "patient"), "study")
+    for node in (first, second):
+        sh.SetItemParent(sh.GetItemByDataNode(node), study)
+    nodes = logic.studyVolumes(first)
+    assert nodes == [first, second]
+    folder = tmp_path / "batch"
+    batch = logic.enhanceQueue(nodes, str(folder), preset="fast", maxMinutes=0.05)
+    deadline = time.monotonic() + TIMEOUT_S
+    events = []
+    while not batch.done:
+        events += logic.pollQueue(batch)
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    events += logic.pollQueue(batch)
+    outputs = logic.queueOutputNodes(batch)
+    assert [n.GetName() for n in outputs] == ["CT a SR4ZCT", "CT b SR4ZCT"], [
+        e for e in events if "status" in e
+    ]
+    assert outputs[0].GetAttribute("SR4ZCT.preset") == "fast"
+    assert (folder / "batch.jsonl").is_file() and batch.exit_code == 0
+    assert (
+        sum(e.get("model_role") == "train" for e in events if e["event"] == "job_started") == 1
+    )  # one protocol
+    # the same queue again: nothing to redo
+    again = logic.enhanceQueue(nodes, str(folder), preset="fast", maxMinutes=0.05)
+    while not again.done:
+        logic.pollQueue(again)
+        time.sleep(0.1)
+    assert again.result().ran == 0 and again.result().skipped == 2
+
+
+def test_the_panel_queues_the_study(replica, python_slicer, monkeypatch):
+    monkeypatch.setattr(replica.module.SR4ZCTLogic, "enhanceQueue",
+                        _with_max_minutes(replica.module.SR4ZCTLogic.enhanceQueue, 0.05))  # fmt: skip
+    first, second = _ct_node(replica, name="CT a"), _ct_node(replica, name="CT b")
+    sh = slicer.mrmlScene.GetSubjectHierarchyNode()
+    study = sh.CreateStudyItem(sh.CreateSubjectItem(sh.GetSceneItemID(), "patient"), "study")
+    for node in (first, second):
+        sh.SetItemParent(sh.GetItemByDataNode(node), study)
+    widget = _widget(replica)
+    widget.ui.inputSelector.setCurrentNode(first)
+    assert widget.ui.queueButton.enabled
+    widget.ui.queueButton.click()
+    assert widget.ui.applyButton.text == "Cancel"
+    _drain(widget)
+    assert widget.ui.statusLabel.text == "Done: 2 of 2 volume(s) enhanced."
+    assert slicer.mrmlScene.GetFirstNodeByName("CT b SR4ZCT") is not None
+    assert widget.ui.applyButton.text == "Enhance through-plane"
+
+
+def _with_max_minutes(original, minutes):
+    def enhanceQueue(self, *args, **kwargs):
+        kwargs.setdefault("maxMinutes", minutes)
+        return original(self, *args, **kwargs)
+
+    return enhanceQueue
