@@ -155,13 +155,33 @@ def validate_geometry_for_enhancement(
         series, gantry tilt beyond :data:`MAX_TILT_DEG`.
     """
     g = geometry
-    warnings: list[str] = []
     name = f" '{g.description}'" if g.description else ""
+    _check_slice_count(g, name)
+    row_mm, col_mm = _check_pixel_spacing(g)
+    t = _thickness(g, thickness_mm)
+    positions = np.asarray(g.slice_positions_mm, dtype=np.float64)
+    if positions.shape != (g.n_slices,) or not np.all(np.isfinite(positions)):
+        raise GeometryError(f"The series{name} lacks finite positions for its {g.n_slices} slices.")
+    if spacing_mm is None:
+        d, warnings = _measured_spacing(g, positions, name)
+    else:
+        d, positions, warnings = _given_spacing(g, spacing_mm)
+    warnings += _check_tilt(g, name)
+    _check_something_to_gain(t, d, row_mm, col_mm)
+    target = _target_spacing(target_spacing_mm, row_mm, d)
+    return AcquisitionParameters(t, d, positions, target, warnings)
+
+
+def _check_slice_count(g: SeriesGeometry, name: str) -> None:
     if g.n_slices < 2:
         raise GeometryError(
             f"The series{name} has {g.n_slices} slice(s); SR4ZCT needs at least 2 slices to measure the "
             "slice spacing (a single 2-D image has no through-plane axis to enhance)."
         )
+
+
+def _check_pixel_spacing(g: SeriesGeometry) -> tuple[float, float]:
+    """The in-plane pixel spacing (row, column) in mm, refused when not positive or implausible."""
     row_mm, col_mm = (float(v) for v in g.pixel_spacing_mm)
     for value in (row_mm, col_mm):
         if not math.isfinite(value) or value <= 0:
@@ -171,8 +191,11 @@ def validate_geometry_for_enhancement(
                 f"The in-plane pixel spacing {row_mm:g} x {col_mm:g} mm is implausible for CT (more than "
                 f"{MAX_PIXEL_SPACING_MM:g} mm): the header is probably damaged or in other units."
             )
+    return row_mm, col_mm
 
-    # Thickness T.
+
+def _thickness(g: SeriesGeometry, thickness_mm: float | None) -> float:
+    """The slice thickness T: the given one, else the geometry's; refused when unknown or implausible."""
     user_thickness = thickness_mm is not None
     if thickness_mm is None:
         thickness_mm = g.slice_thickness_mm
@@ -184,58 +207,78 @@ def validate_geometry_for_enhancement(
         )
     t = positive_number("The slice thickness", thickness_mm, "thickness_mm")
     _not_absurd("The slice thickness", t, MAX_THICKNESS_MM, "thickness_mm", from_file=not user_thickness)
+    return t
 
-    # Spacing d and positions.
-    positions = np.asarray(g.slice_positions_mm, dtype=np.float64)
-    if positions.shape != (g.n_slices,) or not np.all(np.isfinite(positions)):
-        raise GeometryError(f"The series{name} lacks finite positions for its {g.n_slices} slices.")
-    if spacing_mm is None:
-        d = float(g.slice_spacing_mm)
-        if not math.isfinite(d) or d <= 0:
-            raise GeometryError(
-                f"The measured slice spacing {d} mm is not positive; give it in millimetres with spacing_mm."
-            )
-        _not_absurd("The slice spacing", d, MAX_SPACING_MM, "spacing_mm", from_file=True)
-        gaps = np.diff(positions)
-        from sr4zct.method.geometry import spacing_tolerance_mm
 
-        tolerance = spacing_tolerance_mm(d)
-        duplicates = np.nonzero(gaps <= tolerance)[0]
-        if duplicates.size:
-            i = int(duplicates[0])
-            raise GeometryError(
-                f"The series{name} has {duplicates.size} pair(s) of slices at the same position (first: "
-                f"slices {i} and {i + 1} at {positions[i]:.3f} mm): the folder holds duplicated images or two "
-                "acquisitions; separate them (e.g. by series or by folder) first."
-            )
-        wide = np.nonzero(gaps > MAX_GAP_FACTOR * d)[0]
-        if wide.size:
-            i = int(wide[0])
-            raise GeometryError(
-                f"The series{name} has a gap of {gaps[i]:.3g} mm between slices {i} and {i + 1} "
-                f"({gaps[i] / d:.1f} times the slice spacing {d:g} mm): it covers separate ranges; enhance "
-                "each range separately."
-            )
-        irregular = np.nonzero(np.abs(gaps - d) > tolerance)[0]
-        if irregular.size:
-            missing = int(np.sum(np.maximum(np.round(gaps[irregular] / d) - 1, 0)))
-            what = f"about {missing} missing slice(s)" if missing else "irregular gaps"
-            warnings.append(
-                f"Irregular slice spacing ({what}, {irregular.size} gap(s) differ from {d:g} mm, the first "
-                f"after slice {int(irregular[0])}): the real positions are used for the z interpolation, so "
-                "the result across the wider gaps is less sharp."
-            )
-    else:
-        d = positive_number("The slice spacing", spacing_mm, "spacing_mm")
-        _not_absurd("The slice spacing", d, MAX_SPACING_MM, "spacing_mm", from_file=False)
-        if not g.is_regular:
-            warnings.append(
-                f"spacing_mm={d:g} given: the slices are taken as regularly spaced, ignoring their irregular "
-                "positions."
-            )
-        positions = d * np.arange(g.n_slices, dtype=np.float64)
+def _measured_spacing(g: SeriesGeometry, positions: np.ndarray, name: str) -> tuple[float, list[str]]:
+    """The geometry's slice spacing d and the warnings about its gaps; refused when the slices cannot be
+    modelled as one series (duplicates, wide gaps)."""
+    d = float(g.slice_spacing_mm)
+    if not math.isfinite(d) or d <= 0:
+        raise GeometryError(
+            f"The measured slice spacing {d} mm is not positive; give it in millimetres with spacing_mm."
+        )
+    _not_absurd("The slice spacing", d, MAX_SPACING_MM, "spacing_mm", from_file=True)
+    from sr4zct.method.geometry import spacing_tolerance_mm
 
-    # Gantry tilt and oblique stacks.
+    gaps = np.diff(positions)
+    tolerance = spacing_tolerance_mm(d)
+    _check_duplicates(gaps, positions, tolerance, name)
+    _check_wide_gaps(gaps, d, name)
+    return d, _irregular_gap_warnings(gaps, d, tolerance)
+
+
+def _check_duplicates(gaps: np.ndarray, positions: np.ndarray, tolerance: float, name: str) -> None:
+    duplicates = np.nonzero(gaps <= tolerance)[0]
+    if duplicates.size:
+        i = int(duplicates[0])
+        raise GeometryError(
+            f"The series{name} has {duplicates.size} pair(s) of slices at the same position (first: "
+            f"slices {i} and {i + 1} at {positions[i]:.3f} mm): the folder holds duplicated images or two "
+            "acquisitions; separate them (e.g. by series or by folder) first."
+        )
+
+
+def _check_wide_gaps(gaps: np.ndarray, d: float, name: str) -> None:
+    wide = np.nonzero(gaps > MAX_GAP_FACTOR * d)[0]
+    if wide.size:
+        i = int(wide[0])
+        raise GeometryError(
+            f"The series{name} has a gap of {gaps[i]:.3g} mm between slices {i} and {i + 1} "
+            f"({gaps[i] / d:.1f} times the slice spacing {d:g} mm): it covers separate ranges; enhance "
+            "each range separately."
+        )
+
+
+def _irregular_gap_warnings(gaps: np.ndarray, d: float, tolerance: float) -> list[str]:
+    irregular = np.nonzero(np.abs(gaps - d) > tolerance)[0]
+    if not irregular.size:
+        return []
+    missing = int(np.sum(np.maximum(np.round(gaps[irregular] / d) - 1, 0)))
+    what = f"about {missing} missing slice(s)" if missing else "irregular gaps"
+    return [
+        f"Irregular slice spacing ({what}, {irregular.size} gap(s) differ from {d:g} mm, the first "
+        f"after slice {int(irregular[0])}): the real positions are used for the z interpolation, so "
+        "the result across the wider gaps is less sharp."
+    ]
+
+
+def _given_spacing(g: SeriesGeometry, spacing_mm: float) -> tuple[float, np.ndarray, list[str]]:
+    """The user's slice spacing d, the regular positions it implies and the warning when the real ones are
+    irregular."""
+    d = positive_number("The slice spacing", spacing_mm, "spacing_mm")
+    _not_absurd("The slice spacing", d, MAX_SPACING_MM, "spacing_mm", from_file=False)
+    warnings = []
+    if not g.is_regular:
+        warnings.append(
+            f"spacing_mm={d:g} given: the slices are taken as regularly spaced, ignoring their irregular "
+            "positions."
+        )
+    return d, d * np.arange(g.n_slices, dtype=np.float64), warnings
+
+
+def _check_tilt(g: SeriesGeometry, name: str) -> list[str]:
+    """Refuse an implausible gantry tilt (inconsistent positions or orientations); warn about a real one."""
     tilt = float(g.gantry_tilt_deg)
     if tilt > MAX_TILT_DEG:
         raise GeometryError(
@@ -244,32 +287,37 @@ def validate_geometry_for_enhancement(
             "inconsistent."
         )
     if tilt > 0.01:
-        warnings.append(
+        return [
             f"Gantry tilt of {tilt:.2f} degrees: enhancing along the stacking direction of the sheared grid; "
             "the output keeps the shear (write NRRD, MHA or DICOM; NIfTI cannot store it)."
-        )
+        ]
+    return []
 
-    # Is there anything to gain, and is the output grid finer?
+
+def _check_something_to_gain(t: float, d: float, row_mm: float, col_mm: float) -> None:
     if t <= min(row_mm, col_mm) and d <= max(row_mm, col_mm):
         raise ParameterError(
             f"Nothing to gain: the slices ({t:g} mm thick every {d:g} mm) are already as fine as the in-plane "
             f"pixels ({row_mm:g} x {col_mm:g} mm); SR4ZCT learns from the sharper in-plane resolution, "
             "and here it is not sharper."
         )
+
+
+def _target_spacing(target_spacing_mm: float | None, row_mm: float, d: float) -> float:
+    """The output z spacing: the given one, else the row pixel spacing; it must be finer than ``d``."""
     if target_spacing_mm is None:
-        target = row_mm
-        if target >= d:
+        if row_mm >= d:
             raise ParameterError(
                 f"The default target spacing (the in-plane pixel size, {row_mm:g} mm) is not finer than the "
                 f"slice spacing ({d:g} mm); give a finer one in millimetres with target_spacing_mm."
             )
-    else:
-        target = positive_number("The target spacing", target_spacing_mm, "target_spacing_mm")
-        if target >= d:
-            raise ParameterError(
-                f"The target spacing ({target:g} mm) must be finer than the slice spacing ({d:g} mm)."
-            )
-    return AcquisitionParameters(t, d, positions, target, warnings)
+        return row_mm
+    target = positive_number("The target spacing", target_spacing_mm, "target_spacing_mm")
+    if target >= d:
+        raise ParameterError(
+            f"The target spacing ({target:g} mm) must be finer than the slice spacing ({d:g} mm)."
+        )
+    return target
 
 
 def check_dtype(array: np.ndarray) -> None:
