@@ -158,65 +158,15 @@ def _geometry(
     d = np.asarray(direction, dtype=float).reshape(3, 3)
     spacing_np = np.asarray(spacing_xyz, dtype=float)[::-1]
     shape_np = tuple(int(s) for s in size_xyz)[::-1]
-    if not np.all(np.isfinite(spacing_np)) or np.any(spacing_np <= 0):
-        raise GeometryError(
-            f"{path.name} has a voxel spacing of {', '.join(f'{v:g}' for v in spacing_np[::-1])} mm (x, y, z): "
-            "every spacing must be a positive number; the header is damaged."
-        )
-    if not np.all(np.isfinite(d)) or abs(float(np.linalg.det(d))) < 1e-6:
-        raise GeometryError(
-            f"{path.name} has degenerate axis directions {d.tolist()}; the header is damaged."
-        )
+    _check_spacing_and_directions(path, spacing_np, d)
     warnings: list[str] = []
-    if slice_axis is None:
-        slice_axis = _stored_slice_axis(header, warnings)
-    if slice_axis is None:
-        axis, tie = choose_slice_axis(spacing_xyz, d)
-        if tie:
-            warnings.append(
-                f"The spacing is equal along several axes ({', '.join(f'{s:g}' for s in spacing_np)} mm); "
-                f"took the axis closest to the patient's S-I direction (array axis {axis}) as through-plane. "
-                "Pass slice_axis to choose another."
-            )
-    else:
-        if (
-            not isinstance(slice_axis, (int, np.integer))
-            or isinstance(slice_axis, (bool, np.bool_))
-            or not -3 <= int(slice_axis) <= 2
-        ):
-            raise ParameterError(f"slice_axis must be 0, 1 or 2 (NumPy order z, y, x), got {slice_axis!r}.")
-        axis = int(slice_axis) % 3
+    axis = _through_plane_axis(slice_axis, header, spacing_xyz, d, warnings)
     perm = permutation(axis)
     axes = tuple(tuple(float(c) for c in d[:, 2 - a]) for a in perm)
     spacing = [float(spacing_np[a]) for a in perm]
     shape = tuple(shape_np[a] for a in perm)
-
-    normal = np.cross(axes[2], axes[1])
-    cos_tilt = abs(float(np.dot(normal, axes[0]))) / (float(np.linalg.norm(normal)) or 1.0)
-    tilt_deg = math.degrees(math.acos(min(1.0, cos_tilt)))
-    if tilt_deg > 0.01:
-        warnings.append(
-            f"The through-plane axis is {tilt_deg:.2f} degrees away from the slice normal (sheared grid, "
-            "e.g. gantry tilt)."
-        )
-
-    thickness_mm = check_thickness(thickness_mm)
-    source = "user"
-    if thickness_mm is None:
-        raw = header.get(THICKNESS_KEY)
-        if raw is not None:
-            try:
-                thickness_mm = check_thickness(float(raw))
-                source = "header"
-            except (ValueError, ParameterError):
-                warnings.append(f"Ignored the header value {THICKNESS_KEY}={raw!r}: not a positive number.")
-    if thickness_mm is None:
-        source = "missing"
-        warnings.append(
-            "Slice thickness is unknown: NRRD/NIfTI/MHA files do not record it. Give the nominal slice "
-            "thickness of the acquisition in millimetres: thickness_mm in Python, --thickness MM on the "
-            "command line, the Thickness field in Slicer."
-        )
+    tilt_deg = _tilt_deg(axes, warnings)
+    thickness_mm, source = _thickness_and_source(thickness_mm, header, warnings)
     n = shape[0]
     return SeriesGeometry(
         pixel_spacing_mm=(spacing[1], spacing[2]),
@@ -234,6 +184,79 @@ def _geometry(
         description=path.name,
         extra={"source_path": str(path.resolve()), "header": header},
     )
+
+
+def _check_spacing_and_directions(path: Path, spacing_np: np.ndarray, direction: np.ndarray) -> None:
+    """Refuse a header whose spacings are not positive or whose axis directions are degenerate."""
+    if not np.all(np.isfinite(spacing_np)) or np.any(spacing_np <= 0):
+        raise GeometryError(
+            f"{path.name} has a voxel spacing of {', '.join(f'{v:g}' for v in spacing_np[::-1])} mm (x, y, z): "
+            "every spacing must be a positive number; the header is damaged."
+        )
+    if not np.all(np.isfinite(direction)) or abs(float(np.linalg.det(direction))) < 1e-6:
+        raise GeometryError(
+            f"{path.name} has degenerate axis directions {direction.tolist()}; the header is damaged."
+        )
+
+
+def _through_plane_axis(
+    slice_axis: Any, header: dict[str, str], spacing_xyz: Any, direction: np.ndarray, warnings: list[str]
+) -> int:
+    """The through-plane NumPy axis: ``slice_axis`` when given, else the one the header records, else the
+    axis with the largest spacing (a tie goes to the patient's S-I direction, with a warning)."""
+    if slice_axis is None:
+        slice_axis = _stored_slice_axis(header, warnings)
+    if slice_axis is not None:
+        if (
+            not isinstance(slice_axis, (int, np.integer))
+            or isinstance(slice_axis, (bool, np.bool_))
+            or not -3 <= int(slice_axis) <= 2
+        ):
+            raise ParameterError(f"slice_axis must be 0, 1 or 2 (NumPy order z, y, x), got {slice_axis!r}.")
+        return int(slice_axis) % 3
+    axis, tie = choose_slice_axis(spacing_xyz, direction)
+    if tie:
+        spacing_np = np.asarray(spacing_xyz, dtype=float)[::-1]
+        warnings.append(
+            f"The spacing is equal along several axes ({', '.join(f'{s:g}' for s in spacing_np)} mm); "
+            f"took the axis closest to the patient's S-I direction (array axis {axis}) as through-plane. "
+            "Pass slice_axis to choose another."
+        )
+    return axis
+
+
+def _tilt_deg(axes: tuple, warnings: list[str]) -> float:
+    """The angle between the through-plane axis and the slice normal, in degrees (warned when not 0)."""
+    normal = np.cross(axes[2], axes[1])
+    cos_tilt = abs(float(np.dot(normal, axes[0]))) / (float(np.linalg.norm(normal)) or 1.0)
+    tilt_deg = math.degrees(math.acos(min(1.0, cos_tilt)))
+    if tilt_deg > 0.01:
+        warnings.append(
+            f"The through-plane axis is {tilt_deg:.2f} degrees away from the slice normal (sheared grid, "
+            "e.g. gantry tilt)."
+        )
+    return tilt_deg
+
+
+def _thickness_and_source(
+    thickness_mm: float | None, header: dict[str, str], warnings: list[str]
+) -> tuple[float | None, str]:
+    """The slice thickness and where it came from (``"user"``, ``"header"`` or ``"missing"``)."""
+    thickness_mm = check_thickness(thickness_mm)
+    if thickness_mm is not None:
+        return thickness_mm, "user"
+    raw = header.get(THICKNESS_KEY)
+    if raw is not None:
+        try:
+            return check_thickness(float(raw)), "header"
+        except (ValueError, ParameterError):
+            warnings.append(f"Ignored the header value {THICKNESS_KEY}={raw!r}: not a positive number.")
+    warnings.append(
+        "Slice thickness is unknown: NRRD/NIfTI/MHA files do not record it. Give the nominal slice "
+        "thickness of the acquisition in millimetres: thickness_mm in Python, --thickness MM on the "
+        "command line, the Thickness field in Slicer."
+    )
+    return None, "missing"
 
 
 def _stored_slice_axis(header: dict[str, str], warnings: list[str]) -> int | None:
