@@ -379,8 +379,15 @@ def _select(groups: dict[str, list[SliceHeader]], folder: Path, series_uid: str 
 
 
 def _check_images(headers: list[SliceHeader], description: str) -> None:
+    """Refuse a series SR4ZCT cannot read as one grey-level volume: multi-frame or colour images, damaged
+    or differing image sizes, missing position, orientation or pixel spacing."""
     name = f" '{description}'" if description else ""
-    h = headers[0]
+    _check_single_frame_grey(headers, name)
+    _check_image_sizes(headers, name)
+    _check_plane_attributes(headers, name)
+
+
+def _check_single_frame_grey(headers: list[SliceHeader], name: str) -> None:
     if any(x.frames > 1 for x in headers):
         raise InputError(
             f"The series{name} is stored as multi-frame DICOM ({max(x.frames for x in headers)} frames in one "
@@ -389,10 +396,17 @@ def _check_images(headers: list[SliceHeader], description: str) -> None:
         )
     if any(x.samples_per_pixel != 1 for x in headers):
         raise InputError(
-            f"The series{name} holds colour (RGB, {h.samples_per_pixel} samples per pixel) images, "
+            f"The series{name} holds colour (RGB, {headers[0].samples_per_pixel} samples per pixel) images, "
             "not CT intensities."
         )
-    bad_size = [x for x in headers if not (0 < (x.rows or 0) <= 65535 and 0 < (x.columns or 0) <= 65535)]
+
+
+def _valid_size(header: SliceHeader) -> bool:
+    return 0 < (header.rows or 0) <= 65535 and 0 < (header.columns or 0) <= 65535
+
+
+def _check_image_sizes(headers: list[SliceHeader], name: str) -> None:
+    bad_size = [x for x in headers if not _valid_size(x)]
     if bad_size:
         x = bad_size[0]
         raise InputError(
@@ -402,6 +416,9 @@ def _check_images(headers: list[SliceHeader], description: str) -> None:
     sizes = {(x.rows, x.columns) for x in headers}
     if len(sizes) > 1:
         raise GeometryError(f"The slices of the series{name} have different image sizes: {sorted(sizes)}.")
+
+
+def _check_plane_attributes(headers: list[SliceHeader], name: str) -> None:
     missing = [x.path.name for x in headers if x.position is None or x.orientation is None]
     if missing:
         raise GeometryError(
