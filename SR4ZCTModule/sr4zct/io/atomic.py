@@ -128,33 +128,48 @@ def check_output_path(
     """
     target = Path(path).expanduser().resolve()
     for item in inputs:
-        if item is None:
-            continue
-        source = Path(item).expanduser().resolve()
-        if target == source:
-            raise OutputError(f"The output {target} is the input; choose another output path.")
-        if source.is_dir() and _is_within(target, source):
-            raise OutputError(
-                f"The output {target} is inside the input folder {source}; write it somewhere else "
-                "(a derived series inside the input folder would be read back as part of the input)."
-            )
-        if _is_within(source, target):
-            raise OutputError(f"The output {target} contains the input {source}; choose another output path.")
+        if item is not None:
+            _check_apart_from_input(target, Path(item).expanduser().resolve())
     if target.exists():
-        if directory:
-            if not target.is_dir():
-                raise OutputError(f"The output {target} exists and is a file, not a folder.")
-            if not _is_empty_dir(target) and not overwrite:
-                raise OutputError(
-                    f"The output folder {target} exists and is not empty; use overwrite=True to replace it."
-                )
-        else:
-            if target.is_dir():
-                raise OutputError(f"The output {target} is a folder; give a file name.")
-            if not overwrite:
-                raise OutputError(f"The output {target} exists; use overwrite=True to replace it.")
-        if overwrite and not _is_empty_dir(target):
-            check_replaceable(target)
+        _check_existing_output(target, overwrite=overwrite, directory=directory)
+    _check_parent_writable(target)
+    return target
+
+
+def _check_apart_from_input(target: Path, source: Path) -> None:
+    """Refuse an output that is the input, lies inside the input folder or contains the input."""
+    if target == source:
+        raise OutputError(f"The output {target} is the input; choose another output path.")
+    if source.is_dir() and _is_within(target, source):
+        raise OutputError(
+            f"The output {target} is inside the input folder {source}; write it somewhere else "
+            "(a derived series inside the input folder would be read back as part of the input)."
+        )
+    if _is_within(source, target):
+        raise OutputError(f"The output {target} contains the input {source}; choose another output path.")
+
+
+def _check_existing_output(target: Path, *, overwrite: bool, directory: bool) -> None:
+    """Refuse an existing output of the wrong kind, one without ``overwrite`` (an empty folder is free for
+    a folder output) and, with ``overwrite``, one SR4ZCT did not write."""
+    if directory:
+        if not target.is_dir():
+            raise OutputError(f"The output {target} exists and is a file, not a folder.")
+        if not _is_empty_dir(target) and not overwrite:
+            raise OutputError(
+                f"The output folder {target} exists and is not empty; use overwrite=True to replace it."
+            )
+    else:
+        if target.is_dir():
+            raise OutputError(f"The output {target} is a folder; give a file name.")
+        if not overwrite:
+            raise OutputError(f"The output {target} exists; use overwrite=True to replace it.")
+    if overwrite and not _is_empty_dir(target):
+        check_replaceable(target)
+
+
+def _check_parent_writable(target: Path) -> None:
+    """Create the output's parent folder if needed and check that files can be created in it."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -162,7 +177,6 @@ def check_output_path(
     if not os.access(target.parent, os.W_OK):
         raise OutputError(f"The output folder {target.parent} is not writable.")
     _probe_writable(target.parent)
-    return target
 
 
 def check_replaceable(target: str | os.PathLike) -> None:
@@ -187,16 +201,19 @@ def _probe_writable(folder: Path) -> None:
     """Create and delete a tiny file in ``folder``: ``os.access`` misses read-only mounts for root, ACLs,
     pseudo file systems and full disks that cannot even create an entry."""
     probe = folder / f".sr4zct-probe-{uuid.uuid4().hex[:12]}"
+    created = False
     try:
         with open(probe, "xb") as f:
+            created = True
             f.write(b"0")
     except OSError as exc:
         raise OutputError(
             f"The output folder {folder} is not writable ({exc.strerror or exc}); choose another output path."
         ) from exc
     finally:
-        with contextlib.suppress(OSError):
-            probe.unlink()
+        if created:  # never a file of that name that was there before
+            with contextlib.suppress(OSError):
+                probe.unlink()
 
 
 def check_finite_output(array, target: str | os.PathLike) -> None:
@@ -290,9 +307,12 @@ def atomic_output(
     remove_stale_temporaries(target, extra_suffixes)
     tmp = temporary_name(target)
     sidecars = [(_sidecar(tmp, s), _sidecar(target, s)) for s in extra_suffixes]
-    try:
-        if directory:
+    if directory:
+        try:
             tmp.mkdir()
+        except OSError as exc:  # a failed mkdir made nothing to remove (and must not remove what is there)
+            raise _output_error(target, exc) from exc
+    try:
         yield tmp
         for tmp_side, final_side in sidecars:
             if tmp_side.exists():
