@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -175,18 +176,23 @@ def _data_file_list(
     if tokens[0].upper() == "LIST":
         names = [line.strip() for line in rest if line.strip()]
     elif "%" in tokens[0] and len(tokens) >= 4:
-        first, last, step = (_int(t, header, f"the {what} range") for t in tokens[1:4])
-        if step == 0 or (last - first) / step < 0 or abs((last - first) // step) + 1 > MAX_DATA_FILES:
-            raise _damaged(header, f"the {what} range {' '.join(tokens[1:4])!r} is unusable")
-        try:
-            names = [tokens[0] % i for i in range(first, last + (1 if step > 0 else -1), step)]
-        except (TypeError, ValueError, OverflowError):
-            raise _damaged(header, f"the {what} pattern {tokens[0]!r} is unusable") from None
+        names = _pattern_names(header, tokens, what)
     else:
         names = [value.strip()]
     if not names or len(names) > MAX_DATA_FILES:
         raise _damaged(header, f"the {what} field lists {len(names)} files")
     return tuple(_beside(header, name, what, allow_detached_data) for name in names)
+
+
+def _pattern_names(header: Path, tokens: list[str], what: str) -> list[str]:
+    """The file names of a ``<printf pattern> <first> <last> <step>`` data file value."""
+    first, last, step = (_int(t, header, f"the {what} range") for t in tokens[1:4])
+    if step == 0 or (last - first) / step < 0 or abs((last - first) // step) + 1 > MAX_DATA_FILES:
+        raise _damaged(header, f"the {what} range {' '.join(tokens[1:4])!r} is unusable")
+    try:
+        return [tokens[0] % i for i in range(first, last + (1 if step > 0 else -1), step)]
+    except (TypeError, ValueError, OverflowError):
+        raise _damaged(header, f"the {what} pattern {tokens[0]!r} is unusable") from None
 
 
 _NRRD_TYPES = {
@@ -204,9 +210,30 @@ _ENCODINGS = {"raw": "raw", "gzip": "gzip", "gz": "gzip", "bzip2": "bzip2", "bz2
 
 def _inspect_nrrd(path: Path, allow_detached_data: bool) -> PixelData:
     lines, end = _header_lines(path, stop_at_blank=True)
+    fields, keys, rest = _nrrd_fields(path, lines)
+    _check_nrrd_dimension(path, fields)
+    files = None
+    if "datafile" in fields:
+        files = _data_file_list(path, fields["datafile"], rest, "data file", allow_detached_data)
+    elif end is None:
+        raise _damaged(path, "no blank line ends the header and no data file is named")
+    encoding, offset, n_bytes = _nrrd_layout(path, fields, files, end)
+    return PixelData(
+        kind="nrrd",
+        header=path,
+        files=files or (path,),
+        offset=offset,
+        encoding=encoding,
+        n_bytes=n_bytes,
+        keys=keys,
+    )
+
+
+def _nrrd_fields(path: Path, lines: list[str]) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """``(fields, keys, rest)`` of a NRRD header: the fields by lower-case name without spaces, the
+    ``key:=value`` pairs, and the lines after a ``data file: LIST`` field (the file names)."""
     fields: dict[str, str] = {}
     keys: dict[str, str] = {}
-    rest: list[str] = []
     for k, line in enumerate(lines[1:], start=1):
         if line.startswith("#"):
             continue
@@ -217,22 +244,26 @@ def _inspect_nrrd(path: Path, allow_detached_data: bool) -> PixelData:
         if ": " not in line:
             raise _damaged(path, f"line {k + 1} {line[:40]!r} is neither a field nor a key")
         name, value = line.split(": ", 1)
-        name = name.strip().lower()
-        fields[name.replace(" ", "")] = value
-        if name.replace(" ", "") == "datafile" and value.split()[:1] and value.split()[0].upper() == "LIST":
-            rest = lines[k + 1 :]
-            break
+        name = name.strip().lower().replace(" ", "")
+        fields[name] = value
+        if name == "datafile" and value.split()[:1] and value.split()[0].upper() == "LIST":
+            return fields, keys, lines[k + 1 :]
+    return fields, keys, []
+
+
+def _check_nrrd_dimension(path: Path, fields: dict[str, str]) -> None:
     if "dimension" in fields:
         dimension = _int(fields["dimension"], path, "dimension")
         if not 1 <= dimension <= MAX_DIMENSIONS:
             raise _damaged(path, f"dimension {dimension} is not between 1 and {MAX_DIMENSIONS}")
         if "sizes" in fields and len(fields["sizes"].split()) != dimension:
             raise _damaged(path, f"sizes {fields['sizes'][:40]!r} does not give {dimension} sizes")
-    files = None
-    if "datafile" in fields:
-        files = _data_file_list(path, fields["datafile"], rest, "data file", allow_detached_data)
-    elif end is None:
-        raise _damaged(path, "no blank line ends the header and no data file is named")
+
+
+def _nrrd_layout(
+    path: Path, fields: dict[str, str], files: tuple[Path, ...] | None, end: int | None
+) -> tuple[str, int, int | None]:
+    """``(encoding, offset, n_bytes)`` of a NRRD's pixel data (see :class:`PixelData`)."""
     encoding = _ENCODINGS.get(fields.get("encoding", "").strip().lower(), "other")
     size = _NRRD_TYPE_SIZE.get(" ".join(fields.get("type", "").split()).lower())
     n_bytes = None
@@ -244,15 +275,7 @@ def _inspect_nrrd(path: Path, allow_detached_data: bool) -> PixelData:
     if size and sizes and simple and encoding != "other" and (files is None or len(files) == 1):
         n_bytes = size * math.prod(sizes)
         offset = -1 if byte_skip == -1 else offset + byte_skip
-    return PixelData(
-        kind="nrrd",
-        header=path,
-        files=files or (path,),
-        offset=offset,
-        encoding=encoding,
-        n_bytes=n_bytes,
-        keys=keys,
-    )
+    return encoding, offset, n_bytes
 
 
 _META_TYPE_SIZE = {
@@ -314,6 +337,29 @@ def _check_meta_fields(path: Path, fields: dict[str, str], names: dict[str, str]
 
 def _inspect_meta(path: Path, allow_detached_data: bool) -> PixelData:
     lines, end = _header_lines(path, stop_at_blank=False)
+    fields, names, keys = _meta_fields(path, lines)
+    if "elementdatafile" not in fields:
+        raise _damaged(path, "no ElementDataFile line")
+    _check_meta_fields(path, fields, names)
+    rest: list[str] = []
+    if fields["elementdatafile"].split()[:1] and fields["elementdatafile"].split()[0].upper() == "LIST":
+        rest = _read_head(path)[int(end or 0) :].decode("latin-1").splitlines()
+    files = _data_file_list(path, fields["elementdatafile"], rest, "ElementDataFile", allow_detached_data)
+    encoding, offset, n_bytes = _meta_layout(path, fields, files, end)
+    return PixelData(
+        kind="meta",
+        header=path,
+        files=files or (path,),
+        offset=offset,
+        encoding=encoding,
+        n_bytes=n_bytes,
+        keys=keys,
+    )
+
+
+def _meta_fields(path: Path, lines: list[str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """``(fields, names, keys)`` of a MetaImage header: the values by lower-case key, the keys as
+    written, and the non-standard ``Key = Value`` pairs."""
     fields: dict[str, str] = {}
     names: dict[str, str] = {}
     keys: dict[str, str] = {}
@@ -327,13 +373,13 @@ def _inspect_meta(path: Path, allow_detached_data: bool) -> PixelData:
         names[key.lower()] = key
         if key.lower() not in _META_STANDARD:
             keys[key] = value
-    if "elementdatafile" not in fields:
-        raise _damaged(path, "no ElementDataFile line")
-    _check_meta_fields(path, fields, names)
-    rest: list[str] = []
-    if fields["elementdatafile"].split()[:1] and fields["elementdatafile"].split()[0].upper() == "LIST":
-        rest = _read_head(path)[int(end or 0) :].decode("latin-1").splitlines()
-    files = _data_file_list(path, fields["elementdatafile"], rest, "ElementDataFile", allow_detached_data)
+    return fields, names, keys
+
+
+def _meta_layout(
+    path: Path, fields: dict[str, str], files: tuple[Path, ...] | None, end: int | None
+) -> tuple[str, int, int | None]:
+    """``(encoding, offset, n_bytes)`` of a MetaImage's pixel data (see :class:`PixelData`)."""
     compressed = fields.get("compresseddata", "false").strip().lower() == "true"
     binary = fields.get("binarydata", "true").strip().lower() == "true"
     encoding = "zlib" if compressed else ("raw" if binary else "other")
@@ -347,15 +393,7 @@ def _inspect_meta(path: Path, allow_detached_data: bool) -> PixelData:
         n_bytes = size * channels * math.prod(dims)
         if header_size == -1 and files is not None:
             offset = -1
-    return PixelData(
-        kind="meta",
-        header=path,
-        files=files or (path,),
-        offset=offset,
-        encoding=encoding,
-        n_bytes=n_bytes,
-        keys=keys,
-    )
+    return encoding, offset, n_bytes
 
 
 _NIFTI_DTYPES = {
@@ -375,8 +413,51 @@ def _open_maybe_gzip_head(path: Path, n: int) -> bytes:
     return out[:n]
 
 
+class _NiftiHeader(NamedTuple):
+    """The fields of a NIfTI-1 or NIfTI-2 header that locate and describe the pixel data."""
+
+    order: str  # struct byte order, "<" or ">"
+    sizeof_hdr: int
+    magic: bytes
+    dim: tuple[int, ...]
+    datatype: int
+    bitpix: int
+    pixdim: tuple[float, ...]
+    vox_offset: float
+    slope: float
+    inter: float
+    descrip: bytes
+    single: bool  # one .nii file (not a .hdr/.img pair)
+
+
 def _inspect_nifti(path: Path) -> PixelData:
-    head = _open_maybe_gzip_head(path, 540)
+    h = _nifti_header(path, _open_maybe_gzip_head(path, 540))
+    if not h.single:
+        raise InputError(
+            f"{path} is not a single-file NIfTI image (magic {h.magic[:4]!r}); convert a .hdr/.img pair to one "
+            ".nii file."
+        )
+    ndim = _check_nifti_sizes(path, h)
+    n_bytes = math.prod(int(d) for d in h.dim[1 : ndim + 1]) * (h.bitpix // 8)
+    code = _NIFTI_DTYPES.get(int(h.datatype))
+    dtype = h.order + code if code is not None and np.dtype(code).itemsize * 8 == h.bitpix else None
+    gzipped = _read_head(path, 2)[:2] == b"\x1f\x8b"
+    return PixelData(
+        kind="nifti",
+        header=path,
+        files=(path,),
+        offset=0 if gzipped else int(h.vox_offset),
+        skip=int(h.vox_offset) if gzipped else 0,
+        encoding="gzip" if gzipped else "raw",
+        n_bytes=n_bytes,
+        dtype=dtype,
+        scale=_nifti_scale(path, float(h.slope), float(h.inter)),
+        descrip=h.descrip.split(b"\0", 1)[0].decode("latin-1", "replace"),
+    )
+
+
+def _nifti_header(path: Path, head: bytes) -> _NiftiHeader:
+    """Parse the first 348 (NIfTI-1) or 540 (NIfTI-2) bytes, in the byte order ``sizeof_hdr`` shows."""
     if len(head) < 348:
         raise _damaged(path, f"only {len(head)} bytes of the NIfTI header")
     for order in "<>":
@@ -392,56 +473,40 @@ def _inspect_nifti(path: Path) -> PixelData:
         pixdim = struct.unpack(order + "8f", head[76:108])
         (vox_offset,) = struct.unpack(order + "f", head[108:112])
         slope, inter = struct.unpack(order + "2f", head[112:120])
-        descrip = head[148:228]
-        single = magic == b"n+1\0"
-    else:
-        if len(head) < 540:
-            raise _damaged(path, f"only {len(head)} bytes of the NIfTI-2 header")
-        magic = head[4:12]
-        datatype, bitpix = struct.unpack(order + "2h", head[12:16])
-        dim = struct.unpack(order + "8q", head[16:80])
-        pixdim = struct.unpack(order + "8d", head[104:168])
-        (vox_offset,) = struct.unpack(order + "q", head[168:176])
-        slope, inter = struct.unpack(order + "2d", head[176:192])
-        descrip = head[240:320]
-        single = magic[:4] == b"n+2\0"
-    if not single:
-        raise InputError(
-            f"{path} is not a single-file NIfTI image (magic {magic[:4]!r}); convert a .hdr/.img pair to one "
-            ".nii file."
-        )
+        return _NiftiHeader(order, sizeof_hdr, magic, dim, datatype, bitpix, pixdim, vox_offset, slope, inter,
+                            head[148:228], magic == b"n+1\0")  # fmt: skip
+    if len(head) < 540:
+        raise _damaged(path, f"only {len(head)} bytes of the NIfTI-2 header")
+    magic = head[4:12]
+    datatype, bitpix = struct.unpack(order + "2h", head[12:16])
+    dim = struct.unpack(order + "8q", head[16:80])
+    pixdim = struct.unpack(order + "8d", head[104:168])
+    (vox_offset,) = struct.unpack(order + "q", head[168:176])
+    slope, inter = struct.unpack(order + "2d", head[176:192])
+    return _NiftiHeader(order, sizeof_hdr, magic, dim, datatype, bitpix, pixdim, vox_offset, slope, inter,
+                        head[240:320], magic[:4] == b"n+2\0")  # fmt: skip
+
+
+def _check_nifti_sizes(path: Path, h: _NiftiHeader) -> int:
+    """Refuse an unusable ``dim``, ``pixdim``, ``vox_offset`` or ``bitpix``; returns the dimension count."""
+    dim = h.dim
     ndim = int(dim[0])
     if not 1 <= ndim <= 7 or any(int(d) < 1 for d in dim[1 : ndim + 1]):
         raise _damaged(
             path, f"dim {list(dim[: ndim + 1]) if 0 <= ndim <= 7 else list(dim)} is not a valid size"
         )
     for axis in range(1, min(ndim, 3) + 1):
-        value = float(pixdim[axis])
+        value = float(h.pixdim[axis])
         if not math.isfinite(value) or value <= 0:
             raise GeometryError(
                 f"{path.name} has pixdim[{axis}] = {value:g} (the voxel size along axis {axis}): every spacing "
                 "must be a positive number; the header is damaged."
             )
-    if not math.isfinite(vox_offset) or vox_offset < sizeof_hdr or vox_offset != int(vox_offset):
-        raise _damaged(path, f"vox_offset {vox_offset!r} is not a byte offset after the header")
-    if bitpix <= 0 or bitpix % 8:
-        raise _damaged(path, f"bitpix {bitpix} is not a whole number of bytes")
-    n_bytes = math.prod(int(d) for d in dim[1 : ndim + 1]) * (bitpix // 8)
-    code = _NIFTI_DTYPES.get(int(datatype))
-    dtype = order + code if code is not None and np.dtype(code).itemsize * 8 == bitpix else None
-    gzipped = _read_head(path, 2)[:2] == b"\x1f\x8b"
-    return PixelData(
-        kind="nifti",
-        header=path,
-        files=(path,),
-        offset=0 if gzipped else int(vox_offset),
-        skip=int(vox_offset) if gzipped else 0,
-        encoding="gzip" if gzipped else "raw",
-        n_bytes=n_bytes,
-        dtype=dtype,
-        scale=_nifti_scale(path, float(slope), float(inter)),
-        descrip=descrip.split(b"\0", 1)[0].decode("latin-1", "replace"),
-    )
+    if not math.isfinite(h.vox_offset) or h.vox_offset < h.sizeof_hdr or h.vox_offset != int(h.vox_offset):
+        raise _damaged(path, f"vox_offset {h.vox_offset!r} is not a byte offset after the header")
+    if h.bitpix <= 0 or h.bitpix % 8:
+        raise _damaged(path, f"bitpix {h.bitpix} is not a whole number of bytes")
+    return ndim
 
 
 def _nifti_scale(path: Path, slope: float, inter: float) -> tuple[float, float] | None:
@@ -611,6 +676,54 @@ def check_pixel_data(info: PixelData, *, find_non_finite: bool = False) -> NonFi
         Missing or unreadable data file, fewer bytes than the header describes, damaged compressed data,
         scaling that gives values beyond :data:`MAX_ABS_VALUE`.
     """
+    _check_data_files_exist(info)
+    if info.n_bytes is None:
+        return None
+    dtype = np.dtype(info.dtype) if info.dtype else None
+    scan = _values_needed(info, dtype, find_non_finite)
+    if info.encoding == "raw" and not scan:
+        available = _size_of(info.files[0]) - max(info.offset, 0)
+        if available < info.n_bytes:
+            raise _truncated(info, max(available, 0))
+        return None
+    scanner = _NonFiniteScan(dtype, track_range=info.scale is not None) if scan else None
+    got = 0
+    chunks = _decoded_chunks(info.files[0], _data_offset(info), info.encoding, info.skip + info.n_bytes)
+    for chunk in _after_skip(chunks, info.skip):
+        got += len(chunk)
+        if scanner is not None:
+            scanner.add(chunk)
+    if got < info.n_bytes:
+        raise _truncated(info, got)
+    if scanner is None:
+        return None
+    found = scanner.result()
+    if info.scale is None:
+        return found
+    _check_scaled_range(info, found)
+    slope, inter = info.scale
+    return NonFinite(found.indices, found.values * slope + inter, found.minimum, found.maximum)
+
+
+def _values_needed(info: PixelData, dtype: np.dtype | None, find_non_finite: bool) -> bool:
+    """Whether the values must be decoded, not only counted: to find NaN/Inf in float data, or the range
+    a NIfTI scaling gives."""
+    return dtype is not None and (
+        (find_non_finite and dtype.kind == "f") or (info.scale is not None and dtype.kind in "iuf")
+    )
+
+
+def _data_offset(info: PixelData) -> int:
+    """Where the pixel data starts in its file (an offset of -1: the last ``n_bytes`` of the file)."""
+    if info.offset != -1:
+        return info.offset
+    offset = _size_of(info.files[0]) - info.n_bytes
+    if offset < 0:
+        raise _truncated(info, _size_of(info.files[0]))
+    return offset
+
+
+def _check_data_files_exist(info: PixelData) -> None:
     for data_file in info.files:
         if not data_file.exists():
             raise InputError(
@@ -621,66 +734,54 @@ def check_pixel_data(info: PixelData, *, find_non_finite: bool = False) -> NonFi
             raise InputError(
                 f"{info.header} keeps its pixel data in {data_file}, which is not a regular file."
             )
-    if info.n_bytes is None:
-        return None
-    dtype = np.dtype(info.dtype) if info.dtype else None
-    scan = dtype is not None and (
-        (find_non_finite and dtype.kind == "f") or (info.scale is not None and dtype.kind in "iuf")
-    )
-    data_file = info.files[0]
-    if info.encoding == "raw" and not scan:
-        available = _size_of(data_file) - max(info.offset, 0)
-        if available < info.n_bytes:
-            raise _truncated(info, max(available, 0))
-        return None
-    offset = info.offset
-    if offset == -1:
-        offset = _size_of(data_file) - info.n_bytes
-        if offset < 0:
-            raise _truncated(info, _size_of(data_file))
-    got = 0
-    indices: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    low, high = math.inf, -math.inf
-    carry = b""
-    skip = info.skip
-    for chunk in _decoded_chunks(data_file, offset, info.encoding, info.skip + info.n_bytes):
+
+
+def _after_skip(chunks: Iterator[bytes], skip: int) -> Iterator[bytes]:
+    """``chunks`` without their first ``skip`` bytes."""
+    for chunk in chunks:
         if skip:
             chunk, skip = chunk[skip:], max(0, skip - len(chunk))
             if not chunk:
                 continue
-        got += len(chunk)
-        if not scan:
-            continue
-        chunk = carry + chunk
-        usable = len(chunk) - len(chunk) % dtype.itemsize
-        carry = chunk[usable:]
-        block = np.frombuffer(chunk[:usable], dtype=dtype)
-        start = (got - len(carry) - usable) // dtype.itemsize
-        if dtype.kind == "f":
+        yield chunk
+
+
+class _NonFiniteScan:
+    """Finds the NaN/Inf values (float data) and the finite range of a stream of stored bytes."""
+
+    def __init__(self, dtype: np.dtype, *, track_range: bool) -> None:
+        self.dtype = dtype
+        self.track_range = track_range
+        self.carry = b""  # the bytes of an element split between chunks
+        self.n_values = 0  # elements decoded so far
+        self.indices: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.low, self.high = math.inf, -math.inf
+
+    def add(self, chunk: bytes) -> None:
+        chunk = self.carry + chunk
+        usable = len(chunk) - len(chunk) % self.dtype.itemsize
+        self.carry = chunk[usable:]
+        block = np.frombuffer(chunk[:usable], dtype=self.dtype)
+        start = self.n_values
+        self.n_values += block.size
+        if self.dtype.kind == "f":
             bad = ~np.isfinite(block)
             if bad.any():
                 where = np.nonzero(bad)[0]
-                indices.append(where + start)
-                values.append(block[where].astype(np.float64))
+                self.indices.append(where + start)
+                self.values.append(block[where].astype(np.float64))
                 block = block[~bad]
-        if info.scale is not None and block.size:
-            low, high = min(low, float(block.min())), max(high, float(block.max()))
-    if got < info.n_bytes:
-        raise _truncated(info, got)
-    if not scan:
-        return None
-    found = NonFinite(
-        indices=np.concatenate(indices) if indices else np.zeros(0, np.int64),
-        values=np.concatenate(values) if values else np.zeros(0, np.float64),
-        minimum=low if math.isfinite(low) else None,
-        maximum=high if math.isfinite(high) else None,
-    )
-    if info.scale is not None:
-        _check_scaled_range(info, found)
-        slope, inter = info.scale
-        found = NonFinite(found.indices, found.values * slope + inter, found.minimum, found.maximum)
-    return found
+        if self.track_range and block.size:
+            self.low, self.high = min(self.low, float(block.min())), max(self.high, float(block.max()))
+
+    def result(self) -> NonFinite:
+        return NonFinite(
+            indices=np.concatenate(self.indices) if self.indices else np.zeros(0, np.int64),
+            values=np.concatenate(self.values) if self.values else np.zeros(0, np.float64),
+            minimum=self.low if math.isfinite(self.low) else None,
+            maximum=self.high if math.isfinite(self.high) else None,
+        )
 
 
 def _check_scaled_range(info: PixelData, found: NonFinite) -> None:
