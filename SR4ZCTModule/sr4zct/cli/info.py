@@ -63,16 +63,28 @@ def _vec(v) -> str:
 def format_geometry(geometry: SeriesGeometry) -> str:
     """Human-readable multi-line description of ``geometry``."""
     g = geometry
-    d = g.to_dict()
-    lines = []
+    lines = _identity_lines(g) + _slab_lines(g) + _orientation_lines(g) + _regularity_lines(g)
+    if g.warnings:
+        lines.append("Warnings:")
+        lines.extend(f"  - {w}" for w in g.warnings)
+    return "\n".join(lines)
+
+
+def _identity_lines(g: SeriesGeometry) -> list[str]:
+    """Series name, modality and UID, the image count and size."""
     name = g.description or "(unnamed)"
-    lines.append(f"Series:            {name}" + (f"  [{g.modality}]" if g.modality else ""))
+    lines = [f"Series:            {name}" + (f"  [{g.modality}]" if g.modality else "")]
     if g.series_uid:
         lines.append(f"Series UID:        {g.series_uid}")
     lines.append(f"Slices:            {g.n_slices} of {g.shape[1]} x {g.shape[2]} pixels (rows x columns)")
-    lines.append(
+    return lines
+
+
+def _slab_lines(g: SeriesGeometry) -> list[str]:
+    """The in-plane spacing, slice thickness T, slice spacing d and their overlap T - d."""
+    lines = [
         f"In-plane spacing:  {g.pixel_spacing_mm[0]:.8g} x {g.pixel_spacing_mm[1]:.8g} mm (row x column)"
-    )
+    ]
     if g.slice_thickness_mm is None:
         lines.append("Slice thickness:   MISSING - give the nominal thickness with --thickness MM")
     else:
@@ -82,20 +94,25 @@ def format_geometry(geometry: SeriesGeometry) -> str:
     origin = "measured from the slice positions" if "dicom" in g.extra else "from the file header"
     lines.append(f"Slice spacing:     {_mm(g.slice_spacing_mm)} ({origin})")
     overlap = g.overlap_mm
-    meaning = overlap_meaning(overlap)
     if overlap is None:
         lines.append("Overlap:           unknown (needs the slice thickness)")
     else:
+        meaning = overlap_meaning(overlap)
         explain = {
             "overlapping": "neighbouring slices overlap",
             "contiguous": "slices touch without overlap or gap",
             "gap": "there are gaps between slices",
         }[meaning]
         lines.append(f"Overlap T - d:     {_mm(overlap)} ({meaning}: {explain})")
+    return lines
+
+
+def _orientation_lines(g: SeriesGeometry) -> list[str]:
+    """The through-plane axis and extent, the origin, the axis directions and the gantry tilt."""
     extent = g.slice_positions_mm[-1] - g.slice_positions_mm[0] if g.slice_positions_mm else 0.0
-    lines.append(
-        f"Through-plane:     {d['through_plane_axis']}, {_mm(extent)} from first to last slice centre"
-    )
+    lines = [
+        f"Through-plane:     {g.to_dict()['through_plane_axis']}, {_mm(extent)} from first to last slice centre"
+    ]
     if g.source_slice_axis != 0:
         lines.append(f"                   (array axis {g.source_slice_axis} of the file)")
     lines.append(f"Origin (LPS):      {_vec(g.origin_lps)} mm (first slice, first pixel centre)")
@@ -104,18 +121,20 @@ def format_geometry(geometry: SeriesGeometry) -> str:
     lines.append(f"                   columns {_vec(g.axes_lps[2])}")
     if g.gantry_tilt_deg > 0.01:
         lines.append(f"Gantry tilt:       {g.gantry_tilt_deg:.2f} degrees")
+    return lines
+
+
+def _regularity_lines(g: SeriesGeometry) -> list[str]:
+    """Whether the slices are regularly spaced, and the thickness values when they vary."""
     if g.is_regular:
-        lines.append("Spacing:           regular")
+        lines = ["Spacing:           regular"]
     else:
-        lines.append(
+        lines = [
             f"Spacing:           IRREGULAR after slice(s) {', '.join(str(i) for i in g.irregular_positions[:10])}"
-        )
+        ]
     if len(g.thickness_values_mm) > 1:
         lines.append("Thickness values:  " + ", ".join(_mm(t) for t in g.thickness_values_mm))
-    if g.warnings:
-        lines.append("Warnings:")
-        lines.extend(f"  - {w}" for w in g.warnings)
-    return "\n".join(lines)
+    return lines
 
 
 def _json_safe(value):
