@@ -260,21 +260,73 @@ def make_phantom(
         raise ParameterError(f"Phantom shape must be three sizes of at least 8 voxels, got {shape}.")
     if not voxel_mm > 0:
         raise ParameterError(f"Phantom voxel size must be positive, got {voxel_mm} mm.")
+    # The painting order matters: later tissues overwrite earlier ones, and each step draws from ``rng``.
     rng = np.random.default_rng(seed)
     canvas = _Canvas.empty(shape, voxel_mm)
+    layout = _Layout.of(shape, float(voxel_mm))
+    texture = _paint_body(canvas, rng, layout)
+    _paint_abdomen(canvas, rng, layout)
+    lung = _paint_lungs_and_heart(canvas, layout)
+    _paint_pulmonary_vessels(canvas, rng, layout, lung)
+    _paint_airways(canvas, rng, layout, lung)
+    _paint_nodules(canvas, rng, lung)
+    _paint_aorta(canvas, layout)
+    _paint_spine_and_ribs(canvas, rng, layout.spine_y, layout.body_ay, layout.body_ax, layout.zlen)
+
+    # Mild texture inside soft tissue and CT-like noise.
+    soft = (canvas.vol > -200) & (canvas.vol < 150)
+    canvas.vol += np.where(soft, texture * np.float32(8.0), np.float32(0.0))
+    if noise_hu > 0:
+        canvas.vol += _correlated_noise(shape, rng, noise_hu)
+
     n0, n1, n2 = shape
-    vox = float(voxel_mm)
-    zlen = n0 * vox
-    min_r = 0.5 * vox
+    vox = layout.vox
+    geometry = make_geometry(
+        shape,
+        slice_spacing_mm=vox,
+        pixel_spacing_mm=(vox, vox),
+        slice_thickness_mm=vox,
+        origin_lps=(-(n2 - 1) / 2 * vox, -(n1 - 1) / 2 * vox, 0.0),
+        description=f"SR4ZCT phantom (seed {seed})",
+    )
+    return Volume(canvas.vol, geometry, metadata={"source": "sr4zct.demo.phantom", "seed": str(seed)})
 
-    def zz(fraction: float) -> float:
-        return fraction * zlen
 
-    # Body, skin, subcutaneous fat, muscle wall, viscera (with a soft-tissue texture).
-    half_y, half_x = (n1 - 1) / 2 * vox, (n2 - 1) / 2 * vox
-    body_ay, body_ax = 0.74 * half_y, 0.92 * half_x
+@dataclass(frozen=True)
+class _Layout:
+    """The sizes the anatomy is laid out by (mm): the voxel, the z extent, the body's semi-axes."""
+
+    vox: float
+    zlen: float
+    body_ay: float
+    body_ax: float
+
+    @classmethod
+    def of(cls, shape: tuple[int, int, int], vox: float) -> _Layout:
+        n0, n1, n2 = shape
+        half_y, half_x = (n1 - 1) / 2 * vox, (n2 - 1) / 2 * vox
+        return cls(vox=vox, zlen=n0 * vox, body_ay=0.74 * half_y, body_ax=0.92 * half_x)
+
+    @property
+    def min_r(self) -> float:
+        """Smallest radius drawn: half a voxel."""
+        return 0.5 * self.vox
+
+    @property
+    def spine_y(self) -> float:
+        return 0.62 * self.body_ay
+
+    def zz(self, fraction: float) -> float:
+        """A height as a fraction of the z extent."""
+        return fraction * self.zlen
+
+
+def _paint_body(canvas: _Canvas, rng: np.random.Generator, layout: _Layout) -> np.ndarray:
+    """Body, skin, subcutaneous fat, muscle wall, viscera with visceral fat; returns the soft-tissue
+    texture (added at the end)."""
+    vox, body_ay, body_ax = layout.vox, layout.body_ay, layout.body_ax
     body_centre = (0.0, 0.0)
-    z_all = (-2 * vox, zlen + 2 * vox)
+    z_all = (-2 * vox, layout.zlen + 2 * vox)
     _paint_column(canvas, body_centre, (body_ay, body_ax), z_all, HU["skin"])
     _paint_column(canvas, body_centre, (body_ay - 1.5, body_ax - 1.5), z_all, HU["fat"])
     wall = 0.09 * body_ay
@@ -289,8 +341,13 @@ def make_phantom(
     fat_share = np.clip((texture[inner_box] - 0.6) * 2.0, 0.0, 1.0)
     inside = _inside_column(canvas, inner_box, body_centre, (inner_ay - 2, inner_ax - 2))
     canvas.paint(inner_box, fat_share * inside, HU["fat"])
+    return texture
 
-    # Abdominal organs (drawn before the lungs, which carve the domed liver top).
+
+def _paint_abdomen(canvas: _Canvas, rng: np.random.Generator, layout: _Layout) -> None:
+    """Liver with its vessels, spleen, kidneys with their sinus fat, bowel gas (drawn before the lungs,
+    which carve the domed liver top)."""
+    zz, zlen, body_ay, body_ax, min_r = layout.zz, layout.zlen, layout.body_ay, layout.body_ax, layout.min_r
     liver_c = (zz(0.2), -0.05 * body_ay, -0.42 * body_ax)
     _paint_ellipsoid(
         canvas, liver_c, (0.26 * zlen, 0.62 * body_ay, 0.42 * body_ax), HU["liver"], angle_deg=-15
@@ -330,8 +387,12 @@ def make_phantom(
         HU["bowel_gas"],
     )
 
-    # Lungs: tapering ellipses in-plane above a domed diaphragm, the heart carved out.
-    lung = np.zeros(shape, np.float32)
+
+def _paint_lungs_and_heart(canvas: _Canvas, layout: _Layout) -> np.ndarray:
+    """Lungs: tapering ellipses in-plane above a domed diaphragm, the heart carved out. Returns the lung
+    occupancy (0 in the heart and on partial-volume rims) that clips vessels and small airways."""
+    zz, zlen, body_ay, body_ax = layout.zz, layout.zlen, layout.body_ay, layout.body_ax
+    lung = np.zeros(canvas.vol.shape, np.float32)
     z3 = canvas.z[:, None, None]
     for side, dome_base in ((-1.0, 0.4), (1.0, 0.34)):
         cy, cx = -0.06 * body_ay, side * 0.45 * body_ax
@@ -344,16 +405,21 @@ def make_phantom(
         rho2 = np.clip((dy / ly) ** 2 + (dx / lx) ** 2, 0.0, 1.0)
         dome = zz(dome_base) + 0.16 * zlen * (1.0 - rho2)
         d_dome = dome - z3
-        lung = np.maximum(lung, _occupancy(np.maximum(d_plane, d_dome), vox))
+        lung = np.maximum(lung, _occupancy(np.maximum(d_plane, d_dome), layout.vox))
     canvas.paint((slice(None),) * 3, lung, HU["lung"])
     heart_c = (zz(0.5), -0.4 * body_ay, 0.1 * body_ax)
     heart_semi = (0.2 * zlen, 0.36 * body_ay, 0.3 * body_ax)
     _paint_ellipsoid(canvas, heart_c, heart_semi, HU["heart"], angle_deg=20)
     lung[canvas.vol > -500] = 0.0  # the heart and partial-volume rims are no lung for vessels
+    return lung
 
-    # Pulmonary vessels: trees from each hilum, clipped to the lungs.
+
+def _paint_pulmonary_vessels(
+    canvas: _Canvas, rng: np.random.Generator, layout: _Layout, lung: np.ndarray
+) -> None:
+    """Trees from each hilum, clipped to the lungs."""
     for side in (-1.0, 1.0):
-        hilum = np.array([zz(0.62), -0.05 * body_ay, side * 0.2 * body_ax])
+        hilum = np.array([layout.zz(0.62), -0.05 * layout.body_ay, side * 0.2 * layout.body_ax])
         n_roots = 9
         for i in range(n_roots):
             # roots fanned out over the lateral half-sphere (golden-angle spiral), then jittered
@@ -364,9 +430,12 @@ def make_phantom(
             for p0, p1, radius in _branch_tree(
                 rng, hilum, direction, length_mm=14.0, radius_mm=1.5, depth=7, length_ratio=0.82
             ):
-                _paint_capsule(canvas, p0, p1, max(radius, min_r), HU["vessel"], mask=lung)
+                _paint_capsule(canvas, p0, p1, max(radius, layout.min_r), HU["vessel"], mask=lung)
 
-    # Airways: trachea, main bronchi and two more generations; all walls first, then all lumens.
+
+def _paint_airways(canvas: _Canvas, rng: np.random.Generator, layout: _Layout, lung: np.ndarray) -> None:
+    """Trachea, main bronchi and two more generations; all walls first, then all lumens."""
+    zz, zlen, body_ay, body_ax, vox = layout.zz, layout.zlen, layout.body_ay, layout.body_ax, layout.vox
     carina = np.array([zz(0.74), -0.12 * body_ay, 0.0])
     trachea_r = max(0.07 * body_ax, 2 * vox)
     central = [(np.array([zlen + 4 * vox, -0.12 * body_ay, 0.0]), carina, trachea_r)]
@@ -387,50 +456,43 @@ def make_phantom(
     airway = [(seg, None) for seg in central] + [(seg, lung) for seg in peripheral]
     wall_mm = max(0.9, 0.8 * vox)
     for (p0, p1, radius), mask in airway:
-        _paint_capsule(canvas, p0, p1, max(radius, min_r) + wall_mm, HU["airway_wall"], mask=mask)
+        _paint_capsule(canvas, p0, p1, max(radius, layout.min_r) + wall_mm, HU["airway_wall"], mask=mask)
     for (p0, p1, radius), mask in airway:
-        _paint_capsule(canvas, p0, p1, max(radius, min_r), HU["airway_lumen"], mask=mask)
+        _paint_capsule(canvas, p0, p1, max(radius, layout.min_r), HU["airway_lumen"], mask=mask)
 
-    # Nodules, 3-8 mm, spread over the lung height.
+
+def _paint_nodules(canvas: _Canvas, rng: np.random.Generator, lung: np.ndarray) -> None:
+    """Five nodules, 3-8 mm, spread over the lung height (one of them ground glass)."""
     deep_lung = np.argwhere(lung[:, ::2, ::2] > 0.999)
-    if len(deep_lung):
-        n_nodules = 5
-        order = np.argsort(deep_lung[:, 0])
-        picks = [order[int(q * (len(order) - 1))] for q in np.linspace(0.1, 0.9, n_nodules)]
-        for i, pick in enumerate(picks):
-            k, j, m = deep_lung[pick] * np.array([1, 2, 2])
-            diameter = rng.uniform(3.0, 8.0)
-            centre = (canvas.z[k], canvas.y[j], canvas.x[m])
-            hu = HU["ground_glass"] if i == 2 else HU["nodule"] + rng.uniform(-10, 10)
-            _paint_ellipsoid(canvas, centre, (diameter / 2,) * 3, hu)
+    if not len(deep_lung):
+        return
+    n_nodules = 5
+    order = np.argsort(deep_lung[:, 0])
+    picks = [order[int(q * (len(order) - 1))] for q in np.linspace(0.1, 0.9, n_nodules)]
+    for i, pick in enumerate(picks):
+        k, j, m = deep_lung[pick] * np.array([1, 2, 2])
+        diameter = rng.uniform(3.0, 8.0)
+        centre = (canvas.z[k], canvas.y[j], canvas.x[m])
+        hu = HU["ground_glass"] if i == 2 else HU["nodule"] + rng.uniform(-10, 10)
+        _paint_ellipsoid(canvas, centre, (diameter / 2,) * 3, hu)
 
-    # Aorta (descending, slightly oblique) and a spinal column of vertebrae and discs, then ribs.
-    spine_y = 0.62 * body_ay
-    aorta_r = 0.11 * body_ay
+
+def _paint_aorta(canvas: _Canvas, layout: _Layout) -> None:
+    """The descending aorta, slightly oblique, in front of the spine."""
+    vox, zlen, body_ay, body_ax, spine_y = (
+        layout.vox,
+        layout.zlen,
+        layout.body_ay,
+        layout.body_ax,
+        layout.spine_y,
+    )
     _paint_capsule(
         canvas,
         (-4 * vox, spine_y - 0.3 * body_ay, 0.12 * body_ax),
         (zlen + 4 * vox, spine_y - 0.36 * body_ay, 0.08 * body_ax),
-        aorta_r,
+        0.11 * body_ay,
         HU["blood"],
     )
-    _paint_spine_and_ribs(canvas, rng, spine_y, body_ay, body_ax, zlen)
-
-    # Mild texture inside soft tissue and CT-like noise.
-    soft = (canvas.vol > -200) & (canvas.vol < 150)
-    canvas.vol += np.where(soft, texture * np.float32(8.0), np.float32(0.0))
-    if noise_hu > 0:
-        canvas.vol += _correlated_noise(shape, rng, noise_hu)
-
-    geometry = make_geometry(
-        shape,
-        slice_spacing_mm=vox,
-        pixel_spacing_mm=(vox, vox),
-        slice_thickness_mm=vox,
-        origin_lps=(-(n2 - 1) / 2 * vox, -(n1 - 1) / 2 * vox, 0.0),
-        description=f"SR4ZCT phantom (seed {seed})",
-    )
-    return Volume(canvas.vol, geometry, metadata={"source": "sr4zct.demo.phantom", "seed": str(seed)})
 
 
 def _inside_column(canvas: _Canvas, box, centre_yx, semi_yx) -> np.ndarray:
