@@ -76,21 +76,35 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _check_outputs(folder: Path, overwrite: bool) -> None:
+    """Refuse, before any work, a folder that holds demo outputs (without ``overwrite``) or, with it, any
+    output file SR4ZCT did not write; create the folder."""
     from sr4zct.errors import OutputError
+    from sr4zct.io.atomic import check_replaceable
 
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"The demo output {folder} exists and is not a folder.")
-    if not overwrite:
-        existing = [name for name in OUTPUT_FILES if (folder / name).exists()]
-        if existing:
-            raise OutputError(
-                f"{folder} already holds demo outputs ({', '.join(existing)}); use --overwrite or choose "
-                "another folder with -o."
-            )
+    existing = [name for name in OUTPUT_FILES if (folder / name).exists()]
+    if existing and not overwrite:
+        raise OutputError(
+            f"{folder} already holds demo outputs ({', '.join(existing)}); use --overwrite or choose "
+            "another folder with -o."
+        )
+    for name in existing:
+        check_replaceable(folder / name)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"Cannot create the output folder {folder}: {exc.strerror or exc}.") from None
+
+
+def _check_arguments(size: str, thickness_mm: float, spacing_mm: float) -> None:
+    from sr4zct.errors import ParameterError
+
+    if size not in SIZES:
+        raise ParameterError(f"Unknown demo size {size!r}; choose one of {', '.join(SIZES)}.")
+    for name, value in (("--thickness", thickness_mm), ("--spacing", spacing_mm)):
+        if not (value > 0 and math.isfinite(value)):
+            raise ParameterError(f"{name} must be a positive number of millimetres, got {value}.")
 
 
 def run_demo(
@@ -109,17 +123,13 @@ def run_demo(
     log=print,
 ) -> dict[str, Any]:
     """Run the demo and write its outputs; returns the scores and run information (also in scores.json)."""
+    from sr4zct._version import __version__
     from sr4zct.demo.evaluation import interpolate_baseline, score
     from sr4zct.demo.phantom import make_demo_case
-    from sr4zct.errors import ParameterError
-    from sr4zct.io import write_volume
+    from sr4zct.io.atomic import write_text_atomic
     from sr4zct.run.pipeline import enhance
 
-    if size not in SIZES:
-        raise ParameterError(f"Unknown demo size {size!r}; choose one of {', '.join(SIZES)}.")
-    for name, value in (("--thickness", thickness_mm), ("--spacing", spacing_mm)):
-        if not (value > 0 and math.isfinite(value)):
-            raise ParameterError(f"{name} must be a positive number of millimetres, got {value}.")
+    _check_arguments(size, thickness_mm, spacing_mm)
     folder = Path(output_dir).expanduser()
     _check_outputs(folder, overwrite)
 
@@ -158,6 +168,31 @@ def run_demo(
         "simulated_profile": profile,
         "simulated_phase_mm": thick.metadata["simulated_phase_mm"],
     }
+    _write_volumes(folder, ground_truth, thick, outputs, result, scores, demo_parameters, overwrite)
+    figure = _coronal_figure(
+        folder / "coronal_comparison.png", ground_truth, thick, outputs, scores, overwrite=overwrite
+    )
+    if figure is None:
+        log("matplotlib is not installed: coronal_comparison.png was not written (pip install matplotlib)")
+
+    report = {
+        "sr4zct_version": __version__,  # marks the report as SR4ZCT's: --overwrite may replace it
+        "parameters": {**demo_parameters, "preset": preset, "device": result.device},
+        "scores": scores,
+        "gain_db": scores["SR4ZCT"]["psnr_db"] - scores["linear"]["psnr_db"],
+        "timings_s": result.timings_s,
+        "enhance_parameters": result.parameters,
+        "warnings": list(result.warnings),
+    }
+    text = json.dumps(report, indent=2, default=float) + "\n"
+    write_text_atomic(folder / "scores.json", text, overwrite=overwrite)
+    return report
+
+
+def _write_volumes(folder, ground_truth, thick, outputs, result, scores, demo_parameters, overwrite) -> None:
+    """The ground truth, the thick input, linear interpolation and SR4ZCT's result as NRRD files."""
+    from sr4zct.io import write_volume
+
     write_volume(ground_truth, folder / "ground_truth.nrrd", metadata=demo_parameters, overwrite=overwrite)
     write_volume(thick, folder / "thick_input.nrrd", metadata=demo_parameters, overwrite=overwrite)
     linear_meta = {
@@ -168,23 +203,6 @@ def run_demo(
     write_volume(outputs["linear"], folder / "linear.nrrd", metadata=linear_meta, overwrite=overwrite)
     sr_meta = {**result.parameters, **demo_parameters, "psnr_db": f"{scores['SR4ZCT']['psnr_db']:.2f}"}
     write_volume(result.volume, folder / "sr4zct.nrrd", metadata=sr_meta, overwrite=overwrite)
-
-    figure = _coronal_figure(folder / "coronal_comparison.png", ground_truth, thick, outputs, scores)
-    if figure is None:
-        log("matplotlib is not installed: coronal_comparison.png was not written (pip install matplotlib)")
-
-    report = {
-        "parameters": {**demo_parameters, "preset": preset, "device": result.device},
-        "scores": scores,
-        "gain_db": scores["SR4ZCT"]["psnr_db"] - scores["linear"]["psnr_db"],
-        "timings_s": result.timings_s,
-        "enhance_parameters": result.parameters,
-        "warnings": list(result.warnings),
-    }
-    tmp = folder / "scores.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
-    tmp.replace(folder / "scores.json")
-    return report
 
 
 def format_table(scores: dict[str, dict[str, Any]], reference: str = "linear") -> str:
@@ -201,7 +219,9 @@ def format_table(scores: dict[str, dict[str, Any]], reference: str = "linear") -
     return "\n".join(lines)
 
 
-def _coronal_figure(path: Path, ground_truth, thick, outputs, scores) -> Path | None:
+def _coronal_figure(
+    path: Path, ground_truth, thick, outputs, scores, *, overwrite: bool = False
+) -> Path | None:
     """Thick input / linear / SR4ZCT / ground truth, coronal, full view and a zoom; same window."""
     try:
         import matplotlib
@@ -210,25 +230,11 @@ def _coronal_figure(path: Path, ground_truth, thick, outputs, scores) -> Path | 
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    import numpy as np
-
-    from sr4zct.demo.evaluation import body_box
+    from sr4zct.io.atomic import atomic_output
+    from sr4zct.run.preview import PNG_MARKER
 
     gt = ground_truth.geometry
-    _, ys, xs = body_box(ground_truth.array, thick.geometry.slice_thickness_mm, gt.slice_spacing_mm)
-    # the coronal image with the most fine z structure (vessels, airways; bone is clipped away)
-    clipped = np.clip(ground_truth.array[:, ys, :], -1000.0, 100.0)
-    row = ys.start + int(np.argmax((np.diff(clipped, n=2, axis=0) ** 2).sum(axis=(0, 2))))
-    col_mm = gt.pixel_spacing_mm[1]
-    x0 = -0.5 * col_mm
-    x1 = (gt.shape[2] - 0.5) * col_mm
-
-    def panel(volume):
-        g = volume.geometry
-        z = g.origin_lps[2] - gt.origin_lps[2] + np.asarray(g.slice_positions_mm)
-        half = 0.5 * (z[1] - z[0]) if len(z) > 1 else 0.5
-        return volume.array[:, row, :], (x0, x1, z[0] - half, z[-1] + half)
-
+    row = _figure_row(ground_truth, thick)
     panels = [
         (
             "thick input",
@@ -239,41 +245,15 @@ def _coronal_figure(path: Path, ground_truth, thick, outputs, scores) -> Path | 
         ("SR4ZCT", outputs["SR4ZCT"], f"{scores['SR4ZCT']['psnr_db']:.2f} dB"),
         ("ground truth", ground_truth, f"{gt.slice_spacing_mm:g} mm slices"),
     ]
-    # zoom: the square of the coronal image with the most fine z structure (lung vessels, airways)
-    z_len = gt.shape[0] * gt.slice_spacing_mm
-    side = max(8, min(gt.shape[0], gt.shape[2]) // 2)
-    image = np.clip(ground_truth.array[:, row, :].astype(np.float64), -1000.0, 100.0)
-    energy = np.zeros_like(image)
-    energy[1:-1] = np.diff(image, n=2, axis=0) ** 2
-    summed = np.pad(energy, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    windows = summed[side:, side:] - summed[:-side, side:] - summed[side:, :-side] + summed[:-side, :-side]
-    k, m = np.unravel_index(int(np.argmax(windows)), windows.shape)
-    zoom_w = side * col_mm
-    zoom_x = (x0 + m * col_mm, x0 + m * col_mm + zoom_w)
-    z_edge = -0.5 * gt.slice_spacing_mm
-    zoom_z = (z_edge + k * gt.slice_spacing_mm, z_edge + k * gt.slice_spacing_mm + side * gt.slice_spacing_mm)
-
     fig, axes = plt.subplots(2, 4, figsize=(16, 8.6), constrained_layout=True)
+    zoom_x, zoom_z = _zoom_window(ground_truth, row)
     for k, (name, volume, note) in enumerate(panels):
-        image, extent = panel(volume)
-        for r in range(2):
-            ax = axes[r, k]
-            ax.imshow(image, cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], extent=extent,
-                      origin="lower", interpolation="nearest", aspect="equal")  # fmt: skip
-            ax.set_facecolor("black")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 1:
-                ax.set_xlim(*zoom_x)
-                ax.set_ylim(*zoom_z)
-            else:
-                ax.set_xlim(x0, x1)
-                ax.set_ylim(-0.5 * gt.slice_spacing_mm, z_len - 0.5 * gt.slice_spacing_mm)
+        _draw_panel(axes[:, k], volume, ground_truth, row, zoom_x, zoom_z)
         axes[0, k].set_title(f"{name}\n{note}", fontsize=12)
         axes[0, k].add_patch(
             plt.Rectangle(
                 (zoom_x[0], zoom_z[0]),
-                zoom_w,
+                zoom_x[1] - zoom_x[0],
                 zoom_z[1] - zoom_z[0],
                 fill=False,
                 edgecolor="yellow",
@@ -285,11 +265,76 @@ def _coronal_figure(path: Path, ground_truth, thick, outputs, scores) -> Path | 
         f"{(WINDOW_HU[0] + WINDOW_HU[1]) / 2:g}; body-box PSNR vs ground truth; bottom: zoom",
         fontsize=12,
     )
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
+    # the text chunk marks the figure as SR4ZCT's, so that --overwrite may replace it
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, dpi=80, metadata={PNG_MARKER: "demo coronal comparison"})
     plt.close(fig)
-    tmp.replace(path)
     return path
+
+
+def _figure_row(ground_truth, thick) -> int:
+    """The coronal image (row) with the most fine z structure (vessels, airways; bone is clipped away)."""
+    import numpy as np
+
+    from sr4zct.demo.evaluation import body_box
+
+    gt = ground_truth.geometry
+    _, ys, _ = body_box(ground_truth.array, thick.geometry.slice_thickness_mm, gt.slice_spacing_mm)
+    clipped = np.clip(ground_truth.array[:, ys, :], -1000.0, 100.0)
+    return ys.start + int(np.argmax((np.diff(clipped, n=2, axis=0) ** 2).sum(axis=(0, 2))))
+
+
+def _x_range_mm(ground_truth) -> tuple[float, float]:
+    """The column extent of the coronal images, from the first to the last pixel edge (mm)."""
+    gt = ground_truth.geometry
+    col_mm = gt.pixel_spacing_mm[1]
+    return -0.5 * col_mm, (gt.shape[2] - 0.5) * col_mm
+
+
+def _zoom_window(ground_truth, row: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(x range, z range)`` in mm of the square of the coronal image with the most fine z structure
+    (lung vessels, airways)."""
+    import numpy as np
+
+    gt = ground_truth.geometry
+    col_mm = gt.pixel_spacing_mm[1]
+    x0, _ = _x_range_mm(ground_truth)
+    side = max(8, min(gt.shape[0], gt.shape[2]) // 2)
+    image = np.clip(ground_truth.array[:, row, :].astype(np.float64), -1000.0, 100.0)
+    energy = np.zeros_like(image)
+    energy[1:-1] = np.diff(image, n=2, axis=0) ** 2
+    summed = np.pad(energy, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    windows = summed[side:, side:] - summed[:-side, side:] - summed[side:, :-side] + summed[:-side, :-side]
+    k, m = np.unravel_index(int(np.argmax(windows)), windows.shape)
+    zoom_x = (x0 + m * col_mm, x0 + m * col_mm + side * col_mm)
+    z_edge = -0.5 * gt.slice_spacing_mm
+    zoom_z = (z_edge + k * gt.slice_spacing_mm, z_edge + k * gt.slice_spacing_mm + side * gt.slice_spacing_mm)
+    return zoom_x, zoom_z
+
+
+def _draw_panel(column_axes, volume, ground_truth, row: int, zoom_x, zoom_z) -> None:
+    """One volume's coronal image in a column of the figure: the full view on top, the zoom below."""
+    import numpy as np
+
+    gt = ground_truth.geometry
+    x0, x1 = _x_range_mm(ground_truth)
+    g = volume.geometry
+    z = g.origin_lps[2] - gt.origin_lps[2] + np.asarray(g.slice_positions_mm)
+    half = 0.5 * (z[1] - z[0]) if len(z) > 1 else 0.5
+    image, extent = volume.array[:, row, :], (x0, x1, z[0] - half, z[-1] + half)
+    z_len = gt.shape[0] * gt.slice_spacing_mm
+    for r, ax in enumerate(column_axes):
+        ax.imshow(image, cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], extent=extent,
+                  origin="lower", interpolation="nearest", aspect="equal")  # fmt: skip
+        ax.set_facecolor("black")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if r == 1:
+            ax.set_xlim(*zoom_x)
+            ax.set_ylim(*zoom_z)
+        else:
+            ax.set_xlim(x0, x1)
+            ax.set_ylim(-0.5 * gt.slice_spacing_mm, z_len - 0.5 * gt.slice_spacing_mm)
 
 
 def run(args: argparse.Namespace) -> int:
