@@ -60,7 +60,7 @@ def save_model(path: str | os.PathLike, model, *, network: str, info: dict[str, 
     """
     import torch
 
-    from sr4zct.io.atomic import disk_full_or
+    from sr4zct.io.atomic import disk_full_or, temporary_name
     from sr4zct.method.networks import network_config
 
     path = Path(path)
@@ -80,7 +80,7 @@ def save_model(path: str | os.PathLike, model, *, network: str, info: dict[str, 
         "state_dict": state,
         **info,
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_name(path)  # unique: a file of that name that was there before is never replaced
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(payload, tmp)

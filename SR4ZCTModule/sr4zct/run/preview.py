@@ -170,7 +170,9 @@ def write_preview_png(
     draw.text((4, height + line + 2), caption, fill=255)
     info = PngImagePlugin.PngInfo()
     info.add_text(PNG_MARKER, caption)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    from sr4zct.io.atomic import temporary_name
+
+    tmp = temporary_name(path)  # unique: a file of that name that was there before is never replaced
     try:
         picture.save(tmp, format="PNG", pnginfo=info)
         os.replace(tmp, path)
