@@ -433,3 +433,46 @@ def test_a_signal_before_training_leaves_nothing(user):
     assert proc.returncode == 128 + signal.SIGTERM
     assert '"event":"cancelled"' in rest.replace(" ", "")
     assert user.snapshot() == before
+
+
+# --- the demo's outputs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_demo_overwrite_replaces_only_its_own_outputs(tmp_path, capsys):
+    from sr4zct.cli.demo import OUTPUT_FILES
+
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    for name in ("scores.json.tmp", "coronal_comparison.tmp.png", "notes.txt"):  # names it once wrote under
+        (folder / name).write_text(f"my {name}")
+    argv = [
+        "demo",
+        "-o",
+        str(folder),
+        "--size",
+        "tiny",
+        "--max-minutes",
+        "0.05",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    first = snapshot(folder)
+    assert main([*argv, "--overwrite"]) == 0  # its own outputs are replaced ...
+    second = snapshot(folder)
+    assert set(second) == set(first) and all(second[name] != first[name] for name in OUTPUT_FILES)
+    assert all(
+        (folder / n).read_text() == f"my {n}" for n in ("scores.json.tmp", "coronal_comparison.tmp.png")
+    )
+    capsys.readouterr()
+    for name in ("scores.json", "coronal_comparison.png", "linear.nrrd"):  # ... nothing else, and up front
+        own = (folder / name).read_bytes()
+        (folder / name).write_bytes(b"another program's file")
+        before = snapshot(folder)
+        t0 = time.monotonic()
+        assert main([*argv, "--overwrite"]) == 5
+        assert f"Refusing to replace {folder / name}" in capsys.readouterr().err
+        assert time.monotonic() - t0 < 5 and snapshot(folder) == before
+        (folder / name).write_bytes(own)
