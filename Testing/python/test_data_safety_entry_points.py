@@ -27,6 +27,7 @@ from sr4zct.cli import main
 from sr4zct.errors import SR4ZCTError
 from sr4zct.io import read_volume, write_volume
 from sr4zct.io.atomic import _host_tag, atomic_output, check_output_path
+from sr4zct.io.image_headers import inspect_image_file
 from sr4zct.run.background import BackgroundJob
 from sr4zct.run.options import EnhanceOptions
 from sr4zct.run.pipeline import enhance_file
@@ -302,6 +303,32 @@ def test_overwrite_refuses_a_file_sr4zct_did_not_write(user, entry, role, capsys
     reason = "it is not a sidecar SR4ZCT wrote" if role == "sidecar" else "not a previous output of SR4ZCT"
     assert_refused(outcome, f"Refusing to replace {files[role]}", reason)
     assert user.snapshot() == before
+
+
+@pytest.mark.parametrize("entry", ["cli", "api"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_preview_never_replaces_an_earlier_result(user, entry, overwrite, model, capsys, monkeypatch):
+    """The live preview replaces only an earlier preview, never an earlier result (even one SR4ZCT wrote)."""
+    earlier = user.out / "earlier_result.nrrd"
+    assert run_entry(entry, user.nrrd, earlier, capsys, monkeypatch, model_path=str(model)).exit_code == 0
+    before = user.snapshot()
+    outcome = run_entry(entry, user.nrrd, user.out / "o.nrrd", capsys, monkeypatch, preview_path=str(earlier),
+                        overwrite=overwrite, **TRAIN)  # fmt: skip
+    assert_refused(outcome, f"The preview {earlier} exists and is not an SR4ZCT preview")
+    assert user.snapshot() == before
+
+
+def test_a_preview_replaces_an_earlier_preview(user):
+    preview = user.out / "preview.nrrd"
+    enhance_file(
+        user.nrrd, user.out / "a.nrrd", preset="fast", max_minutes=0.05, device="cpu", preview_path=preview
+    )
+    first = preview.read_bytes()
+    assert inspect_image_file(preview).keys["sr4zct_content"].startswith("preview")
+    enhance_file(
+        user.nrrd, user.out / "b.nrrd", preset="fast", max_minutes=0.05, device="cpu", preview_path=preview
+    )
+    assert preview.is_file() and preview.stat().st_size == len(first)
 
 
 @pytest.mark.parametrize("entry", ["cli", "api"])

@@ -541,8 +541,24 @@ def _check_preview_path(path: str, inp: Path) -> Path:
     if suffix == ".png":
         return check_preview_path(path)
     if suffix == ".nrrd":
-        return check_output(path, overwrite=True, input_path=inp)
+        resolved = check_output(path, overwrite=True, input_path=inp)
+        if resolved.exists() and not _is_nrrd_preview(resolved):  # e.g. an earlier result: never replaced
+            raise OutputError(
+                f"The preview {resolved} exists and is not an SR4ZCT preview; choose another file."
+            )
+        return resolved
     raise ParameterError(f"preview_path must be a .png or .nrrd file, got {path!r}.")
+
+
+def _is_nrrd_preview(path: Path) -> bool:
+    """True for an NRRD the live preview wrote (its ``sr4zct_content`` header key)."""
+    from sr4zct.errors import SR4ZCTError
+    from sr4zct.io.image_headers import inspect_image_file
+
+    try:
+        return inspect_image_file(path).keys.get("sr4zct_content", "").startswith("preview")
+    except SR4ZCTError:
+        return False
 
 
 def _whole_numbers(array: np.ndarray) -> bool:
