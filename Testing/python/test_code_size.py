@@ -16,10 +16,6 @@ ALLOWED = {
     # Being split on the speed branch (the lead removes them from this list when it lands).
     "method/training.py::train_model",
     "method/inference.py::enhance_array",
-    # Landed with sr4zct batch after this test was written; to be split by the batch runner's owner.
-    "batch/discovery.py::discover_jobs",
-    "batch/manifest.py::read_manifest",
-    "cli/batch.py::run",
 }
 
 

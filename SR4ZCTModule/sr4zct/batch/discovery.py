@@ -74,19 +74,25 @@ def discover_jobs(
     jobs = [_dicom_job(uid, headers) for uid, headers in series.items()]
     jobs.sort(key=lambda job: job.output_name)
     jobs += _damaged_jobs(damaged, jobs, warn)
-    seen_files: set[Path] = set()
-    for path, root in images:
-        if path in seen_files:
-            continue
-        seen_files.add(path)
-        rel = path.relative_to(root).as_posix() if path != root else path.name
-        suffix = image_suffix(rel) or ""
-        jobs.append(BatchJob(f"file:{path}", str(path), rel[: len(rel) - len(suffix)], {}, rel))
+    jobs += _image_jobs(images)
     if not jobs:
         listed = ", ".join(str(p) for p in inputs)
         raise InputError(f"No DICOM series or image files found under {listed}.")
     jobs = disambiguate(jobs)
     check_output_names(jobs)
+    return jobs
+
+
+def _image_jobs(images: list[tuple[Path, Path]]) -> list[BatchJob]:
+    """One job per image file (found once), named by its path under the input folder it was found in."""
+    jobs, seen = [], set()
+    for path, root in images:
+        if path in seen:
+            continue
+        seen.add(path)
+        rel = path.relative_to(root).as_posix() if path != root else path.name
+        suffix = image_suffix(rel) or ""
+        jobs.append(BatchJob(f"file:{path}", str(path), rel[: len(rel) - len(suffix)], {}, rel))
     return jobs
 
 

@@ -20,6 +20,7 @@ import csv
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from sr4zct.batch.jobs import BatchJob, check_output_names, disambiguate, safe_name
 from sr4zct.errors import InputError, ParameterError
@@ -59,18 +60,7 @@ def read_manifest(path: str | os.PathLike) -> list[BatchJob]:
     columns = {name: _ALIASES.get((name or "").strip().lower()) for name in reader.fieldnames or []}
     if "path" not in columns.values():
         raise InputError(f"The manifest {path} needs a header row with a 'path' column.")
-    named, unnamed = [], []
-    for number, row in enumerate(reader, start=2):
-        values = {columns[k]: (v or "").strip() for k, v in row.items() if k in columns and columns[k]}
-        if not values.get("path") or values["path"].startswith("#"):
-            continue
-        job = _job(values, manifest.parent, f"{path}, line {number}")
-        (named if values.get("output_name") else unnamed).append((number, job))
-    if not named and not unnamed:
-        raise InputError(f"The manifest {path} lists no series.")
-    # names the manifest gives are kept as they are; default names that clash get a hash of their input
-    renamed = dict(zip([n for n, _ in unnamed], disambiguate([job for _, job in unnamed]), strict=True))
-    jobs = [job for _, job in sorted(named + list(renamed.items()), key=lambda item: item[0])]
+    jobs = _rows_to_jobs(reader, columns, manifest.parent, path)
     seen: set[str] = set()
     for job in jobs:
         if job.job_id in seen:
@@ -78,6 +68,21 @@ def read_manifest(path: str | os.PathLike) -> list[BatchJob]:
         seen.add(job.job_id)
     check_output_names(jobs)
     return jobs
+
+
+def _rows_to_jobs(reader: csv.DictReader, columns: dict, base: Path, path: Any) -> list[BatchJob]:
+    """The rows' jobs in row order; names the manifest gives are kept, default names that clash get a hash."""
+    named, unnamed = [], []
+    for number, row in enumerate(reader, start=2):
+        values = {columns[k]: (v or "").strip() for k, v in row.items() if k in columns and columns[k]}
+        if not values.get("path") or values["path"].startswith("#"):
+            continue
+        job = _job(values, base, f"{path}, line {number}")
+        (named if values.get("output_name") else unnamed).append((number, job))
+    if not named and not unnamed:
+        raise InputError(f"The manifest {path} lists no series.")
+    renamed = dict(zip([n for n, _ in unnamed], disambiguate([job for _, job in unnamed]), strict=True))
+    return [job for _, job in sorted(named + list(renamed.items()), key=lambda item: item[0])]
 
 
 def _job(values: dict[str, str], base: Path, where: str) -> BatchJob:

@@ -84,12 +84,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    from sr4zct.batch import Batch, discover_jobs, parse_shard, read_manifest, select_shard
-    from sr4zct.batch.ledger import format_table
+def _jobs(args: argparse.Namespace, options: EnhanceOptions):
+    """The jobs of this command line (manifest, then what the inputs hold), its options and its shard tag."""
+    from sr4zct.batch import discover_jobs, parse_shard, read_manifest, select_shard
     from sr4zct.errors import InputError
 
-    options = EnhanceOptions.from_args(args)
     if not args.inputs and not args.manifest:
         raise InputError("Give input folders or files, or --manifest CSV.")
     jobs = read_manifest(args.manifest) if args.manifest else []
@@ -107,6 +106,14 @@ def run(args: argparse.Namespace) -> int:
         index, count = parse_shard(args.shard)
         jobs = select_shard(jobs, index, count)
         shard = f"shard{index}of{count}" if count > 1 else ""
+    return jobs, options, shard
+
+
+def run(args: argparse.Namespace) -> int:
+    from sr4zct.batch import Batch
+    from sr4zct.batch.ledger import format_table
+
+    jobs, options, shard = _jobs(args, EnhanceOptions.from_args(args))
     if args.dry_run:
         return _dry_run(args, jobs, options, shard)
     batch = Batch(
