@@ -310,11 +310,11 @@ class BackgroundJob:
     def _handle(self, event: dict) -> None:
         kind = event.get("event")
         with self._lock:
-            if kind == "log":
+            if kind == "log":  # queued even after the terminal event: stderr is read on its own thread
                 self._log.append(str(event.get("message", "")))
-            if self.terminal is not None:
-                return  # after the terminal event only stray text can come
-            if kind == "started":
+            elif self.terminal is not None:
+                return  # a second terminal event or progress after the end: ignored
+            elif kind == "started":
                 self.started = event
             elif kind == "progress":
                 self.progress = event
