@@ -434,6 +434,107 @@ def _run_ref(row: dict, run_index: dict) -> str:
     return f"[{run_index.get(row.get('run_id'), '?')}]"
 
 
+def _thread_section(rows: list[dict], run_index: dict) -> list[str]:
+    """Training steps/s per thread variant and number of competing CPU-bound processes (benchmarks.threads)."""
+    out = [
+        "### CPU threads (training steps/s of `fast`)",
+        "",
+        "The real training loop (`fast`: 8 x 32 network, batch 16 x 64^2, validation every 100 steps) on 48 "
+        "axial vhm-head images in a fresh process per run, timed after its 20th step; competing processes "
+        "are `while True: pass` spinners started by the benchmark. Variants: torch threads, and `:passive` "
+        "for `OMP_WAIT_POLICY=PASSIVE` (idle OpenMP threads sleep instead of spinning). Runs of a group are "
+        "interleaved; the spread is (max - min) / median over the repeats, the load is the 1-minute load "
+        "average after each run (other users of the machine included).",
+        "",
+    ]
+    by_comp: dict[int, list[dict]] = {}
+    for r in rows:
+        by_comp.setdefault(int(r.get("competitors") or 0), []).append(r)
+    body = []
+    for comp in sorted(by_comp):
+        group = sorted(by_comp[comp], key=lambda r: (r.get("threads") or 0, r.get("wait_policy") or ""))
+        best = max((num(r.get("steps_per_s_median")) or 0.0 for r in group), default=0.0)
+        for r in group:
+            med = num(r.get("steps_per_s_median"))
+            loads = [num(v) for v in r.get("load_avg_1min") or [] if num(v) is not None]
+            body.append(
+                [
+                    str(comp),
+                    f"`{r.get('variant', r.get('threads'))}`",
+                    _f(med, ".2f") + (" (best)" if med is not None and med == best and best > 0 else ""),
+                    f"{_f(r.get('steps_per_s_min'), '.2f')} - {_f(r.get('steps_per_s_max'), '.2f')}",
+                    _f(
+                        num(r.get("steps_per_s_spread")) * 100 if num(r.get("steps_per_s_spread")) else None,
+                        ".0f",
+                    )
+                    + " %",
+                    str(len(r.get("steps_per_s_all") or [])),
+                    f"{min(loads):.1f} - {max(loads):.1f}" if loads else "-",
+                    _run_ref(r, run_index),
+                ]
+            )
+    out += _table(
+        [
+            "competing processes",
+            "variant",
+            "median steps/s",
+            "min - max",
+            "spread",
+            "runs",
+            "load average",
+            "run",
+        ],
+        body,
+    )
+    out.append("")
+    return out
+
+
+INFERENCE_PARTS = ("resample", "gather", "network", "scatter", "fuse")
+
+
+def _median_range(stats: dict | None) -> str:
+    stats = stats or {}
+    return f"{_f(stats.get('median'), '.1f')} ({_f(stats.get('min'), '.1f')} - {_f(stats.get('max'), '.1f')})"
+
+
+def _inference_profile_section(rows: list[dict], run_index: dict) -> list[str]:
+    """Seconds per part of CPU inference on a real series (benchmarks.inference_profile)."""
+    out = [
+        "### Inference on the full L291 series: where the time goes",
+        "",
+        "`enhance_array` as the pipeline calls it (body box, both orientations, the preset's test-time flips), "
+        "repeated in one process after reading the series once; the network is the preset's architecture "
+        "with a fixed random correction (the cost does not depend on the weights). Parts: resample (to the "
+        "internal and the output grid), gather (images out of the volume, normalised), network (forward "
+        "passes and tiling), scatter (back into the volume), fuse (mean and clip). Median (min - max) over the "
+        "repeats.",
+        "",
+    ]
+    body = []
+    for r in rows:
+        if r.get("status") != "ok":
+            body.append([r.get("preset", "-"), "-", r.get("status")] + ["-"] * (len(INFERENCE_PARTS) + 1))
+            continue
+        parts = r.get("parts_s") or {}
+        body.append(
+            [
+                f"`{r.get('preset')}`",
+                r.get("device", "-"),
+                _median_range(parts.get("total")),
+                *[_median_range(parts.get(name)) for name in INFERENCE_PARTS],
+                f"{r.get('repeats')}",
+                _run_ref(r, run_index),
+            ]
+        )
+    out += _table(
+        ["preset", "device", "total s", *[f"{p} s" for p in INFERENCE_PARTS], "runs", "run"],
+        body,
+    )
+    out.append("")
+    return out
+
+
 def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
     runs = results["runs"]
     run_index = {r["id"]: i + 1 for i, r in enumerate(runs)}
@@ -682,6 +783,9 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
             body,
         )
         out.append("")
+    threads = [r for r in results["rows"] if r.get("kind") == "threads"]
+    if threads:
+        out += _thread_section(threads, run_index)
     if pipe:
         out += ["### Pipeline (from the timings each enhance run records)", ""]
         body = []
@@ -701,6 +805,9 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
         out += _table(["case", "device", "train steps/s", "inference Mvoxel/s (output)", "run"], body)
         out.append("")
 
+    profiles = [r for r in results["rows"] if r.get("kind") == "inference_profile"]
+    if profiles:
+        out += _inference_profile_section(profiles, run_index)
     l291 = [r for r in results["rows"] if r.get("kind") == "l291"]
     if l291:
         out += ["## Full L291 series (512 x 512 x 343, 3 mm every 2 mm)", ""]

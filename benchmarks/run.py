@@ -151,6 +151,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--speed", action="store_true", help="acquisition-model and network micro-benchmarks")
     p.add_argument(
+        "--threads-rule",
+        action="store_true",
+        help="training steps/s of fast on each thread variant, alone and beside CPU-bound processes",
+    )
+    p.add_argument(
+        "--thread-variants",
+        default="1,2,2:passive",
+        help="thread variants THREADS[:passive|active] (OMP_WAIT_POLICY), default 1,2,2:passive",
+    )
+    p.add_argument("--thread-competitors", default="0,1", help="competing CPU-bound processes, default 0,1")
+    p.add_argument("--thread-repeats", type=int, default=3, help="repeats per variant (interleaved)")
+    p.add_argument("--thread-seconds", type=float, default=12.0, help="timed window per run (after warm-up)")
+    p.add_argument(
+        "--infer-profile",
+        default=None,
+        metavar="PRESET",
+        help="time the parts of PRESET's inference on the full L291 series (in this process)",
+    )
+    p.add_argument("--infer-repeats", type=int, default=3, help="inference runs for --infer-profile")
+    p.add_argument("--infer-model", type=Path, default=None, help="saved model for --infer-profile")
+    p.add_argument(
         "--l291", default=None, metavar="PRESET", help="also run PRESET on the full L291 series (memory)"
     )
     p.add_argument(
@@ -612,6 +633,57 @@ def run_speed(args, log) -> list[dict]:
     return rows + nets
 
 
+def run_threads(args, log) -> list[dict]:
+    from .threads import parse_variant, thread_rows
+
+    try:
+        variants = [parse_variant(v) for v in args.thread_variants.split(",") if v.strip()]
+        competitors = [int(v) for v in args.thread_competitors.split(",") if v.strip()]
+    except ValueError as exc:
+        raise BenchmarkError(f"--thread-variants / --thread-competitors: {exc}") from None
+    if not variants or not competitors or min(competitors) < 0 or args.thread_repeats < 1:
+        raise BenchmarkError(
+            "--thread-variants, --thread-competitors (>= 0) and --thread-repeats (>= 1) are needed."
+        )
+    if not Path(args.ground_truth).is_file():
+        raise BenchmarkError(f"Ground truth {args.ground_truth} not found (pass --ground-truth PATH).")
+    return thread_rows(
+        args.ground_truth,
+        competitors=competitors,
+        variants=variants,
+        repeats=args.thread_repeats,
+        seconds=args.thread_seconds,
+        log=log,
+    )
+
+
+def run_infer_profile(args, log) -> list[dict]:
+    from .inference_profile import profile_rows
+
+    if args.infer_profile not in ("fast", "balanced", "best"):
+        raise BenchmarkError(
+            f"--infer-profile: unknown preset {args.infer_profile!r} (fast, balanced, best)."
+        )
+    if not L291_DIR.is_dir():
+        return [
+            {
+                "kind": "inference_profile",
+                "key": "inference_profile|L291|missing",
+                "status": f"{L291_DIR} not found",
+            }
+        ]
+    if args.infer_repeats < 1:
+        raise BenchmarkError("--infer-repeats must be >= 1.")
+    return profile_rows(
+        L291_DIR,
+        args.infer_profile,
+        repeats=args.infer_repeats,
+        model_path=args.infer_model,
+        threads=args.threads or None,
+        log=log,
+    )
+
+
 def apply_smoke(args) -> None:
     args.crop = args.crop or SMOKE["crop"]
     args.slices = args.slices or SMOKE["slices"]
@@ -679,6 +751,10 @@ def main(argv: list[str] | None = None) -> int:
                 record(run_l291(args, log, workdir))
             if args.speed:
                 record(run_speed(args, log))
+            if args.threads_rule:
+                record(run_threads(args, log))
+            if args.infer_profile:
+                record(run_infer_profile(args, log))
         finally:
             if args.workdir is None:
                 shutil.rmtree(workdir, ignore_errors=True)

@@ -409,3 +409,64 @@ def test_peer_targets_need_a_peer_result_and_count_a_slower_loser():
     )
     assert t["msd"]["status"] == report.NOT_MET  # equal time, within 1 dB
     assert t["eclare"]["status"] == f"{report.NOT_MET} (the peer had more time)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Thread rule and inference profile (issue 16)
+# ---------------------------------------------------------------------------------------------------
+def test_thread_variants_parse_and_name():
+    from benchmarks.threads import parse_variant, variant_name
+
+    assert parse_variant("2") == (2, None)
+    assert parse_variant("2:passive") == (2, "PASSIVE")
+    assert parse_variant(" 1:Active ") == (1, "ACTIVE")
+    assert variant_name(2, "PASSIVE") == "2:passive" and variant_name(1, None) == "1"
+    for bad in ("0", "x", "2:sleepy", ""):
+        with pytest.raises(ValueError, match="thread variant"):
+            parse_variant(bad)
+
+
+def test_thread_summary_and_best_rule():
+    from benchmarks.threads import best_rule, summarise
+
+    stats = summarise([4.0, 6.0, 5.0])
+    assert stats["median"] == 5.0 and stats["min"] == 4.0 and stats["max"] == 6.0
+    assert stats["spread"] == pytest.approx(0.4)
+    assert summarise([])["median"] is None
+    rows = [
+        {"kind": "threads", "competitors": 0, "variant": "1", "threads": 1, "steps_per_s_median": 6.0},
+        {"kind": "threads", "competitors": 0, "variant": "2", "threads": 2, "steps_per_s_median": 9.0},
+        {"kind": "threads", "competitors": 1, "variant": "1", "threads": 1, "steps_per_s_median": 3.0},
+        {"kind": "threads", "competitors": 1, "variant": "2", "threads": 2, "steps_per_s_median": 0.8},
+        {
+            "kind": "threads",
+            "competitors": 1,
+            "variant": "2:passive",
+            "threads": 2,
+            "steps_per_s_median": None,
+        },
+    ]
+    assert best_rule(rows) == {0: "2", 1: "1"}
+
+
+def test_thread_and_inference_sections_render():
+    rows = [
+        {"kind": "threads", "key": "t1", "status": "ok", "competitors": 1, "threads": 2, "variant": "2:passive",
+         "wait_policy": "PASSIVE", "steps_per_s_all": [3.0, 3.5], "steps_per_s_median": 3.25,
+         "steps_per_s_min": 3.0, "steps_per_s_max": 3.5, "steps_per_s_spread": 0.154, "load_avg_1min": [2.0, 3.1]},
+        {"kind": "threads", "key": "t2", "status": "ok", "competitors": 1, "threads": 2, "variant": "2",
+         "steps_per_s_all": [0.8], "steps_per_s_median": 0.8, "steps_per_s_min": 0.8, "steps_per_s_max": 0.8,
+         "steps_per_s_spread": 0.0, "load_avg_1min": []},
+        {"kind": "inference_profile", "key": "i", "status": "ok", "preset": "fast", "device": "CPU (2 threads)",
+         "repeats": 2, "parts_s": {"total": {"median": 58.2, "min": 57.0, "max": 61.0},
+                                   "network": {"median": 50.0, "min": 49.0, "max": 52.0}}},
+    ]  # fmt: skip
+    text = report.render_markdown(report.merge_results(report.empty_results(), _run(), rows))
+    assert "### CPU threads (training steps/s of `fast`)" in text
+    assert "| 1 | `2:passive` | 3.25 (best) | 3.00 - 3.50 | 15 % | 2 | 2.0 - 3.1 | [1] |" in text
+    assert "| 1 | `2` | 0.80 | 0.80 - 0.80 |" in text
+    assert "### Inference on the full L291 series: where the time goes" in text
+    assert (
+        "| `fast` | CPU (2 threads) | 58.2 (57.0 - 61.0) | - (- - -) | - (- - -) | 50.0 (49.0 - 52.0) |"
+        in text
+    )

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -45,6 +46,9 @@ class InferenceResult:
     positions_mm: np.ndarray  # output slice positions, same origin as the input positions
     uncertainty: np.ndarray | None
     messages: list[str]
+    # seconds per part: resample (to the internal and the output grid), gather (images out of the volume,
+    # normalised), network (forward passes, tiling), scatter (back into the volume), fuse (mean, clip)
+    timings_s: dict[str, float] = field(default_factory=dict)
 
 
 class FlipAverage(nn.Module):
@@ -190,6 +194,10 @@ def inference_workload(
     return total, typical
 
 
+def _add(timings: dict[str, float], name: str, seconds: float) -> None:
+    timings[name] = timings.get(name, 0.0) + seconds
+
+
 def _run_orientation(
     model: nn.Module,
     volume: np.ndarray,
@@ -204,6 +212,7 @@ def _run_orientation(
     done: int,
     total: int,
     messages: list[str],
+    timings: dict[str, float],
 ) -> int:
     """Enhance the coronal (``coronal=True``) or sagittal images of ``volume`` inside ``box`` into ``dest``.
 
@@ -222,6 +231,7 @@ def _run_orientation(
     idx = fixed.start
     while idx < fixed.stop:
         stop = min(fixed.stop, idx + chunk)
+        t0 = time.perf_counter()
         if coronal:
             block = volume[:, idx:stop, ctx]  # (z, k, width)
             images = torch.from_numpy(np.ascontiguousarray(block.transpose(1, 0, 2)))
@@ -229,6 +239,8 @@ def _run_orientation(
             block = volume[:, ctx, idx:stop]  # (z, width, k)
             images = torch.from_numpy(np.ascontiguousarray(block.transpose(2, 0, 1)))
         images = norm.forward(images)
+        t1 = time.perf_counter()
+        _add(timings, "gather", t1 - t0)
         try:
             with torch.inference_mode():
                 pred = predict_images(model, images, device=device, max_pixels=max_pixels)
@@ -241,11 +253,14 @@ def _run_orientation(
                 torch.cuda.empty_cache()
             messages.append(f"Out of memory on {device}; inference tiles reduced to {max_pixels} pixels.")
             continue
+        t2 = time.perf_counter()
+        _add(timings, "network", t2 - t1)
         pred = norm.inverse(pred).numpy()[:, :, keep]
         if coronal:
             dest[:, idx:stop, cols] = pred.transpose(1, 0, 2)
         else:
             dest[:, rows, idx:stop] = pred.transpose(1, 2, 0)
+        _add(timings, "scatter", time.perf_counter() - t2)
         done += stop - idx
         if reporter is not None:
             reporter.report("infer", done, total)
@@ -307,29 +322,35 @@ def enhance_array(
         if test_time_flips:
             model = FlipAverage(model).eval()
 
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     grid_c = acquisition.output_positions_mm(positions, row_mm)
     same_grid = abs(row_mm - col_mm) <= 1e-6 * row_mm
     grid_s = grid_c if same_grid else acquisition.output_positions_mm(positions, col_mm)
-    up_c = acquisition.resample_slices(src, positions, grid_c, axis=0).astype(np.float32, copy=False)
+    up_c = acquisition.resample_slices(src, positions, grid_c, axis=0)
     total = (box[0].stop - box[0].start) + (box[1].stop - box[1].start)
     if reporter is not None:
         reporter.report("infer", 0, total)
     coronal = up_c.copy()
+    _add(timings, "resample", time.perf_counter() - t0)
+    common = {"box": box, "norm": norm, "device": device, "max_pixels": max_pixels, "reporter": reporter}
     done = 0
     if model is not None:
         done = _run_orientation(
-            model, up_c, coronal, coronal=True, box=box, norm=norm, device=device, max_pixels=max_pixels,
-            reporter=reporter, done=0, total=total, messages=messages,
+            model, up_c, coronal, coronal=True, done=0, total=total, messages=messages, timings=timings,
+            **common,
         )  # fmt: skip
+    t0 = time.perf_counter()
     if same_grid:
         sagittal = up_c  # enhanced in place: nothing else needs the linear volume any more
     else:
         del up_c
-        sagittal = acquisition.resample_slices(src, positions, grid_s, axis=0).astype(np.float32, copy=False)
+        sagittal = acquisition.resample_slices(src, positions, grid_s, axis=0)
+    _add(timings, "resample", time.perf_counter() - t0)
     if model is not None:
         _run_orientation(
-            model, sagittal, sagittal, coronal=False, box=box, norm=norm, device=device, max_pixels=max_pixels,
-            reporter=reporter, done=done, total=total, messages=messages,
+            model, sagittal, sagittal, coronal=False, done=done, total=total, messages=messages,
+            timings=timings, **common,
         )  # fmt: skip
     elif reporter is not None:
         reporter.report("infer", total, total)
@@ -337,14 +358,21 @@ def enhance_array(
     def to_output(vol: np.ndarray, grid: np.ndarray) -> np.ndarray:
         if grid.shape == out_positions.shape and np.allclose(grid, out_positions, atol=1e-6):
             return vol
-        res = acquisition.resample_slices(vol, grid, out_positions, axis=0, extrapolate=False)
-        return res.astype(np.float32, copy=False)
+        return acquisition.resample_slices(vol, grid, out_positions, axis=0, extrapolate=False)
 
+    t0 = time.perf_counter()
     coronal = to_output(coronal, grid_c)
     sagittal = to_output(sagittal, grid_s)
+    t1 = time.perf_counter()
+    _add(timings, "resample", t1 - t0)
     fused, disagreement = fuse_estimates(
         coronal, sagittal, value_range=(float(src.min()), float(src.max())), disagreement=uncertainty
     )
+    _add(timings, "fuse", time.perf_counter() - t1)
     return InferenceResult(
-        array=fused, positions_mm=out_positions, uncertainty=disagreement, messages=messages
+        array=fused,
+        positions_mm=out_positions,
+        uncertainty=disagreement,
+        messages=messages,
+        timings_s=timings,
     )

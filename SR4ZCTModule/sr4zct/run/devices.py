@@ -9,11 +9,11 @@ from typing import Any
 import torch
 
 from sr4zct.errors import ParameterError, ResourceError
+from sr4zct.run.threads import cpu_thread_count
 from sr4zct.system import total_memory_bytes
 
 __all__ = [
     "autocast",
-    "busy_cores",
     "describe_devices",
     "grad_scaler",
     "is_out_of_memory",
@@ -75,38 +75,18 @@ def _cpu_threads() -> int:
     return torch.get_num_threads()
 
 
-def busy_cores(sample_s: float = 0.25) -> int:
-    """Cores that other processes keep busy right now, from a short sample of the machine's CPU use.
-
-    A snapshot, not the 1-minute load average: that average still counts a job that ended seconds ago
-    and would leave a fresh run with one thread for its whole length. 0 when it cannot be measured.
-    """
-    try:
-        import psutil
-
-        percent = float(psutil.cpu_percent(interval=sample_s))
-        total = psutil.cpu_count() or 1
-    except Exception:  # noqa: BLE001 - no measurement: assume an idle machine
-        return 0
-    return max(0, int(percent / 100.0 * total + 0.3))  # a core counts as busy from 70 % use
-
-
-def set_cpu_threads(n_threads: int | None = None) -> int:
+def set_cpu_threads(n_threads: int | None = None, *, leave_free: int | None = None) -> int:
     """Set torch's intra-op threads and return the count.
 
-    Default: ``OMP_NUM_THREADS`` when set (left as torch read it), otherwise the cores this process may use
-    minus those other processes keep busy right now (:func:`busy_cores`), at least 1: on a busy machine
-    extra threads mostly wait for each other (measured 2-10x slower steps). Results are bit-identical only
-    for the same thread count; the count is part of the device description recorded with every result.
+    Default: ``OMP_NUM_THREADS`` when set (left as torch read it), otherwise
+    :func:`sr4zct.run.threads.cpu_thread_count` (the usable physical cores minus ``leave_free``, default
+    from ``SR4ZCT_LEAVE_CORES``). Results are bit-identical only for the same thread count; the count is
+    part of the device description recorded with every result.
     """
     if n_threads is None:
         if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
             return torch.get_num_threads()
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        n_threads = min(cores, max(1, cores - busy_cores()))
+        n_threads = cpu_thread_count(leave_free=leave_free)
     n_threads = max(1, int(n_threads))
     if torch.get_num_threads() != n_threads:
         torch.set_num_threads(n_threads)
