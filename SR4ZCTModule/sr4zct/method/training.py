@@ -35,7 +35,7 @@ from sr4zct.method import acquisition
 from sr4zct.method.body import BODY_THRESHOLD_HU
 from sr4zct.method.networks import build_network
 from sr4zct.run.budget import InferenceTimer
-from sr4zct.run.devices import autocast, grad_scaler, is_out_of_memory, single_thread
+from sr4zct.run.devices import autocast, configure_device, grad_scaler, is_out_of_memory, single_thread
 from sr4zct.run.progress import ProgressReporter
 
 __all__ = [
@@ -121,7 +121,8 @@ class PatchSampler:
 
     Parameters
     ----------
-    images : (n_images, rows, columns) float32 tensor, normalised (see :class:`Normalisation`).
+    images : (n_images, rows, columns) float32 tensor, normalised (see :class:`Normalisation`). Patches are
+        cut and degraded on its device (on a GPU the CPU only draws the random numbers).
     pixel_spacing_mm : (row spacing, column spacing).
     thickness_mm, spacing_mm, profile : the acquisition to simulate.
     patch_px : patch side (reduced to fit small images).
@@ -153,7 +154,7 @@ class PatchSampler:
                 acquisition.degrade_operator_matrix(n_px, px, thickness_mm, spacing_mm, ph, profile)
                 for ph in phases
             ]
-            self.ops.append(torch.tensor(np.stack(mats), dtype=torch.float32))
+            self.ops.append(torch.tensor(np.stack(mats), dtype=torch.float32, device=images.device))
         flat = self.images.reshape(n, -1)
         self.lo = flat.amin(dim=1)
         self.hi = flat.amax(dim=1)
@@ -178,7 +179,7 @@ class PatchSampler:
             w = torch.ones_like(w)
         self.stride = stride
         self.grid_shape = w.shape[-2:]
-        self.cdf = torch.cumsum(w.flatten().double(), 0)
+        self.cdf = torch.cumsum(w.flatten().double(), 0).cpu()
         self.cdf /= self.cdf[-1].clone()
 
     def positions(self, count: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
@@ -198,32 +199,33 @@ class PatchSampler:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` pairs as ``(inputs, targets)`` of shape ``(count, 1, P, P)``, half of each orientation."""
         p = self.patch
+        dev = self.images.device
         pos = np.asarray(self.positions(count, rng), dtype=np.int64).reshape(count, 3)
-        phase = torch.from_numpy(rng.integers(self.ops[0].shape[0], size=count))
-        k, r, c = (torch.from_numpy(pos[:, i]) for i in range(3))
-        span = torch.arange(p)
+        phase = torch.from_numpy(rng.integers(self.ops[0].shape[0], size=count)).to(dev)
+        k, r, c = (torch.from_numpy(pos[:, i]).to(dev) for i in range(3))
+        span = torch.arange(p, device=dev)
         _, rows, cols = self.images.shape
-        inputs = torch.empty((count, p, p))
-        targets = torch.empty((count, p, p))
+        inputs = torch.empty((count, p, p), device=dev)
+        targets = torch.empty((count, p, p), device=dev)
         # even samples: vertical pairs (degrade along rows); odd: horizontal pairs, transposed
         v, h = slice(0, count, 2), slice(1, count, 2)
         kv, rv, cv = k[v], r[v], c[v]
         strips = self.images[
-            kv[:, None, None], torch.arange(rows)[None, :, None], (cv[:, None] + span)[:, None, :]
+            kv[:, None, None], torch.arange(rows, device=dev)[None, :, None], (cv[:, None] + span)[:, None, :]
         ]
         ops = self.ops[0][phase[v][:, None], rv[:, None] + span]  # (b, P, rows)
         inputs[v] = torch.bmm(ops, strips)
-        targets[v] = strips[torch.arange(kv.numel())[:, None], rv[:, None] + span]
+        targets[v] = strips[torch.arange(kv.numel(), device=dev)[:, None], rv[:, None] + span]
         kh, rh, ch = k[h], r[h], c[h]
         strips = self.images[
-            kh[:, None, None], (rh[:, None] + span)[:, :, None], torch.arange(cols)[None, None, :]
+            kh[:, None, None], (rh[:, None] + span)[:, :, None], torch.arange(cols, device=dev)[None, None, :]
         ]
         ops = self.ops[1][phase[h][:, None], ch[:, None] + span]  # (b, P, cols)
         inputs[h] = torch.bmm(ops, strips.transpose(1, 2))
-        targets[h] = strips[torch.arange(kh.numel())[:, None], :, ch[:, None] + span]
+        targets[h] = strips[torch.arange(kh.numel(), device=dev)[:, None], :, ch[:, None] + span]
         inputs = torch.maximum(torch.minimum(inputs, self.hi[k][:, None, None]), self.lo[k][:, None, None])
         if augment:
-            flips = torch.from_numpy(rng.random((count, 2)) < 0.5)
+            flips = torch.from_numpy(rng.random((count, 2)) < 0.5).to(dev)
             fv = flips[:, 0][:, None, None]
             inputs = torch.where(fv, inputs.flip(1), inputs)
             targets = torch.where(fv, targets.flip(1), targets)
@@ -304,8 +306,11 @@ def train_model(
     rng = seed_everything(cfg.seed)
     t0 = time.monotonic()
 
+    configure_device(device)
     images = torch.as_tensor(np.asarray(images_hu, dtype=np.float32))
     images = norm.forward(images)
+    if device.type == "cuda":
+        images = images.to(device)  # patches are cut on the GPU: no per-step host work but the random draws
     train_idx, val_idx = _split(images.shape[0], rng)
     common = {
         "pixel_spacing_mm": pixel_spacing_mm,

@@ -14,6 +14,9 @@ from sr4zct.system import total_memory_bytes
 
 __all__ = [
     "autocast",
+    "configure_device",
+    "free_memory_bytes",
+    "gpu_pass_pixels",
     "describe_devices",
     "grad_scaler",
     "is_out_of_memory",
@@ -143,6 +146,62 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler | None:
     if amp_dtype(device) == torch.float16:
         return torch.amp.GradScaler("cuda")
     return None
+
+
+def configure_device(device: torch.device | str) -> None:
+    """Settings that make ``device`` fast for SR4ZCT's fixed-shape convolutions (idempotent).
+
+    On CUDA: cuDNN autotuning (training patches and inference tiles repeat a few shapes, so the search is
+    paid once per shape) and TF32 matrix products where autocast leaves float32. Nothing elsewhere.
+    """
+    if torch.device(device).type != "cuda":
+        return
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+# Bytes of GPU memory one pixel of a forward pass may need: the largest registered network's activations
+# under autocast with the cuDNN workspace (MS-D keeps 101 full-resolution maps: ~450 B; the default
+# 8 x 48 network ~80 B), rounded up.
+GPU_BYTES_PER_PIXEL = 512
+
+
+def gpu_pass_pixels(
+    free_bytes: int,
+    *,
+    bytes_per_px: int = GPU_BYTES_PER_PIXEL,
+    share: float = 0.4,
+    min_pixels: int = 1 << 20,
+    max_pixels: int = 1 << 26,
+) -> int:
+    """Pixels per inference pass that fit in ``share`` of ``free_bytes`` of GPU memory.
+
+    Parameters
+    ----------
+    free_bytes : free device memory (``torch.cuda.mem_get_info``).
+    bytes_per_px : memory one pixel of a pass needs (:data:`GPU_BYTES_PER_PIXEL`).
+    share : part of the free memory a pass may use (the rest: the model, the CUDA context, other work).
+    min_pixels, max_pixels : bounds (1 M: smaller passes waste the GPU, out-of-memory retries shrink them
+        further; 64 M: a whole orientation of a 512 x 512 series in a few passes, beyond which nothing
+        is gained).
+    """
+    if free_bytes <= 0 or bytes_per_px <= 0:
+        return min_pixels
+    pixels = int(share * free_bytes // bytes_per_px)
+    return max(min_pixels, min(max_pixels, pixels))
+
+
+def free_memory_bytes(device: torch.device | str) -> int | None:
+    """Free memory of a CUDA device (``None`` for other devices or when it cannot be read)."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    try:
+        free, _ = torch.cuda.mem_get_info(device)
+    except RuntimeError:
+        return None
+    return int(free)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
