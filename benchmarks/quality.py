@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -19,7 +20,9 @@ import numpy as np
 from .measure import run_measured
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-VHM_HEAD = (REPO_ROOT / ".." / "shared" / "data" / "vhm-head" / "vhm_head_1mm.nii.gz").resolve()
+# ../shared/data beside the checkout, or SR4ZCT_DATA (e.g. on a lent GPU machine: benchmarks/gpu_data.py)
+DATA_DIR = Path(os.environ.get("SR4ZCT_DATA") or (REPO_ROOT / ".." / "shared" / "data")).resolve()
+VHM_HEAD = DATA_DIR / "vhm-head" / "vhm_head_1mm.nii.gz"
 BASELINES = ("linear", "bspline", "lanczos")
 METRIC_KEYS = ("psnr_box", "psnr_coronal", "psnr_sagittal", "ssim_coronal", "ssim_sagittal")
 

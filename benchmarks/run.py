@@ -28,6 +28,7 @@ from . import report
 from .machine import machine_info
 from .quality import (
     BASELINES,
+    DATA_DIR,
     REPO_ROOT,
     VHM_HEAD,
     BenchmarkError,
@@ -42,7 +43,7 @@ from .quality import (
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results.json"
 DEFAULT_OUTPUT = REPO_ROOT / "BENCHMARKS.md"
-L291_DIR = (REPO_ROOT / ".." / "shared" / "data" / "L291_3mm_overlap1mm").resolve()
+L291_DIR = DATA_DIR / "L291_3mm_overlap1mm"
 # ECLARE has no time option: its training patches come from the budget at this rate (patches/s, measured
 # on the 2-core CPU: 12,800 patches in about 600 s of training; docs/method.md section 6).
 ECLARE_PATCHES_PER_S = 21.0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from sr4zct.method.body import body_box
-from sr4zct.method.inference import _tiles, enhance_array, inference_workload
+from sr4zct.method.inference import _tile_plan, enhance_array, inference_workload
 from sr4zct.method.training import TrainingConfig, train_model
 from sr4zct.run.budget import InferenceTimer
 from test_training import SMALL_NET, synthetic_ct
@@ -108,19 +108,36 @@ def test_workload_counts_exactly_the_pixels_inference_passes(max_pixels):
         model, vol, slice_positions_mm=positions, pixel_spacing_mm=(0.75, 0.75), max_pixels=max_pixels
     )
     assert pixels == model.pixels
-    assert pass_shape[1] == n_out
     assert tuple(pass_shape) in {(s[0], s[2], s[3]) for s in model.shapes}
 
 
-def test_tiles_cover_the_width_in_near_equal_pieces():
-    for width, inner, multiple in [(512, 212, 2), (512, 600, 2), (101, 40, 1), (7, 2, 2), (300, 33, 4)]:
-        tiles = _tiles(width, inner, multiple)
-        assert tiles[0][0] == 0 and tiles[-1][1] == width
-        assert all(a[1] == b[0] for a, b in zip(tiles[:-1], tiles[1:], strict=True))
-        sizes = [b - a for a, b in tiles]
-        assert all(s % multiple == 0 for s in sizes[:-1])
-        assert max(sizes) <= max(multiple, inner // multiple * multiple)
-        assert max(sizes) - min(sizes) <= multiple * len(tiles)  # no sliver at the end
+@pytest.mark.parametrize(
+    ("height", "width", "max_pixels", "halo", "multiple"),
+    [(922, 512, 262_144, 18, 2), (922, 548, 262_144, 18, 2), (30, 101, 1800, 16, 2), (101, 30, 1800, 7, 1),
+     (300, 300, 10_000, 12, 4), (40, 7, 100, 4, 2)],
+)  # fmt: skip
+def test_tiles_partition_the_image_and_keep_the_halo(height, width, max_pixels, halo, multiple):
+    tiles = _tile_plan(height, width, max_pixels=max_pixels, halo=halo, multiple=multiple)
+    assert tiles
+    covered = np.zeros((height, width), dtype=int)
+    h = -(-halo // multiple) * multiple
+    for t in tiles:
+        covered[t.y0 : t.y1, t.x0 : t.x1] += 1
+        assert 0 <= t.ya <= t.y0 < t.y1 <= t.yb <= height and 0 <= t.xa <= t.x0 < t.x1 <= t.xb <= width
+        assert t.ya % multiple == 0 and t.xa % multiple == 0  # the unshuffle phase is kept
+        for inner, outer, edge in ((t.y0 - t.ya, t.ya, 0), (t.yb - t.y1, t.yb, height),
+                                   (t.x0 - t.xa, t.xa, 0), (t.xb - t.x1, t.xb, width)):  # fmt: skip
+            assert inner >= h or outer == edge  # a full halo, or the image's own border
+    assert (covered == 1).all()
+    if height * width > 4 * max_pixels:  # (tiny cases may not fit at all)
+        assert max(t.pixels for t in tiles) <= max_pixels
+
+
+def test_tiles_split_both_axes_when_that_passes_fewer_pixels():
+    tiles = _tile_plan(922, 512, max_pixels=262_144, halo=18, multiple=2)
+    assert sum(t.pixels for t in tiles) <= 1.05 * 922 * 512  # vertical strips: 14 % more
+    assert max(t.pixels for t in tiles) <= 262_144
+    assert _tile_plan(100, 100, max_pixels=10_000, halo=8, multiple=2) is None  # fits in one pass
 
 
 def _train(timer, *, max_seconds, min_seconds):
