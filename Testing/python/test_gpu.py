@@ -84,9 +84,7 @@ def test_cuda_prediction_matches_the_cpu_within_mixed_precision(max_pixels):
     images = torch.rand(3, 30, 101) * 2
     with torch.inference_mode():
         on_cpu = predict_images(model, images, device=torch.device("cpu"), max_pixels=max_pixels)
-        on_gpu = predict_images(
-            model.to("cuda"), images, device=torch.device("cuda"), max_pixels=max_pixels
-        )
+        on_gpu = predict_images(model.to("cuda"), images, device=torch.device("cuda"), max_pixels=max_pixels)
     assert on_gpu.device.type == "cpu" and on_gpu.dtype == torch.float32
     # the residual correction is computed in bf16/fp16: ~1e-2 of its size
     correction = (on_cpu - images).abs().max()
