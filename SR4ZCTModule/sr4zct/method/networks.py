@@ -16,14 +16,12 @@ config needed to rebuild a network (saved with the model).
 
 from __future__ import annotations
 
-import copy
-import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["MSDNet", "NETWORKS", "ResidualCNN", "build_network", "for_inference", "network_config"]
+__all__ = ["MSDNet", "NETWORKS", "ResidualCNN", "build_network", "network_config"]
 
 
 class ResidualCNN(nn.Module):
@@ -158,37 +156,3 @@ def network_config(model: nn.Module) -> dict[str, Any]:
     if isinstance(model, MSDNet):
         return {"depth": model.depth, "width": model.width, "max_dilation": model.max_dilation}
     raise TypeError(f"not an SR4ZCT network: {type(model).__name__}")
-
-
-class _Frozen(nn.Module):
-    """A TorchScript-frozen network with the tiling attributes of the network it was made from."""
-
-    def __init__(self, frozen: torch.jit.ScriptModule, halo_px: int, multiple_px: int):
-        super().__init__()
-        self.frozen = frozen
-        self.halo_px = int(halo_px)
-        self.multiple_px = int(multiple_px)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.frozen(x)
-
-
-def for_inference(model: nn.Module, device: torch.device | str) -> nn.Module:
-    """The form of ``model`` that inference runs: on the CPU, frozen into oneDNN's layout.
-
-    ``torch.jit.optimize_for_inference`` prepacks the weights, fuses each ReLU into its convolution and
-    keeps the feature maps in oneDNN's blocked layout between layers (no reorder per layer): the output is
-    the same (bit-identical in the tests) and the default networks run about 10-15 % faster on the 2-core
-    CPU. ``model`` itself is not changed. Elsewhere (CUDA, MPS), or when the network cannot be scripted,
-    ``model`` in evaluation mode.
-    """
-    model.eval()
-    if torch.device(device).type != "cpu" or not isinstance(model, ResidualCNN | MSDNet):
-        return model
-    try:
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")  # TorchScript's deprecation notices: eager is the fallback
-            frozen = torch.jit.optimize_for_inference(torch.jit.script(copy.deepcopy(model).eval()))
-    except Exception:  # noqa: BLE001 - any scripting failure: run the eager model
-        return model
-    return _Frozen(frozen, model.halo_px, model.multiple_px)

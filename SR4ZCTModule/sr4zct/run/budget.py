@@ -17,7 +17,6 @@ import time
 import torch
 from torch import nn
 
-from sr4zct.method.networks import for_inference
 from sr4zct.run.devices import autocast
 
 __all__ = ["InferenceTimer"]
@@ -61,8 +60,6 @@ class InferenceTimer:
         self.timings = 0
         self._last = -math.inf
         self._pass_s = 0.0
-        self._form: nn.Module | None = None  # the network as inference runs it (networks.for_inference)
-        self._form_of: nn.Module | None = None
 
     @property
     def seconds(self) -> float:
@@ -78,8 +75,6 @@ class InferenceTimer:
         :attr:`seconds`. The model's training/evaluation mode is restored."""
         was_training = model.training
         model.eval()
-        if self._form_of is not model:  # the speed does not depend on the weights: one frozen copy serves
-            self._form, self._form_of = for_inference(model, self.device), model
         x = torch.zeros((self.pass_shape[0], 1, *self.pass_shape[1:]), device=self.device)
         x = x.contiguous(memory_format=torch.channels_last)
         try:
@@ -87,7 +82,7 @@ class InferenceTimer:
                 for i in range(repeats + (1 if self.timings == 0 else 0)):
                     self._sync()
                     t0 = time.perf_counter()
-                    self._form(x)
+                    model(x)
                     self._sync()
                     dt = time.perf_counter() - t0
                     self._pass_s = dt
