@@ -84,6 +84,20 @@ def merge_results(results: dict, run: dict, rows: Iterable[dict]) -> dict:
     return merged
 
 
+def merge_other(results: dict, other: dict) -> dict:
+    """``results`` with every run of ``other`` merged in, oldest first (rows by key, as :func:`merge_results`);
+    a run already in ``results`` with a row that ``other`` still has is kept once."""
+    merged = results
+    by_run: dict[str, list[dict]] = {}
+    for row in other["rows"]:
+        by_run.setdefault(row.get("run_id", ""), []).append(dict(row))
+    for run in sorted(other["runs"], key=lambda r: r.get("date", "")):
+        rows = by_run.get(run["id"], [])
+        if rows:
+            merged = merge_results(merged, run, rows)
+    return merged
+
+
 def _json_default(obj):
     if hasattr(obj, "item"):
         return obj.item()

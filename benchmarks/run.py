@@ -178,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--smoke", action="store_true", help="tiny CI run: 96x96x60 crop, 5/2.5 box, fast, seconds"
     )
+    p.add_argument(
+        "--merge",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RESULTS_JSON",
+        help="merge the runs and rows of another results file (e.g. from a GPU machine) and regenerate "
+        "the report; a newer row replaces an older row of the same case",
+    )
     p.add_argument("--ground-truth", type=Path, default=VHM_HEAD, help="thin-slice ground truth (vhm-head)")
     p.add_argument(
         "--output", type=Path, default=None, help="report path (default BENCHMARKS.md; smoke: temp)"
@@ -716,6 +725,25 @@ class _Recorder:
         report.atomic_write_text(self.args.output, report.render_markdown(results, latest_run=self.run))
 
 
+def merge_files(args, log) -> int:
+    """``--merge``: add other results files' runs and rows to ``args.results`` and regenerate the report."""
+    results = report.load_results(args.results)
+    for path in args.merge:
+        try:
+            if not Path(path).is_file():
+                raise OSError("no such file")
+            other = report.load_results(path)
+        except (OSError, ValueError) as exc:
+            print(f"benchmarks: error: cannot merge {path}: {exc}", file=sys.stderr)
+            return 2
+        results = report.merge_other(results, other)
+        log(f"merged {path}: {len(other['runs'])} runs, {len(other['rows'])} rows")
+    report.save_results(results, args.results)
+    report.atomic_write_text(args.output, report.render_markdown(results))
+    log(f"wrote {args.output} and {args.results}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -731,6 +759,8 @@ def main(argv: list[str] | None = None) -> int:
             (args.output.parent / "results.json") if args.smoke else DEFAULT_RESULTS
         )
     command = "python -m benchmarks.run" + ("" if not argv else " " + shlex.join(argv))
+    if args.merge:
+        return merge_files(args, log)
     try:
         info = machine_info()
         cores = info.get("cores_logical")

@@ -470,3 +470,37 @@ def test_thread_and_inference_sections_render():
         "| `fast` | CPU (2 threads) | 58.2 (57.0 - 61.0) | - (- - -) | - (- - -) | 50.0 (49.0 - 52.0) |"
         in text
     )
+
+
+def test_merging_another_results_file_keeps_its_runs_and_newer_rows(tmp_path):
+    from benchmarks.run import main
+
+    mine = report.merge_results(report.empty_results(), _run("a"), [{"key": "k1", "kind": "x", "v": 1}])
+    mine = report.merge_results(mine, _run("b"), [{"key": "k2", "kind": "x", "v": 2}])
+    gpu_run = {
+        **_run("g", command="python -m benchmarks.run --l291 best --device cuda"),
+        "date": "2027-01-01",
+    }
+    other = report.merge_results(report.empty_results(), gpu_run, [{"key": "k2", "kind": "x", "v": 20}])
+    report.save_results(mine, tmp_path / "results.json")
+    report.save_results(other, tmp_path / "gpu.json")
+    assert main(["--merge", str(tmp_path / "gpu.json"), "--results", str(tmp_path / "results.json"),
+                 "--output", str(tmp_path / "B.md"), "--quiet"]) == 0  # fmt: skip
+    merged = report.load_results(tmp_path / "results.json")
+    assert {r["key"]: r["v"] for r in merged["rows"]} == {"k1": 1, "k2": 20}
+    assert [r["id"] for r in merged["runs"]] == ["a", "g"]  # run b has no row left
+    assert "--device cuda" in (tmp_path / "B.md").read_text()
+    assert (
+        main(
+            [
+                "--merge",
+                str(tmp_path / "missing.json"),
+                "--results",
+                str(tmp_path / "results.json"),
+                "--output",
+                str(tmp_path / "B.md"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )  # a missing file merges nothing
