@@ -6,9 +6,14 @@
 # each through `python -m benchmarks.run`, so that results.json and BENCHMARKS.md get the rows; both files
 # and a log are copied to $OUT (the device tool brings them back: copy them over the checkout's).
 #
-# Data: the device machine sees only the checkout. Here, once:
-#   python -m benchmarks.gpu_data pack --out .gpudata && echo /.gpudata/ >> .git/info/exclude
-# and name `.gpudata` in the run's `carry`; this script unpacks it (DICOM via the project's writer).
+# Data and packages: the device machine sees only the checkout, and it has torch, numpy, psutil and pytest
+# but not pydicom (SimpleITK is not needed: inputs and outputs are DICOM there). Here, once:
+#   python -m benchmarks.gpu_data pack --out .gpudata          # ~28 MiB: vhm-head exact, L291 geometry
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 --platform any -d .gpudata/whl pydicom==3.0.2
+#   echo /.gpudata/ >> "$(git rev-parse --git-common-dir)/info/exclude"
+# and name `.gpudata` in the run's `carry`. Back here, with the files the tool returns:
+#   python -m benchmarks.run --merge PATH/results.json
 #
 # Usage:  benchmarks/gpu_check.sh [--dry-run] [--smoke] [--budget-s S]
 #   --dry-run   print the steps and their time limits, run nothing
@@ -94,9 +99,16 @@ elif '$DEVICE' == 'cuda':
 "
 [ "$DRY" = 0 ] && [ "$STATUS" != 0 ] && { log "no usable device; stopping"; exit 1; }
 
-if [ -f .gpudata/l291.npz ]; then
+GT=()
+if ls .gpudata/whl/*.whl >/dev/null 2>&1; then
+  step "install wheels" 5 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target /tmp/sr4zct-site .gpudata/whl/*.whl
+  export PYTHONPATH="$PYTHONPATH:/tmp/sr4zct-site"
+fi
+if [ -f .gpudata/data.npz ]; then
   export SR4ZCT_DATA="${SR4ZCT_DATA:-/tmp/sr4zct-data}"
-  step "unpack data" 20 90 "$PY" -m benchmarks.gpu_data unpack .gpudata "$SR4ZCT_DATA"
+  step "unpack data" 20 120 "$PY" -m benchmarks.gpu_data unpack .gpudata "$SR4ZCT_DATA"
+  GT=(--ground-truth "$SR4ZCT_DATA/vhm-head/vhm_head_1mm" --output-format dicom)
 fi
 
 step "CUDA tests" 30 100 "$PY" -m pytest -q -p no:cacheprovider Testing/python/test_gpu.py \
@@ -104,12 +116,12 @@ step "CUDA tests" 30 100 "$PY" -m pytest -q -p no:cacheprovider Testing/python/t
 
 if [ "$SMOKE" = 1 ]; then
   step "smoke: fast on a vhm-head crop (CPU)" 30 240 "$PY" -m benchmarks.run --smoke --device "$DEVICE" \
-    "${RESULTS[@]}"
+    "${GT[@]}" "${RESULTS[@]}"
 else
-  step "L291 best (GPU)" 90 220 "$PY" -m benchmarks.run --settings none --l291 best --device "$DEVICE" \
-    --threads 0
-  step "vhm-head 5/2.5 fast,best (GPU)" 60 220 "$PY" -m benchmarks.run --settings 5/2.5 --profiles box \
-    --presets fast,best --device "$DEVICE" --threads 0
+  step "L291 best (GPU)" 90 200 "$PY" -m benchmarks.run --settings none --l291 best --device "$DEVICE" \
+    --threads 0 "${GT[@]}"
+  step "vhm-head 5/2.5 fast,best (GPU)" 60 200 "$PY" -m benchmarks.run --settings 5/2.5 --profiles box \
+    --presets fast,best --device "$DEVICE" --threads 0 "${GT[@]}"
 fi
 
 log "done in $((SECONDS - START)) s (exit status $STATUS); results in $OUT_DIR"

@@ -28,14 +28,17 @@ from . import report
 from .machine import machine_info
 from .quality import (
     BASELINES,
+    CASES,
     DATA_DIR,
     REPO_ROOT,
     VHM_HEAD,
     BenchmarkError,
     add_gains,
     baseline_scores,
+    crop_volume,
     derived_speed,
     load_ground_truth,
+    region_volume,
     run_enhance,
     score,
     write_dicom_input,
@@ -105,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--settings",
         default="all",
         help="THICKNESS/OVERLAP mm list, e.g. 5/2.5,3/-1; 'all' (default) or 'none'",
+    )
+    p.add_argument(
+        "--cases",
+        default="full",
+        help=f"ground-truth cases ({', '.join(CASES)}; default full): body levels and crops of vhm-head",
     )
     p.add_argument("--profiles", default="box,gaussian", help="slice profiles (default box,gaussian)")
     p.add_argument(
@@ -194,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--results", type=Path, default=None, help="results JSON (default benchmarks/results.json)"
     )
+    p.add_argument(
+        "--output-format",
+        choices=("nrrd", "dicom"),
+        default="nrrd",
+        help="what sr4zct enhance writes (dicom needs no SimpleITK: the GPU machine)",
+    )
     p.add_argument("--timeout-factor", type=float, default=3.0, help="kill a run after factor x its budget")
     p.add_argument("--workdir", type=Path, default=None, help="keep intermediate files here (default: temp)")
     p.add_argument("--quiet", action="store_true")
@@ -208,6 +222,18 @@ class _Log:
     def __call__(self, msg: str) -> None:
         if not self.quiet:
             print(f"[{time.perf_counter() - self.t0:7.1f} s] {msg}", flush=True)
+
+
+def _suffix(args) -> str:
+    """Output name suffix: a NRRD file, or (``--output-format dicom``) a DICOM folder (no SimpleITK)."""
+    return "" if getattr(args, "output_format", "nrrd") == "dicom" else ".nrrd"
+
+
+def _remove_output(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _preset_minutes(preset: str, override: float | None) -> float:
@@ -293,12 +319,29 @@ def run_quality(args, log, workdir: Path, cores: int | None, save) -> list[dict]
     settings = parse_settings(args.settings)
     profiles = _list(args.profiles, ("box", "gaussian"), "--profiles")
     presets = _list(args.presets, ("fast", "balanced", "best"), "--presets")
+
+    cases = _list(args.cases, tuple(CASES), "--cases")
+    if (args.crop or args.slices) and cases != ["full"]:
+        raise BenchmarkError("--crop and --slices apply to the full case only; use --cases full with them.")
+    log(f"reading ground truth {args.ground_truth}")
+    whole = load_ground_truth(args.ground_truth)
+    rows: list[dict] = []
+    for case in cases:
+        region = CASES[case]["region"]
+        if region is None:
+            gt = crop_volume(whole, crop_px=args.crop, n_slices=args.slices)
+        else:
+            gt = region_volume(whole, region)
+        rows += _quality_case(args, log, workdir / case, cores, save, gt, case, settings, profiles, presets)
+    return rows
+
+
+def _quality_case(args, log, workdir, cores, save, gt, case, settings, profiles, presets) -> list[dict]:
+    """Baselines and presets on one ground-truth case (:data:`benchmarks.quality.CASES`)."""
     from sr4zct.demo.evaluation import simulate_acquisition
     from sr4zct.io import read_volume
 
-    log(f"reading ground truth {args.ground_truth}")
-    gt = load_ground_truth(args.ground_truth, crop_px=args.crop, n_slices=args.slices)
-    gt_name = Path(args.ground_truth).name.split(".")[0]
+    gt_name = Path(args.ground_truth).name.split(".")[0] + ("" if case == "full" else f":{case}")
     rows: list[dict] = []
     for t, o in settings:
         d = t - o
@@ -309,6 +352,8 @@ def run_quality(args, log, workdir: Path, cores: int | None, save) -> list[dict]
             common = {
                 "kind": "quality",
                 "dataset": gt_name,
+                "case": case,
+                "case_label": CASES[case]["label"],
                 "crop": args.crop,
                 "n_slices_gt": args.slices,
                 "gt_slices_total": None if args.slices else gt.array.shape[0],
@@ -348,7 +393,7 @@ def run_quality(args, log, workdir: Path, cores: int | None, save) -> list[dict]
                 log(f"{label}: {method:8s} body-box PSNR {row['psnr_box']:.2f}")
             for preset in presets:
                 minutes = _preset_minutes(preset, args.max_minutes)
-                out_path = case_dir / f"sr4zct_{preset}.nrrd"
+                out_path = case_dir / f"sr4zct_{preset}{_suffix(args)}"
                 log(f"{label}: sr4zct enhance --preset {preset} (budget {minutes:g} min)")
                 record, result = run_enhance(
                     dicom_dir,
@@ -392,7 +437,7 @@ def run_quality(args, log, workdir: Path, cores: int | None, save) -> list[dict]
                 rows.append(row)
                 save([row])
                 if not args.workdir:
-                    out_path.unlink(missing_ok=True)
+                    _remove_output(out_path)
             if not args.workdir:
                 shutil.rmtree(dicom_dir, ignore_errors=True)
     return rows
@@ -466,7 +511,7 @@ def run_peers(args, log, workdir: Path, cores: int | None, save) -> list[dict]:
     for order, network in ((3, "default"), (4, "msd")):
         if network not in methods:
             continue
-        out_path = case_dir / f"sr4zct_{network}.nrrd"
+        out_path = case_dir / f"sr4zct_{network}{_suffix(args)}"
         log(f"peers: sr4zct --network {network} --preset {args.peer_preset} --max-minutes {budget_min:g}")
         record, result = run_enhance(
             dicom_dir,
@@ -602,7 +647,7 @@ def run_l291(args, log, workdir: Path) -> list[dict]:
                 "status": f"{L291_DIR} not found",
             }
         ]
-    out_path = workdir / f"l291_{preset}.nrrd"
+    out_path = workdir / f"l291_{preset}{_suffix(args)}"
     minutes = _preset_minutes(preset, args.max_minutes)
     log(f"L291: sr4zct enhance --preset {preset} (budget {minutes:g} min)")
     record, result = run_enhance(
@@ -617,6 +662,11 @@ def run_l291(args, log, workdir: Path) -> list[dict]:
         threads=args.threads,
     )
     row = {"kind": "l291", "preset": preset, "status": record["status"], **_measurement_fields(record)}
+    from .gpu_data import series_note
+
+    note = series_note(L291_DIR)
+    if note:
+        row["note"] = note
     row["device_kind"] = _device_kind(record.get("device"), args.device)
     if result is not None:
         row["output_shape"] = list(result.array.shape)
@@ -624,7 +674,7 @@ def run_l291(args, log, workdir: Path) -> list[dict]:
     log(
         f"L291: {record['status']}, {record['wall_s'] / 60:.1f} min, peak RSS {record['peak_rss_bytes'] / 1e9:.2f} GB"
     )
-    out_path.unlink(missing_ok=True)
+    _remove_output(out_path)
     return [row]
 
 
@@ -655,7 +705,7 @@ def run_threads(args, log) -> list[dict]:
         raise BenchmarkError(
             "--thread-variants, --thread-competitors (>= 0) and --thread-repeats (>= 1) are needed."
         )
-    if not Path(args.ground_truth).is_file():
+    if not Path(args.ground_truth).exists():
         raise BenchmarkError(f"Ground truth {args.ground_truth} not found (pass --ground-truth PATH).")
     return thread_rows(
         args.ground_truth,

@@ -492,3 +492,44 @@ def test_merging_another_results_file_keeps_its_runs_and_newer_rows(tmp_path):
     assert "--device cuda" in (tmp_path / "B.md").read_text()
     missing = ["--merge", str(tmp_path / "missing.json"), "--results", str(tmp_path / "results.json")]
     assert main([*missing, "--output", str(tmp_path / "B.md"), "--quiet"]) == 2  # named, not skipped
+
+
+def test_cases_are_regions_of_the_ground_truth_with_their_positions():
+    from benchmarks.quality import CASES, region_volume
+
+    geometry = make_geometry((245, 512, 512), slice_spacing_mm=1.0, pixel_spacing_mm=(1.0, 1.0))
+    vol = Volume(
+        np.arange(245, dtype=np.float32)[:, None, None] * np.ones((1, 512, 512), np.float32), geometry
+    )
+    for name, case in CASES.items():
+        if case["region"] is None:
+            continue
+        z0, z1, y0, y1, x0, x1 = case["region"]
+        sub = region_volume(vol, case["region"])
+        assert sub.array.shape == (z1 - z0, y1 - y0, x1 - x0), name
+        assert sub.array[0, 0, 0] == z0  # the first kept slice
+        np.testing.assert_allclose(sub.geometry.origin_lps, np.asarray(geometry.origin_lps) + [x0, y0, z0])
+    with pytest.raises(BenchmarkError, match="outside"):
+        region_volume(vol, (0, 300, 0, 10, 0, 10))
+
+
+def test_spread_reports_min_and_median_over_cases_and_the_l291_proxy():
+    rows = [
+        _quality("sr4zct", 47.0, preset="fast", linear=41.0, case="full", parameters={"validation_gain_db": "3.1"}),
+        _quality("sr4zct", 44.0, preset="fast", linear=41.5, case="neck", key="n", warnings=[
+            "Training stopped by the time limit after 10 of 3000 steps."]),
+        _quality("sr4zct", 45.0, preset="fast", linear=40.0, case="skull", key="s"),
+        _quality("sr4zct", 46.0, preset="fast", linear=40.0, case="skull", key="crop", crop=192),  # not a case
+        {"kind": "l291", "key": "l", "status": "ok", "preset": "fast", "device_kind": "cpu",
+         "peak_rss_bytes": 3e9, "wall_s": 300.0, "parameters": {"validation_gain_db": "1.29"}},
+    ]  # fmt: skip
+    results = report.merge_results(report.empty_results(), _run(), rows)
+    table = report.spread_table(results)["fast"]
+    assert sorted(table["cases"]) == ["full", "neck", "skull"]
+    assert table["min"] == pytest.approx(2.5) and table["median"] == pytest.approx(5.0) and table["n"] == 3
+    text = report.render_markdown(results)
+    assert "## Quality spread over ground-truth cases" in text
+    assert "+2.50 dB (time-bound) [1]" in text and "+6.00 dB (+3.10) [1]" in text
+    assert "| **minimum** (vhm-head cases) | **+2.50 dB** of 3 |" in text and "(+1.29) [1]" in text
+    # case rows are not the headline case
+    assert report._headline_row(results, "fast")["case"] == "full"
