@@ -11,7 +11,8 @@ import torch
 from sr4zct.method.body import body_box
 from sr4zct.method.inference import _tile_plan, enhance_array, inference_workload
 from sr4zct.method.training import TrainingConfig, train_model
-from sr4zct.run.budget import InferenceTimer
+from sr4zct.run.budget import InferenceTimer, TimeBudget
+from sr4zct.run.progress import ProgressReporter
 from test_training import SMALL_NET, synthetic_ct
 from torch import nn
 
@@ -140,18 +141,31 @@ def test_tiles_split_both_axes_when_that_passes_fewer_pixels():
     assert _tile_plan(100, 100, max_pixels=10_000, halo=8, multiple=2) is None  # fits in one pass
 
 
-def _train(timer, *, max_seconds, min_seconds):
+class FakeClock:
+    """Seconds that pass only when the test says so: each training step polls ``should_stop`` once, which
+    advances this clock by ``step_s`` (a network of known speed on a machine of known load)."""
+
+    def __init__(self, step_s: float = 1.0):
+        self.t = 1000.0
+        self.step_s = step_s
+
+    def __call__(self) -> float:
+        return self.t
+
+    def tick(self) -> bool:
+        self.t += self.step_s
+        return False  # never cancel
+
+
+def _train(budget: TimeBudget, clock: FakeClock, events=None):
     vol = synthetic_ct((12, 48, 48))
-    config = TrainingConfig(
-        steps=100_000, patch_px=32, batch=4, network_config=SMALL_NET, validate_every=20,
-        max_seconds=max_seconds, min_seconds=min_seconds,
+    config = TrainingConfig(steps=100_000, patch_px=32, batch=4, network_config=SMALL_NET, validate_every=20)
+    reporter = ProgressReporter(events.append if events is not None else None, clock.tick, clock=clock)
+    reporter.plan = budget
+    return train_model(
+        vol, pixel_spacing_mm=(0.7, 0.7), thickness_mm=3.0, spacing_mm=2.0, config=config, reporter=reporter,
+        budget=budget,
     )  # fmt: skip
-    t0 = time.monotonic()
-    result = train_model(
-        vol, pixel_spacing_mm=(0.7, 0.7), thickness_mm=3.0, spacing_mm=2.0, config=config,
-        inference_timer=timer,
-    )  # fmt: skip
-    return result, time.monotonic() - t0
 
 
 class FixedTimer(InferenceTimer):
@@ -171,19 +185,46 @@ class FixedTimer(InferenceTimer):
         return self.fixed_s
 
 
-def test_training_leaves_inference_its_time():
-    timer = FixedTimer(5.0)
-    result, wall = _train(timer, max_seconds=8.0, min_seconds=0.5)
-    assert result.steps > 0
+def test_training_leaves_inference_and_writing_their_time():
+    clock = FakeClock()
+    timer = FixedTimer(30.0)
+    budget = TimeBudget(100.0, start=clock(), timer=timer, write_s=5.0, clock=clock)
+    assert budget.training_deadline() == clock() + 65.0  # 100 - 30 for inference - 5 for writing
+    result = _train(budget, clock)
     assert timer.calls >= 1  # timed before training starts
-    assert 2.9 <= wall < 6.5  # 8 s limit - 5 s for inference, not the whole 8 s
+    assert result.steps == 65  # one fake second per step until the deadline
     assert any("time limit" in w for w in result.warnings)
+    assert not budget.over_limit()
 
 
 def test_training_keeps_its_minimum_when_inference_would_eat_the_budget():
-    result, wall = _train(FixedTimer(3600.0), max_seconds=30.0, min_seconds=1.5)
-    assert result.steps > 0
-    assert 1.4 <= wall < 10.0  # stopped near min_seconds, not at max_seconds
+    clock = FakeClock()
+    budget = TimeBudget(100.0, start=clock(), timer=FixedTimer(3600.0), clock=clock)
+    result = _train(budget, clock)
+    assert result.steps == 25  # a quarter of the limit
+    assert budget.over_limit()
+
+
+def test_a_faster_inference_estimate_moves_the_deadline_later():
+    clock = FakeClock()
+    timer = FixedTimer(50.0)
+    budget = TimeBudget(100.0, start=clock(), timer=timer, write_s=0.0, clock=clock)
+    budget.begin_training(1000)
+    assert budget.training_deadline() == clock() + 50.0
+    timer.fixed_s = 20.0  # re-timed on a calmer machine
+    assert budget.training_deadline() == clock() + 80.0
+    assert budget.steps_that_fit(0) == 1000  # no step rate yet: the step budget
+    for step in range(5, 16):
+        clock.t += 0.5
+        budget.train_step(step, clock())
+    assert budget.steps_that_fit(15) == 15 + int(2.0 * budget.training_left_s())  # 2 steps per second
+
+
+def test_the_budget_keeps_back_one_percent_for_writing():
+    assert TimeBudget(2700.0, start=0.0).write_s == 27.0
+    assert TimeBudget(60.0, start=0.0).write_s == 5.0
+    with pytest.raises(ValueError):
+        TimeBudget(0.0)
 
 
 def test_without_a_time_limit_the_timer_is_not_used():
@@ -203,6 +244,16 @@ def test_training_does_not_time_again_what_the_caller_timed():
     timer = InferenceTimer(48 * 48, (1, 48, 48), "cpu", remeasure_s=3600.0)
     timer.measure(build_network("default", SMALL_NET))
     n = timer.timings
-    result, _ = _train(timer, max_seconds=1.5, min_seconds=0.5)
+    clock = FakeClock()
+    result = _train(TimeBudget(40.0, start=clock(), timer=timer, write_s=0.0, clock=clock), clock)
     assert result.steps > 0
     assert timer.timings == n  # no second start-up timing; no re-timing within remeasure_s
+
+
+def test_the_config_time_limit_still_works_without_a_budget():
+    vol = synthetic_ct((8, 40, 40))
+    config = TrainingConfig(
+        steps=100_000, patch_px=32, batch=2, network_config=SMALL_NET, validate_every=10, max_seconds=1e-6
+    )
+    result = train_model(vol, pixel_spacing_mm=(0.7, 0.7), thickness_mm=3.0, spacing_mm=2.0, config=config)
+    assert result.steps == 0 and any("time limit" in w for w in result.warnings)

@@ -34,7 +34,7 @@ from torch import nn
 from sr4zct.method import acquisition
 from sr4zct.method.body import BODY_THRESHOLD_HU
 from sr4zct.method.networks import build_network
-from sr4zct.run.budget import InferenceTimer
+from sr4zct.run.budget import InferenceTimer, TimeBudget
 from sr4zct.run.devices import autocast, configure_device, grad_scaler, is_out_of_memory, single_thread
 from sr4zct.run.progress import ProgressReporter
 
@@ -70,8 +70,9 @@ class Normalisation:
 class TrainingConfig:
     """What and how long to train. ``max_seconds=None`` trains for ``steps`` steps exactly.
 
-    With an inference timer (:func:`train_model`), training stops when the time left of ``max_seconds``
-    is what inference will need, but never before ``min_seconds``.
+    With ``max_seconds`` (and no :class:`~sr4zct.run.budget.TimeBudget` given to :func:`train_model`),
+    training stops when the time left of ``max_seconds`` is what the inference timer says inference will
+    need, but never before ``min_seconds``.
     """
 
     steps: int = 2000
@@ -280,6 +281,7 @@ def train_model(
     device: torch.device | str = "cpu",
     reporter: ProgressReporter | None = None,
     inference_timer: InferenceTimer | None = None,
+    budget: TimeBudget | None = None,
 ) -> TrainingResult:
     """Train a network to undo the simulated through-plane degradation of the axial images.
 
@@ -294,6 +296,8 @@ def train_model(
     reporter : receives ``train`` progress (step, total, loss) and is polled for cancellation.
     inference_timer : when given (and ``config.max_seconds`` is set), training keeps back the time this
         timer estimates for inference, re-timing the network as it validates (:mod:`sr4zct.run.budget`).
+    budget : the run's time budget: training stops at its deadline (:meth:`TimeBudget.training_over`) and
+        re-times its inference timer; ``config.max_seconds`` and ``inference_timer`` are then not used.
 
     Returns
     -------
@@ -337,14 +341,14 @@ def train_model(
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     scaler = grad_scaler(device)
     identity_loss = _evaluate(model, val_data, loss_fn, device)
-    timer = inference_timer if cfg.max_seconds is not None else None
+    if budget is None and cfg.max_seconds is not None:
+        budget = TimeBudget(
+            cfg.max_seconds, start=t0, timer=inference_timer, write_s=0.0,
+            min_train_fraction=cfg.min_seconds / cfg.max_seconds if cfg.max_seconds > 0 else 0.0,
+        )  # fmt: skip
+    timer = budget.timer if budget is not None else None
     if timer is not None and timer.timings == 0:  # the caller may have timed it already
         timer.measure(model)
-
-    def seconds_allowed() -> float:
-        if timer is None:
-            return cfg.max_seconds
-        return max(cfg.min_seconds, cfg.max_seconds - timer.seconds)
 
     best_loss, best_state, best_step = identity_loss, identity_state, 0
     history: list[dict[str, float]] = []
@@ -355,21 +359,20 @@ def train_model(
     step = 0
     planned = cfg.steps  # the cosine schedule's length; shortened (only) when the time limit binds
     schedule = 0.0
-    loop_start = time.monotonic()
+    if budget is not None:
+        budget.begin_training(cfg.steps)
     model.train()
     while step < cfg.steps:
-        now = time.monotonic()
-        if cfg.max_seconds is not None:
-            allowed = seconds_allowed()
-            if now - t0 >= allowed:
+        if budget is not None:
+            now = budget.clock()
+            if budget.training_over(now):
                 messages.append(f"Training stopped by the time limit after {step} of {cfg.steps} steps.")
                 break
             if step >= 20 and step % 50 == 20:
                 # steps that fit in the time left at the current rate; the schedule depends on time only when
                 # this is below the step budget, so runs that are not time-bound stay reproducible. Re-estimated
                 # every time (a slow start, e.g. a busy machine, must not end training early).
-                rate = step / max(now - loop_start, 1e-6)
-                fit = step + int(0.97 * rate * (allowed - (now - t0)))
+                fit = step + int(0.97 * (budget.steps_that_fit(step, now) - step))
                 planned = max(step + 1, min(cfg.steps, fit))
         # monotone, so a longer re-estimate never raises the learning rate again; past 1.0 training goes on
         # at the final learning rate until the time limit
@@ -406,6 +409,8 @@ def train_model(
             messages.append(f"Out of memory on {device}; training batch reduced to {batch}.")
             continue
         step += 1
+        if budget is not None:
+            budget.train_step(step, budget.clock())
         value = float(loss.detach())
         running = value if running is None else 0.95 * running + 0.05 * value
         if step % cfg.validate_every == 0 or step == cfg.steps:
