@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.enhance_child enhance INPUT -o OUT ...`` is exactly ``sr4zct enhance INPUT -o OUT ...``
 (same argument parsing, reading, progress, writing) except that the :class:`sr4zct.run.pipeline.EnhanceResult`
-timings, parameters and device, plus the peak GPU memory, are written as JSON to the file named by the
+timings, parameters and device, the peak GPU memory and the progress the user saw (``progress_trace``:
+seconds since the call, stage, fraction, ETA) are written as JSON to the file named by the
 environment variable ``SR4ZCT_BENCH_RECORD``, and ``SR4ZCT_BENCH_THREADS`` (when set) fixes the number of
 CPU threads the pipeline picks by default.
 """
@@ -15,6 +16,14 @@ import sys
 import time
 
 
+def thin_trace(trace: list[list], keep: int = 600) -> list[list]:
+    """At most ``keep`` progress records, evenly spread, the first and the last always kept."""
+    if len(trace) <= keep:
+        return trace
+    step = (len(trace) - 1) / (keep - 1)
+    return [trace[round(i * step)] for i in range(keep)]
+
+
 def _install_recorder(record_path: str) -> None:
     import sr4zct.run.pipeline as pipeline
 
@@ -22,6 +31,15 @@ def _install_recorder(record_path: str) -> None:
 
     def enhance_file(*args, **kwargs):
         t0 = time.monotonic()
+        trace: list[list] = []
+        shown = kwargs.get("progress")
+
+        def progress(p):  # what the user is shown: (seconds since the call, stage, fraction, ETA)
+            trace.append([time.monotonic() - t0, p.stage, p.fraction, p.eta_s])
+            if shown is not None:
+                shown(p)
+
+        kwargs["progress"] = progress
         result = original(*args, **kwargs)
         wall = time.monotonic() - t0
         timings = {k: float(v) for k, v in result.timings_s.items()}
@@ -35,6 +53,7 @@ def _install_recorder(record_path: str) -> None:
             "device": result.device,
             "warnings": [str(w) for w in getattr(result, "warnings", []) or []],
             "output_shape": list(result.volume.array.shape),
+            "progress_trace": thin_trace(trace),
         }
         try:
             import torch

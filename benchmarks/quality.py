@@ -355,6 +355,7 @@ def run_enhance(
         except (KeyError, TypeError, ValueError):
             pass
         record["child_warnings"] = child.get("warnings", [])
+        record.update(eta_accuracy(child.get("progress_trace") or [], child.get("enhance_file_s")))
         if child.get("peak_gpu_allocated_bytes"):
             record["peak_gpu_allocated_bytes"] = child["peak_gpu_allocated_bytes"]
     else:
@@ -370,6 +371,37 @@ def _pythonpath() -> str:
     if os.environ.get("PYTHONPATH"):
         parts.append(os.environ["PYTHONPATH"])
     return os.pathsep.join(parts)
+
+
+def eta_accuracy(trace: list, total_s: float | None, *, skip: float = 0.1) -> dict:
+    """How far the ETA the user saw was from the true remaining time.
+
+    ``trace`` holds ``[seconds since the start, stage, fraction, ETA]`` records and ``total_s`` is the
+    run's length. Relative errors ``|ETA - remaining| / remaining`` of the records between ``skip`` and
+    ``1 - skip`` of the run (before, the plan is still being made; in the last seconds any absolute
+    slip is a large relative one): their maximum, median and the error at 10 %, 25 % and 50 % of the run.
+    """
+    if not trace or not total_s or total_s <= 0:
+        return {}
+    samples = []
+    for t, _stage, _fraction, eta in trace:
+        remaining = total_s - float(t)
+        if eta is None or not (skip * total_s <= float(t) <= (1 - skip) * total_s) or remaining <= 0:
+            continue
+        samples.append((float(t) / total_s, abs(float(eta) - remaining) / remaining))
+    if not samples:
+        return {}
+    errors = sorted(e for _, e in samples)
+
+    def at(share: float) -> float:
+        return min(samples, key=lambda s: abs(s[0] - share))[1]
+
+    return {
+        "eta_error_max": errors[-1],
+        "eta_error_median": errors[len(errors) // 2],
+        "eta_error_at": {"10": at(0.1), "25": at(0.25), "50": at(0.5)},
+        "eta_samples": len(samples),
+    }
 
 
 def derived_speed(record: dict, output_shape) -> dict:

@@ -45,6 +45,7 @@ L291_GPU_BEST_TARGET_MIN = 2.0
 L291_RSS_TARGET_GB = 4.0
 ACQUISITION_SPEEDUP_TARGET = 50.0
 HEADLINE = (5.0, 2.5)
+ETA_TARGET = 0.20
 
 MET, NOT_MET = "met", "**NOT met**"
 
@@ -369,6 +370,24 @@ def compute_targets(results: dict) -> list[dict]:
     else:
         targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
 
+    for preset in PRESET_TIME_TARGET_MIN:
+        name = (
+            f"`{preset}`: ETA within {ETA_TARGET:.0%} of the remaining time after the first 10 % of a run "
+            "(L291 and 5/2.5 box, issue 16)"
+        )
+        rows = [r for r in _eta_rows(results) if r.get("preset") == preset]
+        if not rows:
+            targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
+            continue
+        worst = max(rows, key=lambda r: num(r["eta_error_max"]))
+        cases = {"l291" if r.get("kind") == "l291" else "5/2.5" for r in rows}
+        missing = {"l291", "5/2.5"} - cases
+        measured = f"largest error {num(worst['eta_error_max']):.0%} ({_eta_case(worst)})"
+        status = MET if num(worst["eta_error_max"]) <= ETA_TARGET else NOT_MET
+        if missing:
+            status += f" (not run: {', '.join(sorted(missing))})"
+        targets.append({"target": name, "measured": measured, "status": status})
+
     name = f"acquisition model >= {ACQUISITION_SPEEDUP_TARGET:g}x faster than the naive oracle (512x512x343)"
     acq = [r for r in results["rows"] if r.get("kind") == "acquisition" and r.get("status") == "ok"]
     if acq:
@@ -382,6 +401,66 @@ def compute_targets(results: dict) -> list[dict]:
     else:
         targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
     return targets
+
+
+def _eta_rows(results: dict) -> list[dict]:
+    """Runs with an ETA record: the L291 runs and the headline-setting quality runs (full volume)."""
+    out = []
+    for r in results["rows"]:
+        if r.get("status") != "ok" or num(r.get("eta_error_max")) is None:
+            continue
+        if r.get("kind") == "l291":
+            out.append(r)
+        elif r.get("kind") == "quality" and is_full_case(r) and r.get("profile") == "box":
+            if _same(num(r.get("thickness_mm")), HEADLINE[0]) and _same(
+                num(r.get("overlap_mm")), HEADLINE[1]
+            ):
+                out.append(r)
+    return out
+
+
+def _eta_case(row: dict) -> str:
+    where = "L291" if row.get("kind") == "l291" else "vhm-head 5/2.5 box"
+    return f"{where}, {row.get('device_kind') or 'cpu'}"
+
+
+def _eta_section(results: dict, run_index: dict) -> list[str]:
+    rows = _eta_rows(results)
+    if not rows:
+        return []
+    out = [
+        "### ETA accuracy",
+        "",
+        "The ETA the CLI showed, against the true remaining time of the run (`enhance_file` call): relative "
+        "error |ETA - remaining| / remaining of every progress record between 10 % and 90 % of the run, "
+        "and at 10 %, 25 % and 50 % of it.",
+        "",
+    ]
+    body = []
+    for r in sorted(rows, key=lambda r: (r.get("kind") != "l291", r.get("preset") or "")):
+        at = r.get("eta_error_at") or {}
+        body.append(
+            [
+                f"`{r.get('preset')}`",
+                _eta_case(r),
+                _minutes(r.get("wall_s")),
+                f"{num(r['eta_error_max']):.0%}",
+                f"{num(r.get('eta_error_median')):.0%}"
+                if num(r.get("eta_error_median")) is not None
+                else "-",
+                " / ".join(
+                    f"{num(at.get(k)):.0%}" if num(at.get(k)) is not None else "-" for k in ("10", "25", "50")
+                ),
+                str(r.get("eta_samples", "-")),
+                _run_ref(r, run_index),
+            ]
+        )
+    out += _table(
+        ["preset", "case", "wall time", "max error", "median error", "at 10 / 25 / 50 %", "records", "run"],
+        body,
+    )
+    out.append("")
+    return out
 
 
 def _case_label(row: dict) -> str:
@@ -921,6 +1000,7 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
         out += _table(["case", "device", "train steps/s", "inference Mvoxel/s (output)", "run"], body)
         out.append("")
 
+    out += _eta_section(results, run_index)
     profiles = [r for r in results["rows"] if r.get("kind") == "inference_profile"]
     if profiles:
         out += _inference_profile_section(profiles, run_index)

@@ -303,6 +303,10 @@ def _measurement_fields(record: dict) -> dict:
         "steps",
         "device",
         "cli",
+        "eta_error_max",
+        "eta_error_median",
+        "eta_error_at",
+        "eta_samples",
     )
     out = {k: record.get(k) for k in keys if record.get(k) is not None}
     if record.get("peak_gpu_allocated_bytes"):

@@ -533,3 +533,38 @@ def test_spread_reports_min_and_median_over_cases_and_the_l291_proxy():
     assert "| **minimum** (vhm-head cases) | **+2.50 dB** of 3 |" in text and "(+1.29) [1]" in text
     # case rows are not the headline case
     assert report._headline_row(results, "fast")["case"] == "full"
+
+
+def test_eta_accuracy_from_the_progress_the_user_saw():
+    from benchmarks.quality import eta_accuracy
+
+    # a 100 s run whose ETA is exact until 50 s, then 20 % too high
+    trace = [[t, "train", t / 100, (100 - t) * (1.0 if t <= 50 else 1.2)] for t in range(0, 101, 5)]
+    trace.append([1.0, "prepare", 0.01, None])  # no ETA yet: not counted
+    acc = eta_accuracy(trace, 100.0)
+    assert acc["eta_error_max"] == pytest.approx(0.2)
+    assert acc["eta_error_at"] == {"10": 0.0, "25": 0.0, "50": 0.0}
+    assert acc["eta_samples"] == 17  # 10 s .. 90 s
+    assert eta_accuracy([], 100.0) == {} and eta_accuracy(trace, None) == {}
+
+
+def test_eta_target_and_section():
+    rows = [
+        _quality("sr4zct", 47.0, preset="fast", linear=41.0, eta_error_max=0.12, eta_error_median=0.05,
+                 eta_error_at={"10": 0.1, "25": 0.05, "50": 0.02}, eta_samples=40),
+        {"kind": "l291", "key": "l", "status": "ok", "preset": "fast", "device_kind": "cpu", "wall_s": 290.0,
+         "peak_rss_bytes": 3e9, "eta_error_max": 0.31, "eta_samples": 50},
+        {"kind": "l291", "key": "lb", "status": "ok", "preset": "best", "device_kind": "cpu", "wall_s": 2690.0,
+         "peak_rss_bytes": 3e9, "eta_error_max": 0.08, "eta_samples": 50},
+    ]  # fmt: skip
+    results = report.merge_results(report.empty_results(), _run(), rows)
+    fast = _status(report.compute_targets(results), "`fast`: ETA within 20%")
+    assert fast["status"] == report.NOT_MET and "31% (L291, cpu)" in fast["measured"]
+    best = _status(report.compute_targets(results), "`best`: ETA within 20%")
+    assert best["status"].startswith(report.MET) and "not run: 5/2.5" in best["status"]
+    assert _status(report.compute_targets(results), "`balanced`: ETA")["status"] == "not measured (not run)"
+    text = report.render_markdown(results)
+    assert (
+        "### ETA accuracy" in text
+        and "| `fast` | vhm-head 5/2.5 box, cpu | 100 s | 12% | 5% | 10% / 5% / 2% |" in text
+    )
