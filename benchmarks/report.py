@@ -505,6 +505,50 @@ def _validation_gain(row: dict | None) -> float | None:
     return None if row is None else num((row.get("parameters") or {}).get("validation_gain_db"))
 
 
+def _lever_section(results: dict, run_index: dict) -> list[str]:
+    rows = [r for r in results["rows"] if r.get("kind") == "lever" and r.get("status") == "ok"]
+    if not rows:
+        return []
+    from .quality import CASES
+
+    out = [
+        "### Levers for the minimum (fixed steps)",
+        "",
+        "`python -m benchmarks.run --settings none --levers ...` (benchmarks/levers.py): the `fast` training "
+        "with one change, stopped after exactly the given steps (so that the shared CPU's speed does not "
+        "change the result), applied as the pipeline applies it; body-box PSNR gain over linear interpolation "
+        "at 5/2.5 box per case (mean over seeds when several), its minimum and median over the cases.",
+        "",
+    ]
+    cases = [c for c in CASES if any(r.get("case") == c for r in rows)]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r.get("variant"), int(r.get("steps") or 0)), []).append(r)
+    body = []
+    for (variant, steps), group in sorted(
+        groups.items(), key=lambda kv: (kv[0][1], kv[0][0] != "baseline", kv[0][0])
+    ):
+        cells = [f"`{variant}`", str(steps), json.dumps(group[0].get("changes") or {})]
+        means = []
+        for case in cases:
+            gains = [num(r["gain_db"]) for r in group if r.get("case") == case]
+            if gains:
+                mean = sum(gains) / len(gains)
+                means.append(mean)
+                spread = f" ({min(gains):+.2f}..{max(gains):+.2f})" if len(gains) > 1 else ""
+                cells.append(f"{mean:+.2f}{spread}")
+            else:
+                cells.append("-")
+        full = len(means) == len(cases)
+        cells.append(f"{min(means):+.2f}" if full else "-")
+        cells.append(f"{statistics.median(means):+.2f}" if full else "-")
+        cells.append(" ".join(sorted({_run_ref(r, run_index) for r in group})))
+        body.append(cells)
+    out += _table(["variant", "steps", "change", *[f"`{c}`" for c in cases], "min", "median", "run"], body)
+    out.append("")
+    return out
+
+
 def _spread_section(results: dict, run_index: dict) -> list[str]:
     table = spread_table(results)
     presets = [p for p in SPREAD_PRESETS if p in table]
@@ -847,6 +891,7 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
             out.append("")
 
     out += _spread_section(results, run_index)
+    out += _lever_section(results, run_index)
 
     peers = [r for r in results["rows"] if r.get("kind") == "peer"]
     if peers:

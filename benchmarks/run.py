@@ -173,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thread-repeats", type=int, default=3, help="repeats per variant (interleaved)")
     p.add_argument("--thread-seconds", type=float, default=12.0, help="timed window per run (after warm-up)")
     p.add_argument(
+        "--levers",
+        default=None,
+        metavar="VARIANTS",
+        help="quality levers at fixed steps (benchmarks/levers.py), e.g. baseline,intensity,wide-48",
+    )
+    p.add_argument("--lever-cases", default="neck,skull,neck-soft,skull-bone", help="cases for --levers")
+    p.add_argument("--lever-steps", type=int, default=1000, help="training steps per lever run")
+    p.add_argument("--lever-seeds", default="0", help="seeds per lever run, e.g. 0,1")
+    p.add_argument(
         "--infer-profile",
         default=None,
         metavar="PRESET",
@@ -721,6 +730,28 @@ def run_threads(args, log) -> list[dict]:
     )
 
 
+def run_levers(args, log, save) -> list[dict]:
+    from .levers import VARIANTS, lever_rows
+
+    variants = _list(args.levers, tuple(VARIANTS), "--levers")
+    cases = _list(args.lever_cases, tuple(CASES), "--lever-cases")
+    try:
+        seeds = [int(v) for v in args.lever_seeds.split(",") if v.strip()]
+    except ValueError:
+        raise BenchmarkError(f"--lever-seeds {args.lever_seeds!r} is not a list of integers.") from None
+    if not variants or not cases or not seeds or args.lever_steps < 1:
+        raise BenchmarkError("--levers, --lever-cases, --lever-seeds and --lever-steps >= 1 are needed.")
+    return lever_rows(
+        args.ground_truth,
+        cases=cases,
+        variants=variants,
+        steps=args.lever_steps,
+        seeds=seeds,
+        log=log,
+        save=save,
+    )
+
+
 def run_infer_profile(args, log) -> list[dict]:
     from .inference_profile import profile_rows
 
@@ -840,6 +871,8 @@ def main(argv: list[str] | None = None) -> int:
                 record(run_threads(args, log))
             if args.infer_profile:
                 record(run_infer_profile(args, log))
+            if args.levers:
+                run_levers(args, log, save=record)
         finally:
             if args.workdir is None:
                 shutil.rmtree(workdir, ignore_errors=True)

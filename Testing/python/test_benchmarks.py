@@ -568,3 +568,28 @@ def test_eta_target_and_section():
         "### ETA accuracy" in text
         and "| `fast` | vhm-head 5/2.5 box, cpu | 100 s | 12% | 5% | 10% / 5% / 2% |" in text
     )
+
+
+def test_levers_train_each_variant_for_exactly_the_steps_and_report_the_minimum():
+    from sr4zct.demo.phantom import make_phantom
+
+    from benchmarks.levers import lever_rows
+
+    truth = make_phantom((40, 48, 48), voxel_mm=1.0, noise_hu=0.0)
+    rows = lever_rows(
+        truth, cases=["full"], variants=["baseline", "intensity"], steps=6, seeds=[0, 1], log=lambda m: None
+    )
+    assert [(r["variant"], r["seed"]) for r in rows] == [
+        ("baseline", 0),
+        ("baseline", 1),
+        ("intensity", 0),
+        ("intensity", 1),
+    ]
+    for r in rows:
+        assert r["steps"] == 6 and math.isfinite(r["gain_db"])
+        assert r["gain_db"] == pytest.approx(r["psnr_box"] - r["linear_psnr_box"])
+    assert rows[2]["changes"] == {"intensity_scale": 0.2}
+    text = report.render_markdown(report.merge_results(report.empty_results(), _run(), rows))
+    assert "### Levers for the minimum (fixed steps)" in text
+    mean = (rows[0]["gain_db"] + rows[1]["gain_db"]) / 2
+    assert f"| `baseline` | 6 | {{}} | {mean:+.2f} (" in text

@@ -88,6 +88,10 @@ class TrainingConfig:
     validation_patches: int = 96
     n_phases: int = 16
     seed: int = 0
+    # patch sampling: weight of the flat term beside the gradient (see PatchSampler); a quality lever
+    sample_flat: float = 0.25
+    # intensity augmentation: both patches of a pair scaled about air by a factor in [1/(1+s), 1+s]; 0 = off
+    intensity_scale: float = 0.0
 
 
 @dataclass
@@ -129,6 +133,10 @@ class PatchSampler:
     patch_px : patch side (reduced to fit small images).
     body_threshold : normalised intensity above which a pixel counts as body.
     n_phases : number of precomputed sub-spacing phases in ``[0, d)``.
+    flat_weight : patch positions are drawn with weight ``gradient + flat_weight * mean gradient`` inside the
+        body (0: structure only; large: uniform over the body).
+    intensity_scale : augmentation: both patches of a pair scaled about air (normalised 0) by a random
+        factor in ``[1 / (1 + s), 1 + s]`` (the degradation is linear, so the pair stays exact); 0 = off.
     """
 
     def __init__(
@@ -142,6 +150,8 @@ class PatchSampler:
         patch_px: int = 64,
         body_threshold: float = 0.5,
         n_phases: int = 16,
+        flat_weight: float = 0.25,
+        intensity_scale: float = 0.0,
     ):
         if images.ndim != 3:
             raise ValueError("images must be (n, rows, columns)")
@@ -159,6 +169,8 @@ class PatchSampler:
         flat = self.images.reshape(n, -1)
         self.lo = flat.amin(dim=1)
         self.hi = flat.amax(dim=1)
+        self.flat_weight = float(flat_weight)
+        self.intensity_scale = float(intensity_scale)
         self._weights(body_threshold)
 
     def _weights(self, body_threshold: float, stride: int = 8) -> None:
@@ -174,7 +186,7 @@ class PatchSampler:
         body = nn.functional.avg_pool2d((x > body_threshold).float(), stride, stride)
         body = nn.functional.avg_pool2d(body, k, stride=1)
         grad = nn.functional.avg_pool2d(nn.functional.avg_pool2d(gy + gx, stride, stride), k, stride=1)
-        w = grad + 0.25 * grad.mean()
+        w = grad + self.flat_weight * grad.mean()
         w = torch.where(body > 0.1, w, torch.zeros_like(w))
         if float(w.sum()) <= 0:
             w = torch.ones_like(w)
@@ -233,6 +245,13 @@ class PatchSampler:
             fh = flips[:, 1][:, None, None]
             inputs = torch.where(fh, inputs.flip(2), inputs)
             targets = torch.where(fh, targets.flip(2), targets)
+            if self.intensity_scale > 0:
+                span_log = math.log1p(self.intensity_scale)
+                factor = torch.from_numpy(np.exp(rng.uniform(-span_log, span_log, count))).to(
+                    dev, inputs.dtype
+                )
+                inputs = inputs * factor[:, None, None]
+                targets = targets * factor[:, None, None]
         return inputs[:, None].contiguous(), targets[:, None].contiguous()
 
 
@@ -324,8 +343,9 @@ def train_model(
         "patch_px": cfg.patch_px,
         "body_threshold": float(norm.forward(BODY_THRESHOLD_HU)),
         "n_phases": cfg.n_phases,
+        "flat_weight": cfg.sample_flat,
     }
-    sampler = PatchSampler(images[train_idx], **common)
+    sampler = PatchSampler(images[train_idx], **common, intensity_scale=cfg.intensity_scale)
     val_sampler = PatchSampler(images[val_idx], **common)
     val_rng = np.random.default_rng(cfg.seed + 7919)
     val_data = []
