@@ -5,7 +5,8 @@
 timings, parameters and device, the peak GPU memory and the progress the user saw (``progress_trace``:
 seconds since the call, stage, fraction, ETA) are written as JSON to the file named by the
 environment variable ``SR4ZCT_BENCH_RECORD``, and ``SR4ZCT_BENCH_THREADS`` (when set) fixes the number of
-CPU threads the pipeline picks by default.
+CPU threads the pipeline picks by default. Before torch loads, ``OMP_WAIT_POLICY`` is set to ``PASSIVE``
+unless set (:func:`sr4zct.run.threads.prepare_openmp`, the rule the CLI and the worker should apply).
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ def _pin_threads(n_threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sr4zct.run.threads import prepare_openmp
+
+    prepare_openmp()  # before torch loads: idle OpenMP threads wait passively (see sr4zct.run.threads)
     record_path = os.environ.get("SR4ZCT_BENCH_RECORD")
     if record_path:
         _install_recorder(record_path)
