@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -120,7 +121,10 @@ def _grid(n: int, parts: int, multiple: int) -> list[tuple[int, int]]:
     return [(a, min(n, a + size)) for a in range(0, n, size)]
 
 
-def _tile_plan(height: int, width: int, *, max_pixels: int, halo: int, multiple: int) -> list[Tile] | None:
+@functools.lru_cache(maxsize=64)
+def _tile_plan(
+    height: int, width: int, *, max_pixels: int, halo: int, multiple: int
+) -> tuple[Tile, ...] | None:
     """How :func:`predict_images` cuts an image too large for one pass, ``None`` when it fits in one.
 
     Near-equal tiles on the ``multiple`` grid (the halo rounded up to it, so that every pass keeps the
@@ -132,26 +136,42 @@ def _tile_plan(height: int, width: int, *, max_pixels: int, halo: int, multiple:
     if height * width <= max_pixels:
         return None
     halo = math.ceil(halo / multiple) * multiple
-    best_key: tuple[int, int, int] | None = None
-    best: list[Tile] = []
-    for ny in range(1, min(64, max(1, height // multiple)) + 1):
-        rows = _grid(height, ny, multiple)
-        for nx in range(1, min(64, max(1, width // multiple)) + 1):
-            cols = _grid(width, nx, multiple)
-            tiles = [
-                Tile(y0, y1, max(0, y0 - halo), min(height, y1 + halo), x0, x1, max(0, x0 - halo),
-                     min(width, x1 + halo))
-                for y0, y1 in rows
-                for x0, x1 in cols
-            ]  # fmt: skip
-            largest = max(t.pixels for t in tiles)
-            fits = largest <= max_pixels
-            key = (0, sum(t.pixels for t in tiles), len(tiles)) if fits else (1, largest, len(tiles))
-            if best_key is None or key < best_key:
-                best_key, best = key, tiles
-            if fits:
-                break  # for these rows, more columns only add halo
-    return best
+
+    def splits(n: int) -> dict[int, tuple[list[tuple[int, int]], int, int]]:
+        """Parts -> (the parts, their passed length in all, the longest passed length)."""
+        out = {}
+        for parts in range(1, min(64, max(1, n // multiple)) + 1):
+            grid = _grid(n, parts, multiple)
+            spans = [min(n, b + halo) - max(0, a - halo) for a, b in grid]
+            out[len(grid)] = (grid, sum(spans), max(spans))
+        return out
+
+    rows, cols = splits(height), splits(width)
+    # passed pixels factorise: (row spans in all) x (column spans in all); the largest pass likewise
+    best = min(
+        (
+            (0, r[1] * c[1], ny * nx) if r[2] * c[2] <= max_pixels else (1, r[2] * c[2], ny * nx),
+            ny,
+            nx,
+        )
+        for ny, r in rows.items()
+        for nx, c in cols.items()
+    )
+    _, ny, nx = best
+    return tuple(
+        Tile(
+            y0,
+            y1,
+            max(0, y0 - halo),
+            min(height, y1 + halo),
+            x0,
+            x1,
+            max(0, x0 - halo),
+            min(width, x1 + halo),
+        )
+        for y0, y1 in rows[ny][0]
+        for x0, x1 in cols[nx][0]
+    )
 
 
 def _context(inner: slice, halo: int, full: int) -> slice:
