@@ -60,6 +60,7 @@ def profile_rows(
     geom = volume.geometry
     model = profile_network(preset_name, model_path)
     runs: list[dict[str, float]] = []
+    loads: list[float] = []
     shape = None
     for rep in range(repeats):
         t0 = time.perf_counter()
@@ -77,6 +78,8 @@ def profile_rows(
         runs.append(timings)
         del result
         load = _load()
+        if load is not None:
+            loads.append(load)
         log(
             f"infer profile {name} {preset_name} run {rep + 1}: {timings['total']:.1f} s ("
             + ", ".join(f"{k} {timings.get(k, 0.0):.1f}" for k in PARTS)
@@ -100,6 +103,7 @@ def profile_rows(
             "model": str(model_path) if model_path else "preset architecture, fixed random correction",
             "parts_s": stats,
             "runs": runs,
+            "load_avg_1min": loads,
             "status": "ok",
         }
     ]

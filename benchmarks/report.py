@@ -723,6 +723,11 @@ def _thread_section(rows: list[dict], run_index: dict) -> list[str]:
 INFERENCE_PARTS = ("resample", "gather", "network", "scatter", "fuse")
 
 
+def _load_range(values) -> str:
+    loads = [num(v) for v in values or [] if num(v) is not None]
+    return f"{min(loads):.1f} - {max(loads):.1f}" if loads else "-"
+
+
 def _median_range(stats: dict | None) -> str:
     stats = stats or {}
     return f"{_f(stats.get('median'), '.1f')} ({_f(stats.get('min'), '.1f')} - {_f(stats.get('max'), '.1f')})"
@@ -738,13 +743,13 @@ def _inference_profile_section(rows: list[dict], run_index: dict) -> list[str]:
         "with a fixed random correction (the cost does not depend on the weights). Parts: resample (to the "
         "internal and the output grid), gather (images out of the volume, normalised), network (forward "
         "passes and tiling), scatter (back into the volume), fuse (mean and clip). Median (min - max) over the "
-        "repeats.",
+        "repeats; the load average (other users of the machine included) after each run.",
         "",
     ]
     body = []
     for r in rows:
         if r.get("status") != "ok":
-            body.append([r.get("preset", "-"), "-", r.get("status")] + ["-"] * (len(INFERENCE_PARTS) + 1))
+            body.append([r.get("preset", "-"), "-", r.get("status")] + ["-"] * (len(INFERENCE_PARTS) + 2))
             continue
         parts = r.get("parts_s") or {}
         body.append(
@@ -754,11 +759,12 @@ def _inference_profile_section(rows: list[dict], run_index: dict) -> list[str]:
                 _median_range(parts.get("total")),
                 *[_median_range(parts.get(name)) for name in INFERENCE_PARTS],
                 f"{r.get('repeats')}",
+                _load_range(r.get("load_avg_1min")),
                 _run_ref(r, run_index),
             ]
         )
     out += _table(
-        ["preset", "device", "total s", *[f"{p} s" for p in INFERENCE_PARTS], "runs", "run"],
+        ["preset", "device", "total s", *[f"{p} s" for p in INFERENCE_PARTS], "runs", "load average", "run"],
         body,
     )
     out.append("")
