@@ -517,7 +517,8 @@ def _lever_section(results: dict, run_index: dict) -> list[str]:
         "`python -m benchmarks.run --settings none --levers ...` (benchmarks/levers.py): the `fast` training "
         "with one change, stopped after exactly the given steps (so that the shared CPU's speed does not "
         "change the result), applied as the pipeline applies it; body-box PSNR gain over linear interpolation "
-        "at 5/2.5 box per case (mean over seeds when several), its minimum and median over the cases.",
+        "at 5/2.5 box per case (mean over seeds when several; their range in brackets), its minimum and median "
+        "over the cases, and the median training time (the shared CPU's, for the cost of a change).",
         "",
     ]
     cases = [c for c in CASES if any(r.get("case") == c for r in rows)]
@@ -542,9 +543,13 @@ def _lever_section(results: dict, run_index: dict) -> list[str]:
         full = len(means) == len(cases)
         cells.append(f"{min(means):+.2f}" if full else "-")
         cells.append(f"{statistics.median(means):+.2f}" if full else "-")
+        train = [num(r.get("train_s")) for r in group if num(r.get("train_s")) is not None]
+        cells.append(f"{statistics.median(train):.0f} s" if train else "-")
         cells.append(" ".join(sorted({_run_ref(r, run_index) for r in group})))
         body.append(cells)
-    out += _table(["variant", "steps", "change", *[f"`{c}`" for c in cases], "min", "median", "run"], body)
+    out += _table(
+        ["variant", "steps", "change", *[f"`{c}`" for c in cases], "min", "median", "train time", "run"], body
+    )
     out.append("")
     return out
 
