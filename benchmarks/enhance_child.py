@@ -2,9 +2,11 @@
 
 ``python -m benchmarks.enhance_child enhance INPUT -o OUT ...`` is exactly ``sr4zct enhance INPUT -o OUT ...``
 (same argument parsing, reading, progress, writing) except that the :class:`sr4zct.run.pipeline.EnhanceResult`
-timings, parameters and device, plus the peak GPU memory, are written as JSON to the file named by the
+timings, parameters and device, the peak GPU memory and the progress the user saw (``progress_trace``:
+seconds since the call, stage, fraction, ETA) are written as JSON to the file named by the
 environment variable ``SR4ZCT_BENCH_RECORD``, and ``SR4ZCT_BENCH_THREADS`` (when set) fixes the number of
-CPU threads the pipeline picks by default.
+CPU threads the pipeline picks by default. Before torch loads, ``OMP_WAIT_POLICY`` is set to ``PASSIVE``
+unless set (:func:`sr4zct.run.threads.prepare_openmp`, the rule the CLI and the worker should apply).
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ import sys
 import time
 
 
+def thin_trace(trace: list[list], keep: int = 600) -> list[list]:
+    """At most ``keep`` progress records, evenly spread, the first and the last always kept."""
+    if len(trace) <= keep:
+        return trace
+    step = (len(trace) - 1) / (keep - 1)
+    return [trace[round(i * step)] for i in range(keep)]
+
+
 def _install_recorder(record_path: str) -> None:
     import sr4zct.run.pipeline as pipeline
 
@@ -22,6 +32,15 @@ def _install_recorder(record_path: str) -> None:
 
     def enhance_file(*args, **kwargs):
         t0 = time.monotonic()
+        trace: list[list] = []
+        shown = kwargs.get("progress")
+
+        def progress(p):  # what the user is shown: (seconds since the call, stage, fraction, ETA)
+            trace.append([time.monotonic() - t0, p.stage, p.fraction, p.eta_s])
+            if shown is not None:
+                shown(p)
+
+        kwargs["progress"] = progress
         result = original(*args, **kwargs)
         wall = time.monotonic() - t0
         timings = {k: float(v) for k, v in result.timings_s.items()}
@@ -35,6 +54,7 @@ def _install_recorder(record_path: str) -> None:
             "device": result.device,
             "warnings": [str(w) for w in getattr(result, "warnings", []) or []],
             "output_shape": list(result.volume.array.shape),
+            "progress_trace": thin_trace(trace),
         }
         try:
             import torch
@@ -67,6 +87,9 @@ def _pin_threads(n_threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sr4zct.run.threads import prepare_openmp
+
+    prepare_openmp()  # before torch loads: idle OpenMP threads wait passively (see sr4zct.run.threads)
     record_path = os.environ.get("SR4ZCT_BENCH_RECORD")
     if record_path:
         _install_recorder(record_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -19,7 +20,9 @@ import numpy as np
 from .measure import run_measured
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-VHM_HEAD = (REPO_ROOT / ".." / "shared" / "data" / "vhm-head" / "vhm_head_1mm.nii.gz").resolve()
+# ../shared/data beside the checkout, or SR4ZCT_DATA (e.g. on a lent GPU machine: benchmarks/gpu_data.py)
+DATA_DIR = Path(os.environ.get("SR4ZCT_DATA") or (REPO_ROOT / ".." / "shared" / "data")).resolve()
+VHM_HEAD = DATA_DIR / "vhm-head" / "vhm_head_1mm.nii.gz"
 BASELINES = ("linear", "bspline", "lanczos")
 METRIC_KEYS = ("psnr_box", "psnr_coronal", "psnr_sagittal", "ssim_coronal", "ssim_sagittal")
 
@@ -42,7 +45,7 @@ def load_ground_truth(path: Path = VHM_HEAD, *, crop_px: int | None = None, n_sl
     from sr4zct.io import read_volume
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():  # a file, or a DICOM folder (benchmarks/gpu_data.py)
         raise BenchmarkError(
             f"Ground truth {path} not found. The benchmark needs ../shared/data/vhm-head/vhm_head_1mm.nii.gz "
             "beside the repository (see ../shared/data/README.md), or pass --ground-truth PATH."
@@ -54,8 +57,6 @@ def load_ground_truth(path: Path = VHM_HEAD, *, crop_px: int | None = None, n_sl
 def crop_volume(volume, *, crop_px: int | None = None, n_slices: int | None = None):
     """Central crop of a :class:`sr4zct.Volume` (in-plane square ``crop_px``, ``n_slices`` along z),
     keeping physical positions (the origin moves to the first kept voxel)."""
-    from sr4zct.volume import Volume
-
     nz, ny, nx = volume.array.shape
     z0, z1 = 0, nz
     y0, y1, x0, x1 = 0, ny, 0, nx
@@ -67,6 +68,17 @@ def crop_volume(volume, *, crop_px: int | None = None, n_slices: int | None = No
             raise BenchmarkError(f"--crop {crop_px} is larger than the image ({ny} x {nx}).")
         y0, x0 = (ny - crop_px) // 2, (nx - crop_px) // 2
         y1, x1 = y0 + crop_px, x0 + crop_px
+    return region_volume(volume, (z0, z1, y0, y1, x0, x1))
+
+
+def region_volume(volume, region: tuple[int, int, int, int, int, int]):
+    """The sub-volume ``[z0:z1, y0:y1, x0:x1]`` of a :class:`sr4zct.Volume`, keeping physical positions."""
+    from sr4zct.volume import Volume
+
+    nz, ny, nx = volume.array.shape
+    z0, z1, y0, y1, x0, x1 = (int(v) for v in region)
+    if not (0 <= z0 < z1 <= nz and 0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx):
+        raise BenchmarkError(f"Region {region} is outside the ground truth ({nz} x {ny} x {nx}).")
     if (z0, z1, y0, y1, x0, x1) == (0, nz, 0, ny, 0, nx):
         return volume
     g = volume.geometry
@@ -83,6 +95,24 @@ def crop_volume(volume, *, crop_px: int | None = None, n_slices: int | None = No
         extra=dict(g.extra),
     )
     return Volume(array, geometry, dict(volume.metadata))
+
+
+# Ground-truth cases of different anatomy in vhm-head (z = 0 is the lowest slice, the neck; 245 the top of the
+# skull), for the quality spread: two body levels in full and a soft-tissue and a bone-rich crop of them.
+# The crops are the 160 x 160 windows (16-pixel grid, >= 60 % body) of least and most bone (> 300 HU).
+CASES: dict[str, dict] = {
+    "full": {"label": "whole head and neck (245 slices, 512 x 512)", "region": None},
+    "neck": {"label": "neck and jaw (slices 0-119, 512 x 512)", "region": (0, 120, 0, 512, 0, 512)},
+    "skull": {"label": "skull and brain (slices 125-244, 512 x 512)", "region": (125, 245, 0, 512, 0, 512)},
+    "neck-soft": {
+        "label": "neck soft tissue (slices 0-119, 160 x 160 at row 208, column 176; 6 % bone)",
+        "region": (0, 120, 208, 368, 176, 336),
+    },
+    "skull-bone": {
+        "label": "skull, bone-rich (slices 125-244, 160 x 160 at row 176, column 160; 17 % bone)",
+        "region": (125, 245, 176, 336, 160, 320),
+    },
+}
 
 
 def write_dicom_input(thick, folder: Path) -> Path:
@@ -325,6 +355,7 @@ def run_enhance(
         except (KeyError, TypeError, ValueError):
             pass
         record["child_warnings"] = child.get("warnings", [])
+        record.update(eta_accuracy(child.get("progress_trace") or [], child.get("enhance_file_s")))
         if child.get("peak_gpu_allocated_bytes"):
             record["peak_gpu_allocated_bytes"] = child["peak_gpu_allocated_bytes"]
     else:
@@ -340,6 +371,37 @@ def _pythonpath() -> str:
     if os.environ.get("PYTHONPATH"):
         parts.append(os.environ["PYTHONPATH"])
     return os.pathsep.join(parts)
+
+
+def eta_accuracy(trace: list, total_s: float | None, *, skip: float = 0.1) -> dict:
+    """How far the ETA the user saw was from the true remaining time.
+
+    ``trace`` holds ``[seconds since the start, stage, fraction, ETA]`` records and ``total_s`` is the
+    run's length. Relative errors ``|ETA - remaining| / remaining`` of the records between ``skip`` and
+    ``1 - skip`` of the run (before, the plan is still being made; in the last seconds any absolute
+    slip is a large relative one): their maximum, median and the error at 10 %, 25 % and 50 % of the run.
+    """
+    if not trace or not total_s or total_s <= 0:
+        return {}
+    samples = []
+    for t, _stage, _fraction, eta in trace:
+        remaining = total_s - float(t)
+        if eta is None or not (skip * total_s <= float(t) <= (1 - skip) * total_s) or remaining <= 0:
+            continue
+        samples.append((float(t) / total_s, abs(float(eta) - remaining) / remaining))
+    if not samples:
+        return {}
+    errors = sorted(e for _, e in samples)
+
+    def at(share: float) -> float:
+        return min(samples, key=lambda s: abs(s[0] - share))[1]
+
+    return {
+        "eta_error_max": errors[-1],
+        "eta_error_median": errors[len(errors) // 2],
+        "eta_error_at": {"10": at(0.1), "25": at(0.25), "50": at(0.5)},
+        "eta_samples": len(samples),
+    }
 
 
 def derived_speed(record: dict, output_shape) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,6 +45,7 @@ L291_GPU_BEST_TARGET_MIN = 2.0
 L291_RSS_TARGET_GB = 4.0
 ACQUISITION_SPEEDUP_TARGET = 50.0
 HEADLINE = (5.0, 2.5)
+ETA_TARGET = 0.20
 
 MET, NOT_MET = "met", "**NOT met**"
 
@@ -84,6 +86,20 @@ def merge_results(results: dict, run: dict, rows: Iterable[dict]) -> dict:
     return merged
 
 
+def merge_other(results: dict, other: dict) -> dict:
+    """``results`` with every run of ``other`` merged in, oldest first (rows by key, as :func:`merge_results`);
+    a run already in ``results`` with a row that ``other`` still has is kept once."""
+    merged = results
+    by_run: dict[str, list[dict]] = {}
+    for row in other["rows"]:
+        by_run.setdefault(row.get("run_id", ""), []).append(dict(row))
+    for run in sorted(other["runs"], key=lambda r: r.get("date", "")):
+        rows = by_run.get(run["id"], [])
+        if rows:
+            merged = merge_results(merged, run, rows)
+    return merged
+
+
 def _json_default(obj):
     if hasattr(obj, "item"):
         return obj.item()
@@ -116,6 +132,17 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def write_report(path: Path, results: dict, *, latest_run: dict | None = None) -> None:
+    """Regenerate the report at ``path`` from ``results``, keeping the sections other commands own
+    (:mod:`benchmarks.sections`) at its end."""
+    from benchmarks.sections import owned_sections
+
+    old = Path(path).read_text(encoding="utf-8") if Path(path).exists() else ""
+    kept = owned_sections(old)
+    text = render_markdown(results, latest_run=latest_run).rstrip("\n")
+    atomic_write_text(path, "\n\n".join([text, *kept]) + "\n")
+
+
 def save_results(results: dict, path: Path) -> None:
     text = json.dumps(_clean(results), indent=1, sort_keys=False, default=_json_default)
     atomic_write_text(path, text + "\n")
@@ -138,7 +165,11 @@ def _same(a: float | None, b: float) -> bool:
 
 
 def is_full_case(row: dict) -> bool:
-    return row.get("crop") is None and row.get("n_slices_gt") in (None, row.get("gt_slices_total"))
+    return (
+        row.get("case") in (None, "full")
+        and row.get("crop") is None
+        and row.get("n_slices_gt") in (None, row.get("gt_slices_total"))
+    )
 
 
 def quality_rows(results: dict, *, ok_only: bool = True) -> list[dict]:
@@ -325,10 +356,11 @@ def compute_targets(results: dict) -> list[dict]:
     gpu_rows = [r for r in l291 if r.get("device_kind") == "cuda" and r.get("preset") == "best"]
     if gpu_rows:
         minutes = num(gpu_rows[-1]["wall_s"]) / 60
+        copy = " (the series' geometry, content at 1/4 resolution)" if gpu_rows[-1].get("note") else ""
         targets.append(
             {
                 "target": name,
-                "measured": f"{minutes:.1f} min on {gpu_rows[-1].get('device')}",
+                "measured": f"{minutes:.1f} min on {gpu_rows[-1].get('device')}{copy}",
                 "status": MET if minutes <= L291_GPU_BEST_TARGET_MIN else NOT_MET,
             }
         )
@@ -349,6 +381,24 @@ def compute_targets(results: dict) -> list[dict]:
     else:
         targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
 
+    for preset in PRESET_TIME_TARGET_MIN:
+        name = (
+            f"`{preset}`: ETA within {ETA_TARGET:.0%} of the remaining time after the first 10 % of a run "
+            "(L291 and 5/2.5 box, issue 16)"
+        )
+        rows = [r for r in _eta_rows(results) if r.get("preset") == preset]
+        if not rows:
+            targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
+            continue
+        worst = max(rows, key=lambda r: num(r["eta_error_max"]))
+        cases = {"l291" if r.get("kind") == "l291" else "5/2.5" for r in rows}
+        missing = {"l291", "5/2.5"} - cases
+        measured = f"largest error {num(worst['eta_error_max']):.0%} ({_eta_case(worst)})"
+        status = MET if num(worst["eta_error_max"]) <= ETA_TARGET else NOT_MET
+        if missing:
+            status += f" (not run: {', '.join(sorted(missing))})"
+        targets.append({"target": name, "measured": measured, "status": status})
+
     name = f"acquisition model >= {ACQUISITION_SPEEDUP_TARGET:g}x faster than the naive oracle (512x512x343)"
     acq = [r for r in results["rows"] if r.get("kind") == "acquisition" and r.get("status") == "ok"]
     if acq:
@@ -364,12 +414,208 @@ def compute_targets(results: dict) -> list[dict]:
     return targets
 
 
+def _eta_rows(results: dict) -> list[dict]:
+    """Runs with an ETA record: the L291 runs and the headline-setting quality runs (full volume)."""
+    out = []
+    for r in results["rows"]:
+        if r.get("status") != "ok" or num(r.get("eta_error_max")) is None:
+            continue
+        if r.get("kind") == "l291":
+            out.append(r)
+        elif r.get("kind") == "quality" and is_full_case(r) and r.get("profile") == "box":
+            if _same(num(r.get("thickness_mm")), HEADLINE[0]) and _same(
+                num(r.get("overlap_mm")), HEADLINE[1]
+            ):
+                out.append(r)
+    return out
+
+
+def _eta_case(row: dict) -> str:
+    where = "L291" if row.get("kind") == "l291" else "vhm-head 5/2.5 box"
+    return f"{where}, {row.get('device_kind') or 'cpu'}"
+
+
+def _eta_section(results: dict, run_index: dict) -> list[str]:
+    rows = _eta_rows(results)
+    if not rows:
+        return []
+    out = [
+        "### ETA accuracy",
+        "",
+        "The ETA the CLI showed, against the true remaining time of the run (`enhance_file` call): relative "
+        "error |ETA - remaining| / remaining of every progress record between 10 % and 90 % of the run, "
+        "and at 10 %, 25 % and 50 % of it.",
+        "",
+    ]
+    body = []
+    for r in sorted(rows, key=lambda r: (r.get("kind") != "l291", r.get("preset") or "")):
+        at = r.get("eta_error_at") or {}
+        body.append(
+            [
+                f"`{r.get('preset')}`",
+                _eta_case(r),
+                _minutes(r.get("wall_s")),
+                f"{num(r['eta_error_max']):.0%}",
+                f"{num(r.get('eta_error_median')):.0%}"
+                if num(r.get("eta_error_median")) is not None
+                else "-",
+                " / ".join(
+                    f"{num(at.get(k)):.0%}" if num(at.get(k)) is not None else "-" for k in ("10", "25", "50")
+                ),
+                str(r.get("eta_samples", "-")),
+                _run_ref(r, run_index),
+            ]
+        )
+    out += _table(
+        ["preset", "case", "wall time", "max error", "median error", "at 10 / 25 / 50 %", "records", "run"],
+        body,
+    )
+    out.append("")
+    return out
+
+
 def _case_label(row: dict) -> str:
     t, o = num(row.get("thickness_mm")), num(row.get("overlap_mm"))
     label = f"{t:g}/{o:g} {row.get('profile')} {row.get('preset')}"
     if row.get("crop"):
         label += f" crop{row['crop']}"
+    if row.get("case") not in (None, "full"):
+        label += f" {row['case']}"
     return label
+
+
+SPREAD_PRESETS = ("fast", "balanced", "best")
+
+
+def spread_table(results: dict) -> dict:
+    """Per preset, the body-box gains of every ground-truth case at the headline setting (5/2.5 box, CPU)
+    and the validation gains, plus the L291 validation gain: ``{preset: {"cases": {case: row}, ...}}``."""
+    out: dict[str, dict] = {}
+    rows = _pick(
+        _sr_rows(results), thickness_mm=HEADLINE[0], overlap_mm=HEADLINE[1], profile="box", network="default"
+    )
+    for r in rows:
+        if (r.get("device_kind") or "cpu") != "cpu" or r.get("crop") or r.get("n_slices_gt"):
+            continue
+        entry = out.setdefault(r.get("preset"), {"cases": {}, "l291": None})
+        entry["cases"][r.get("case") or "full"] = r
+    for r in results["rows"]:
+        if r.get("kind") == "l291" and r.get("status") == "ok" and (r.get("device_kind") or "cpu") == "cpu":
+            out.setdefault(r.get("preset"), {"cases": {}, "l291": None})["l291"] = r
+    for entry in out.values():
+        gains = sorted(
+            num(r.get("gain_db")) for r in entry["cases"].values() if num(r.get("gain_db")) is not None
+        )
+        entry["min"] = gains[0] if gains else None
+        entry["median"] = float(statistics.median(gains)) if gains else None
+        entry["n"] = len(gains)
+    return out
+
+
+def _validation_gain(row: dict | None) -> float | None:
+    return None if row is None else num((row.get("parameters") or {}).get("validation_gain_db"))
+
+
+def _lever_section(results: dict, run_index: dict) -> list[str]:
+    rows = [r for r in results["rows"] if r.get("kind") == "lever" and r.get("status") == "ok"]
+    if not rows:
+        return []
+    from .quality import CASES
+
+    out = [
+        "### Levers for the minimum (fixed steps)",
+        "",
+        "`python -m benchmarks.run --settings none --levers ...` (benchmarks/levers.py): the `fast` training "
+        "with one change, stopped after exactly the given steps (so that the shared CPU's speed does not "
+        "change the result), applied as the pipeline applies it; body-box PSNR gain over linear interpolation "
+        "at 5/2.5 box per case (mean over seeds when several; their range in brackets), its minimum and median "
+        "over the cases, and the median training time (the shared CPU's, for the cost of a change).",
+        "",
+    ]
+    cases = [c for c in CASES if any(r.get("case") == c for r in rows)]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r.get("variant"), int(r.get("steps") or 0)), []).append(r)
+    body = []
+    for (variant, steps), group in sorted(
+        groups.items(), key=lambda kv: (kv[0][1], kv[0][0] != "baseline", kv[0][0])
+    ):
+        cells = [f"`{variant}`", str(steps), json.dumps(group[0].get("changes") or {})]
+        means = []
+        for case in cases:
+            gains = [num(r["gain_db"]) for r in group if r.get("case") == case]
+            if gains:
+                mean = sum(gains) / len(gains)
+                means.append(mean)
+                spread = f" ({min(gains):+.2f}..{max(gains):+.2f})" if len(gains) > 1 else ""
+                cells.append(f"{mean:+.2f}{spread}")
+            else:
+                cells.append("-")
+        full = len(means) == len(cases)
+        cells.append(f"{min(means):+.2f}" if full else "-")
+        cells.append(f"{statistics.median(means):+.2f}" if full else "-")
+        train = [num(r.get("train_s")) for r in group if num(r.get("train_s")) is not None]
+        cells.append(f"{statistics.median(train):.0f} s" if train else "-")
+        cells.append(" ".join(sorted({_run_ref(r, run_index) for r in group})))
+        body.append(cells)
+    out += _table(
+        ["variant", "steps", "change", *[f"`{c}`" for c in cases], "min", "median", "train time", "run"], body
+    )
+    out.append("")
+    return out
+
+
+def _spread_section(results: dict, run_index: dict) -> list[str]:
+    table = spread_table(results)
+    presets = [p for p in SPREAD_PRESETS if p in table]
+    if not presets:
+        return []
+    out = [
+        "## Quality spread over ground-truth cases (5 mm every 2.5 mm, box, CPU)",
+        "",
+        "Body-box PSNR gain over linear interpolation per case, and in brackets the in-plane held-out validation "
+        "gain the pipeline reports (the only quality figure a series without ground truth has, as L291's). "
+        "'time-bound' marks a run the time limit stopped before the preset's step budget. Min and median over the "
+        "vhm-head cases measured for that preset.",
+        "",
+    ]
+    cases = []
+    for p in presets:
+        cases += [c for c in table[p]["cases"] if c not in cases]
+    from .quality import CASES
+
+    order = {c: i for i, c in enumerate(CASES)}
+    cases.sort(key=lambda c: order.get(c, 99))
+    body = []
+    for case in cases:
+        cells = [f"`{case}`: {CASES.get(case, {}).get('label', case)}"]
+        for p in presets:
+            r = table[p]["cases"].get(case)
+            if r is None:
+                cells.append("-")
+                continue
+            cut = any("stopped by the time limit" in str(w) for w in r.get("warnings") or [])
+            val = _validation_gain(r)
+            cells.append(
+                _fmt_db(num(r.get("gain_db")))
+                + (f" ({val:+.2f})" if val is not None else "")
+                + (" (time-bound)" if cut else "")
+                + f" {_run_ref(r, run_index)}"
+            )
+        body.append(cells)
+    cells = ["L291 (real series, no ground truth): validation gain only"]
+    for p in presets:
+        r = table[p]["l291"]
+        val = _validation_gain(r)
+        cells.append("-" if val is None else f"({val:+.2f}) {_run_ref(r, run_index)}")
+    body.append(cells)
+    body.append(["**minimum** (vhm-head cases)"] + [
+        f"**{_fmt_db(table[p]['min'])}** of {table[p]['n']}" if table[p]["min"] is not None else "-" for p in presets
+    ])  # fmt: skip
+    body.append(["median (vhm-head cases)"] + [_fmt_db(table[p]["median"]) for p in presets])
+    out += _table(["case", *[f"`{p}`" for p in presets]], body)
+    out.append("")
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -434,6 +680,113 @@ def _run_ref(row: dict, run_index: dict) -> str:
     return f"[{run_index.get(row.get('run_id'), '?')}]"
 
 
+def _thread_section(rows: list[dict], run_index: dict) -> list[str]:
+    """Training steps/s per thread variant and number of competing CPU-bound processes (benchmarks.threads)."""
+    out = [
+        "### CPU threads (training steps/s of `fast`)",
+        "",
+        "The real training loop (`fast`: 8 x 32 network, batch 16 x 64^2, validation every 100 steps) on 48 "
+        "axial vhm-head images in a fresh process per run, timed after its 20th step; competing processes "
+        "are `while True: pass` spinners started by the benchmark. Variants: torch threads, and `:passive` "
+        "for `OMP_WAIT_POLICY=PASSIVE` (idle OpenMP threads sleep instead of spinning). Runs of a group are "
+        "interleaved; the spread is (max - min) / median over the repeats, the load is the 1-minute load "
+        "average after each run (other users of the machine included).",
+        "",
+    ]
+    by_comp: dict[int, list[dict]] = {}
+    for r in rows:
+        by_comp.setdefault(int(r.get("competitors") or 0), []).append(r)
+    body = []
+    for comp in sorted(by_comp):
+        group = sorted(by_comp[comp], key=lambda r: (r.get("threads") or 0, r.get("wait_policy") or ""))
+        best = max((num(r.get("steps_per_s_median")) or 0.0 for r in group), default=0.0)
+        for r in group:
+            med = num(r.get("steps_per_s_median"))
+            loads = [num(v) for v in r.get("load_avg_1min") or [] if num(v) is not None]
+            body.append(
+                [
+                    str(comp),
+                    f"`{r.get('variant', r.get('threads'))}`",
+                    _f(med, ".2f") + (" (best)" if med is not None and med == best and best > 0 else ""),
+                    f"{_f(r.get('steps_per_s_min'), '.2f')} - {_f(r.get('steps_per_s_max'), '.2f')}",
+                    _f(
+                        num(r.get("steps_per_s_spread")) * 100 if num(r.get("steps_per_s_spread")) else None,
+                        ".0f",
+                    )
+                    + " %",
+                    str(len(r.get("steps_per_s_all") or [])),
+                    f"{min(loads):.1f} - {max(loads):.1f}" if loads else "-",
+                    _run_ref(r, run_index),
+                ]
+            )
+    out += _table(
+        [
+            "competing processes",
+            "variant",
+            "median steps/s",
+            "min - max",
+            "spread",
+            "runs",
+            "load average",
+            "run",
+        ],
+        body,
+    )
+    out.append("")
+    return out
+
+
+INFERENCE_PARTS = ("resample", "gather", "network", "scatter", "fuse")
+
+
+def _load_range(values) -> str:
+    loads = [num(v) for v in values or [] if num(v) is not None]
+    return f"{min(loads):.1f} - {max(loads):.1f}" if loads else "-"
+
+
+def _median_range(stats: dict | None) -> str:
+    stats = stats or {}
+    return f"{_f(stats.get('median'), '.1f')} ({_f(stats.get('min'), '.1f')} - {_f(stats.get('max'), '.1f')})"
+
+
+def _inference_profile_section(rows: list[dict], run_index: dict) -> list[str]:
+    """Seconds per part of CPU inference on a real series (benchmarks.inference_profile)."""
+    out = [
+        "### Inference on the full L291 series: where the time goes",
+        "",
+        "`enhance_array` as the pipeline calls it (body box, both orientations, the preset's test-time flips), "
+        "repeated in one process after reading the series once; the network is the preset's architecture "
+        "with a fixed random correction (the cost does not depend on the weights). Parts: resample (to the "
+        "internal and the output grid), gather (images out of the volume, normalised), network (forward "
+        "passes and tiling), scatter (back into the volume), fuse (mean and clip). Median (min - max) over the "
+        "repeats; the load average (other users of the machine included) after each run.",
+        "",
+    ]
+    body = []
+    for r in rows:
+        if r.get("status") != "ok":
+            body.append([r.get("preset", "-"), "-", r.get("status")] + ["-"] * (len(INFERENCE_PARTS) + 2))
+            continue
+        parts = r.get("parts_s") or {}
+        body.append(
+            [
+                f"`{r.get('preset')}`",
+                r.get("device", "-"),
+                _median_range(parts.get("total")),
+                *[_median_range(parts.get(name)) for name in INFERENCE_PARTS],
+                f"{r.get('repeats')}",
+                _load_range(r.get("load_avg_1min")),
+                _run_ref(r, run_index),
+            ]
+        )
+    out += _table(
+        ["preset", "device", "total s", *[f"{p} s" for p in INFERENCE_PARTS], "runs", "load average", "run"],
+        body,
+    )
+    out.append("")
+    return out
+
+
 def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
     runs = results["runs"]
     run_index = {r["id"]: i + 1 for i, r in enumerate(runs)}
@@ -479,6 +832,7 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
         groups: dict[tuple, list[dict]] = {}
         for r in q_all:
             gk = (
+                r.get("case") or "full",
                 r.get("crop") or 0,
                 r.get("n_slices_gt") or 0,
                 num(r["thickness_mm"]),
@@ -488,7 +842,10 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
             groups.setdefault(gk, []).append(r)
         order = {m: i for i, m in enumerate(("linear", "bspline", "lanczos", "sr4zct"))}
         preset_order = {p: i for i, p in enumerate(("fast", "balanced", "best"))}
-        for gk in sorted(groups, key=lambda k: (k[0] != 0, k[0], k[4], -k[2], -k[3])):
+        case_order = {c: i for i, c in enumerate(("full", "neck", "skull", "neck-soft", "skull-bone"))}
+        for gk in sorted(
+            groups, key=lambda k: (case_order.get(k[0], 9), k[0], k[1] != 0, k[1], k[5], -k[3], -k[4])
+        ):
             rows = sorted(
                 groups[gk],
                 key=lambda r: (
@@ -497,11 +854,14 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
                     r.get("network", ""),
                 ),
             )
-            crop, nz, t, o, profile = gk
+            case, crop, nz, t, o, profile = gk
             first = rows[0]
             shape_in = first.get("input_shape")
             title = f"### {t:g} mm every {t - o:g} mm (overlap {o:g} mm), {profile} profile"
-            title += f", {'full volume' if not crop else f'central {crop}x{crop} crop'}"
+            if case != "full":
+                title += f", case `{case}`: {first.get('case_label', case)}"
+            else:
+                title += f", {'full volume' if not crop else f'central {crop}x{crop} crop'}"
             if shape_in:
                 title += f" - input {shape_in[2]}x{shape_in[1]}x{shape_in[0]}"
             out += [title, ""]
@@ -551,6 +911,9 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
                 body,
             )
             out.append("")
+
+    out += _spread_section(results, run_index)
+    out += _lever_section(results, run_index)
 
     peers = [r for r in results["rows"] if r.get("kind") == "peer"]
     if peers:
@@ -682,6 +1045,9 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
             body,
         )
         out.append("")
+    threads = [r for r in results["rows"] if r.get("kind") == "threads"]
+    if threads:
+        out += _thread_section(threads, run_index)
     if pipe:
         out += ["### Pipeline (from the timings each enhance run records)", ""]
         body = []
@@ -701,6 +1067,10 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
         out += _table(["case", "device", "train steps/s", "inference Mvoxel/s (output)", "run"], body)
         out.append("")
 
+    out += _eta_section(results, run_index)
+    profiles = [r for r in results["rows"] if r.get("kind") == "inference_profile"]
+    if profiles:
+        out += _inference_profile_section(profiles, run_index)
     l291 = [r for r in results["rows"] if r.get("kind") == "l291"]
     if l291:
         out += ["## Full L291 series (512 x 512 x 343, 3 mm every 2 mm)", ""]
@@ -713,7 +1083,7 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
                 _gb(r.get("peak_rss_bytes")),
                 _gb(r.get("peak_gpu_bytes")) if r.get("peak_gpu_bytes") else "-",
                 "x".join(str(s) for s in r.get("output_shape") or []) or "-",
-                r.get("status"),
+                str(r.get("status")) + (f"; {r['note']}" if r.get("note") else ""),
                 _run_ref(r, run_index),
             ]
             for r in l291

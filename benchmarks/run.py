@@ -28,13 +28,17 @@ from . import report
 from .machine import machine_info
 from .quality import (
     BASELINES,
+    CASES,
+    DATA_DIR,
     REPO_ROOT,
     VHM_HEAD,
     BenchmarkError,
     add_gains,
     baseline_scores,
+    crop_volume,
     derived_speed,
     load_ground_truth,
+    region_volume,
     run_enhance,
     score,
     write_dicom_input,
@@ -42,7 +46,7 @@ from .quality import (
 
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results.json"
 DEFAULT_OUTPUT = REPO_ROOT / "BENCHMARKS.md"
-L291_DIR = (REPO_ROOT / ".." / "shared" / "data" / "L291_3mm_overlap1mm").resolve()
+L291_DIR = DATA_DIR / "L291_3mm_overlap1mm"
 # ECLARE has no time option: its training patches come from the budget at this rate (patches/s, measured
 # on the 2-core CPU: 12,800 patches in about 600 s of training; docs/method.md section 6).
 ECLARE_PATCHES_PER_S = 21.0
@@ -105,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="THICKNESS/OVERLAP mm list, e.g. 5/2.5,3/-1; 'all' (default) or 'none'",
     )
+    p.add_argument(
+        "--cases",
+        default="full",
+        help=f"ground-truth cases ({', '.join(CASES)}; default full): body levels and crops of vhm-head",
+    )
     p.add_argument("--profiles", default="box,gaussian", help="slice profiles (default box,gaussian)")
     p.add_argument(
         "--presets", default="fast,balanced,best", help="presets to run, or 'none' (baselines only)"
@@ -151,10 +160,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--speed", action="store_true", help="acquisition-model and network micro-benchmarks")
     p.add_argument(
+        "--threads-rule",
+        action="store_true",
+        help="training steps/s of fast on each thread variant, alone and beside CPU-bound processes",
+    )
+    p.add_argument(
+        "--thread-variants",
+        default="1,2,2:passive",
+        help="thread variants THREADS[:passive|active] (OMP_WAIT_POLICY), default 1,2,2:passive",
+    )
+    p.add_argument("--thread-competitors", default="0,1", help="competing CPU-bound processes, default 0,1")
+    p.add_argument("--thread-repeats", type=int, default=3, help="repeats per variant (interleaved)")
+    p.add_argument("--thread-seconds", type=float, default=12.0, help="timed window per run (after warm-up)")
+    p.add_argument(
+        "--levers",
+        default=None,
+        metavar="VARIANTS",
+        help="quality levers at fixed steps (benchmarks/levers.py), e.g. baseline,intensity,wide-48",
+    )
+    p.add_argument("--lever-cases", default="neck,skull,neck-soft,skull-bone", help="cases for --levers")
+    p.add_argument("--lever-steps", type=int, default=1000, help="training steps per lever run")
+    p.add_argument("--lever-seeds", default="0", help="seeds per lever run, e.g. 0,1")
+    p.add_argument(
+        "--infer-profile",
+        default=None,
+        metavar="PRESET",
+        help="time the parts of PRESET's inference on the full L291 series (in this process)",
+    )
+    p.add_argument("--infer-repeats", type=int, default=3, help="inference runs for --infer-profile")
+    p.add_argument("--infer-model", type=Path, default=None, help="saved model for --infer-profile")
+    p.add_argument(
         "--l291", default=None, metavar="PRESET", help="also run PRESET on the full L291 series (memory)"
     )
     p.add_argument(
         "--smoke", action="store_true", help="tiny CI run: 96x96x60 crop, 5/2.5 box, fast, seconds"
+    )
+    p.add_argument(
+        "--merge",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RESULTS_JSON",
+        help="merge the runs and rows of another results file (e.g. from a GPU machine) and regenerate "
+        "the report; a newer row replaces an older row of the same case",
     )
     p.add_argument("--ground-truth", type=Path, default=VHM_HEAD, help="thin-slice ground truth (vhm-head)")
     p.add_argument(
@@ -162,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--results", type=Path, default=None, help="results JSON (default benchmarks/results.json)"
+    )
+    p.add_argument(
+        "--output-format",
+        choices=("nrrd", "dicom"),
+        default="nrrd",
+        help="what sr4zct enhance writes (dicom needs no SimpleITK: the GPU machine)",
     )
     p.add_argument("--timeout-factor", type=float, default=3.0, help="kill a run after factor x its budget")
     p.add_argument("--workdir", type=Path, default=None, help="keep intermediate files here (default: temp)")
@@ -177,6 +231,18 @@ class _Log:
     def __call__(self, msg: str) -> None:
         if not self.quiet:
             print(f"[{time.perf_counter() - self.t0:7.1f} s] {msg}", flush=True)
+
+
+def _suffix(args) -> str:
+    """Output name suffix: a NRRD file, or (``--output-format dicom``) a DICOM folder (no SimpleITK)."""
+    return "" if getattr(args, "output_format", "nrrd") == "dicom" else ".nrrd"
+
+
+def _remove_output(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _preset_minutes(preset: str, override: float | None) -> float:
@@ -246,6 +312,10 @@ def _measurement_fields(record: dict) -> dict:
         "steps",
         "device",
         "cli",
+        "eta_error_max",
+        "eta_error_median",
+        "eta_error_at",
+        "eta_samples",
     )
     out = {k: record.get(k) for k in keys if record.get(k) is not None}
     if record.get("peak_gpu_allocated_bytes"):
@@ -262,12 +332,29 @@ def run_quality(args, log, workdir: Path, cores: int | None, save) -> list[dict]
     settings = parse_settings(args.settings)
     profiles = _list(args.profiles, ("box", "gaussian"), "--profiles")
     presets = _list(args.presets, ("fast", "balanced", "best"), "--presets")
+
+    cases = _list(args.cases, tuple(CASES), "--cases")
+    if (args.crop or args.slices) and cases != ["full"]:
+        raise BenchmarkError("--crop and --slices apply to the full case only; use --cases full with them.")
+    log(f"reading ground truth {args.ground_truth}")
+    whole = load_ground_truth(args.ground_truth)
+    rows: list[dict] = []
+    for case in cases:
+        region = CASES[case]["region"]
+        if region is None:
+            gt = crop_volume(whole, crop_px=args.crop, n_slices=args.slices)
+        else:
+            gt = region_volume(whole, region)
+        rows += _quality_case(args, log, workdir / case, cores, save, gt, case, settings, profiles, presets)
+    return rows
+
+
+def _quality_case(args, log, workdir, cores, save, gt, case, settings, profiles, presets) -> list[dict]:
+    """Baselines and presets on one ground-truth case (:data:`benchmarks.quality.CASES`)."""
     from sr4zct.demo.evaluation import simulate_acquisition
     from sr4zct.io import read_volume
 
-    log(f"reading ground truth {args.ground_truth}")
-    gt = load_ground_truth(args.ground_truth, crop_px=args.crop, n_slices=args.slices)
-    gt_name = Path(args.ground_truth).name.split(".")[0]
+    gt_name = Path(args.ground_truth).name.split(".")[0] + ("" if case == "full" else f":{case}")
     rows: list[dict] = []
     for t, o in settings:
         d = t - o
@@ -278,6 +365,8 @@ def run_quality(args, log, workdir: Path, cores: int | None, save) -> list[dict]
             common = {
                 "kind": "quality",
                 "dataset": gt_name,
+                "case": case,
+                "case_label": CASES[case]["label"],
                 "crop": args.crop,
                 "n_slices_gt": args.slices,
                 "gt_slices_total": None if args.slices else gt.array.shape[0],
@@ -317,7 +406,7 @@ def run_quality(args, log, workdir: Path, cores: int | None, save) -> list[dict]
                 log(f"{label}: {method:8s} body-box PSNR {row['psnr_box']:.2f}")
             for preset in presets:
                 minutes = _preset_minutes(preset, args.max_minutes)
-                out_path = case_dir / f"sr4zct_{preset}.nrrd"
+                out_path = case_dir / f"sr4zct_{preset}{_suffix(args)}"
                 log(f"{label}: sr4zct enhance --preset {preset} (budget {minutes:g} min)")
                 record, result = run_enhance(
                     dicom_dir,
@@ -361,7 +450,7 @@ def run_quality(args, log, workdir: Path, cores: int | None, save) -> list[dict]
                 rows.append(row)
                 save([row])
                 if not args.workdir:
-                    out_path.unlink(missing_ok=True)
+                    _remove_output(out_path)
             if not args.workdir:
                 shutil.rmtree(dicom_dir, ignore_errors=True)
     return rows
@@ -435,7 +524,7 @@ def run_peers(args, log, workdir: Path, cores: int | None, save) -> list[dict]:
     for order, network in ((3, "default"), (4, "msd")):
         if network not in methods:
             continue
-        out_path = case_dir / f"sr4zct_{network}.nrrd"
+        out_path = case_dir / f"sr4zct_{network}{_suffix(args)}"
         log(f"peers: sr4zct --network {network} --preset {args.peer_preset} --max-minutes {budget_min:g}")
         record, result = run_enhance(
             dicom_dir,
@@ -571,7 +660,7 @@ def run_l291(args, log, workdir: Path) -> list[dict]:
                 "status": f"{L291_DIR} not found",
             }
         ]
-    out_path = workdir / f"l291_{preset}.nrrd"
+    out_path = workdir / f"l291_{preset}{_suffix(args)}"
     minutes = _preset_minutes(preset, args.max_minutes)
     log(f"L291: sr4zct enhance --preset {preset} (budget {minutes:g} min)")
     record, result = run_enhance(
@@ -586,6 +675,11 @@ def run_l291(args, log, workdir: Path) -> list[dict]:
         threads=args.threads,
     )
     row = {"kind": "l291", "preset": preset, "status": record["status"], **_measurement_fields(record)}
+    from .gpu_data import series_note
+
+    note = series_note(L291_DIR)
+    if note:
+        row["note"] = note
     row["device_kind"] = _device_kind(record.get("device"), args.device)
     if result is not None:
         row["output_shape"] = list(result.array.shape)
@@ -593,7 +687,7 @@ def run_l291(args, log, workdir: Path) -> list[dict]:
     log(
         f"L291: {record['status']}, {record['wall_s'] / 60:.1f} min, peak RSS {record['peak_rss_bytes'] / 1e9:.2f} GB"
     )
-    out_path.unlink(missing_ok=True)
+    _remove_output(out_path)
     return [row]
 
 
@@ -610,6 +704,79 @@ def run_speed(args, log) -> list[dict]:
     for r in nets:
         log(f"speed: {r['network']} on {r['device']}: {r.get('train_steps_per_s')} steps/s")
     return rows + nets
+
+
+def run_threads(args, log) -> list[dict]:
+    from .threads import parse_variant, thread_rows
+
+    try:
+        variants = [parse_variant(v) for v in args.thread_variants.split(",") if v.strip()]
+        competitors = [int(v) for v in args.thread_competitors.split(",") if v.strip()]
+    except ValueError as exc:
+        raise BenchmarkError(f"--thread-variants / --thread-competitors: {exc}") from None
+    if not variants or not competitors or min(competitors) < 0 or args.thread_repeats < 1:
+        raise BenchmarkError(
+            "--thread-variants, --thread-competitors (>= 0) and --thread-repeats (>= 1) are needed."
+        )
+    if not Path(args.ground_truth).exists():
+        raise BenchmarkError(f"Ground truth {args.ground_truth} not found (pass --ground-truth PATH).")
+    return thread_rows(
+        args.ground_truth,
+        competitors=competitors,
+        variants=variants,
+        repeats=args.thread_repeats,
+        seconds=args.thread_seconds,
+        log=log,
+    )
+
+
+def run_levers(args, log, save) -> list[dict]:
+    from .levers import VARIANTS, lever_rows
+
+    variants = _list(args.levers, tuple(VARIANTS), "--levers")
+    cases = _list(args.lever_cases, tuple(CASES), "--lever-cases")
+    try:
+        seeds = [int(v) for v in args.lever_seeds.split(",") if v.strip()]
+    except ValueError:
+        raise BenchmarkError(f"--lever-seeds {args.lever_seeds!r} is not a list of integers.") from None
+    if not variants or not cases or not seeds or args.lever_steps < 1:
+        raise BenchmarkError("--levers, --lever-cases, --lever-seeds and --lever-steps >= 1 are needed.")
+    return lever_rows(
+        args.ground_truth,
+        cases=cases,
+        variants=variants,
+        steps=args.lever_steps,
+        seeds=seeds,
+        log=log,
+        save=save,
+    )
+
+
+def run_infer_profile(args, log) -> list[dict]:
+    from .inference_profile import profile_rows
+
+    if args.infer_profile not in ("fast", "balanced", "best"):
+        raise BenchmarkError(
+            f"--infer-profile: unknown preset {args.infer_profile!r} (fast, balanced, best)."
+        )
+    if not L291_DIR.is_dir():
+        return [
+            {
+                "kind": "inference_profile",
+                "key": "inference_profile|L291|missing",
+                "status": f"{L291_DIR} not found",
+            }
+        ]
+    if args.infer_repeats < 1:
+        raise BenchmarkError("--infer-repeats must be >= 1.")
+    return profile_rows(
+        L291_DIR,
+        args.infer_profile,
+        repeats=args.infer_repeats,
+        model_path=args.infer_model,
+        threads=args.threads or None,
+        log=log,
+    )
 
 
 def apply_smoke(args) -> None:
@@ -640,7 +807,26 @@ class _Recorder:
         self.rows += rows
         results = report.merge_results(report.load_results(self.args.results), self.run, rows)
         report.save_results(results, self.args.results)
-        report.atomic_write_text(self.args.output, report.render_markdown(results, latest_run=self.run))
+        report.write_report(self.args.output, results, latest_run=self.run)
+
+
+def merge_files(args, log) -> int:
+    """``--merge``: add other results files' runs and rows to ``args.results`` and regenerate the report."""
+    results = report.load_results(args.results)
+    for path in args.merge:
+        try:
+            if not Path(path).is_file():
+                raise OSError("no such file")
+            other = report.load_results(path)
+        except (OSError, ValueError) as exc:
+            print(f"benchmarks: error: cannot merge {path}: {exc}", file=sys.stderr)
+            return 2
+        results = report.merge_other(results, other)
+        log(f"merged {path}: {len(other['runs'])} runs, {len(other['rows'])} rows")
+    report.save_results(results, args.results)
+    report.write_report(args.output, results)
+    log(f"wrote {args.output} and {args.results}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -658,6 +844,8 @@ def main(argv: list[str] | None = None) -> int:
             (args.output.parent / "results.json") if args.smoke else DEFAULT_RESULTS
         )
     command = "python -m benchmarks.run" + ("" if not argv else " " + shlex.join(argv))
+    if args.merge:
+        return merge_files(args, log)
     try:
         info = machine_info()
         cores = info.get("cores_logical")
@@ -679,6 +867,12 @@ def main(argv: list[str] | None = None) -> int:
                 record(run_l291(args, log, workdir))
             if args.speed:
                 record(run_speed(args, log))
+            if args.threads_rule:
+                record(run_threads(args, log))
+            if args.infer_profile:
+                record(run_infer_profile(args, log))
+            if args.levers:
+                run_levers(args, log, save=record)
         finally:
             if args.workdir is None:
                 shutil.rmtree(workdir, ignore_errors=True)

@@ -464,6 +464,31 @@ def test_resample_slices_extrapolation_and_torch():
     np.testing.assert_allclose(held[:, 1, 2].numpy(), [0.0, 8.0])
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+@pytest.mark.parametrize("extrapolate", [True, False])
+def test_resample_slices_equals_the_interpolation_matrix(axis, extrapolate):
+    rng = np.random.default_rng(5)
+    vol = rng.normal(0, 300, size=(7, 6, 5)).astype(np.float32)
+    n = vol.shape[axis]
+    src = np.cumsum(rng.uniform(0.5, 2.0, size=n))  # irregular
+    dst = np.linspace(src[0] - 1.0, src[-1] + 1.0, 17)  # beyond both ends too
+    out = acq.resample_slices(vol, src, dst, axis=axis, extrapolate=extrapolate)
+    m = acq.interpolation_matrix(src, dst, extrapolate=extrapolate)
+    expected = np.moveaxis(np.tensordot(m, np.moveaxis(vol.astype(np.float64), axis, 0), axes=1), 0, axis)
+    assert out.dtype == np.float32 and out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-3)
+    j, f = acq.interpolation_weights(src, dst, extrapolate=extrapolate)
+    rows = np.arange(dst.size)
+    np.testing.assert_allclose(m[rows, j], 1 - f)
+    np.testing.assert_allclose(m[rows, j + 1], f)
+    assert vol.flags.writeable  # the input is not modified or frozen
+
+
+def test_resample_slices_rejects_a_position_count_that_does_not_fit():
+    with pytest.raises(ParameterError, match="3 source positions"):
+        acq.resample_slices(np.zeros((4, 2, 2), dtype=np.float32), [0.0, 1.0, 2.0], [0.5], axis=0)
+
+
 # ------------------------------------------------------------------------------------------------
 # real data
 

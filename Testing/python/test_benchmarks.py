@@ -216,6 +216,23 @@ def test_markdown_has_every_section():
     assert "`python -m benchmarks.run`" in text
 
 
+def test_regenerating_the_report_keeps_sections_other_commands_own(tmp_path):
+    from benchmarks.sections import write_section
+
+    path = tmp_path / "BENCHMARKS.md"
+    results = report.merge_results(report.empty_results(), _run(), [_quality("linear", 41.0, linear=41.0)])
+    report.write_report(path, results)
+    write_section("cohort", "## Cohort\n\nreuse 3.4x", path)
+    write_section("preview", "## Preview\n\ncost 2 %", path)
+    results = report.merge_results(results, _run("r2"), [_quality("linear", 40.0, linear=40.0)])
+    report.write_report(path, results)
+    text = path.read_text()
+    assert text.count("<!-- cohort:begin -->") == 1 and "reuse 3.4x" in text and "cost 2 %" in text
+    assert text.startswith(report.render_markdown(results).rstrip("\n"))
+    write_section("cohort", "## Cohort\n\nreuse 3.5x", path)
+    assert "reuse 3.5x" in path.read_text() and "reuse 3.4x" not in path.read_text()
+
+
 # ---------------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------------
@@ -409,3 +426,187 @@ def test_peer_targets_need_a_peer_result_and_count_a_slower_loser():
     )
     assert t["msd"]["status"] == report.NOT_MET  # equal time, within 1 dB
     assert t["eclare"]["status"] == f"{report.NOT_MET} (the peer had more time)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Thread rule and inference profile (issue 16)
+# ---------------------------------------------------------------------------------------------------
+def test_thread_variants_parse_and_name():
+    from benchmarks.threads import parse_variant, variant_name
+
+    assert parse_variant("2") == (2, None)
+    assert parse_variant("2:passive") == (2, "PASSIVE")
+    assert parse_variant(" 1:Active ") == (1, "ACTIVE")
+    assert variant_name(2, "PASSIVE") == "2:passive" and variant_name(1, None) == "1"
+    for bad in ("0", "x", "2:sleepy", ""):
+        with pytest.raises(ValueError, match="thread variant"):
+            parse_variant(bad)
+
+
+def test_thread_summary_and_best_rule():
+    from benchmarks.threads import best_rule, summarise
+
+    stats = summarise([4.0, 6.0, 5.0])
+    assert stats["median"] == 5.0 and stats["min"] == 4.0 and stats["max"] == 6.0
+    assert stats["spread"] == pytest.approx(0.4)
+    assert summarise([])["median"] is None
+    rows = [
+        {"kind": "threads", "competitors": 0, "variant": "1", "threads": 1, "steps_per_s_median": 6.0},
+        {"kind": "threads", "competitors": 0, "variant": "2", "threads": 2, "steps_per_s_median": 9.0},
+        {"kind": "threads", "competitors": 1, "variant": "1", "threads": 1, "steps_per_s_median": 3.0},
+        {"kind": "threads", "competitors": 1, "variant": "2", "threads": 2, "steps_per_s_median": 0.8},
+        {
+            "kind": "threads",
+            "competitors": 1,
+            "variant": "2:passive",
+            "threads": 2,
+            "steps_per_s_median": None,
+        },
+    ]
+    assert best_rule(rows) == {0: "2", 1: "1"}
+
+
+def test_thread_and_inference_sections_render():
+    rows = [
+        {"kind": "threads", "key": "t1", "status": "ok", "competitors": 1, "threads": 2, "variant": "2:passive",
+         "wait_policy": "PASSIVE", "steps_per_s_all": [3.0, 3.5], "steps_per_s_median": 3.25,
+         "steps_per_s_min": 3.0, "steps_per_s_max": 3.5, "steps_per_s_spread": 0.154, "load_avg_1min": [2.0, 3.1]},
+        {"kind": "threads", "key": "t2", "status": "ok", "competitors": 1, "threads": 2, "variant": "2",
+         "steps_per_s_all": [0.8], "steps_per_s_median": 0.8, "steps_per_s_min": 0.8, "steps_per_s_max": 0.8,
+         "steps_per_s_spread": 0.0, "load_avg_1min": []},
+        {"kind": "inference_profile", "key": "i", "status": "ok", "preset": "fast", "device": "CPU (2 threads)",
+         "repeats": 2, "parts_s": {"total": {"median": 58.2, "min": 57.0, "max": 61.0},
+                                   "network": {"median": 50.0, "min": 49.0, "max": 52.0}}},
+    ]  # fmt: skip
+    text = report.render_markdown(report.merge_results(report.empty_results(), _run(), rows))
+    assert "### CPU threads (training steps/s of `fast`)" in text
+    assert "| 1 | `2:passive` | 3.25 (best) | 3.00 - 3.50 | 15 % | 2 | 2.0 - 3.1 | [1] |" in text
+    assert "| 1 | `2` | 0.80 | 0.80 - 0.80 |" in text
+    assert "### Inference on the full L291 series: where the time goes" in text
+    assert (
+        "| `fast` | CPU (2 threads) | 58.2 (57.0 - 61.0) | - (- - -) | - (- - -) | 50.0 (49.0 - 52.0) |"
+        in text
+    )
+
+
+def test_merging_another_results_file_keeps_its_runs_and_newer_rows(tmp_path):
+    from benchmarks.run import main
+
+    mine = report.merge_results(report.empty_results(), _run("a"), [{"key": "k1", "kind": "x", "v": 1}])
+    mine = report.merge_results(mine, _run("b"), [{"key": "k2", "kind": "x", "v": 2}])
+    gpu_run = {
+        **_run("g", command="python -m benchmarks.run --l291 best --device cuda"),
+        "date": "2027-01-01",
+    }
+    other = report.merge_results(report.empty_results(), gpu_run, [{"key": "k2", "kind": "x", "v": 20}])
+    report.save_results(mine, tmp_path / "results.json")
+    report.save_results(other, tmp_path / "gpu.json")
+    assert main(["--merge", str(tmp_path / "gpu.json"), "--results", str(tmp_path / "results.json"),
+                 "--output", str(tmp_path / "B.md"), "--quiet"]) == 0  # fmt: skip
+    merged = report.load_results(tmp_path / "results.json")
+    assert {r["key"]: r["v"] for r in merged["rows"]} == {"k1": 1, "k2": 20}
+    assert [r["id"] for r in merged["runs"]] == ["a", "g"]  # run b has no row left
+    assert "--device cuda" in (tmp_path / "B.md").read_text()
+    missing = ["--merge", str(tmp_path / "missing.json"), "--results", str(tmp_path / "results.json")]
+    assert main([*missing, "--output", str(tmp_path / "B.md"), "--quiet"]) == 2  # named, not skipped
+
+
+def test_cases_are_regions_of_the_ground_truth_with_their_positions():
+    from benchmarks.quality import CASES, region_volume
+
+    geometry = make_geometry((245, 512, 512), slice_spacing_mm=1.0, pixel_spacing_mm=(1.0, 1.0))
+    vol = Volume(
+        np.arange(245, dtype=np.float32)[:, None, None] * np.ones((1, 512, 512), np.float32), geometry
+    )
+    for name, case in CASES.items():
+        if case["region"] is None:
+            continue
+        z0, z1, y0, y1, x0, x1 = case["region"]
+        sub = region_volume(vol, case["region"])
+        assert sub.array.shape == (z1 - z0, y1 - y0, x1 - x0), name
+        assert sub.array[0, 0, 0] == z0  # the first kept slice
+        np.testing.assert_allclose(sub.geometry.origin_lps, np.asarray(geometry.origin_lps) + [x0, y0, z0])
+    with pytest.raises(BenchmarkError, match="outside"):
+        region_volume(vol, (0, 300, 0, 10, 0, 10))
+
+
+def test_spread_reports_min_and_median_over_cases_and_the_l291_proxy():
+    rows = [
+        _quality("sr4zct", 47.0, preset="fast", linear=41.0, case="full", parameters={"validation_gain_db": "3.1"}),
+        _quality("sr4zct", 44.0, preset="fast", linear=41.5, case="neck", key="n", warnings=[
+            "Training stopped by the time limit after 10 of 3000 steps."]),
+        _quality("sr4zct", 45.0, preset="fast", linear=40.0, case="skull", key="s"),
+        _quality("sr4zct", 46.0, preset="fast", linear=40.0, case="skull", key="crop", crop=192),  # not a case
+        {"kind": "l291", "key": "l", "status": "ok", "preset": "fast", "device_kind": "cpu",
+         "peak_rss_bytes": 3e9, "wall_s": 300.0, "parameters": {"validation_gain_db": "1.29"}},
+    ]  # fmt: skip
+    results = report.merge_results(report.empty_results(), _run(), rows)
+    table = report.spread_table(results)["fast"]
+    assert sorted(table["cases"]) == ["full", "neck", "skull"]
+    assert table["min"] == pytest.approx(2.5) and table["median"] == pytest.approx(5.0) and table["n"] == 3
+    text = report.render_markdown(results)
+    assert "## Quality spread over ground-truth cases" in text
+    assert "+2.50 dB (time-bound) [1]" in text and "+6.00 dB (+3.10) [1]" in text
+    assert "| **minimum** (vhm-head cases) | **+2.50 dB** of 3 |" in text and "(+1.29) [1]" in text
+    # case rows are not the headline case
+    assert report._headline_row(results, "fast")["case"] == "full"
+
+
+def test_eta_accuracy_from_the_progress_the_user_saw():
+    from benchmarks.quality import eta_accuracy
+
+    # a 100 s run whose ETA is exact until 50 s, then 20 % too high
+    trace = [[t, "train", t / 100, (100 - t) * (1.0 if t <= 50 else 1.2)] for t in range(0, 101, 5)]
+    trace.append([1.0, "prepare", 0.01, None])  # no ETA yet: not counted
+    acc = eta_accuracy(trace, 100.0)
+    assert acc["eta_error_max"] == pytest.approx(0.2)
+    assert acc["eta_error_at"] == {"10": 0.0, "25": 0.0, "50": 0.0}
+    assert acc["eta_samples"] == 17  # 10 s .. 90 s
+    assert eta_accuracy([], 100.0) == {} and eta_accuracy(trace, None) == {}
+
+
+def test_eta_target_and_section():
+    rows = [
+        _quality("sr4zct", 47.0, preset="fast", linear=41.0, eta_error_max=0.12, eta_error_median=0.05,
+                 eta_error_at={"10": 0.1, "25": 0.05, "50": 0.02}, eta_samples=40),
+        {"kind": "l291", "key": "l", "status": "ok", "preset": "fast", "device_kind": "cpu", "wall_s": 290.0,
+         "peak_rss_bytes": 3e9, "eta_error_max": 0.31, "eta_samples": 50},
+        {"kind": "l291", "key": "lb", "status": "ok", "preset": "best", "device_kind": "cpu", "wall_s": 2690.0,
+         "peak_rss_bytes": 3e9, "eta_error_max": 0.08, "eta_samples": 50},
+    ]  # fmt: skip
+    results = report.merge_results(report.empty_results(), _run(), rows)
+    fast = _status(report.compute_targets(results), "`fast`: ETA within 20%")
+    assert fast["status"] == report.NOT_MET and "31% (L291, cpu)" in fast["measured"]
+    best = _status(report.compute_targets(results), "`best`: ETA within 20%")
+    assert best["status"].startswith(report.MET) and "not run: 5/2.5" in best["status"]
+    assert _status(report.compute_targets(results), "`balanced`: ETA")["status"] == "not measured (not run)"
+    text = report.render_markdown(results)
+    assert (
+        "### ETA accuracy" in text
+        and "| `fast` | vhm-head 5/2.5 box, cpu | 100 s | 12% | 5% | 10% / 5% / 2% |" in text
+    )
+
+
+def test_levers_train_each_variant_for_exactly_the_steps_and_report_the_minimum():
+    from sr4zct.demo.phantom import make_phantom
+
+    from benchmarks.levers import lever_rows
+
+    truth = make_phantom((40, 48, 48), voxel_mm=1.0, noise_hu=0.0)
+    rows = lever_rows(
+        truth, cases=["full"], variants=["baseline", "intensity"], steps=6, seeds=[0, 1], log=lambda m: None
+    )
+    assert [(r["variant"], r["seed"]) for r in rows] == [
+        ("baseline", 0),
+        ("baseline", 1),
+        ("intensity", 0),
+        ("intensity", 1),
+    ]
+    for r in rows:
+        assert r["steps"] == 6 and math.isfinite(r["gain_db"])
+        assert r["gain_db"] == pytest.approx(r["psnr_box"] - r["linear_psnr_box"])
+    assert rows[2]["changes"] == {"intensity_scale": 0.2}
+    text = report.render_markdown(report.merge_results(report.empty_results(), _run(), rows))
+    assert "### Levers for the minimum (fixed steps)" in text
+    mean = (rows[0]["gain_db"] + rows[1]["gain_db"]) / 2
+    assert f"| `baseline` | 6 | {{}} | {mean:+.2f} (" in text

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 from sr4zct.method.body import body_box
-from sr4zct.method.inference import _tiles, enhance_array, inference_workload
+from sr4zct.method.inference import _tile_plan, enhance_array, inference_workload
 from sr4zct.method.training import TrainingConfig, train_model
-from sr4zct.run.budget import InferenceTimer
+from sr4zct.run.budget import InferenceTimer, TimeBudget
+from sr4zct.run.progress import ProgressReporter
 from test_training import SMALL_NET, synthetic_ct
 from torch import nn
 
@@ -108,33 +109,63 @@ def test_workload_counts_exactly_the_pixels_inference_passes(max_pixels):
         model, vol, slice_positions_mm=positions, pixel_spacing_mm=(0.75, 0.75), max_pixels=max_pixels
     )
     assert pixels == model.pixels
-    assert pass_shape[1] == n_out
     assert tuple(pass_shape) in {(s[0], s[2], s[3]) for s in model.shapes}
 
 
-def test_tiles_cover_the_width_in_near_equal_pieces():
-    for width, inner, multiple in [(512, 212, 2), (512, 600, 2), (101, 40, 1), (7, 2, 2), (300, 33, 4)]:
-        tiles = _tiles(width, inner, multiple)
-        assert tiles[0][0] == 0 and tiles[-1][1] == width
-        assert all(a[1] == b[0] for a, b in zip(tiles[:-1], tiles[1:], strict=True))
-        sizes = [b - a for a, b in tiles]
-        assert all(s % multiple == 0 for s in sizes[:-1])
-        assert max(sizes) <= max(multiple, inner // multiple * multiple)
-        assert max(sizes) - min(sizes) <= multiple * len(tiles)  # no sliver at the end
+@pytest.mark.parametrize(
+    ("height", "width", "max_pixels", "halo", "multiple"),
+    [(922, 512, 262_144, 18, 2), (922, 548, 262_144, 18, 2), (30, 101, 1800, 16, 2), (101, 30, 1800, 7, 1),
+     (300, 300, 10_000, 12, 4), (40, 7, 100, 4, 2)],
+)  # fmt: skip
+def test_tiles_partition_the_image_and_keep_the_halo(height, width, max_pixels, halo, multiple):
+    tiles = _tile_plan(height, width, max_pixels=max_pixels, halo=halo, multiple=multiple)
+    assert tiles
+    covered = np.zeros((height, width), dtype=int)
+    h = -(-halo // multiple) * multiple
+    for t in tiles:
+        covered[t.y0 : t.y1, t.x0 : t.x1] += 1
+        assert 0 <= t.ya <= t.y0 < t.y1 <= t.yb <= height and 0 <= t.xa <= t.x0 < t.x1 <= t.xb <= width
+        assert t.ya % multiple == 0 and t.xa % multiple == 0  # the unshuffle phase is kept
+        for inner, outer, edge in ((t.y0 - t.ya, t.ya, 0), (t.yb - t.y1, t.yb, height),
+                                   (t.x0 - t.xa, t.xa, 0), (t.xb - t.x1, t.xb, width)):  # fmt: skip
+            assert inner >= h or outer == edge  # a full halo, or the image's own border
+    assert (covered == 1).all()
+    if height * width > 4 * max_pixels:  # (tiny cases may not fit at all)
+        assert max(t.pixels for t in tiles) <= max_pixels
 
 
-def _train(timer, *, max_seconds, min_seconds):
+def test_tiles_split_both_axes_when_that_passes_fewer_pixels():
+    tiles = _tile_plan(922, 512, max_pixels=262_144, halo=18, multiple=2)
+    assert sum(t.pixels for t in tiles) <= 1.05 * 922 * 512  # vertical strips: 14 % more
+    assert max(t.pixels for t in tiles) <= 262_144
+    assert _tile_plan(100, 100, max_pixels=10_000, halo=8, multiple=2) is None  # fits in one pass
+
+
+class FakeClock:
+    """Seconds that pass only when the test says so: each training step polls ``should_stop`` once, which
+    advances this clock by ``step_s`` (a network of known speed on a machine of known load)."""
+
+    def __init__(self, step_s: float = 1.0):
+        self.t = 1000.0
+        self.step_s = step_s
+
+    def __call__(self) -> float:
+        return self.t
+
+    def tick(self) -> bool:
+        self.t += self.step_s
+        return False  # never cancel
+
+
+def _train(budget: TimeBudget, clock: FakeClock, events=None):
     vol = synthetic_ct((12, 48, 48))
-    config = TrainingConfig(
-        steps=100_000, patch_px=32, batch=4, network_config=SMALL_NET, validate_every=20,
-        max_seconds=max_seconds, min_seconds=min_seconds,
+    config = TrainingConfig(steps=100_000, patch_px=32, batch=4, network_config=SMALL_NET, validate_every=20)
+    reporter = ProgressReporter(events.append if events is not None else None, clock.tick, clock=clock)
+    reporter.plan = budget
+    return train_model(
+        vol, pixel_spacing_mm=(0.7, 0.7), thickness_mm=3.0, spacing_mm=2.0, config=config, reporter=reporter,
+        budget=budget,
     )  # fmt: skip
-    t0 = time.monotonic()
-    result = train_model(
-        vol, pixel_spacing_mm=(0.7, 0.7), thickness_mm=3.0, spacing_mm=2.0, config=config,
-        inference_timer=timer,
-    )  # fmt: skip
-    return result, time.monotonic() - t0
 
 
 class FixedTimer(InferenceTimer):
@@ -154,19 +185,46 @@ class FixedTimer(InferenceTimer):
         return self.fixed_s
 
 
-def test_training_leaves_inference_its_time():
-    timer = FixedTimer(5.0)
-    result, wall = _train(timer, max_seconds=8.0, min_seconds=0.5)
-    assert result.steps > 0
+def test_training_leaves_inference_and_writing_their_time():
+    clock = FakeClock()
+    timer = FixedTimer(30.0)
+    budget = TimeBudget(100.0, start=clock(), timer=timer, write_s=5.0, clock=clock)
+    assert budget.training_deadline() == clock() + 65.0  # 100 - 30 for inference - 5 for writing
+    result = _train(budget, clock)
     assert timer.calls >= 1  # timed before training starts
-    assert 2.9 <= wall < 6.5  # 8 s limit - 5 s for inference, not the whole 8 s
+    assert result.steps == 65  # one fake second per step until the deadline
     assert any("time limit" in w for w in result.warnings)
+    assert not budget.over_limit()
 
 
 def test_training_keeps_its_minimum_when_inference_would_eat_the_budget():
-    result, wall = _train(FixedTimer(3600.0), max_seconds=30.0, min_seconds=1.5)
-    assert result.steps > 0
-    assert 1.4 <= wall < 10.0  # stopped near min_seconds, not at max_seconds
+    clock = FakeClock()
+    budget = TimeBudget(100.0, start=clock(), timer=FixedTimer(3600.0), clock=clock)
+    result = _train(budget, clock)
+    assert result.steps == 25  # a quarter of the limit
+    assert budget.over_limit()
+
+
+def test_a_faster_inference_estimate_moves_the_deadline_later():
+    clock = FakeClock()
+    timer = FixedTimer(50.0)
+    budget = TimeBudget(100.0, start=clock(), timer=timer, write_s=0.0, clock=clock)
+    budget.begin_training(1000)
+    assert budget.training_deadline() == clock() + 50.0
+    timer.fixed_s = 20.0  # re-timed on a calmer machine
+    assert budget.training_deadline() == clock() + 80.0
+    assert budget.steps_that_fit(0) == 1000  # no step rate yet: the step budget
+    for step in range(5, 16):
+        clock.t += 0.5
+        budget.train_step(step, clock())
+    assert budget.steps_that_fit(15) == 15 + int(2.0 * budget.training_left_s())  # 2 steps per second
+
+
+def test_the_budget_keeps_back_one_percent_for_writing():
+    assert TimeBudget(2700.0, start=0.0).write_s == 27.0
+    assert TimeBudget(60.0, start=0.0).write_s == 5.0
+    with pytest.raises(ValueError):
+        TimeBudget(0.0)
 
 
 def test_without_a_time_limit_the_timer_is_not_used():
@@ -186,6 +244,16 @@ def test_training_does_not_time_again_what_the_caller_timed():
     timer = InferenceTimer(48 * 48, (1, 48, 48), "cpu", remeasure_s=3600.0)
     timer.measure(build_network("default", SMALL_NET))
     n = timer.timings
-    result, _ = _train(timer, max_seconds=1.5, min_seconds=0.5)
+    clock = FakeClock()
+    result = _train(TimeBudget(40.0, start=clock(), timer=timer, write_s=0.0, clock=clock), clock)
     assert result.steps > 0
     assert timer.timings == n  # no second start-up timing; no re-timing within remeasure_s
+
+
+def test_the_config_time_limit_still_works_without_a_budget():
+    vol = synthetic_ct((8, 40, 40))
+    config = TrainingConfig(
+        steps=100_000, patch_px=32, batch=2, network_config=SMALL_NET, validate_every=10, max_seconds=1e-6
+    )
+    result = train_model(vol, pixel_spacing_mm=(0.7, 0.7), thickness_mm=3.0, spacing_mm=2.0, config=config)
+    assert result.steps == 0 and any("time limit" in w for w in result.warnings)

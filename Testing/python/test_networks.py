@@ -123,31 +123,6 @@ def test_thread_helpers_restore_settings():
     torch.set_num_threads(before)
 
 
-def test_busy_cores_sees_a_spinning_process(monkeypatch):
-    import os
-    import subprocess
-    import sys
-
-    from sr4zct.run.devices import busy_cores
-
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        import time
-
-        time.sleep(0.3)  # let it start spinning
-        assert busy_cores(sample_s=0.5) >= 1
-        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        before = torch.get_num_threads()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        try:
-            assert set_cpu_threads() <= max(1, cores - 1)  # the spinner's core is left to it
-        finally:
-            torch.set_num_threads(before)
-    finally:
-        spinner.kill()
-        spinner.wait()
-
-
 @pytest.mark.parametrize("preset", ["fast", "balanced", "best"])
 def test_input_reaches_the_head_of_every_preset_network(preset):
     """The body's features must still depend on the input at its end: a plain ReLU stack whose signal fades

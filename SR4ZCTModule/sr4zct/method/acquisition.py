@@ -36,6 +36,7 @@ __all__ = [
     "slice_centres_mm",
     "degrade_matrix",
     "interpolation_matrix",
+    "interpolation_weights",
     "degrade_operator_matrix",
     "f_down",
     "f_up",
@@ -225,6 +226,29 @@ def degrade_matrix(
     )
 
 
+def interpolation_weights(
+    src_mm: Any, dst_mm: Any, *, extrapolate: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two-tap form of linear interpolation: ``value(dst[k]) = (1 - f[k]) v[j[k]] + f[k] v[j[k] + 1]``.
+
+    Parameters and checks as :func:`interpolation_matrix`; returns ``(j, f)`` (int64 and float64 arrays of
+    ``len(dst_mm)``), ``f`` outside ``[0, 1]`` where the end segments are extrapolated.
+    """
+    src = np.asarray(src_mm, dtype=np.float64).ravel()
+    dst = np.asarray(dst_mm, dtype=np.float64).ravel()
+    if src.size < 2:
+        raise ParameterError("Interpolation needs at least 2 source positions.")
+    if not (np.all(np.isfinite(src)) and np.all(np.isfinite(dst))):
+        raise ParameterError("Interpolation positions must be finite.")
+    if np.any(np.diff(src) <= 0):
+        raise ParameterError("Interpolation source positions must be strictly increasing.")
+    j = np.clip(np.searchsorted(src, dst, side="right") - 1, 0, src.size - 2)
+    frac = (dst - src[j]) / (src[j + 1] - src[j])
+    if not extrapolate:
+        frac = np.clip(frac, 0.0, 1.0)
+    return j.astype(np.int64), frac
+
+
 def interpolation_matrix(src_mm: Any, dst_mm: Any, *, extrapolate: bool = True) -> np.ndarray:
     """Linear interpolation from samples at ``src_mm`` to positions ``dst_mm`` as a matrix.
 
@@ -239,20 +263,10 @@ def interpolation_matrix(src_mm: Any, dst_mm: Any, *, extrapolate: bool = True) 
     -------
     M : float64 array ``(len(dst_mm), len(src_mm))`` with ``M @ values`` the interpolated values.
     """
-    src = np.asarray(src_mm, dtype=np.float64).ravel()
-    dst = np.asarray(dst_mm, dtype=np.float64).ravel()
-    if src.size < 2:
-        raise ParameterError("Interpolation needs at least 2 source positions.")
-    if not (np.all(np.isfinite(src)) and np.all(np.isfinite(dst))):
-        raise ParameterError("Interpolation positions must be finite.")
-    if np.any(np.diff(src) <= 0):
-        raise ParameterError("Interpolation source positions must be strictly increasing.")
-    j = np.clip(np.searchsorted(src, dst, side="right") - 1, 0, src.size - 2)
-    frac = (dst - src[j]) / (src[j + 1] - src[j])
-    if not extrapolate:
-        frac = np.clip(frac, 0.0, 1.0)
-    m = np.zeros((dst.size, src.size), dtype=np.float64)
-    rows = np.arange(dst.size)
+    j, frac = interpolation_weights(src_mm, dst_mm, extrapolate=extrapolate)
+    n_src = np.asarray(src_mm).size
+    m = np.zeros((frac.size, n_src), dtype=np.float64)
+    rows = np.arange(frac.size)
     m[rows, j] = 1.0 - frac
     m[rows, j + 1] += frac
     return m
@@ -552,11 +566,35 @@ def resample_slices(
 
     Source positions must be strictly increasing (irregular spacing is fine). Outside the source range
     values are extrapolated linearly (``extrapolate=True``) or held constant. Returns the same kind as
-    ``volume`` with ``len(dst_positions_mm)`` entries along ``axis``.
+    ``volume`` with ``len(dst_positions_mm)`` entries along ``axis``; float32 stays float32.
+
+    Each output slice is the two-tap blend of its neighbours (:func:`interpolation_weights`), computed in
+    blocks of output slices: no dense ``(n_dst, n_src)`` matrix product (for 343 -> 922 slices of
+    512 x 512 that was 166 GFLOP where 0.5 are needed) and no full-size temporaries.
     """
     x, was_numpy = _to_tensor(volume)
-    m = interpolation_matrix(src_positions_mm, dst_positions_mm, extrapolate=extrapolate)
-    return _back(_apply(m, x, axis), was_numpy)
+    ax = _axis(axis, x.ndim)
+    if x.shape[ax] != np.asarray(src_positions_mm).size:
+        raise ParameterError(
+            f"Axis {axis} has length {x.shape[ax]}, but {np.asarray(src_positions_mm).size} source positions "
+            "were given."
+        )
+    j, frac = interpolation_weights(src_positions_mm, dst_positions_mm, extrapolate=extrapolate)
+    src = torch.movedim(x, ax, 0)
+    out = torch.empty((frac.size, *src.shape[1:]), dtype=x.dtype, device=x.device)
+    lo = torch.from_numpy(j).to(x.device)
+    w1 = torch.from_numpy(frac).to(x.device, x.dtype)
+    w0 = torch.from_numpy(1.0 - frac).to(x.device, x.dtype)
+    per_slice = max(1, math.prod(src.shape[1:]))
+    block = max(1, (1 << 22) // per_slice)  # ~16 MB of float32 per block
+    view = (-1,) + (1,) * (src.ndim - 1)
+    for k0 in range(0, frac.size, block):
+        k1 = min(frac.size, k0 + block)
+        idx = lo[k0:k1]
+        part = out[k0:k1]
+        torch.mul(src.index_select(0, idx), w0[k0:k1].view(view), out=part)
+        part.addcmul_(src.index_select(0, idx + 1), w1[k0:k1].view(view))
+    return _back(torch.movedim(out, 0, ax).contiguous() if ax != 0 else out, was_numpy)
 
 
 def output_positions_mm(slice_positions_mm: Any, target_spacing_mm: float) -> np.ndarray:

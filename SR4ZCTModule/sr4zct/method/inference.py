@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,7 +25,13 @@ from sr4zct.method import acquisition
 from sr4zct.method.body import body_box
 from sr4zct.method.fusion import fuse_estimates
 from sr4zct.method.training import Normalisation
-from sr4zct.run.devices import autocast, is_out_of_memory
+from sr4zct.run.devices import (
+    autocast,
+    configure_device,
+    free_memory_bytes,
+    gpu_pass_pixels,
+    is_out_of_memory,
+)
 from sr4zct.run.progress import ProgressReporter
 
 __all__ = [
@@ -45,6 +53,9 @@ class InferenceResult:
     positions_mm: np.ndarray  # output slice positions, same origin as the input positions
     uncertainty: np.ndarray | None
     messages: list[str]
+    # seconds per part: resample (to the internal and the output grid), gather (images out of the volume,
+    # normalised), network (forward passes, tiling), scatter (back into the volume), fuse (mean, clip)
+    timings_s: dict[str, float] = field(default_factory=dict)
 
 
 class FlipAverage(nn.Module):
@@ -72,38 +83,109 @@ class FlipAverage(nn.Module):
 # Pixels per forward pass on the CPU. Measured on 2 cores (default network, 8 x 32): 256 k pixels per pass
 # run 1.25-1.65x faster than 2 M (the feature maps of a pass stay in cache); 128 k is no faster again.
 CPU_PASS_PIXELS = 262_144
-GPU_PASS_PIXELS = 16_000_000
+# On a GPU without a free-memory reading (MPS): a pass of this size fits any device SR4ZCT supports.
+GPU_PASS_PIXELS = 4_000_000
 
 
 def default_pass_pixels(device: torch.device | str) -> int:
-    """Pixels per forward pass that suit ``device`` (see :data:`CPU_PASS_PIXELS`)."""
-    return CPU_PASS_PIXELS if torch.device(device).type == "cpu" else GPU_PASS_PIXELS
+    """Pixels per forward pass that suit ``device``: :data:`CPU_PASS_PIXELS` on the CPU, on CUDA what fits in
+    the free memory (:func:`sr4zct.run.devices.gpu_pass_pixels`), else :data:`GPU_PASS_PIXELS`."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return CPU_PASS_PIXELS
+    free = free_memory_bytes(device)
+    return GPU_PASS_PIXELS if free is None else gpu_pass_pixels(free)
 
 
-def _tiles(width: int, inner_max: int, multiple: int) -> list[tuple[int, int]]:
-    """Split ``[0, width)`` into near-equal tiles of at most ``inner_max`` (on the ``multiple`` grid)."""
-    inner_max = max(multiple, inner_max // multiple * multiple)
-    n = math.ceil(width / inner_max)
-    size = math.ceil(math.ceil(width / n) / multiple) * multiple
-    return [(x0, min(width, x0 + size)) for x0 in range(0, width, size)]
+@dataclass(frozen=True)
+class Tile:
+    """One forward pass of a tiled image: rows ``[y0, y1)`` and columns ``[x0, x1)`` are kept from the pass
+    over rows ``[ya, yb)`` and columns ``[xa, xb)`` (the kept part plus the halo, within the image)."""
+
+    y0: int
+    y1: int
+    ya: int
+    yb: int
+    x0: int
+    x1: int
+    xa: int
+    xb: int
+
+    @property
+    def pixels(self) -> int:
+        return (self.yb - self.ya) * (self.xb - self.xa)
 
 
-def _strips(
+def _grid(n: int, parts: int, multiple: int) -> list[tuple[int, int]]:
+    size = math.ceil(math.ceil(n / parts) / multiple) * multiple
+    return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+@functools.lru_cache(maxsize=64)
+def _tile_plan(
     height: int, width: int, *, max_pixels: int, halo: int, multiple: int
-) -> list[tuple[int, int, int, int]] | None:
-    """How :func:`predict_images` cuts an image too large for one pass: ``(x0, x1, a, b)`` per strip, where
-    ``[x0, x1)`` is kept and ``[a, b)`` is passed (the strip plus ``halo``, rounded up to the ``multiple``
-    grid). ``None`` when the whole image fits in one pass."""
+) -> tuple[Tile, ...] | None:
+    """How :func:`predict_images` cuts an image too large for one pass, ``None`` when it fits in one.
+
+    Near-equal tiles on the ``multiple`` grid (the halo rounded up to it, so that every pass keeps the
+    network's pixel-unshuffle phase); of the splits whose passes hold at most ``max_pixels`` pixels (or, if
+    none does, the finest split considered), the one that passes the fewest pixels in all: splitting both
+    axes keeps the halo overhead small (a 922 x 512 image at 256 k pixels per pass: 2 x 1 tiles pass 4 %
+    more pixels than the image has, 3 vertical strips 14 %).
+    """
     if height * width <= max_pixels:
         return None
-    halo = math.ceil(halo / multiple) * multiple  # keep strips on the unshuffle grid
-    tiles = _tiles(width, max(32, max_pixels // height - 2 * halo), multiple)
-    return [(x0, x1, max(0, x0 - halo), min(width, x1 + halo)) for x0, x1 in tiles]
+    halo = math.ceil(halo / multiple) * multiple
+
+    def splits(n: int) -> dict[int, tuple[list[tuple[int, int]], int, int]]:
+        """Parts -> (the parts, their passed length in all, the longest passed length)."""
+        out = {}
+        for parts in range(1, min(64, max(1, n // multiple)) + 1):
+            grid = _grid(n, parts, multiple)
+            spans = [min(n, b + halo) - max(0, a - halo) for a, b in grid]
+            out[len(grid)] = (grid, sum(spans), max(spans))
+        return out
+
+    rows, cols = splits(height), splits(width)
+    # passed pixels factorise: (row spans in all) x (column spans in all); the largest pass likewise
+    best = min(
+        (
+            (0, r[1] * c[1], ny * nx) if r[2] * c[2] <= max_pixels else (1, r[2] * c[2], ny * nx),
+            ny,
+            nx,
+        )
+        for ny, r in rows.items()
+        for nx, c in cols.items()
+    )
+    _, ny, nx = best
+    return tuple(
+        Tile(
+            y0,
+            y1,
+            max(0, y0 - halo),
+            min(height, y1 + halo),
+            x0,
+            x1,
+            max(0, x0 - halo),
+            min(width, x1 + halo),
+        )
+        for y0, y1 in rows[ny][0]
+        for x0, x1 in cols[nx][0]
+    )
 
 
 def _context(inner: slice, halo: int, full: int) -> slice:
     """``inner`` widened by ``halo`` on both sides, within ``[0, full)``."""
     return slice(max(0, inner.start - halo), min(full, inner.stop + halo))
+
+
+def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``images`` on ``device``; from the CPU to CUDA through pinned memory (one asynchronous copy)."""
+    if images.device == device:
+        return images
+    if device.type == "cuda" and images.device.type == "cpu":
+        return images.pin_memory().to(device, non_blocking=True)
+    return images.to(device)
 
 
 def predict_images(
@@ -116,30 +198,29 @@ def predict_images(
     """Run ``model`` on normalised images ``(n, height, width)``; returns ``(n, height, width)`` on the CPU.
 
     Images are batched so that one forward pass holds at most ``max_pixels`` pixels (default
-    :func:`default_pass_pixels`); wider images are cut into near-equal vertical strips that overlap by the
-    network's receptive-field radius and are stitched.
+    :func:`default_pass_pixels`); larger images are cut into near-equal tiles that overlap by the
+    network's receptive-field radius and are stitched (:func:`_tile_plan`). On a GPU the whole block of images goes to the
+    device in one pinned copy and the results come back in one copy.
     """
     if max_pixels is None:
         max_pixels = default_pass_pixels(device)
     n, h, w = images.shape
     multiple = int(getattr(model, "multiple_px", 1))
     halo = int(getattr(model, "halo_px", 16))
-    out = torch.empty_like(images)
-    strips = _strips(h, w, max_pixels=max_pixels, halo=halo, multiple=multiple)
-    if strips is None:
-        per_batch = max(1, max_pixels // (h * w))
-        for i in range(0, n, per_batch):
-            x = images[i : i + per_batch, None].to(device)
-            with autocast(device):
-                out[i : i + per_batch] = model(x)[:, 0].float().cpu()
-        return out
-    for i in range(n):
-        for x0, x1, a, b in strips:
-            x = images[i : i + 1, None, :, a:b].to(device)
-            with autocast(device):
-                y = model(x)[0, 0].float().cpu()
-            out[i, :, x0:x1] = y[:, x0 - a : x0 - a + (x1 - x0)]
-    return out
+    src = _to_device(images, device)
+    out = torch.empty_like(src) if src.device.type != "cpu" else torch.empty_like(images)
+    tiles = _tile_plan(h, w, max_pixels=max_pixels, halo=halo, multiple=multiple)
+    with autocast(device):
+        if tiles is None:
+            per_batch = max(1, max_pixels // (h * w))
+            for i in range(0, n, per_batch):
+                out[i : i + per_batch] = model(src[i : i + per_batch, None])[:, 0]
+        else:
+            for i in range(n):
+                for t in tiles:
+                    y = model(src[i : i + 1, None, t.ya : t.yb, t.xa : t.xb])[0, 0]
+                    out[i, t.y0 : t.y1, t.x0 : t.x1] = y[t.y0 - t.ya : t.y1 - t.ya, t.x0 - t.xa : t.x1 - t.xa]
+    return out.cpu() if out.device.type != "cpu" else out
 
 
 def inference_workload(
@@ -176,18 +257,22 @@ def inference_workload(
     ):
         ctx = _context(inner, halo, full)
         width = ctx.stop - ctx.start
-        strips = _strips(n_out, width, max_pixels=max_pixels, halo=halo, multiple=multiple)
-        if strips is None:
+        tiles = _tile_plan(n_out, width, max_pixels=max_pixels, halo=halo, multiple=multiple)
+        if tiles is None:
             per_image = n_out * width
             pass_shape = (max(1, min(count, max_pixels // per_image)), n_out, width)
         else:
-            spans = [b - a for _, _, a, b in strips]
-            per_image = n_out * sum(spans)
-            pass_shape = (1, n_out, max(spans))
+            per_image = sum(t.pixels for t in tiles)
+            largest = max(tiles, key=lambda t: t.pixels)
+            pass_shape = (1, largest.yb - largest.ya, largest.xb - largest.xa)
         total += count * per_image
         typical = typical or pass_shape
     assert typical is not None
     return total, typical
+
+
+def _add(timings: dict[str, float], name: str, seconds: float) -> None:
+    timings[name] = timings.get(name, 0.0) + seconds
 
 
 def _run_orientation(
@@ -204,6 +289,7 @@ def _run_orientation(
     done: int,
     total: int,
     messages: list[str],
+    timings: dict[str, float],
 ) -> int:
     """Enhance the coronal (``coronal=True``) or sagittal images of ``volume`` inside ``box`` into ``dest``.
 
@@ -222,6 +308,7 @@ def _run_orientation(
     idx = fixed.start
     while idx < fixed.stop:
         stop = min(fixed.stop, idx + chunk)
+        t0 = time.perf_counter()
         if coronal:
             block = volume[:, idx:stop, ctx]  # (z, k, width)
             images = torch.from_numpy(np.ascontiguousarray(block.transpose(1, 0, 2)))
@@ -229,6 +316,8 @@ def _run_orientation(
             block = volume[:, ctx, idx:stop]  # (z, width, k)
             images = torch.from_numpy(np.ascontiguousarray(block.transpose(2, 0, 1)))
         images = norm.forward(images)
+        t1 = time.perf_counter()
+        _add(timings, "gather", t1 - t0)
         try:
             with torch.inference_mode():
                 pred = predict_images(model, images, device=device, max_pixels=max_pixels)
@@ -241,11 +330,14 @@ def _run_orientation(
                 torch.cuda.empty_cache()
             messages.append(f"Out of memory on {device}; inference tiles reduced to {max_pixels} pixels.")
             continue
+        t2 = time.perf_counter()
+        _add(timings, "network", t2 - t1)
         pred = norm.inverse(pred).numpy()[:, :, keep]
         if coronal:
             dest[:, idx:stop, cols] = pred.transpose(1, 0, 2)
         else:
             dest[:, rows, idx:stop] = pred.transpose(1, 2, 0)
+        _add(timings, "scatter", time.perf_counter() - t2)
         done += stop - idx
         if reporter is not None:
             reporter.report("infer", done, total)
@@ -293,6 +385,9 @@ def enhance_array(
     """
     norm = normalisation or Normalisation()
     device = torch.device(device)
+    configure_device(device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # training's cached blocks: the free memory decides the pass size
     if max_pixels is None:
         max_pixels = default_pass_pixels(device)
     positions = np.asarray(slice_positions_mm, dtype=np.float64)
@@ -307,29 +402,35 @@ def enhance_array(
         if test_time_flips:
             model = FlipAverage(model).eval()
 
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
     grid_c = acquisition.output_positions_mm(positions, row_mm)
     same_grid = abs(row_mm - col_mm) <= 1e-6 * row_mm
     grid_s = grid_c if same_grid else acquisition.output_positions_mm(positions, col_mm)
-    up_c = acquisition.resample_slices(src, positions, grid_c, axis=0).astype(np.float32, copy=False)
+    up_c = acquisition.resample_slices(src, positions, grid_c, axis=0)
     total = (box[0].stop - box[0].start) + (box[1].stop - box[1].start)
     if reporter is not None:
         reporter.report("infer", 0, total)
     coronal = up_c.copy()
+    _add(timings, "resample", time.perf_counter() - t0)
+    common = {"box": box, "norm": norm, "device": device, "max_pixels": max_pixels, "reporter": reporter}
     done = 0
     if model is not None:
         done = _run_orientation(
-            model, up_c, coronal, coronal=True, box=box, norm=norm, device=device, max_pixels=max_pixels,
-            reporter=reporter, done=0, total=total, messages=messages,
+            model, up_c, coronal, coronal=True, done=0, total=total, messages=messages, timings=timings,
+            **common,
         )  # fmt: skip
+    t0 = time.perf_counter()
     if same_grid:
         sagittal = up_c  # enhanced in place: nothing else needs the linear volume any more
     else:
         del up_c
-        sagittal = acquisition.resample_slices(src, positions, grid_s, axis=0).astype(np.float32, copy=False)
+        sagittal = acquisition.resample_slices(src, positions, grid_s, axis=0)
+    _add(timings, "resample", time.perf_counter() - t0)
     if model is not None:
         _run_orientation(
-            model, sagittal, sagittal, coronal=False, box=box, norm=norm, device=device, max_pixels=max_pixels,
-            reporter=reporter, done=done, total=total, messages=messages,
+            model, sagittal, sagittal, coronal=False, done=done, total=total, messages=messages,
+            timings=timings, **common,
         )  # fmt: skip
     elif reporter is not None:
         reporter.report("infer", total, total)
@@ -337,14 +438,21 @@ def enhance_array(
     def to_output(vol: np.ndarray, grid: np.ndarray) -> np.ndarray:
         if grid.shape == out_positions.shape and np.allclose(grid, out_positions, atol=1e-6):
             return vol
-        res = acquisition.resample_slices(vol, grid, out_positions, axis=0, extrapolate=False)
-        return res.astype(np.float32, copy=False)
+        return acquisition.resample_slices(vol, grid, out_positions, axis=0, extrapolate=False)
 
+    t0 = time.perf_counter()
     coronal = to_output(coronal, grid_c)
     sagittal = to_output(sagittal, grid_s)
+    t1 = time.perf_counter()
+    _add(timings, "resample", t1 - t0)
     fused, disagreement = fuse_estimates(
         coronal, sagittal, value_range=(float(src.min()), float(src.max())), disagreement=uncertainty
     )
+    _add(timings, "fuse", time.perf_counter() - t1)
     return InferenceResult(
-        array=fused, positions_mm=out_positions, uncertainty=disagreement, messages=messages
+        array=fused,
+        positions_mm=out_positions,
+        uncertainty=disagreement,
+        messages=messages,
+        timings_s=timings,
     )

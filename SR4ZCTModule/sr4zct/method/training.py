@@ -35,8 +35,8 @@ from torch import nn
 from sr4zct.method import acquisition
 from sr4zct.method.body import BODY_THRESHOLD_HU
 from sr4zct.method.networks import build_network
-from sr4zct.run.budget import InferenceTimer
-from sr4zct.run.devices import autocast, grad_scaler, is_out_of_memory, single_thread
+from sr4zct.run.budget import InferenceTimer, TimeBudget
+from sr4zct.run.devices import autocast, configure_device, grad_scaler, is_out_of_memory, single_thread
 from sr4zct.run.progress import ProgressReporter
 
 __all__ = [
@@ -72,8 +72,9 @@ class Normalisation:
 class TrainingConfig:
     """What and how long to train. ``max_seconds=None`` trains for ``steps`` steps exactly.
 
-    With an inference timer (:func:`train_model`), training stops when the time left of ``max_seconds``
-    is what inference will need, but never before ``min_seconds``.
+    With ``max_seconds`` (and no :class:`~sr4zct.run.budget.TimeBudget` given to :func:`train_model`),
+    training stops when the time left of ``max_seconds`` is what the inference timer says inference will
+    need, but never before ``min_seconds``.
     """
 
     steps: int = 2000
@@ -89,6 +90,10 @@ class TrainingConfig:
     validation_patches: int = 96
     n_phases: int = 16
     seed: int = 0
+    # patch sampling: weight of the flat term beside the gradient (see PatchSampler); a quality lever
+    sample_flat: float = 0.25
+    # intensity augmentation: both patches of a pair scaled about air by a factor in [1/(1+s), 1+s]; 0 = off
+    intensity_scale: float = 0.0
 
 
 @dataclass
@@ -150,12 +155,17 @@ class PatchSampler:
 
     Parameters
     ----------
-    images : (n_images, rows, columns) float32 tensor, normalised (see :class:`Normalisation`).
+    images : (n_images, rows, columns) float32 tensor, normalised (see :class:`Normalisation`). Patches are
+        cut and degraded on its device (on a GPU the CPU only draws the random numbers).
     pixel_spacing_mm : (row spacing, column spacing).
     thickness_mm, spacing_mm, profile : the acquisition to simulate.
     patch_px : patch side (reduced to fit small images).
     body_threshold : normalised intensity above which a pixel counts as body.
     n_phases : number of precomputed sub-spacing phases in ``[0, d)``.
+    flat_weight : patch positions are drawn with weight ``gradient + flat_weight * mean gradient`` inside the
+        body (0: structure only; large: uniform over the body).
+    intensity_scale : augmentation: both patches of a pair scaled about air (normalised 0) by a random
+        factor in ``[1 / (1 + s), 1 + s]`` (the degradation is linear, so the pair stays exact); 0 = off.
     """
 
     def __init__(
@@ -169,6 +179,8 @@ class PatchSampler:
         patch_px: int = 64,
         body_threshold: float = 0.5,
         n_phases: int = 16,
+        flat_weight: float = 0.25,
+        intensity_scale: float = 0.0,
     ):
         if images.ndim != 3:
             raise ValueError("images must be (n, rows, columns)")
@@ -182,10 +194,12 @@ class PatchSampler:
                 acquisition.degrade_operator_matrix(n_px, px, thickness_mm, spacing_mm, ph, profile)
                 for ph in phases
             ]
-            self.ops.append(torch.tensor(np.stack(mats), dtype=torch.float32))
+            self.ops.append(torch.tensor(np.stack(mats), dtype=torch.float32, device=images.device))
         flat = self.images.reshape(n, -1)
         self.lo = flat.amin(dim=1)
         self.hi = flat.amax(dim=1)
+        self.flat_weight = float(flat_weight)
+        self.intensity_scale = float(intensity_scale)
         self._weights(body_threshold)
 
     def _weights(self, body_threshold: float, stride: int = 8) -> None:
@@ -201,13 +215,13 @@ class PatchSampler:
         body = nn.functional.avg_pool2d((x > body_threshold).float(), stride, stride)
         body = nn.functional.avg_pool2d(body, k, stride=1)
         grad = nn.functional.avg_pool2d(nn.functional.avg_pool2d(gy + gx, stride, stride), k, stride=1)
-        w = grad + 0.25 * grad.mean()
+        w = grad + self.flat_weight * grad.mean()
         w = torch.where(body > 0.1, w, torch.zeros_like(w))
         if float(w.sum()) <= 0:
             w = torch.ones_like(w)
         self.stride = stride
         self.grid_shape = w.shape[-2:]
-        self.cdf = torch.cumsum(w.flatten().double(), 0)
+        self.cdf = torch.cumsum(w.flatten().double(), 0).cpu()
         self.cdf /= self.cdf[-1].clone()
 
     def positions(self, count: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
@@ -227,38 +241,46 @@ class PatchSampler:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` pairs as ``(inputs, targets)`` of shape ``(count, 1, P, P)``, half of each orientation."""
         p = self.patch
+        dev = self.images.device
         pos = np.asarray(self.positions(count, rng), dtype=np.int64).reshape(count, 3)
-        phase = torch.from_numpy(rng.integers(self.ops[0].shape[0], size=count))
-        k, r, c = (torch.from_numpy(pos[:, i]) for i in range(3))
-        span = torch.arange(p)
+        phase = torch.from_numpy(rng.integers(self.ops[0].shape[0], size=count)).to(dev)
+        k, r, c = (torch.from_numpy(pos[:, i]).to(dev) for i in range(3))
+        span = torch.arange(p, device=dev)
         _, rows, cols = self.images.shape
-        inputs = torch.empty((count, p, p))
-        targets = torch.empty((count, p, p))
+        inputs = torch.empty((count, p, p), device=dev)
+        targets = torch.empty((count, p, p), device=dev)
         # even samples: vertical pairs (degrade along rows); odd: horizontal pairs, transposed
         v, h = slice(0, count, 2), slice(1, count, 2)
         kv, rv, cv = k[v], r[v], c[v]
         strips = self.images[
-            kv[:, None, None], torch.arange(rows)[None, :, None], (cv[:, None] + span)[:, None, :]
+            kv[:, None, None], torch.arange(rows, device=dev)[None, :, None], (cv[:, None] + span)[:, None, :]
         ]
         ops = self.ops[0][phase[v][:, None], rv[:, None] + span]  # (b, P, rows)
         inputs[v] = torch.bmm(ops, strips)
-        targets[v] = strips[torch.arange(kv.numel())[:, None], rv[:, None] + span]
+        targets[v] = strips[torch.arange(kv.numel(), device=dev)[:, None], rv[:, None] + span]
         kh, rh, ch = k[h], r[h], c[h]
         strips = self.images[
-            kh[:, None, None], (rh[:, None] + span)[:, :, None], torch.arange(cols)[None, None, :]
+            kh[:, None, None], (rh[:, None] + span)[:, :, None], torch.arange(cols, device=dev)[None, None, :]
         ]
         ops = self.ops[1][phase[h][:, None], ch[:, None] + span]  # (b, P, cols)
         inputs[h] = torch.bmm(ops, strips.transpose(1, 2))
-        targets[h] = strips[torch.arange(kh.numel())[:, None], :, ch[:, None] + span]
+        targets[h] = strips[torch.arange(kh.numel(), device=dev)[:, None], :, ch[:, None] + span]
         inputs = torch.maximum(torch.minimum(inputs, self.hi[k][:, None, None]), self.lo[k][:, None, None])
         if augment:
-            flips = torch.from_numpy(rng.random((count, 2)) < 0.5)
+            flips = torch.from_numpy(rng.random((count, 2)) < 0.5).to(dev)
             fv = flips[:, 0][:, None, None]
             inputs = torch.where(fv, inputs.flip(1), inputs)
             targets = torch.where(fv, targets.flip(1), targets)
             fh = flips[:, 1][:, None, None]
             inputs = torch.where(fh, inputs.flip(2), inputs)
             targets = torch.where(fh, targets.flip(2), targets)
+            if self.intensity_scale > 0:
+                span_log = math.log1p(self.intensity_scale)
+                factor = torch.from_numpy(np.exp(rng.uniform(-span_log, span_log, count))).to(
+                    dev, inputs.dtype
+                )
+                inputs = inputs * factor[:, None, None]
+                targets = targets * factor[:, None, None]
         return inputs[:, None].contiguous(), targets[:, None].contiguous()
 
 
@@ -307,6 +329,7 @@ def train_model(
     device: torch.device | str = "cpu",
     reporter: ProgressReporter | None = None,
     inference_timer: InferenceTimer | None = None,
+    budget: TimeBudget | None = None,
     on_validation: Callable[[Checkpoint], None] | None = None,
     should_finish: Callable[[], bool] | None = None,
 ) -> TrainingResult:
@@ -323,6 +346,8 @@ def train_model(
     reporter : receives ``train`` progress (step, total, loss) and is polled for cancellation.
     inference_timer : when given (and ``config.max_seconds`` is set), training keeps back the time this
         timer estimates for inference, re-timing the network as it validates (:mod:`sr4zct.run.budget`).
+    budget : the run's time budget: training stops at its deadline (:meth:`TimeBudget.training_over`) and
+        re-times its inference timer; ``config.max_seconds`` and ``inference_timer`` are then not used.
     on_validation : called with a :class:`Checkpoint` after every validation (the live preview).
     should_finish : polled every step; True ends training at once with the best checkpoint so far (the
         one the last :class:`Checkpoint` carried), without a further validation.
@@ -338,8 +363,11 @@ def train_model(
     rng = seed_everything(cfg.seed)
     t0 = time.monotonic()
 
+    configure_device(device)
     images = torch.as_tensor(np.asarray(images_hu, dtype=np.float32))
     images = norm.forward(images)
+    if device.type == "cuda":
+        images = images.to(device)  # patches are cut on the GPU: no per-step host work but the random draws
     train_idx, val_idx = _split(images.shape[0], rng)
     common = {
         "pixel_spacing_mm": pixel_spacing_mm,
@@ -349,8 +377,9 @@ def train_model(
         "patch_px": cfg.patch_px,
         "body_threshold": float(norm.forward(BODY_THRESHOLD_HU)),
         "n_phases": cfg.n_phases,
+        "flat_weight": cfg.sample_flat,
     }
-    sampler = PatchSampler(images[train_idx], **common)
+    sampler = PatchSampler(images[train_idx], **common, intensity_scale=cfg.intensity_scale)
     val_sampler = PatchSampler(images[val_idx], **common)
     val_rng = np.random.default_rng(cfg.seed + 7919)
     val_data = []
@@ -366,14 +395,14 @@ def train_model(
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     scaler = grad_scaler(device)
     identity_loss = _evaluate(model, val_data, loss_fn, device)
-    timer = inference_timer if cfg.max_seconds is not None else None
+    if budget is None and cfg.max_seconds is not None:
+        budget = TimeBudget(
+            cfg.max_seconds, start=t0, timer=inference_timer, write_s=0.0,
+            min_train_fraction=cfg.min_seconds / cfg.max_seconds if cfg.max_seconds > 0 else 0.0,
+        )  # fmt: skip
+    timer = budget.timer if budget is not None else None
     if timer is not None and timer.timings == 0:  # the caller may have timed it already
         timer.measure(model)
-
-    def seconds_allowed() -> float:
-        if timer is None:
-            return cfg.max_seconds
-        return max(cfg.min_seconds, cfg.max_seconds - timer.seconds)
 
     best_loss, best_state, best_step = identity_loss, identity_state, 0
     if on_validation is not None:  # the starting point: linear interpolation
@@ -386,7 +415,8 @@ def train_model(
     step = 0
     planned = cfg.steps  # the cosine schedule's length; shortened (only) when the time limit binds
     schedule = 0.0
-    loop_start = time.monotonic()
+    if budget is not None:
+        budget.begin_training(cfg.steps)
     model.train()
     finished_early = False
     while step < cfg.steps:
@@ -394,18 +424,16 @@ def train_model(
             messages.append(f"Training was finished early on request after {step} of {cfg.steps} steps.")
             finished_early = True
             break
-        now = time.monotonic()
-        if cfg.max_seconds is not None:
-            allowed = seconds_allowed()
-            if now - t0 >= allowed:
+        if budget is not None:
+            now = budget.clock()
+            if budget.training_over(now):
                 messages.append(f"Training stopped by the time limit after {step} of {cfg.steps} steps.")
                 break
             if step >= 20 and step % 50 == 20:
                 # steps that fit in the time left at the current rate; the schedule depends on time only when
                 # this is below the step budget, so runs that are not time-bound stay reproducible. Re-estimated
                 # every time (a slow start, e.g. a busy machine, must not end training early).
-                rate = step / max(now - loop_start, 1e-6)
-                fit = step + int(0.97 * rate * (allowed - (now - t0)))
+                fit = step + int(0.97 * (budget.steps_that_fit(step, now) - step))
                 planned = max(step + 1, min(cfg.steps, fit))
         # monotone, so a longer re-estimate never raises the learning rate again; past 1.0 training goes on
         # at the final learning rate until the time limit
@@ -442,6 +470,8 @@ def train_model(
             messages.append(f"Out of memory on {device}; training batch reduced to {batch}.")
             continue
         step += 1
+        if budget is not None:
+            budget.train_step(step, budget.clock())
         value = float(loss.detach())
         running = value if running is None else 0.95 * running + 0.05 * value
         if step % cfg.validate_every == 0 or step == cfg.steps:

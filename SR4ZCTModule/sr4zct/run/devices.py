@@ -9,11 +9,14 @@ from typing import Any
 import torch
 
 from sr4zct.errors import ParameterError, ResourceError
+from sr4zct.run.threads import cpu_thread_count
 from sr4zct.system import total_memory_bytes
 
 __all__ = [
     "autocast",
-    "busy_cores",
+    "configure_device",
+    "free_memory_bytes",
+    "gpu_pass_pixels",
     "describe_devices",
     "grad_scaler",
     "is_out_of_memory",
@@ -75,38 +78,18 @@ def _cpu_threads() -> int:
     return torch.get_num_threads()
 
 
-def busy_cores(sample_s: float = 0.25) -> int:
-    """Cores that other processes keep busy right now, from a short sample of the machine's CPU use.
-
-    A snapshot, not the 1-minute load average: that average still counts a job that ended seconds ago
-    and would leave a fresh run with one thread for its whole length. 0 when it cannot be measured.
-    """
-    try:
-        import psutil
-
-        percent = float(psutil.cpu_percent(interval=sample_s))
-        total = psutil.cpu_count() or 1
-    except Exception:  # noqa: BLE001 - no measurement: assume an idle machine
-        return 0
-    return max(0, int(percent / 100.0 * total + 0.3))  # a core counts as busy from 70 % use
-
-
-def set_cpu_threads(n_threads: int | None = None) -> int:
+def set_cpu_threads(n_threads: int | None = None, *, leave_free: int | None = None) -> int:
     """Set torch's intra-op threads and return the count.
 
-    Default: ``OMP_NUM_THREADS`` when set (left as torch read it), otherwise the cores this process may use
-    minus those other processes keep busy right now (:func:`busy_cores`), at least 1: on a busy machine
-    extra threads mostly wait for each other (measured 2-10x slower steps). Results are bit-identical only
-    for the same thread count; the count is part of the device description recorded with every result.
+    Default: ``OMP_NUM_THREADS`` when set (left as torch read it), otherwise
+    :func:`sr4zct.run.threads.cpu_thread_count` (the usable physical cores minus ``leave_free``, default
+    from ``SR4ZCT_LEAVE_CORES``). Results are bit-identical only for the same thread count; the count is
+    part of the device description recorded with every result.
     """
     if n_threads is None:
         if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
             return torch.get_num_threads()
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        n_threads = min(cores, max(1, cores - busy_cores()))
+        n_threads = cpu_thread_count(leave_free=leave_free)
     n_threads = max(1, int(n_threads))
     if torch.get_num_threads() != n_threads:
         torch.set_num_threads(n_threads)
@@ -163,6 +146,62 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler | None:
     if amp_dtype(device) == torch.float16:
         return torch.amp.GradScaler("cuda")
     return None
+
+
+def configure_device(device: torch.device | str) -> None:
+    """Settings that make ``device`` fast for SR4ZCT's fixed-shape convolutions (idempotent).
+
+    On CUDA: cuDNN autotuning (training patches and inference tiles repeat a few shapes, so the search is
+    paid once per shape) and TF32 matrix products where autocast leaves float32. Nothing elsewhere.
+    """
+    if torch.device(device).type != "cuda":
+        return
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+# Bytes of GPU memory one pixel of a forward pass may need: the largest registered network's activations
+# under autocast with the cuDNN workspace (MS-D keeps 101 full-resolution maps: ~450 B; the default
+# 8 x 48 network ~80 B), rounded up.
+GPU_BYTES_PER_PIXEL = 512
+
+
+def gpu_pass_pixels(
+    free_bytes: int,
+    *,
+    bytes_per_px: int = GPU_BYTES_PER_PIXEL,
+    share: float = 0.4,
+    min_pixels: int = 1 << 20,
+    max_pixels: int = 1 << 26,
+) -> int:
+    """Pixels per inference pass that fit in ``share`` of ``free_bytes`` of GPU memory.
+
+    Parameters
+    ----------
+    free_bytes : free device memory (``torch.cuda.mem_get_info``).
+    bytes_per_px : memory one pixel of a pass needs (:data:`GPU_BYTES_PER_PIXEL`).
+    share : part of the free memory a pass may use (the rest: the model, the CUDA context, other work).
+    min_pixels, max_pixels : bounds (1 M: smaller passes waste the GPU, out-of-memory retries shrink them
+        further; 64 M: a whole orientation of a 512 x 512 series in a few passes, beyond which nothing
+        is gained).
+    """
+    if free_bytes <= 0 or bytes_per_px <= 0:
+        return min_pixels
+    pixels = int(share * free_bytes // bytes_per_px)
+    return max(min_pixels, min(max_pixels, pixels))
+
+
+def free_memory_bytes(device: torch.device | str) -> int | None:
+    """Free memory of a CUDA device (``None`` for other devices or when it cannot be read)."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    try:
+        free, _ = torch.cuda.mem_get_info(device)
+    except RuntimeError:
+        return None
+    return int(free)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

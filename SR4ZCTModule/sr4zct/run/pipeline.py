@@ -297,20 +297,20 @@ def _train(
         network_config=dict(preset.network_config) if options.network == "default" else {},
         validate_every=preset.validate_every, seed=options.seed,
     )  # fmt: skip
-    timer = _time_budget(array, options, preset, acq, pixel, config, device, reporter, t_start)
+    budget = _time_budget(array, options, preset, acq, pixel, config, device, reporter, t_start)
     norm = training.Normalisation()
     preview = _preview_publisher(vol, array, options, acq, config, norm, device, hooks)
     t_train = time.monotonic()
     result = training.train_model(
         array, pixel_spacing_mm=pixel, thickness_mm=acq.thickness_mm, spacing_mm=acq.spacing_mm,
         profile=options.profile, config=config, normalisation=norm, device=device, reporter=reporter,
-        inference_timer=timer, on_validation=preview, should_finish=hooks.should_finish,
+        budget=budget, on_validation=preview, should_finish=hooks.should_finish,
     )  # fmt: skip
     warnings = list(result.warnings)
-    if config.max_seconds - timer.seconds < config.min_seconds:
+    if budget.over_limit():
         warnings.append(
-            f"Applying the network needs about {timer.seconds / 60:.1f} min on this device; the run will take "
-            f"longer than the {_limit_s(options, preset) / 60:g} min limit."
+            f"Applying the network needs about {budget.inference_s / 60:.1f} min on this device; the run will "
+            f"take longer than the {budget.limit_s / 60:g} min limit."
         )
     info = {
         "training_steps": result.steps,
@@ -332,7 +332,8 @@ def _train(
         )  # fmt: skip
     return _Trained(
         result.model, norm, options.network, seconds=time.monotonic() - t_train, steps=result.steps, info=info,
-        warnings=warnings, planned_inference_s=timer.seconds, preview_s=0.0 if preview is None else preview.seconds,
+        warnings=warnings, planned_inference_s=budget.inference_s,
+        preview_s=0.0 if preview is None else preview.seconds,
     )  # fmt: skip
 
 
@@ -360,15 +361,16 @@ def _limit_s(options: EnhanceOptions, preset: Preset) -> float:
 
 
 def _time_budget(array, options, preset, acq, pixel, config, device, reporter, t_start):
-    """Sets ``config``'s training time limits from the run's limit and the timed cost of inference, and the
-    progress weights of the stages; returns the inference timer that training keeps re-timing."""
+    """The run's :class:`~sr4zct.run.budget.TimeBudget`: its limit, the timed cost of inference (a timer that
+    training keeps re-timing) and what is kept back for writing. Training stops at its deadline; the
+    progress model's ETA and fraction follow it (``reporter.plan``)."""
     import torch
 
     from sr4zct.method.acquisition import output_positions_mm
     from sr4zct.method.body import body_box
     from sr4zct.method.inference import FlipAverage, default_pass_pixels, inference_workload
     from sr4zct.method.networks import build_network
-    from sr4zct.run.budget import InferenceTimer
+    from sr4zct.run.budget import InferenceTimer, TimeBudget
 
     limit_s = _limit_s(options, preset)
     probe = build_network(config.network, config.network_config).to(device)
@@ -379,22 +381,12 @@ def _time_budget(array, options, preset, acq, pixel, config, device, reporter, t
     passes = len(FlipAverage.FLIPS) if preset.test_time_flips else 1
     timer = InferenceTimer(pixels, pass_shape, device, passes=passes)
     timer.measure(probe.to(memory_format=torch.channels_last))
-    elapsed = time.monotonic() - t_start
-    # keep back writing the output and the process start-up before this call
-    config.max_seconds = limit_s - elapsed - max(5.0, 0.01 * limit_s)
-    # an untrained network is only linear interpolation: training keeps a useful share in any case
-    config.min_seconds = 0.25 * limit_s
-    planned_train_s = max(config.min_seconds, config.max_seconds - timer.seconds)
-    reporter.weights = _stage_weights(elapsed, planned_train_s, timer.seconds)
-    return timer
-
-
-def _stage_weights(prepare_s: float, train_s: float, infer_s: float) -> dict[str, float]:
-    """Progress weights of the stages from the planned seconds (so that the ETA follows the plan)."""
-    raw = {"prepare": max(prepare_s, 1.0), "train": max(train_s, 1.0), "infer": max(infer_s, 1.0)}
-    raw["write"] = 0.03 * sum(raw.values())
-    total = sum(raw.values())
-    return {k: v / total for k, v in raw.items()}
+    budget = TimeBudget(
+        limit_s, start=t_start, timer=timer, output_voxels=n_out * array.shape[1] * array.shape[2],
+        clock=time.monotonic,
+    )  # fmt: skip
+    reporter.plan = budget
+    return budget
 
 
 def _parameters(

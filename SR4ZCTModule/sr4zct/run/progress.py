@@ -47,6 +47,15 @@ class ProgressReporter:
     callback : called with each :class:`Progress`; ``None`` disables reporting.
     should_stop : polled by :meth:`check_cancel`; when it returns True, :class:`Cancelled` is raised.
     weights : stage name -> share of the whole job (normalised internally).
+    clock : monotonic clock in seconds (injected in tests).
+
+    Attributes
+    ----------
+    plan : the run's :class:`~sr4zct.run.budget.TimeBudget` once the pipeline has one (set it with the
+        same clock). From then on the ETA is the plan's (training's deadline or remaining steps, then the
+        planned and the measured inference, then writing) and the whole-job fraction is
+        ``elapsed / (elapsed + ETA)``, so that the bar and the ETA tell the same story; before it, the
+        fraction comes from the stage weights and the ETA from the elapsed time.
     """
 
     def __init__(
@@ -64,6 +73,7 @@ class ProgressReporter:
         self._clock = clock
         self._t0 = clock()
         self._last_fraction = 0.0
+        self.plan = None
 
     def _stage_start(self, stage: str) -> float:
         start = 0.0
@@ -92,11 +102,17 @@ class ProgressReporter:
     ) -> None:
         """Report ``step`` of ``total`` in ``stage``; also checks for cancellation."""
         self.check_cancel()
-        local = 1.0 if total <= 0 else min(max(step / total, 0.0), 1.0)
-        fraction = self._stage_start(stage) + self.weights.get(stage, 0.0) * local
+        now = self._clock()
+        elapsed = now - self._t0
+        if eta_s is None and self.plan is not None:
+            eta_s = self.plan.eta_s(stage, step, total, now=now)
+        if eta_s is not None and elapsed + eta_s > 0:
+            fraction = elapsed / (elapsed + max(0.0, eta_s))
+        else:
+            local = 1.0 if total <= 0 else min(max(step / total, 0.0), 1.0)
+            fraction = self._stage_start(stage) + self.weights.get(stage, 0.0) * local
         fraction = max(self._last_fraction, min(fraction, 1.0))
         self._last_fraction = fraction
-        elapsed = self.elapsed()
         if eta_s is None and fraction > 0.01:
             eta_s = elapsed * (1.0 - fraction) / fraction
         if self.callback is not None:
