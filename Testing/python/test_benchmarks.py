@@ -127,8 +127,9 @@ def test_targets_met_and_not_met():
     assert _status(targets, "every preset beats B-spline")["status"] == report.MET
     assert _status(targets, "no preset loses to linear")["status"] == report.MET
     assert _status(targets, "GPU:")["status"].startswith("not measured")
-    # every target of issue 6 is listed, measured or not
-    assert len(targets) == 3 + 4 + 2 + 1 + 2 + 3 + 1 + 1 + 1
+    assert _status(targets, "`fast`: ETA within")["status"].startswith("not measured")  # no progress trace
+    # every target of issues 6 and 16 is listed, measured or not
+    assert len(targets) == 3 + 4 + 2 + 1 + 2 + 3 + 1 + 1 + 3 + 1
 
 
 def test_targets_crop_rows_do_not_count_for_headline_and_losers_are_named():

@@ -317,6 +317,183 @@ def _evaluate(model: nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], l
     return total / max(count, 1)
 
 
+def _training_data(
+    images_hu, pixel_spacing_mm, thickness_mm, spacing_mm, profile, cfg: TrainingConfig, norm, device, rng
+) -> tuple[PatchSampler, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The training patch sampler and the fixed validation patches (from held-out images)."""
+    images = norm.forward(torch.as_tensor(np.asarray(images_hu, dtype=np.float32)))
+    if device.type == "cuda":
+        images = images.to(device)  # patches are cut on the GPU: no per-step host work but the random draws
+    train_idx, val_idx = _split(images.shape[0], rng)
+    common = {
+        "pixel_spacing_mm": pixel_spacing_mm,
+        "thickness_mm": thickness_mm,
+        "spacing_mm": spacing_mm,
+        "profile": profile,
+        "patch_px": cfg.patch_px,
+        "body_threshold": float(norm.forward(BODY_THRESHOLD_HU)),
+        "n_phases": cfg.n_phases,
+        "flat_weight": cfg.sample_flat,
+    }
+    sampler = PatchSampler(images[train_idx], **common, intensity_scale=cfg.intensity_scale)
+    val_sampler = PatchSampler(images[val_idx], **common)
+    val_rng = np.random.default_rng(cfg.seed + 7919)
+    val_data = []
+    remaining = cfg.validation_patches
+    while remaining > 0:
+        chunk = min(32, remaining)
+        val_data.append(val_sampler.sample(chunk, val_rng, augment=False))
+        remaining -= chunk
+    return sampler, val_data
+
+
+class _CosineSchedule:
+    """Learning rate: linear warm-up, then cosine decay to 2 % over the planned steps. The plan is the step
+    budget, shortened (only) when a time limit binds; the schedule never goes back up when it grows again."""
+
+    def __init__(self, cfg: TrainingConfig):
+        self.base_lr = cfg.lr
+        self.steps = cfg.steps
+        self.planned = cfg.steps
+        self.warmup = max(1, min(100, cfg.steps // 20))
+        self.progress = 0.0
+
+    def replan(self, step: int, budget: TimeBudget, now: float) -> None:
+        # steps that fit in the time left at the current rate; the schedule depends on time only when this is
+        # below the step budget, so runs that are not time-bound stay reproducible. Re-estimated every time
+        # (a slow start, e.g. a busy machine, must not end training early).
+        if step >= 20 and step % 50 == 20:
+            fit = step + int(0.97 * (budget.steps_that_fit(step, now) - step))
+            self.planned = max(step + 1, min(self.steps, fit))
+
+    def lr(self, step: int) -> float:
+        # past 1.0 training goes on at the final learning rate until the time limit
+        self.progress = max(self.progress, min(1.0, step / self.planned))
+        cosine = 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * self.progress))
+        return self.base_lr * min(1.0, (step + 1) / self.warmup) * cosine
+
+
+class _BestCheckpoint:
+    """Validates the model, keeps the best weights and the validation history, and hands each result to
+    ``on_validation``."""
+
+    def __init__(self, model, val_data, loss_fn, device, on_validation, t0: float):
+        self.model, self.val_data, self.loss_fn, self.device = model, val_data, loss_fn, device
+        self.on_validation, self.t0 = on_validation, t0
+        self.identity_loss = _evaluate(model, val_data, loss_fn, device)
+        self.loss, self.state, self.step = self.identity_loss, copy.deepcopy(model.state_dict()), 0
+        self.history: list[dict[str, float]] = []
+
+    def publish(self, step: int) -> None:
+        if self.on_validation is not None:
+            elapsed = time.monotonic() - self.t0
+            self.on_validation(
+                Checkpoint(step, self.step, self.loss, self.identity_loss, self.state, elapsed)
+            )
+
+    def finish(self, step: int, train_loss: float | None, lr: float) -> None:
+        """Validate the last step unless it was just validated (or nothing was trained)."""
+        if step > 0 and (not self.history or self.history[-1]["step"] != step):
+            self.validate(step, train_loss or 0.0, lr)
+
+    def validate(self, step: int, train_loss: float, lr: float, timer: InferenceTimer | None = None) -> None:
+        val = _evaluate(self.model, self.val_data, self.loss_fn, self.device)
+        if timer is not None:
+            timer.maybe_measure(self.model)
+        self.history.append({"step": step, "train_loss": train_loss, "val_loss": val, "lr": lr})
+        if val < self.loss:
+            self.loss, self.step = val, step
+            self.state = copy.deepcopy(self.model.state_dict())
+        self.publish(step)
+
+
+class _Optimiser:
+    """Adam steps on random training patches; halves the batch on an out-of-memory error."""
+
+    def __init__(self, model, cfg: TrainingConfig, sampler: PatchSampler, loss_fn, device, rng, messages):
+        self.model, self.sampler, self.loss_fn, self.device, self.rng = model, sampler, loss_fn, device, rng
+        self.optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
+        self.scaler = grad_scaler(device)
+        self.batch = int(cfg.batch)
+        self.messages = messages
+
+    def step(self, lr: float) -> float | None:
+        """One step at learning rate ``lr``; its loss, or None when the batch was reduced instead."""
+        for group in self.optimiser.param_groups:
+            group["lr"] = lr
+        with single_thread():
+            inp, tgt = self.sampler.sample(self.batch, self.rng)
+        try:
+            return float(self._step(inp, tgt).detach())
+        except RuntimeError as exc:
+            if not is_out_of_memory(exc) or self.batch <= 1:
+                raise
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.batch = max(1, self.batch // 2)
+            self.messages.append(f"Out of memory on {self.device}; training batch reduced to {self.batch}.")
+            return None
+
+    def _step(self, inp: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        inp, tgt = inp.to(self.device, non_blocking=True), tgt.to(self.device, non_blocking=True)
+        with autocast(self.device):
+            out = self.model(inp)
+        loss = self.loss_fn(out.float(), tgt)
+        self.optimiser.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimiser)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimiser.step()
+        return loss
+
+
+def _stop_reason(
+    step: int, cfg: TrainingConfig, should_finish, budget, schedule: _CosineSchedule
+) -> str | None:
+    """Why training ends before ``step``: ``"finish"`` (a request) or ``"time"`` (the limit); None to go on."""
+    if should_finish is not None and should_finish():
+        return "finish"
+    if budget is not None:
+        now = budget.clock()
+        if budget.training_over(now):
+            return "time"
+        schedule.replan(step, budget, now)
+    return None
+
+
+_STOP_MESSAGES = {
+    "finish": "Training was finished early on request after {step} of {steps} steps.",
+    "time": "Training stopped by the time limit after {step} of {steps} steps.",
+}
+
+
+def _report_step(
+    reporter: ProgressReporter | None, step: int, cfg: TrainingConfig, planned: int, loss
+) -> None:
+    if reporter is None:
+        return
+    if step % 5 == 0 or step == cfg.steps:
+        reporter.report("train", step, planned, loss=loss)
+    else:
+        reporter.check_cancel()
+
+
+def _time_budget(cfg: TrainingConfig, budget, inference_timer, t0: float, model) -> TimeBudget | None:
+    """The given budget, or one from ``cfg.max_seconds`` (None without a time limit), its inference timer
+    timed on ``model`` unless the caller timed it already."""
+    if budget is None and cfg.max_seconds is not None:
+        budget = TimeBudget(
+            cfg.max_seconds, start=t0, timer=inference_timer, write_s=0.0,
+            min_train_fraction=cfg.min_seconds / cfg.max_seconds if cfg.max_seconds > 0 else 0.0,
+        )  # fmt: skip
+    if budget is not None and budget.timer is not None and budget.timer.timings == 0:
+        budget.timer.measure(model)
+    return budget
+
+
 def train_model(
     images_hu: np.ndarray | torch.Tensor,
     *,
@@ -364,163 +541,66 @@ def train_model(
     t0 = time.monotonic()
 
     configure_device(device)
-    images = torch.as_tensor(np.asarray(images_hu, dtype=np.float32))
-    images = norm.forward(images)
-    if device.type == "cuda":
-        images = images.to(device)  # patches are cut on the GPU: no per-step host work but the random draws
-    train_idx, val_idx = _split(images.shape[0], rng)
-    common = {
-        "pixel_spacing_mm": pixel_spacing_mm,
-        "thickness_mm": thickness_mm,
-        "spacing_mm": spacing_mm,
-        "profile": profile,
-        "patch_px": cfg.patch_px,
-        "body_threshold": float(norm.forward(BODY_THRESHOLD_HU)),
-        "n_phases": cfg.n_phases,
-        "flat_weight": cfg.sample_flat,
-    }
-    sampler = PatchSampler(images[train_idx], **common, intensity_scale=cfg.intensity_scale)
-    val_sampler = PatchSampler(images[val_idx], **common)
-    val_rng = np.random.default_rng(cfg.seed + 7919)
-    val_data = []
-    remaining = cfg.validation_patches
-    while remaining > 0:
-        chunk = min(32, remaining)
-        val_data.append(val_sampler.sample(chunk, val_rng, augment=False))
-        remaining -= chunk
-
+    sampler, val_data = _training_data(
+        images_hu, pixel_spacing_mm, thickness_mm, spacing_mm, profile, cfg, norm, device, rng
+    )
     # channels_last: oneDNN (CPU) and cuDNN pick their fastest convolution kernels for it
     model = build_network(cfg.network, cfg.network_config).to(device, memory_format=torch.channels_last)
-    identity_state = copy.deepcopy(model.state_dict())
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
-    scaler = grad_scaler(device)
-    identity_loss = _evaluate(model, val_data, loss_fn, device)
-    if budget is None and cfg.max_seconds is not None:
-        budget = TimeBudget(
-            cfg.max_seconds, start=t0, timer=inference_timer, write_s=0.0,
-            min_train_fraction=cfg.min_seconds / cfg.max_seconds if cfg.max_seconds > 0 else 0.0,
-        )  # fmt: skip
-    timer = budget.timer if budget is not None else None
-    if timer is not None and timer.timings == 0:  # the caller may have timed it already
-        timer.measure(model)
-
-    best_loss, best_state, best_step = identity_loss, identity_state, 0
-    if on_validation is not None:  # the starting point: linear interpolation
-        on_validation(Checkpoint(0, 0, identity_loss, identity_loss, identity_state, time.monotonic() - t0))
-    history: list[dict[str, float]] = []
     messages: list[str] = []
-    batch = int(cfg.batch)
-    warmup = max(1, min(100, cfg.steps // 20))
-    running = None
-    step = 0
-    planned = cfg.steps  # the cosine schedule's length; shortened (only) when the time limit binds
-    schedule = 0.0
+    optimiser = _Optimiser(model, cfg, sampler, loss_fn, device, rng, messages)
+    best = _BestCheckpoint(model, val_data, loss_fn, device, on_validation, t0)
+    budget = _time_budget(cfg, budget, inference_timer, t0, model)
+    timer = getattr(budget, "timer", None)
+    best.publish(0)  # the starting point: linear interpolation
+
+    schedule = _CosineSchedule(cfg)
+    step, running, lr, stop = 0, None, cfg.lr, None
     if budget is not None:
         budget.begin_training(cfg.steps)
     model.train()
-    finished_early = False
     while step < cfg.steps:
-        if should_finish is not None and should_finish():
-            messages.append(f"Training was finished early on request after {step} of {cfg.steps} steps.")
-            finished_early = True
+        stop = _stop_reason(step, cfg, should_finish, budget, schedule)
+        if stop is not None:
+            messages.append(_STOP_MESSAGES[stop].format(step=step, steps=cfg.steps))
             break
-        if budget is not None:
-            now = budget.clock()
-            if budget.training_over(now):
-                messages.append(f"Training stopped by the time limit after {step} of {cfg.steps} steps.")
-                break
-            if step >= 20 and step % 50 == 20:
-                # steps that fit in the time left at the current rate; the schedule depends on time only when
-                # this is below the step budget, so runs that are not time-bound stay reproducible. Re-estimated
-                # every time (a slow start, e.g. a busy machine, must not end training early).
-                fit = step + int(0.97 * (budget.steps_that_fit(step, now) - step))
-                planned = max(step + 1, min(cfg.steps, fit))
-        # monotone, so a longer re-estimate never raises the learning rate again; past 1.0 training goes on
-        # at the final learning rate until the time limit
-        schedule = max(schedule, min(1.0, step / planned))
-        progress = schedule
-        lr = (
-            cfg.lr
-            * min(1.0, (step + 1) / warmup)
-            * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-        )
-        for group in optimiser.param_groups:
-            group["lr"] = lr
-        with single_thread():
-            inp, tgt = sampler.sample(batch, rng)
-        try:
-            inp, tgt = inp.to(device, non_blocking=True), tgt.to(device, non_blocking=True)
-            with autocast(device):
-                out = model(inp)
-            loss = loss_fn(out.float(), tgt)
-            optimiser.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimiser)
-                scaler.update()
-            else:
-                loss.backward()
-                optimiser.step()
-        except RuntimeError as exc:
-            if not is_out_of_memory(exc) or batch <= 1:
-                raise
-            batch = max(1, batch // 2)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            messages.append(f"Out of memory on {device}; training batch reduced to {batch}.")
+        lr = schedule.lr(step)
+        value = optimiser.step(lr)
+        if value is None:
             continue
         step += 1
         if budget is not None:
             budget.train_step(step, budget.clock())
-        value = float(loss.detach())
         running = value if running is None else 0.95 * running + 0.05 * value
         if step % cfg.validate_every == 0 or step == cfg.steps:
-            val = _evaluate(model, val_data, loss_fn, device)
-            if timer is not None:
-                timer.maybe_measure(model)
-            history.append({"step": step, "train_loss": running, "val_loss": val, "lr": lr})
-            if val < best_loss:
-                best_loss, best_step = val, step
-                best_state = copy.deepcopy(model.state_dict())
-            if on_validation is not None:
-                on_validation(
-                    Checkpoint(step, best_step, best_loss, identity_loss, best_state, time.monotonic() - t0)
-                )
-        if reporter is not None:
-            if step % 5 == 0 or step == cfg.steps:
-                reporter.report("train", step, planned, loss=running)
-            else:
-                reporter.check_cancel()
-    if step > 0 and not finished_early and (not history or history[-1]["step"] != step):
-        val = _evaluate(model, val_data, loss_fn, device)
-        history.append({"step": step, "train_loss": running or 0.0, "val_loss": val, "lr": lr})
-        if val < best_loss:
-            best_loss, best_step = val, step
-            best_state = copy.deepcopy(model.state_dict())
-        if on_validation is not None:
-            on_validation(
-                Checkpoint(step, best_step, best_loss, identity_loss, best_state, time.monotonic() - t0)
-            )
+            best.validate(step, running, lr, timer)
+        _report_step(reporter, step, cfg, schedule.planned, running)
+    finished_early = stop == "finish"
+    if not finished_early:  # a finish request ends with the best checkpoint so far, without a validation
+        best.finish(step, running, lr)
+    return _result(model, best, step, messages, finished_early, t0)
 
-    used_identity = best_step == 0
+
+def _result(model, best: _BestCheckpoint, steps: int, messages, finished_early: bool, t0: float):
+    """The best checkpoint loaded into ``model`` (evaluation mode) and the run's figures."""
+    used_identity = best.step == 0
     if used_identity:
         text = (
-            f"Training did not improve on linear interpolation after {step} steps "
+            f"Training did not improve on linear interpolation after {steps} steps "
             "(validation loss not lower); the result equals linear interpolation."
         )
         messages.append(text)
-        _warnings.warn(text, RuntimeWarning, stacklevel=2)
-    model.load_state_dict(best_state)
+        _warnings.warn(text, RuntimeWarning, stacklevel=3)
+    model.load_state_dict(best.state)
     model.eval()
     return TrainingResult(
         model=model,
-        steps=step,
+        steps=steps,
         seconds=time.monotonic() - t0,
-        best_step=best_step,
-        validation_loss=best_loss,
-        identity_loss=identity_loss,
+        best_step=best.step,
+        validation_loss=best.loss,
+        identity_loss=best.identity_loss,
         used_identity=used_identity,
-        history=history,
+        history=best.history,
         warnings=messages,
         finished_early=finished_early,
     )
