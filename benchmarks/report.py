@@ -209,6 +209,7 @@ def _headline_row(results: dict, preset: str, *, device_kind: str = "cpu") -> di
         network="default",
     )
     rows = [r for r in rows if is_full_case(r) and (r.get("device_kind") or "cpu") == device_kind]
+    rows = [r for r in rows if not r.get("capped")]  # a shortened budget measures the ETA, not the preset
     return rows[-1] if rows else None
 
 
@@ -235,7 +236,7 @@ def compute_targets(results: dict) -> list[dict]:
     for (t, o), (g_cor, g_sag) in PAPER_GAINS_DB.items():
         name = f"`best` >= paper gain at {t:g}/{o:g} mm (coronal +{g_cor} / sagittal +{g_sag} dB)"
         rows = _pick(_sr_rows(results), thickness_mm=t, overlap_mm=o, profile="box", preset="best")
-        rows = [r for r in rows if is_full_case(r)]
+        rows = [r for r in rows if is_full_case(r) and not r.get("capped")]
         if not rows:
             targets.append({"target": name, "measured": "-", "status": "not measured (not run)"})
             continue
@@ -432,7 +433,8 @@ def _eta_rows(results: dict) -> list[dict]:
 
 def _eta_case(row: dict) -> str:
     where = "L291" if row.get("kind") == "l291" else "vhm-head 5/2.5 box"
-    return f"{where}, {row.get('device_kind') or 'cpu'}"
+    cap = f", budget cut to {num(row.get('max_minutes')):g} min" if row.get("capped") else ""
+    return f"{where}, {row.get('device_kind') or 'cpu'}{cap}"
 
 
 def _eta_section(results: dict, run_index: dict) -> list[str]:
@@ -874,6 +876,8 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
                     name += f" `{r.get('preset')}`" + (
                         f" ({r['network']})" if r.get("network") not in (None, "default") else ""
                     )
+                    if r.get("capped"):
+                        name += f", budget cut to {num(r.get('max_minutes')):g} min"
                 if r.get("status") != "ok":
                     body.append([name, f"failed: {r.get('status')}"] + ["-"] * 9 + [_run_ref(r, run_index)])
                     continue
@@ -1076,7 +1080,8 @@ def render_markdown(results: dict, *, latest_run: dict | None = None) -> str:
         out += ["## Full L291 series (512 x 512 x 343, 3 mm every 2 mm)", ""]
         body = [
             [
-                r.get("preset"),
+                r.get("preset")
+                + (f" (budget cut to {num(r.get('max_minutes')):g} min)" if r.get("capped") else ""),
                 r.get("device") or "-",
                 _minutes(r.get("wall_s")),
                 _stages(r),

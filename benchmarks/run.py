@@ -253,6 +253,16 @@ def _preset_minutes(preset: str, override: float | None) -> float:
     return float(get_preset(preset).max_minutes)
 
 
+def _capped(preset: str, override: float | None) -> bool:
+    """True when ``--max-minutes`` shortens the preset's own time budget: such a run measures the ETA and the
+    time-bound path, not the preset's quality, and is kept apart from the preset's own rows."""
+    return override is not None and override < _preset_minutes(preset, None)
+
+
+def _cap_suffix(preset: str, override: float | None) -> str:
+    return f"|cap{override:g}min" if _capped(preset, override) else ""
+
+
 def _device_kind(device_text: str | None, requested: str) -> str:
     """ "cuda", "mps" or "cpu" from the pipeline's device description (e.g. "CUDA not available, using CPU")."""
     text = (device_text or requested or "").lower()
@@ -427,6 +437,7 @@ def _quality_case(args, log, workdir, cores, save, gt, case, settings, profiles,
                     "preset": preset,
                     "network": "default",
                     "max_minutes": minutes,
+                    "capped": _capped(preset, args.max_minutes),
                 }
                 row.update(_measurement_fields(record))
                 row["device_kind"] = _device_kind(record.get("device"), args.device)
@@ -447,6 +458,7 @@ def _quality_case(args, log, workdir, cores, save, gt, case, settings, profiles,
                     "quality", gt_name=gt_name, crop=args.crop, slices=args.slices, t=t, o=o, profile=profile,
                     method="sr4zct", preset=preset, network="default", device=row["device_kind"],
                 )  # fmt: skip
+                row["key"] += _cap_suffix(preset, args.max_minutes)
                 rows.append(row)
                 save([row])
                 if not args.workdir:
@@ -675,6 +687,7 @@ def run_l291(args, log, workdir: Path) -> list[dict]:
         threads=args.threads,
     )
     row = {"kind": "l291", "preset": preset, "status": record["status"], **_measurement_fields(record)}
+    row.update(max_minutes=minutes, capped=_capped(preset, args.max_minutes))
     from .gpu_data import series_note
 
     note = series_note(L291_DIR)
@@ -683,7 +696,7 @@ def run_l291(args, log, workdir: Path) -> list[dict]:
     row["device_kind"] = _device_kind(record.get("device"), args.device)
     if result is not None:
         row["output_shape"] = list(result.array.shape)
-    row["key"] = f"l291|{preset}|{row['device_kind']}"
+    row["key"] = f"l291|{preset}|{row['device_kind']}" + _cap_suffix(preset, args.max_minutes)
     log(
         f"L291: {record['status']}, {record['wall_s'] / 60:.1f} min, peak RSS {record['peak_rss_bytes'] / 1e9:.2f} GB"
     )

@@ -217,6 +217,24 @@ def test_markdown_has_every_section():
     assert "`python -m benchmarks.run`" in text
 
 
+def test_a_run_with_a_cut_budget_measures_the_eta_but_not_the_preset():
+    from benchmarks.run import _cap_suffix, _capped
+
+    assert _capped("best", 8.0) and not _capped("best", None) and not _capped("fast", 60.0)
+    assert _cap_suffix("best", 8.0) == "|cap8min" and _cap_suffix("fast", None) == ""
+    own = _quality("sr4zct", 48.0, preset="best", linear=40.0, wall_s=2700.0)
+    cut = _quality("sr4zct", 44.0, preset="best", linear=40.0, wall_s=480.0, capped=True, max_minutes=8.0,
+                   eta_error_max=0.12, eta_error_median=0.05, key=own["key"] + "|cap8min")  # fmt: skip
+    results = report.merge_results(report.empty_results(), _run(), [own, cut])
+    targets = report.compute_targets(results)
+    assert _status(targets, "`best`: body-box")["measured"].startswith("+8.00 dB")
+    assert _status(targets, "`best` end to end")["status"] == report.MET
+    eta = _status(targets, "`best`: ETA within")
+    assert "12%" in eta["measured"] and "budget cut to 8 min" in eta["measured"]
+    text = report.render_markdown(results)
+    assert "SR4ZCT `best`, budget cut to 8 min" in text
+
+
 def test_regenerating_the_report_keeps_sections_other_commands_own(tmp_path):
     from benchmarks.sections import write_section
 
