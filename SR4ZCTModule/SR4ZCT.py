@@ -922,7 +922,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             job = BackgroundJob(
                 inputPath, os.path.join(tempDir, "output.nrrd"), options,
                 python_executable=self.pythonSlicer(),
-                env={"CUDA_VISIBLE_DEVICES": "-1"} if options.device == "cpu" else None,
+                env=self.backgroundEnvironment(options),
             )  # fmt: skip
             self.writeVolumeFile(inputVolumeNode, inputPath)
             self._runs[job] = {
@@ -1002,6 +1002,17 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
                     job.wait(timeout=3.0)
             run["keepTempFiles"] = False
             self.removeTempFiles(run)
+
+    @staticmethod
+    def backgroundEnvironment(options: EnhanceOptions) -> dict:
+        """Variables of the background run: passive OpenMP waiting, a core left to Slicer's GUI on machines
+        with 4 cores or more (unless SR4ZCT_LEAVE_CORES is set), and no GPU when the CPU was chosen."""
+        from sr4zct.run.threads import cores_for_a_gui, worker_environment
+
+        env = worker_environment(leave_free=cores_for_a_gui())
+        if options.device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = "-1"
+        return env
 
     @staticmethod
     def makeRunFolder() -> str:

@@ -12,8 +12,7 @@ MAX_BODY_LINES = 80
 MAX_COMPLEXITY = 15
 
 # Functions that may exceed the limits for now, as "path relative to sr4zct/::qualified name".
-ALLOWED = {
-}
+ALLOWED = {}
 
 
 def _package_root(repo_root: Path) -> Path:

@@ -9,6 +9,7 @@ from sr4zct.run.devices import set_cpu_threads
 from sr4zct.run.threads import (
     LEAVE_CORES_ENV,
     WAIT_POLICY,
+    cores_for_a_gui,
     cpu_thread_count,
     leave_cores,
     physical_cores,
@@ -98,10 +99,33 @@ def test_openmp_waits_passively_unless_the_user_chose(monkeypatch):
 
 def test_worker_environment(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv(LEAVE_CORES_ENV, raising=False)
     assert worker_environment() == {"OMP_WAIT_POLICY": WAIT_POLICY}
     assert worker_environment(leave_free=1) == {"OMP_WAIT_POLICY": WAIT_POLICY, LEAVE_CORES_ENV: "1"}
     monkeypatch.setenv("OMP_WAIT_POLICY", "active")
     assert worker_environment(leave_free=0) == {LEAVE_CORES_ENV: "0"}
+    monkeypatch.setenv(LEAVE_CORES_ENV, "2")  # the user's own choice is passed on as it is
+    assert worker_environment(leave_free=1) == {}
+
+
+def test_a_gui_keeps_a_core_only_where_a_core_less_does_not_halve_the_run():
+    assert [cores_for_a_gui(n) for n in (1, 2, 3, 4, 16)] == [0, 0, 0, 1, 1]
+    assert cores_for_a_gui() in (0, 1)
+
+
+def test_the_command_line_sets_passive_waiting_before_torch_loads():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\nos.environ.pop('OMP_WAIT_POLICY', None)\nfrom sr4zct.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split()[-2:] == [WAIT_POLICY, "False"]
 
 
 def test_thread_rule_needs_no_torch():

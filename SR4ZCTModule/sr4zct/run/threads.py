@@ -4,7 +4,8 @@ This module does not import torch, so that a process can prepare the OpenMP envi
 loads (torch's OpenMP runtime reads ``OMP_WAIT_POLICY`` once, when it is loaded):
 
 * :func:`cpu_thread_count`: the physical cores this process may use, minus the cores it is told to leave
-  free (:data:`LEAVE_CORES_ENV`; the Slicer module sets 1 so that the GUI keeps a core). Never a load
+  free (:data:`LEAVE_CORES_ENV`; the Slicer module leaves the GUI a core from 4 cores up,
+  :func:`cores_for_a_gui`). Never a load
   reading: a snapshot at start decides a whole run, and one briefly busy moment (e.g. the GUI opening the
   job) left runs on 1 of 2 cores for their whole length.
 * :func:`prepare_openmp` / :func:`worker_environment`: ``OMP_WAIT_POLICY=PASSIVE`` unless the user set a
@@ -23,6 +24,7 @@ from collections.abc import Mapping, MutableMapping
 __all__ = [
     "LEAVE_CORES_ENV",
     "WAIT_POLICY",
+    "cores_for_a_gui",
     "cpu_thread_count",
     "leave_cores",
     "physical_cores",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 # Cores a run leaves to other work on this machine (a whole number >= 0; unset = 0). The Slicer module
-# sets 1 for its background worker; a user may set it on a machine shared with another heavy job.
+# sets it for its background run (cores_for_a_gui); a user may set it on a machine shared with another job.
 LEAVE_CORES_ENV = "SR4ZCT_LEAVE_CORES"
 # How idle OpenMP threads wait unless the user chose (OMP_WAIT_POLICY is the OpenMP standard's variable).
 WAIT_POLICY = "PASSIVE"
@@ -126,16 +128,25 @@ def cpu_thread_count(
     return max(1, total - leave)
 
 
+def cores_for_a_gui(cores: int | None = None) -> int:
+    """Cores a background run leaves to a GUI on the same machine: 1 from 4 usable physical cores up, else 0.
+
+    On fewer cores one core less would halve the run for a GUI that is idle most of the time, and with
+    passive waiting (:func:`prepare_openmp`) a run's threads yield a core the GUI needs.
+    """
+    return 1 if (physical_cores() if cores is None else int(cores)) >= 4 else 0
+
+
 def worker_environment(*, leave_free: int | None = None) -> dict[str, str]:
     """Variables for a process that will run SR4ZCT (e.g. the Slicer module's background worker).
 
     ``OMP_WAIT_POLICY`` (unless this process has one set), and :data:`LEAVE_CORES_ENV` when ``leave_free``
-    is given (the Slicer module passes 1).
+    is given and this process's environment does not set it (the user's choice wins).
     """
     env: dict[str, str] = {}
     if not os.environ.get("OMP_WAIT_POLICY", "").strip():
         env["OMP_WAIT_POLICY"] = WAIT_POLICY
-    if leave_free is not None:
+    if leave_free is not None and not os.environ.get(LEAVE_CORES_ENV, "").strip():
         env[LEAVE_CORES_ENV] = str(max(0, int(leave_free)))
     return env
 

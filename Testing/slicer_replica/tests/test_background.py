@@ -1,8 +1,4 @@
-"""The module's real background process (PythonSlicer launcher -> replica interpreter) on real MRML.
-
-Issue 12 items that are known to fail today are marked ``xfail(strict=True)``: they flip (and then fail
-as XPASS) when SR4ZCT.py / the core are fixed, so the marks must go with the fix.
-"""
+"""The module's real background process (PythonSlicer launcher -> replica interpreter) on real MRML."""
 
 from __future__ import annotations
 
@@ -17,11 +13,6 @@ from dicom_plugin import load_series
 from test_logic_real_mrml import _crop
 
 RUN_TIMEOUT_S = 240.0
-WORKER = (
-    "issue 12 item 1: the background process fails under Slicer's packages: run/jobs.py _worker_env puts "
-    "SR4ZCTModule/sr4zct (not SR4ZCTModule) on PYTHONPATH, so PythonSlicer cannot import sr4zct, and "
-    "run/worker.py's OutputLock imports psutil"
-)
 pytestmark = pytest.mark.slow
 
 
