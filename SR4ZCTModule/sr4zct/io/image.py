@@ -146,21 +146,20 @@ def _check_image_info(path: Path, dimension: int, components: int) -> None:
 
 def _geometry(
     path: Path,
-    size_xyz: Any,
-    spacing_xyz: Any,
-    origin: Any,
-    direction: Any,
+    reader: Any,
     header: dict[str, str],
     *,
     thickness_mm: float | None,
     slice_axis: int | None,
 ) -> SeriesGeometry:
-    d = np.asarray(direction, dtype=float).reshape(3, 3)
-    spacing_np = np.asarray(spacing_xyz, dtype=float)[::-1]
-    shape_np = tuple(int(s) for s in size_xyz)[::-1]
+    """The geometry of the image whose information ``reader`` (a SimpleITK ImageFileReader) has read."""
+    origin = reader.GetOrigin()
+    d = np.asarray(reader.GetDirection(), dtype=float).reshape(3, 3)
+    spacing_np = np.asarray(reader.GetSpacing(), dtype=float)[::-1]
+    shape_np = tuple(int(s) for s in reader.GetSize())[::-1]
     _check_spacing_and_directions(path, spacing_np, d)
     warnings: list[str] = []
-    axis = _through_plane_axis(slice_axis, header, spacing_xyz, d, warnings)
+    axis = _through_plane_axis(slice_axis, header, reader.GetSpacing(), d, warnings)
     perm = permutation(axis)
     axes = tuple(tuple(float(c) for c in d[:, 2 - a]) for a in perm)
     spacing = [float(spacing_np[a]) for a in perm]
@@ -330,16 +329,7 @@ def read_image_geometry(
     """Geometry of a NRRD/NIfTI/MHA file from its header only (see :func:`read_image_volume`)."""
     path = Path(path)
     reader, header, _ = _read_information(path, allow_detached_data)
-    return _geometry(
-        path,
-        reader.GetSize(),
-        reader.GetSpacing(),
-        reader.GetOrigin(),
-        reader.GetDirection(),
-        header,
-        thickness_mm=thickness_mm,
-        slice_axis=slice_axis,
-    )
+    return _geometry(path, reader, header, thickness_mm=thickness_mm, slice_axis=slice_axis)
 
 
 def _check_fits_in_memory(geometry: SeriesGeometry, path: Path) -> None:
@@ -393,16 +383,7 @@ def read_image_volume(
     sitk = _sitk()
     path = Path(path)
     reader, header, info = _read_information(path, allow_detached_data)
-    geometry = _geometry(
-        path,
-        reader.GetSize(),
-        reader.GetSpacing(),
-        reader.GetOrigin(),
-        reader.GetDirection(),
-        header,
-        thickness_mm=thickness_mm,
-        slice_axis=slice_axis,
-    )
+    geometry = _geometry(path, reader, header, thickness_mm=thickness_mm, slice_axis=slice_axis)
     _check_fits_in_memory(geometry, path)
     non_finite = check_pixel_data(info, find_non_finite=info.kind == "nifti")
     with itk_quiet() as native:
