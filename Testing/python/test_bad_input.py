@@ -727,6 +727,9 @@ def test_to_cli_words():
                  "/data/model_path/x.pt", "save_model_path_old", "--thickness MM"):  # fmt: skip
         assert to_cli_words(text) == text
     assert to_cli_words("save_model_path and model_path") == "--save-model and --model"
+    # an option's own check names it first, before its label
+    assert to_cli_words("seed (the random seed) must be") == "--seed (the random seed) must be"
+    assert to_cli_words("on the device (cuda) it") == "on the device (cuda) it"
 
 
 def test_cli_allow_detached_data_flag(quick, tmp_path, capsys):

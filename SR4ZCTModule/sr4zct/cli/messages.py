@@ -7,7 +7,9 @@
 * ``name=`` before a value becomes the flag and a space (``series_uid=UID`` -> ``--series UID``);
 * a name with an underscore (``thickness_mm``, ``save_model_path``) becomes the flag wherever it stands as
   a whole word. Plain English words (``overwrite``, ``device``, ``preset``, ``network``, ...) are only
-  rewritten in the two forms above, so prose such as "Unknown network" or "cannot overwrite" stays.
+  rewritten in the two forms above, so prose such as "Unknown network" or "cannot overwrite" stays;
+* a name that starts the message before its label in brackets (``seed (the random seed) must ...``, as the
+  options' own checks word it) becomes the flag.
 
 Names inside paths (``/data/model_path/x``), longer names (``sr4zct_slice_thickness_mm``) and flags
 already present are left alone. The names and flags are the options'
@@ -34,7 +36,7 @@ _AFTER = r"(?![\w/\\\-])"
 
 
 def _pattern(name: str) -> re.Pattern[str]:
-    forms = [rf"{re.escape(name)}=True{_AFTER}", rf"{re.escape(name)}=(?=\S)"]
+    forms = [rf"{re.escape(name)}=True{_AFTER}", rf"{re.escape(name)}=(?=\S)", rf"^{re.escape(name)}(?= \()"]
     if "_" in name:
         forms.append(rf"{re.escape(name)}{_AFTER}(?!=)")
     return re.compile(_BEFORE + "(?:" + "|".join(forms) + ")")
