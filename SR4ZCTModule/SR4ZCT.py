@@ -25,6 +25,7 @@ import math
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -621,10 +622,12 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = progressText(event)
             self._checkCanApply()
         elif kind == "preview":
-            self.logic.showPreview(self._job, event)
-            self.ui.previewLabel.text = _("Live preview (right view): {caption}").format(
-                caption=event.get("caption", "")
-            )
+            if self.logic.showPreview(self._job, event):
+                self.ui.previewLabel.text = _("Live preview (right view): {caption}").format(
+                    caption=event.get("caption", "")
+                )
+            else:
+                self.ui.previewLabel.text = _("The live preview could not be shown; training goes on.")
         elif kind == "started":
             device = event.get("device_description") or event.get("device") or "?"
             self.appendLog(_("Worker started on {device}.").format(device=device))
@@ -950,22 +953,25 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     def waitForResult(
         self, job, progressCallback: Callable[[dict], None] | None = None, timeoutS: float | None = None
     ):
-        """Block until ``job`` ends (Slicer keeps redrawing); return the output node or raise the job's error."""
+        """Block until ``job`` ends (Slicer keeps redrawing, the live preview is shown); return the output node
+        or raise the job's error. ``timeoutS`` limits the whole wait (the job is then cancelled)."""
         from sr4zct.run.background import error_from_event
 
-        try:
-            if progressCallback is None:
-                terminal = job.wait(timeoutS, while_waiting=slicer.app.processEvents)
-            else:
-                for event in job.iter_events(timeout=timeoutS):
+        deadline = None if timeoutS is None else time.monotonic() + timeoutS
+        while job.state not in ("finished", "cancelled", "failed"):
+            for event in job.poll():
+                if event.get("event") == "preview":
+                    self.showPreview(job, event)
+                if progressCallback is not None:
                     progressCallback(event)
-                    slicer.app.processEvents()
-                terminal = job.terminal
-        except TimeoutError:
-            job.cancel()
-            raise ResourceError(
-                f"The enhancement did not finish within {timeoutS:g} s and was cancelled."
-            ) from None
+            if deadline is not None and time.monotonic() > deadline and not job.done:
+                job.cancel()
+                raise ResourceError(
+                    f"The enhancement did not finish within {timeoutS:g} s and was cancelled."
+                )
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        terminal = job.terminal
         if terminal["event"] == "finished":
             return self.resultNode(job)
         if terminal["event"] == "cancelled":
@@ -1235,17 +1241,23 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             return int(min(max(round(ijk[rowAxis]), 0), dims[rowAxis] - 1))
         return None
 
-    def showPreview(self, job, event: dict) -> None:
+    def showPreview(self, job, event: dict) -> bool:
         """Show a ``preview`` event: its coronal image as ``"<input> SR4ZCT preview"`` in the right view
-        (the original in the left one, linked), and its gain on the ``"<input> SR4ZCT validation gain"`` plot."""
+        (the original in the left one, linked), and its gain on the ``"<input> SR4ZCT validation gain"`` plot.
+
+        Returns False when the image could not be shown (the run goes on: a preview is only a look)."""
         run = self._runs.get(job)
         if run is None or run["discard"] or not os.path.isfile(event.get("path", "")):
-            return
+            return False
         inputNode = run["inputNode"]
         previous = run["previewNode"]
-        node = slicer.util.loadVolume(
-            event["path"], {"name": inputNode.GetName() + " SR4ZCT preview", "show": False}
-        )
+        try:
+            node = slicer.util.loadVolume(
+                event["path"], {"name": inputNode.GetName() + " SR4ZCT preview", "show": False}
+            )
+        except RuntimeError as exc:  # e.g. the disk is full: the run itself may still succeed
+            logging.warning(f"SR4ZCT: the live preview could not be loaded: {exc}")
+            return False
         self._detachStorage(node)
         node.SetAndObserveTransformNodeID(inputNode.GetTransformNodeID())
         inputDisplay, display = inputNode.GetScalarVolumeDisplayNode(), node.GetScalarVolumeDisplayNode()
@@ -1258,6 +1270,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         self._addGainPoint(run, event)
         if run["showResult"]:
             self.showSideBySide(inputNode, node, centreOn=node)
+        return True
 
     def _addGainPoint(self, run: dict, event: dict) -> None:
         table = run["gainTable"]

@@ -35,10 +35,17 @@ def _alive(pid: int) -> bool:
 
 def test_console_example_on_a_real_mrml_l291_crop(l291_crop):
     replica, _full, crop = l291_crop
-    events = []
+    events, previews = [], []
+
+    def seen(event):
+        events.append(event)
+        if event["event"] == "preview":  # the console shows the live preview too, as the panel does
+            previews.append([n.GetName() for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")])
+
     out = replica.module.SR4ZCTLogic().enhance(
-        crop, thicknessMm=3.0, preset="fast", maxMinutes=0.05, progressCallback=events.append
+        crop, thicknessMm=3.0, preset="fast", maxMinutes=0.05, progressCallback=seen
     )
+    assert previews and all("crop SR4ZCT preview" in names for names in previews)
     assert out.GetName() == "crop SR4ZCT"
     assert out.GetSpacing() == pytest.approx((0.7421875,) * 3, abs=1e-9)
     assert out.GetOrigin() == pytest.approx(crop.GetOrigin(), abs=1e-6)
