@@ -734,8 +734,29 @@ def _thread_section(rows: list[dict], run_index: dict) -> list[str]:
         ],
         body,
     )
-    out.append("")
+    out += ["", *_thread_rule_summary(by_comp), ""]
     return out
+
+
+def _thread_rule_summary(by_comp: dict[int, list[dict]]) -> list[str]:
+    """How the rule in use (every core, passive waiting: ``sr4zct.run.threads``) fares against each group's
+    best variant and against the default spinning wait."""
+    parts = []
+    for comp in sorted(by_comp):
+        rates = {r.get("variant"): num(r.get("steps_per_s_median")) for r in by_comp[comp]}
+        passive = [v for v in rates if str(v).endswith(":passive")]
+        if not passive or not rates.get(passive[-1]):
+            continue
+        rule = passive[-1]
+        spinning = rates.get(rule.split(":")[0])
+        best = max(v for v in rates.values() if v)
+        text = f"{comp} competing: {rates[rule] / best:.0%} of the best variant"
+        if spinning:
+            text += f", {rates[rule] / spinning:.2f}x the spinning wait on as many threads"
+        parts.append(text)
+    if not parts:
+        return []
+    return [f"The rule in use (every usable core, `OMP_WAIT_POLICY=PASSIVE`) reaches: {'; '.join(parts)}."]
 
 
 INFERENCE_PARTS = ("resample", "gather", "network", "scatter", "fuse")

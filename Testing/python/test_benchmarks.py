@@ -501,6 +501,7 @@ def test_thread_and_inference_sections_render():
     assert "### CPU threads (training steps/s of `fast`)" in text
     assert "| 1 | `2:passive` | 3.25 (best) | 3.00 - 3.50 | 15 % | 2 | 2.0 - 3.1 | [1] |" in text
     assert "| 1 | `2` | 0.80 | 0.80 - 0.80 |" in text
+    assert "reaches: 1 competing: 100% of the best variant, 4.06x the spinning wait on as many threads." in text
     assert "### Inference on the full L291 series: where the time goes" in text
     assert (
         "| `fast` | CPU (2 threads) | 58.2 (57.0 - 61.0) | - (- - -) | - (- - -) | 50.0 (49.0 - 52.0) |"
