@@ -497,12 +497,22 @@ def spread_table(results: dict) -> dict:
         _sr_rows(results), thickness_mm=HEADLINE[0], overlap_mm=HEADLINE[1], profile="box", network="default"
     )
     for r in rows:
-        if (r.get("device_kind") or "cpu") != "cpu" or r.get("crop") or r.get("n_slices_gt"):
-            continue
+        if (
+            (r.get("device_kind") or "cpu") != "cpu"
+            or r.get("crop")
+            or r.get("n_slices_gt")
+            or r.get("capped")
+        ):
+            continue  # a cut budget measures the ETA, not the preset
         entry = out.setdefault(r.get("preset"), {"cases": {}, "l291": None})
         entry["cases"][r.get("case") or "full"] = r
     for r in results["rows"]:
-        if r.get("kind") == "l291" and r.get("status") == "ok" and (r.get("device_kind") or "cpu") == "cpu":
+        if (
+            r.get("kind") == "l291"
+            and r.get("status") == "ok"
+            and not r.get("capped")
+            and (r.get("device_kind") or "cpu") == "cpu"
+        ):
             out.setdefault(r.get("preset"), {"cases": {}, "l291": None})["l291"] = r
     for entry in out.values():
         gains = sorted(

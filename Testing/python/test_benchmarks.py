@@ -233,6 +233,7 @@ def test_a_run_with_a_cut_budget_measures_the_eta_but_not_the_preset():
     assert "12%" in eta["measured"] and "budget cut to 8 min" in eta["measured"]
     text = report.render_markdown(results)
     assert "SR4ZCT `best`, budget cut to 8 min" in text
+    assert report.spread_table(results)["best"]["cases"]["full"] is own  # not the cut run
 
 
 def test_regenerating_the_report_keeps_sections_other_commands_own(tmp_path):
@@ -501,7 +502,9 @@ def test_thread_and_inference_sections_render():
     assert "### CPU threads (training steps/s of `fast`)" in text
     assert "| 1 | `2:passive` | 3.25 (best) | 3.00 - 3.50 | 15 % | 2 | 2.0 - 3.1 | [1] |" in text
     assert "| 1 | `2` | 0.80 | 0.80 - 0.80 |" in text
-    assert "reaches: 1 competing: 100% of the best variant, 4.06x the spinning wait on as many threads." in text
+    assert (
+        "reaches: 1 competing: 100% of the best variant, 4.06x the spinning wait on as many threads." in text
+    )
     assert "### Inference on the full L291 series: where the time goes" in text
     assert (
         "| `fast` | CPU (2 threads) | 58.2 (57.0 - 61.0) | - (- - -) | - (- - -) | 50.0 (49.0 - 52.0) |"
