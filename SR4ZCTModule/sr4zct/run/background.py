@@ -387,20 +387,25 @@ class BackgroundJob:
                 with self._lock:
                     self._log.append("The process did not stop within the grace period; killing it.")
                 self.kill()
-            # The interpreter may outlive its launcher: its events still come, and a cancel still reaches it.
-            lingering = returncode is None and not reading
-            left_over = returncode is not None and reading and not self._interpreter_running()
-            if not (lingering or left_over):
+            if not self._straggling(returncode, reading):
                 straggling_since = None
-            else:
-                straggling_since = straggling_since or now
-                if now - straggling_since > STRAGGLER_S and not killed:
-                    self.kill()
-                    killed = True
-                if now - straggling_since > STRAGGLER_S + 3.0:
-                    break
+                time.sleep(WATCH_S)
+                continue
+            straggling_since = straggling_since or now
+            if now - straggling_since > STRAGGLER_S and not killed:
+                self.kill()
+                killed = True
+            if now - straggling_since > STRAGGLER_S + 3.0:
+                break
             time.sleep(WATCH_S)
         self._end(process)
+
+    def _straggling(self, returncode: int | None, reading: bool) -> bool:
+        """Only one side has ended: the launcher lingers after the pipes closed, or the pipes stay open after
+        the launcher exited and not because its interpreter runs on (its events still come, a cancel still
+        reaches it)."""
+        lingering = returncode is None and not reading
+        return lingering or (returncode is not None and reading and not self._interpreter_running())
 
     def _interpreter_running(self) -> bool:
         pid = self.interpreter_pid
