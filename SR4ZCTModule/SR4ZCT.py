@@ -77,7 +77,7 @@ TORCH_MISSING_FOR_TEST = _(
     "PyTorch is not installed: the parts of the SR4ZCT self-test that need it were skipped. Install the "
     "PyTorch extension (or press Enhance once: it offers to install PyTorch), then run the self-test again."
 )
-# Non-DICOM volumes may carry their slice thickness in this node attribute (the sample phantom does).
+# Non-DICOM volumes may carry their slice thickness in this node attribute (else: SR4ZCT's key in their file header).
 THICKNESS_ATTRIBUTE = "SR4ZCT.sliceThicknessMm"
 ATTRIBUTE_PREFIX = "SR4ZCT."
 OUTPUT_SUFFIX = " SR4ZCT"
