@@ -1293,7 +1293,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         jobOptions = {"thickness_mm": float(thickness), "slice_axis": 2 - geometry.axis}
         if index == 0 and options.spacing_mm is not None:
             jobOptions["spacing_mm"] = float(options.spacing_mm)
-        job = BatchJob(f"dicom:{uid}" if uid else f"slicer:{node.GetID()}", path,
+        job = BatchJob(f"dicom:{uid}" if uid else f"slicer:{node.GetName()}", path,
                        safe_name(node.GetName(), f"volume{index}"), jobOptions, node.GetName())  # fmt: skip
         queue["nodes"][job.job_id] = node
         return job
