@@ -162,6 +162,13 @@ def _wait(condition, timeout_s: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+def _busy(seconds: float) -> None:
+    """Python work for ``seconds`` (a signal handler runs between its bytecodes)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        sum(range(1000))
+
+
 def test_commands_on_stdin_finish_then_interrupt_the_run_where_it_is():
     from sr4zct.run.control import Interrupted, RunControl
 
@@ -173,7 +180,9 @@ def test_commands_on_stdin_finish_then_interrupt_the_run_where_it_is():
         _wait(control.should_finish)
         assert not control.should_stop()
         os.write(write_end, b"cancel\n")
-        time.sleep(5)  # the run's own work: interrupted here, not at its next check
+        t0 = time.monotonic()
+        _busy(5.0)  # the run's own work: interrupted there, not at its next check
+    assert time.monotonic() - t0 < 2.0
     assert info.value.reason == "cancel requested" and control.should_stop()
     os.close(write_end)
     os.close(read_end)
@@ -186,7 +195,9 @@ def test_the_end_of_stdin_means_the_client_is_gone():
     control = RunControl("-", stdin_fd=read_end)
     with pytest.raises(Interrupted) as info, control.signals():
         os.close(write_end)  # the client died: its end of the pipe closes
-        time.sleep(5)
+        t0 = time.monotonic()
+        _busy(5.0)
+    assert time.monotonic() - t0 < 2.0
     assert info.value.reason == CLIENT_GONE
     os.close(read_end)
 
