@@ -31,9 +31,6 @@ from typing import Annotated
 
 import qt
 import slicer
-
-# The core package ships in this module's folder, which Slicer puts on sys.path.
-import sr4zct
 import vtk
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
@@ -46,12 +43,41 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from sr4zct.errors import GeometryError, OutputError, ParameterError, ResourceError, SR4ZCTError
-from sr4zct.run.options import DEVICES, PROFILES, EnhanceOptions
-from sr4zct.run.presets import PRESETS
+
+# The oldest 3D Slicer this module supports, and with it Python 3.12 (the one Slicer 5.10 bundles): the same
+# minimum everywhere (README, docs/slicer.md, SR4ZCTExtension/README.md). Checked before the core is imported.
+MINIMUM_SLICER_VERSION = (5, 10)
+# The public repository (the extension's CMakeLists.txt and SR4ZCTExtension/SR4ZCT.json name the same one).
+REPOSITORY_URL = "https://github.com/SR4ZCT/SlicerSR4ZCT"
+
+
+def checkSlicerVersion(app=None) -> None:
+    """Raise a clear error on a 3D Slicer older than :data:`MINIMUM_SLICER_VERSION`."""
+    app = app if app is not None else slicer.app
+    version = (int(app.majorVersion), int(app.minorVersion))
+    if version < MINIMUM_SLICER_VERSION:
+        raise RuntimeError(
+            _(
+                "SR4ZCT needs 3D Slicer {minimum} or later (with its Python 3.12); this is 3D Slicer {version}. "
+                "Install a current 3D Slicer from https://download.slicer.org."
+            ).format(minimum=".".join(map(str, MINIMUM_SLICER_VERSION)), version=".".join(map(str, version)))
+        )
+
+
+checkSlicerVersion()
+
+# The core package ships in this module's folder, which Slicer puts on sys.path.
+import sr4zct  # noqa: E402
+from sr4zct.errors import GeometryError, OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
+from sr4zct.run.options import DEVICES, PROFILES, EnhanceOptions  # noqa: E402
+from sr4zct.run.presets import PRESETS  # noqa: E402
 
 TORCH_REQUIREMENT = ">=2.1"
-# Non-DICOM volumes may carry their slice thickness in this node attribute (the sample phantom does).
+TORCH_MISSING_FOR_TEST = _(
+    "PyTorch is not installed: the parts of the SR4ZCT self-test that need it were skipped. Install the "
+    "PyTorch extension (or press Enhance once: it offers to install PyTorch), then run the self-test again."
+)
+# Non-DICOM volumes may carry their slice thickness in this node attribute (else: SR4ZCT's key in their file header).
 THICKNESS_ATTRIBUTE = "SR4ZCT.sliceThicknessMm"
 ATTRIBUTE_PREFIX = "SR4ZCT."
 OUTPUT_SUFFIX = " SR4ZCT"
@@ -65,6 +91,30 @@ UNCERTAINTY_WINDOW_HU = 200.0
 RUN_FOLDER_PREFIX = "SR4ZCT"
 RUN_MARKER = "sr4zct-run.json"
 POLL_INTERVAL_MS = 250
+# The layout of a run with a live preview: original (Red) and preview or result (Yellow) side by side, the
+# validation-gain chart in a plot view below (Slicer's own layouts have no plot view beside two slice views).
+LAYOUT_ID = 19190
+LAYOUT_XML = """
+<layout type="vertical" split="true">
+ <item splitSize="700">
+  <layout type="horizontal">
+   <item><view class="vtkMRMLSliceNode" singletontag="Red">
+    <property name="orientation" action="default">Coronal</property>
+    <property name="viewlabel" action="default">R</property>
+    <property name="viewcolor" action="default">#F34A33</property>
+   </view></item>
+   <item><view class="vtkMRMLSliceNode" singletontag="Yellow">
+    <property name="orientation" action="default">Coronal</property>
+    <property name="viewlabel" action="default">Y</property>
+    <property name="viewcolor" action="default">#EDD54C</property>
+   </view></item>
+  </layout>
+ </item>
+ <item splitSize="300"><view class="vtkMRMLPlotViewNode" singletontag="PlotView1">
+  <property name="viewlabel" action="default">P</property>
+ </view></item>
+</layout>
+"""
 SELFTEST_MINUTES = 1.0  # training budget of the self-test's short job
 LPS_TO_RAS = (-1.0, -1.0, 1.0)
 
@@ -101,9 +151,9 @@ SR4ZCT learns from the scan itself how the real slice thickness and spacing blur
 small network to undo it, and writes a thin-slice volume (isotropic by default) in HU with the input's
 geometry. Select a CT volume, check the slice thickness and spacing read from DICOM, press
 "Enhance through-plane". Training runs in the background; Slicer stays usable.
-See <a href="https://github.com/SR4ZCT/SlicerSR4ZCT#using-it-in-3d-slicer">the documentation</a>.
+See <a href="{url}#using-it-in-3d-slicer">the documentation</a>.
 """
-        )
+        ).format(url=REPOSITORY_URL)
         self.parent.acknowledgementText = _(
             """
 Method: J. Shi, D. M. Pelt, K. J. Batenburg, "SR4ZCT: Self-supervised Through-plane Resolution
@@ -114,55 +164,41 @@ Enhancement for CT Images with Arbitrary Resolution and Overlap", MLMI 2023.
 
 
 #
-# Sample data: a procedural phantom generated locally (no download)
+# Sample data: a synthetic phantom shipped with the module (no download, no PyTorch)
 #
 
 PHANTOM_SAMPLE_NAME = "SR4ZCTPhantom"
+PHANTOM_FILE_NAME = "SR4ZCTPhantom.mha"  # made by Resources/make_sample_data.py; its header has the thickness
+
+
+def phantomSamplePath() -> str:
+    return os.path.join(os.path.dirname(__file__), "Resources", "Data", PHANTOM_FILE_NAME)
 
 
 def registerSampleData():
-    """Register the synthetic thick-slice phantom in the Sample Data module."""
+    """Register the synthetic thick-slice phantom (3 mm slices every 2 mm) in the Sample Data module.
+
+    Its address is the file shipped in this module's folder (``file://``): Sample Data copies it into its
+    cache and loads it, from its tile and from ``SampleData.downloadSample("SR4ZCTPhantom")`` alike, without
+    PyTorch. The checksum makes a cached copy of an older phantom be replaced.
+    """
+    import hashlib
+    import pathlib
+
     import SampleData
 
-    iconsPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons")
+    path = phantomSamplePath()
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="SR4ZCT",
         sampleName=PHANTOM_SAMPLE_NAME,
-        thumbnailFileName=os.path.join(iconsPath, "SR4ZCT.png"),
-        # Nothing is downloaded: the custom loader below builds the volume. Sample Data still expects
-        # a URI and a file name per data set.
-        uris="generated://sr4zct/phantom",
-        fileNames="SR4ZCTPhantom.nrrd",
+        thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "SR4ZCT.png"),
+        uris=pathlib.Path(path).resolve().as_uri(),
+        fileNames=PHANTOM_FILE_NAME,
         nodeNames=PHANTOM_SAMPLE_NAME,
-        customDownloader=loadPhantomSample,
+        checksums=f"SHA256:{digest}",
     )
-
-
-def loadPhantomSample(
-    source=None,
-    thicknessMm: float = 3.0,
-    spacingMm: float = 2.0,
-    shape: tuple[int, int, int] = (120, 160, 160),
-):
-    """Build a CT-like phantom acquired with ``thicknessMm`` slices every ``spacingMm`` and add it to the scene.
-
-    ``shape`` is the thin-slice ground truth's size (0.75 mm voxels); nothing is downloaded. The phantom is
-    made with the acquisition model, which needs PyTorch: without it the user is offered the install first
-    (None when declined).
-    """
-    if not SR4ZCTLogic().ensureTorch(askConfirmation=True):
-        return None
-    from sr4zct.demo.phantom import make_demo_case
-
-    _groundTruth, thick = make_demo_case(
-        thickness_mm=thicknessMm, spacing_mm=spacingMm, shape=shape, voxel_mm=0.75
-    )
-    name = getattr(source, "nodeNames", None)
-    name = name[0] if isinstance(name, list) and name and name[0] else PHANTOM_SAMPLE_NAME
-    node = SR4ZCTLogic.addVolumeNode(thick, name)
-    node.SetAttribute(THICKNESS_ATTRIBUTE, f"{thicknessMm:g}")
-    slicer.util.setSliceViewerLayers(background=node, fit=True)
-    return node
 
 
 #
@@ -366,8 +402,9 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        if self._running():
-            self._job.cancel()
+        """The module is closed (Slicer quits or the module is unloaded): a running enhancement or queue is
+        cancelled."""
+        self.stopRunning()
         if self._timer is not None:
             self._timer.stop()
         self.removeObservers()
@@ -382,11 +419,17 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._running():
-            # The input node is going away: stop the job rather than load a result into an empty scene.
+        # The input nodes are going away: stop the job or queue rather than load results into an empty scene.
+        self.stopRunning()
+        self.setParameterNode(None)
+
+    def stopRunning(self) -> None:
+        """Cancel the running enhancement or queue, if any; their results are not loaded."""
+        if self._batch is not None and not self._batch.done:
+            self.logic.cancelQueue(self._batch)
+        if self._job is not None and not self._job.done:
             self.logic.discardResult(self._job)
             self._job.cancel()
-        self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -529,23 +572,22 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.visible = True
             self.ui.statusLabel.text = _("Starting...")
             self._job = self.logic.enhance(
-                p.inputVolume,
-                thicknessMm=p.thicknessMm,
-                spacingMm=self._spacingOverride(),
-                targetSpacingMm=p.targetSpacingMm or None,
-                profile=p.profile,
-                preset=p.preset,
-                device=p.device,
-                seed=p.seed,
-                modelPath=p.modelPath or None,
-                saveModelPath=p.saveModelPath or None,
-                keepTempFiles=p.keepTempFiles,
-                uncertainty=p.showUncertainty,
-                previewRow=self.logic.previewRow(p.inputVolume),
-                wait=False,
-            )
+                p.inputVolume, **self.panelOptions(), keepTempFiles=p.keepTempFiles, uncertainty=p.showUncertainty,
+                previewRow=self.logic.previewRow(p.inputVolume), wait=False,
+            )  # fmt: skip
             self._timer.start()
         self._checkCanApply()
+
+    def panelOptions(self) -> dict:
+        """The enhancement options set in the panel (Slicer-style names, as :meth:`SR4ZCTLogic.enhance` takes
+        them)."""
+        p = self._parameterNode
+        return {
+            "thicknessMm": p.thicknessMm, "spacingMm": self._spacingOverride(),
+            "targetSpacingMm": p.targetSpacingMm or None, "profile": p.profile, "preset": p.preset,
+            "device": p.device, "seed": p.seed, "modelPath": p.modelPath or None,
+            "saveModelPath": p.saveModelPath or None,
+        }  # fmt: skip
 
     def _spacingOverride(self) -> float | None:
         """The spacing field's value when the user changed it, else None (the worker measures it)."""
@@ -575,10 +617,15 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             nodes = self.logic.studyVolumes(p.inputVolume)
             folder = os.path.join(slicer.app.temporaryPath, QUEUE_FOLDER)
+            options = self.panelOptions()
+            if options.pop("saveModelPath"):
+                self.appendLog(
+                    _("The queue saves no model: volumes of one protocol share one trained model.")
+                )
             self.ui.logTextEdit.clear()
-            self.appendLog(_("Queued {n} volume(s); ledger in {folder}.").format(n=len(nodes), folder=folder))
-            self._batch = self.logic.enhanceQueue(
-                nodes, folder, preset=p.preset, device=p.device, seed=p.seed
+            self._batch = self.logic.enhanceQueue(nodes, folder, uncertainty=p.showUncertainty, **options)
+            self.appendLog(
+                _("Queued {n} volume(s); ledger in {folder}.").format(n=len(self._batch.jobs), folder=folder)
             )
             self.ui.progressBar.setValue(0)
             self.ui.progressBar.visible = True
@@ -596,7 +643,10 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 i=done + 1, n=total, text=progressText(event)
             )
         elif kind == "job_ended":
-            self.appendLog(f"{event['job_id']}: {event['status']}")
+            record = event.get("record") or {}
+            message = record.get("error_message")
+            name = record.get("description") or event["job_id"]
+            self.appendLog(f"{name}: {event['status']}" + (f" ({message})" if message else ""))
         elif kind == "batch_ended":
             self.ui.progressBar.setValue(1000)
             self.ui.statusLabel.text = _("Done: {done} of {n} volume(s) enhanced.").format(done=done, n=total)
@@ -696,8 +746,10 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             import PyTorchUtils
         except ImportError:
             raise ResourceError(
-                "PyTorch is not installed. Install the 'PyTorch' extension from the Extensions Manager, "
-                "restart Slicer, and try again."
+                _(
+                    "PyTorch is not installed. Install the 'PyTorch' extension from the Extensions Manager, "
+                    "restart Slicer, and try again."
+                )
             ) from None
         if askConfirmation and not slicer.util.confirmOkCancelDisplay(
             _(
@@ -732,18 +784,18 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     def readGeometry(self, volumeNode) -> VolumeGeometry:
         """Acquisition geometry of ``volumeNode``: from its DICOM headers when it has them, else from the node."""
         if volumeNode is None or volumeNode.GetImageData() is None:
-            raise ParameterError("The selected volume has no image data.")
+            raise ParameterError(_("The selected volume has no image data."))
         dims = volumeNode.GetImageData().GetDimensions()
         if sum(1 for d in dims if d > 1) < 3:
             raise GeometryError(
-                f"'{volumeNode.GetName()}' is not a 3-D volume (size {dims[0]} x {dims[1]} x {dims[2]})."
+                _("'{name}' is not a 3-D volume (size {x} x {y} x {z}).").format(
+                    name=volumeNode.GetName(), x=dims[0], y=dims[1], z=dims[2]
+                )
             )
         directions = ijkToRasDirections(volumeNode)
         spacing = tuple(float(s) for s in volumeNode.GetSpacing())
         warnings: list[str] = []
-        geometry = None
-        stackingRas = None
-        thickness = None
+        geometry = stackingRas = None
         uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
         database = getattr(slicer, "dicomDatabase", None)  # absent until the DICOM module has loaded
         files = [database.fileForInstance(uid) for uid in uids] if uids and database is not None else []
@@ -758,54 +810,76 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         if files and all(files):
             geometry = self.geometryFromDicomDatabase(uids, database, files)
             stackingRas = [LPS_TO_RAS[i] * geometry.axes_lps[0][i] for i in range(3)]
-            thickness = geometry.slice_thickness_mm
+            thickness, source = geometry.slice_thickness_mm, "DICOM"
             warnings.extend(geometry.warnings)
-            source = "DICOM"
         else:
-            attribute = volumeNode.GetAttribute(THICKNESS_ATTRIBUTE)
-            if attribute:
-                thickness = float(attribute)
-                source = _("volume node (thickness from attribute {name})").format(name=THICKNESS_ATTRIBUTE)
-            else:
-                source = _("volume node (not DICOM)")
+            thickness, source = self.thicknessOfVolume(volumeNode)
         axis = throughPlaneAxis(directions, spacing, stackingRas)
         inPlane = tuple(spacing[a] for a in (1, 0, 2) if a != axis)  # (row = J-ish, column = I-ish)
+        spacingMm = spacing[axis]
         if geometry is not None:
-            inPlane = tuple(geometry.pixel_spacing_mm)
-            spacingMm = float(geometry.slice_spacing_mm)
+            inPlane, spacingMm = tuple(geometry.pixel_spacing_mm), float(geometry.slice_spacing_mm)
             if geometry.n_slices != dims[axis]:
                 warnings.append(
-                    f"The DICOM series has {geometry.n_slices} slices but the volume has {dims[axis]} along "
-                    f"{'IJK'[axis]}; check that the volume was loaded from a single series."
+                    _(
+                        "The DICOM series has {n} slices but the volume has {m} along {axis}; check that the "
+                        "volume was loaded from a single series."
+                    ).format(n=geometry.n_slices, m=dims[axis], axis="IJK"[axis])
                 )
-        else:
-            spacingMm = spacing[axis]
+        warnings += self._spacingAndTransformWarnings(volumeNode, spacingMm, inPlane)
+        return VolumeGeometry(
+            source=source, axis=axis, inPlaneSpacingMm=(float(inPlane[0]), float(inPlane[1])),
+            nodeSpacingMm=spacing[axis], spacingMm=spacingMm, thicknessMm=thickness, numberOfSlices=dims[axis],
+            warnings=warnings, geometry=geometry,
+        )  # fmt: skip
+
+    @staticmethod
+    def thicknessOfVolume(volumeNode) -> tuple[float | None, str]:
+        """The slice thickness of a volume not from DICOM, and where it comes from: the node attribute
+        ``SR4ZCT.sliceThicknessMm``, else the header of the file the node was loaded from when SR4ZCT recorded
+        it there (``sr4zct_slice_thickness_mm``: the sample phantom, volumes the core wrote), else unknown."""
+        attribute = volumeNode.GetAttribute(THICKNESS_ATTRIBUTE)
+        if attribute:
+            source = _("volume node (thickness from attribute {name})").format(name=THICKNESS_ATTRIBUTE)
+            return float(attribute), source
+        storageNode = volumeNode.GetStorageNode()
+        path = storageNode.GetFileName() if storageNode is not None else None
+        if path and os.path.isfile(path) and path.lower().endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
+            from sr4zct.io import read_geometry
+
+            with contextlib.suppress(SR4ZCTError, OSError, RuntimeError):
+                thickness = read_geometry(path).slice_thickness_mm
+                if thickness:
+                    return float(thickness), _("volume file (thickness from its header)")
+        return None, _("volume node (not DICOM)")
+
+    @staticmethod
+    def _spacingAndTransformWarnings(volumeNode, spacingMm: float, inPlane) -> list[str]:
+        warnings = []
         if spacingMm < min(inPlane) - 1e-6:
             warnings.append(
-                f"The slice spacing ({spacingMm:g} mm) is finer than the in-plane pixel size; SR4ZCT expects "
-                "thicker slices than pixels."
+                _(
+                    "The slice spacing ({spacing} mm) is finer than the in-plane pixel size; SR4ZCT expects "
+                    "thicker slices than pixels."
+                ).format(spacing=f"{spacingMm:g}")
             )
         transformNode = volumeNode.GetParentTransformNode()
         if transformNode is not None:
             name = transformNode.GetName() or ""
             if "acquisition transform" in name.lower():
                 warnings.append(
-                    f"Slicer regularised an irregular acquisition with the transform '{name}'; the result "
-                    "gets the same transform, but check the slice spacing."
+                    _(
+                        "Slicer regularised an irregular acquisition with the transform '{name}'; the result "
+                        "gets the same transform, but check the slice spacing."
+                    ).format(name=name)
                 )
             else:
-                warnings.append(f"The volume is under the transform '{name}'; the result gets the same one.")
-        return VolumeGeometry(
-            source=source,
-            axis=axis,
-            inPlaneSpacingMm=(float(inPlane[0]), float(inPlane[1])),
-            nodeSpacingMm=spacing[axis],
-            spacingMm=spacingMm,
-            thicknessMm=thickness,
-            numberOfSlices=dims[axis],
-            warnings=warnings,
-            geometry=geometry,
-        )
+                warnings.append(
+                    _("The volume is under the transform '{name}'; the result gets the same one.").format(
+                        name=name
+                    )
+                )
+        return warnings
 
     @staticmethod
     def geometryFromDicomDatabase(instanceUids: list[str], database, files: list[str] | None = None):
@@ -826,7 +900,9 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             position = _splitDicomValue(database.instanceValue(uid, TAG_POSITION))
             if len(position) != 3:
                 raise GeometryError(
-                    f"Slice {uid} has no valid ImagePositionPatient; the slice positions cannot be measured."
+                    _(
+                        "Slice {uid} has no valid ImagePositionPatient; the slice positions cannot be measured."
+                    ).format(uid=uid)
                 )
             positions.append(position)
             orientations.append(_splitDicomValue(database.instanceValue(uid, TAG_ORIENTATION)))
@@ -839,7 +915,9 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
                     specific_tags=["PixelSpacing", "SliceThickness", "Modality"],
                 )
             except (OSError, pydicom.errors.InvalidDicomError) as exc:
-                raise GeometryError(f"Cannot read the DICOM header of {path}: {exc}.") from None
+                raise GeometryError(
+                    _("Cannot read the DICOM header of {path}: {error}.").format(path=path, error=exc)
+                ) from None
             spacings.append([float(v) for v in header.get("PixelSpacing") or []])
             thicknesses.append(header.get("SliceThickness"))
             modality = modality or header.get("Modality")
@@ -901,14 +979,16 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         from sr4zct.run.background import BackgroundJob
 
         if inputVolumeNode is None:
-            raise ParameterError("No input volume given.")
+            raise ParameterError(_("No input volume given."))
         geometry = self.readGeometry(inputVolumeNode)
         options = (options or EnhanceOptions()).replace(**{optionName(k): v for k, v in changes.items()})
         if options.thickness_mm is None:
             if geometry.thicknessMm is None:
                 raise ParameterError(
-                    f"The slice thickness of '{inputVolumeNode.GetName()}' is unknown (it was not loaded from "
-                    "DICOM): pass thicknessMm, the real slice thickness in millimetres."
+                    _(
+                        "The slice thickness of '{name}' is unknown (it was not loaded from DICOM): pass "
+                        "thicknessMm, the real slice thickness in millimetres."
+                    ).format(name=inputVolumeNode.GetName())
                 )
             options = options.replace(thickness_mm=float(geometry.thicknessMm))
         # The NRRD keeps the node's IJK axes, so the through-plane axis shown in the panel (which may come
@@ -937,7 +1017,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
                 "outputNode": None,
                 "discard": False,
                 "previewNode": None,
-                "gainTable": None,
+                "gainChart": None,
             }
             job.add_done_callback(self._onJobDone)
             logging.info(f"SR4ZCT: enhancing '{inputVolumeNode.GetName()}' ({geometry!r}) in {tempDir}")
@@ -967,7 +1047,9 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             if deadline is not None and time.monotonic() > deadline and not job.done:
                 job.cancel()
                 raise ResourceError(
-                    f"The enhancement did not finish within {timeoutS:g} s and was cancelled."
+                    _("The enhancement did not finish within {seconds} s and was cancelled.").format(
+                        seconds=f"{timeoutS:g}"
+                    )
                 )
             slicer.app.processEvents()
             time.sleep(0.05)
@@ -975,7 +1057,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         if terminal["event"] == "finished":
             return self.resultNode(job)
         if terminal["event"] == "cancelled":
-            raise sr4zct.Cancelled(terminal.get("message") or "Cancelled; nothing was written.")
+            raise sr4zct.Cancelled(terminal.get("message") or _("Cancelled; nothing was written."))
         raise error_from_event(terminal)
 
     def resultNode(self, job):
@@ -1008,6 +1090,10 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
                     job.wait(timeout=3.0)
             run["keepTempFiles"] = False
             self.removeTempFiles(run)
+        for batch, queue in list(self._queues.items()):
+            if not batch.done:
+                self.cancelQueue(batch)
+            shutil.rmtree(queue["tempDir"], ignore_errors=True)
 
     @staticmethod
     def backgroundEnvironment(options: EnhanceOptions) -> dict:
@@ -1054,7 +1140,9 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     def pythonSlicer() -> str:
         found = shutil.which("PythonSlicer")
         if found is None:
-            raise ResourceError("Cannot find Slicer's Python launcher 'PythonSlicer' to run the enhancement.")
+            raise ResourceError(
+                _("Cannot find Slicer's Python launcher 'PythonSlicer' to run the enhancement.")
+            )
         return found
 
     @staticmethod
@@ -1077,7 +1165,9 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             storageNode.UseCompressionOff()
             if not storageNode.WriteData(volumeNode):
                 raise OutputError(
-                    f"Could not write the input volume to the temporary file {path} (disk full or not writable?)."
+                    _(
+                        "Could not write the input volume to the temporary file {path} (disk full or not writable?)."
+                    ).format(path=path)
                 )
         finally:
             storageNode.UnRegister(None)
@@ -1119,7 +1209,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             run["previewNode"] = None
         overlay = self.loadUncertainty(run, finished, outputNode)
         if run["showResult"]:
-            self.showSideBySide(inputNode, outputNode, overlay=overlay)
+            self.showSideBySide(inputNode, outputNode, overlay=overlay, chart=run.get("gainChart"))
         return outputNode
 
     def loadUncertainty(self, run: dict, finished: dict, outputNode):
@@ -1129,6 +1219,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             return None
         node = slicer.util.loadVolume(path, {"name": outputNode.GetName() + " disagreement", "show": False})
         self._detachStorage(node)
+        node.SetAttribute(ATTRIBUTE_PREFIX + "role", "disagreement")
         node.SetAndObserveTransformNodeID(outputNode.GetTransformNodeID())
         display = node.GetScalarVolumeDisplayNode()
         if display is not None:
@@ -1145,61 +1236,114 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             slicer.mrmlScene.RemoveNode(storageNode)
 
     # -- several volumes: a batch with its ledger on disk ---------------------------------------------
-    def enhanceQueue(self, volumeNodes, outputFolder: str, options: EnhanceOptions | None = None, **changes):
+    def enhanceQueue(
+        self, volumeNodes, outputFolder: str, options: EnhanceOptions | None = None, *, uncertainty: bool = False,
+        **changes,
+    ):  # fmt: skip
         """Enhance several volumes one after another in the background, with the batch ledger of
         ``sr4zct batch`` (``<outputFolder>/batch.jsonl``): a volume done earlier with the same options is not
         redone. Returns the started :class:`sr4zct.batch.Batch`; drain it with :meth:`pollQueue`.
+
+        The options (and ``changes``, Slicer-style names as for :meth:`enhance`) apply to every volume, except
+        the thickness and spacing, which apply to the first volume (the panel's) only: the others use their
+        own. A volume that cannot be enhanced (not 3-D, thickness unknown, ...) is recorded as failed (a
+        ``job_ended`` event of :meth:`pollQueue`) and the others go on. Each job runs in the background
+        environment of a single run (:meth:`backgroundEnvironment`).
         """
-        from sr4zct.batch import Batch, BatchJob, LocalEngine
-        from sr4zct.batch.jobs import safe_name
+        from sr4zct.batch import Batch
 
         options = (options or EnhanceOptions()).replace(**{optionName(k): v for k, v in changes.items()})
         folder = self.makeRunFolder()
-        jobs, nodes = [], {}
+        queue = {"nodes": {}, "tempDir": folder, "outputNodes": {}, "backlog": [], "discard": False}
         try:
-            for node in volumeNodes:
-                geometry = self.readGeometry(node)
-                thickness = options.thickness_mm or geometry.thicknessMm
-                if thickness is None:
-                    raise ParameterError(
-                        f"The slice thickness of '{node.GetName()}' is unknown: pass thicknessMm."
-                    )
-                path = os.path.join(folder, f"{len(jobs):03d}.nrrd")
-                self.writeVolumeFile(node, path)
-                uid = geometry.geometry.series_uid if geometry.geometry is not None else None
-                job = BatchJob(
-                    f"dicom:{uid}" if uid else f"slicer:{node.GetName()}", path,
-                    safe_name(node.GetName(), f"volume{len(jobs)}"),
-                    {"thickness_mm": float(thickness), "slice_axis": 2 - geometry.axis}, node.GetName(),
-                )  # fmt: skip
-                jobs.append(job)
-                nodes[job.job_id] = node
-            batch = Batch(outputFolder, jobs, options.replace(thickness_mm=None),
-                          engine=LocalEngine(python_executable=self.pythonSlicer()))  # fmt: skip
+            jobs = [
+                job for i, node in enumerate(volumeNodes) if (job := self._queueJob(node, i, options, queue))
+            ]
+            if not jobs:
+                raise ParameterError(_("None of the volumes can be enhanced: {reasons}").format(
+                    reasons="; ".join(e["record"]["error_message"] for e in queue["backlog"])))  # fmt: skip
+            if uncertainty:
+                options = options.replace(uncertainty_path=os.path.join(folder, "disagreement"))
+            batch = Batch(outputFolder, jobs, options.replace(thickness_mm=None, spacing_mm=None),
+                          engine=self.queueEngine(options))  # fmt: skip
             batch.start()
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        self._queues[batch] = {"nodes": nodes, "tempDir": folder, "outputNodes": {}}
+        self._queues[batch] = queue
         return batch
 
+    def _queueJob(self, node, index: int, options: EnhanceOptions, queue: dict):
+        """The batch job of one volume (its file written), or None when it cannot be enhanced (recorded)."""
+        from sr4zct.batch import BatchJob
+        from sr4zct.batch.jobs import safe_name
+
+        try:
+            geometry = self.readGeometry(node)
+            thickness = (options.thickness_mm if index == 0 else None) or geometry.thicknessMm
+            if thickness is None:
+                raise ParameterError(_("its slice thickness is unknown: select it and enter the thickness"))
+            path = os.path.join(queue["tempDir"], f"{index:03d}.nrrd")
+            self.writeVolumeFile(node, path)
+        except SR4ZCTError as exc:
+            queue["backlog"].append({"event": "job_ended", "job_id": f"slicer:{node.GetID()}", "status": "failed",
+                                     "record": {"description": node.GetName(), "error_message": exc.message}})  # fmt: skip
+            return None
+        uid = geometry.geometry.series_uid if geometry.geometry is not None else None
+        jobOptions = {"thickness_mm": float(thickness), "slice_axis": 2 - geometry.axis}
+        if index == 0 and options.spacing_mm is not None:
+            jobOptions["spacing_mm"] = float(options.spacing_mm)
+        job = BatchJob(f"dicom:{uid}" if uid else f"slicer:{node.GetName()}", path,
+                       safe_name(node.GetName(), f"volume{index}"), jobOptions, node.GetName())  # fmt: skip
+        queue["nodes"][job.job_id] = node
+        return job
+
+    def queueEngine(self, options: EnhanceOptions):
+        """The batch engine of the queue: one job at a time with PythonSlicer, in the environment of a single run."""
+        from sr4zct.batch.local_engine import LocalEngine, _Running
+        from sr4zct.run.background import BackgroundJob
+
+        environment = self.backgroundEnvironment(options)
+
+        class SlicerEngine(LocalEngine):
+            """LocalEngine (one job at a time, no GPU pinning) whose job processes get the single run's
+            background environment (LocalEngine itself takes no environment yet)."""
+
+            def submit(self, run) -> None:
+                job = BackgroundJob(run.job.input_path, run.output, run.options,
+                                    python_executable=self.python_executable, env=environment)  # fmt: skip
+                self._running.append(_Running(run, job, None))
+                try:
+                    job.start()
+                except Exception:
+                    self._running.pop()
+                    raise
+
+        return SlicerEngine(python_executable=self.pythonSlicer(), device=options.device)
+
     def pollQueue(self, batch) -> list[dict]:
-        """Batch events since the last call; each volume done is loaded like a single result (main thread)."""
+        """Batch events since the last call (first the volumes that could not be queued, recorded as failed);
+        each volume done is loaded like a single result (main thread)."""
         queue = self._queues[batch]
-        events = batch.poll()
+        events, queue["backlog"] = queue["backlog"] + batch.poll(), []
         for event in events:
-            if event.get("event") == "job_ended" and event["status"] == "done":
+            if event.get("event") == "job_ended" and event["status"] == "done" and not queue["discard"]:
+                record = event["record"]
                 inputNode = queue["nodes"][event["job_id"]]
                 run = {"inputNode": inputNode, "showResult": False,
                        "outputName": self.uniqueNodeName(inputNode.GetName() + OUTPUT_SUFFIX)}  # fmt: skip
-                finished = {
-                    "output_path": event["record"]["output"],
-                    "parameters": event["record"].get("parameters") or {},
-                }
+                finished = {"output_path": record["output"], "parameters": record.get("parameters") or {},
+                            "uncertainty_path": (record.get("options") or {}).get("uncertainty_path")}  # fmt: skip
                 queue["outputNodes"][event["job_id"]] = self.loadResult(run, finished)
             if event.get("event") == "batch_ended":
                 shutil.rmtree(queue["tempDir"], ignore_errors=True)
         return events
+
+    def cancelQueue(self, batch) -> None:
+        """Stop ``batch``: no new volume starts, the running one is cancelled, no further result is loaded."""
+        if batch in self._queues:
+            self._queues[batch]["discard"] = True
+        batch.cancel()
 
     def queueOutputNodes(self, batch) -> list:
         """The result nodes of ``batch`` so far, in the order the volumes were given."""
@@ -1207,17 +1351,30 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         return [queue["outputNodes"][job.job_id] for job in batch.jobs if job.job_id in queue["outputNodes"]]
 
     @staticmethod
-    def studyVolumes(volumeNode) -> list:
-        """Every scalar volume in ``volumeNode``'s study (subject hierarchy), ``volumeNode`` first."""
+    def isEnhanceable(node) -> bool:
+        """A CT scalar volume: not a label map, vector or tensor volume, nothing this module made (results,
+        previews, disagreement maps carry ``SR4ZCT.`` attributes), and CT when its DICOM modality is known."""
+        if node is None or node.GetClassName() != "vtkMRMLScalarVolumeNode":
+            return False
+        if any(
+            name.startswith(ATTRIBUTE_PREFIX) and name != THICKNESS_ATTRIBUTE
+            for name in node.GetAttributeNames() or ()
+        ):
+            return False
+        uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        modality = database.instanceValue(uids[0], TAG_MODALITY) if uids and database is not None else ""
+        return not modality or modality.strip().upper() == "CT"
+
+    def studyVolumes(self, volumeNode) -> list:
+        """Every CT scalar volume in ``volumeNode``'s study (subject hierarchy), ``volumeNode`` first
+        (:meth:`isEnhanceable`)."""
         shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
         study = shNode.GetItemParent(shNode.GetItemByDataNode(volumeNode))
         children = vtk.vtkIdList()
         shNode.GetItemChildren(study, children, True)
         found = [shNode.GetItemDataNode(children.GetId(i)) for i in range(children.GetNumberOfIds())]
-        volumes = [
-            n for n in found if n is not None and n.IsA("vtkMRMLScalarVolumeNode") and n is not volumeNode
-        ]
-        return [volumeNode] + [n for n in volumes if not n.GetName().endswith(OUTPUT_SUFFIX)]
+        return [volumeNode] + [n for n in found if n is not volumeNode and self.isEnhanceable(n)]
 
     # -- live preview ---------------------------------------------------------------------------------
     def previewRow(self, inputNode) -> int | None:
@@ -1256,9 +1413,10 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
                 event["path"], {"name": inputNode.GetName() + " SR4ZCT preview", "show": False}
             )
         except RuntimeError as exc:  # e.g. the disk is full: the run itself may still succeed
-            logging.warning(f"SR4ZCT: the live preview could not be loaded: {exc}")
+            logging.warning(_("SR4ZCT: the live preview could not be loaded: {error}").format(error=exc))
             return False
         self._detachStorage(node)
+        node.SetAttribute(ATTRIBUTE_PREFIX + "role", "preview")
         node.SetAndObserveTransformNodeID(inputNode.GetTransformNodeID())
         inputDisplay, display = inputNode.GetScalarVolumeDisplayNode(), node.GetScalarVolumeDisplayNode()
         if inputDisplay is not None and display is not None:
@@ -1269,29 +1427,42 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             slicer.mrmlScene.RemoveNode(previous)
         self._addGainPoint(run, event)
         if run["showResult"]:
-            self.showSideBySide(inputNode, node, centreOn=node)
+            self.showSideBySide(inputNode, node, centreOn=node, chart=run["gainChart"])
         return True
 
     def _addGainPoint(self, run: dict, event: dict) -> None:
-        table = run["gainTable"]
-        if table is None:
-            name = run["inputNode"].GetName() + " SR4ZCT validation gain"
-            table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
-            for column in ("elapsed_s", "validation_gain_db"):
-                table.AddColumn(vtk.vtkDoubleArray()).SetName(column)
-            series = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
-            series.SetAndObserveTableNodeID(table.GetID())
-            series.SetXColumnName("elapsed_s")
-            series.SetYColumnName("validation_gain_db")
-            series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
-            chart = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
-            chart.AddAndObservePlotSeriesNodeID(series.GetID())
-            chart.SetXAxisTitle("training time (s)")
-            chart.SetYAxisTitle("held-out validation gain over linear interpolation (dB)")
-            run["gainTable"] = table
+        if run.get("gainChart") is None:
+            run["gainChart"] = self.gainChart(run["inputNode"])
+        table = slicer.mrmlScene.GetNodeByID(run["gainChart"].GetNthPlotSeriesNode(0).GetTableNodeID())
         row = table.AddEmptyRow()
         table.SetCellText(row, 0, f"{float(event.get('elapsed_s') or 0.0):.1f}")
         table.SetCellText(row, 1, f"{float(event.get('validation_gain_db') or 0.0):.3f}")
+
+    @staticmethod
+    def gainChart(inputNode):
+        """The chart ``"<input> SR4ZCT validation gain"`` (its table, series and chart nodes), emptied for a new
+        run: one set per input volume, reused by every later run on it."""
+        name = inputNode.GetName() + " SR4ZCT validation gain"
+        nodes = {}
+        for className in ("vtkMRMLTableNode", "vtkMRMLPlotSeriesNode", "vtkMRMLPlotChartNode"):
+            nodes[className] = slicer.mrmlScene.GetFirstNode(name, className, None, True)
+            if nodes[className] is None:
+                nodes[className] = slicer.mrmlScene.AddNewNodeByClass(className, name)
+                nodes[className].SetAttribute(ATTRIBUTE_PREFIX + "role", "validation gain")
+        table, series, chart = nodes.values()
+        table.RemoveAllColumns()
+        for column in ("elapsed_s", "validation_gain_db"):
+            table.AddColumn(vtk.vtkDoubleArray()).SetName(column)
+        series.SetAndObserveTableNodeID(table.GetID())
+        series.SetXColumnName("elapsed_s")
+        series.SetYColumnName("validation_gain_db")
+        series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+        chart.RemoveAllPlotSeriesNodeIDs()
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        chart.SetTitle(_("Validation gain of the best network so far"))
+        chart.SetXAxisTitle(_("training time (s)"))
+        chart.SetYAxisTitle(_("held-out validation gain over linear interpolation (dB)"))
+        return chart
 
     # -- DICOM ----------------------------------------------------------------------------------------
     def exportToDicomDatabase(self, outputNode) -> str:
@@ -1303,10 +1474,12 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         from sr4zct.io.dicom import reference_attributes
 
         if outputNode is None:
-            raise ParameterError("No enhanced volume to export.")
+            raise ParameterError(_("No enhanced volume to export."))
         database = getattr(slicer, "dicomDatabase", None)
         if database is None:
-            raise ResourceError("The DICOM database is not open: open the DICOM module once, then try again.")
+            raise ResourceError(
+                _("The DICOM database is not open: open the DICOM module once, then try again.")
+            )
         volume = self.volumeFromNode(outputNode)
         uid = outputNode.GetAttribute(ATTRIBUTE_PREFIX + "referenceInstanceUID")
         reference = database.fileForInstance(uid) if uid else ""
@@ -1329,7 +1502,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             series = os.path.join(folder, "series")
             write_volume(volume, series, metadata=metadata)
             if not DICOMUtils.importDicom(series, database, copyFiles=True):
-                raise OutputError("Slicer could not import the written DICOM series into its database.")
+                raise OutputError(_("Slicer could not import the written DICOM series into its database."))
             import pydicom
 
             first = sorted(os.listdir(series))[0]
@@ -1352,14 +1525,24 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def showSideBySide(
-        inputNode, outputNode, orientation: str = "Coronal", overlay=None, centreOn=None
+        inputNode, outputNode, orientation: str = "Coronal", overlay=None, centreOn=None, chart=None
     ) -> None:
         """Red view = original, Yellow view = ``outputNode`` (with ``overlay`` as a colour foreground), both
-        ``orientation``, linked (same slice, same window/level); ``centreOn`` a node puts both views on it."""
+        ``orientation``, linked (same slice, same window/level); ``centreOn`` a node puts both views on it.
+        With a ``chart`` (the validation gain), the layout has a plot view below the two that shows it."""
         layoutManager = slicer.app.layoutManager()
         if layoutManager is None:  # no GUI (e.g. Slicer started with --no-main-window)
             return
-        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        if chart is None:
+            layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        else:
+            layoutNode = layoutManager.layoutLogic().GetLayoutNode()
+            if not layoutNode.IsLayoutDescription(LAYOUT_ID):
+                layoutNode.AddLayoutDescription(LAYOUT_ID, LAYOUT_XML)
+            layoutManager.setLayout(LAYOUT_ID)
+            selection = slicer.app.applicationLogic().GetSelectionNode()
+            selection.SetActivePlotChartID(chart.GetID())
+            slicer.app.applicationLogic().PropagatePlotChartSelection()
         for viewName, node in (("Red", inputNode), ("Yellow", outputNode)):
             sliceWidget = layoutManager.sliceWidget(viewName)
             compositeNode = sliceWidget.sliceLogic().GetSliceCompositeNode()
@@ -1428,35 +1611,52 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
 
 
 class SR4ZCTTest(ScriptedLoadableModuleTest):
-    """Runs in Slicer (Reload and Test, or ctest): a short real job on a small phantom."""
+    """The self-test. "Reload and Test" calls :meth:`runTest`; ctest (Slicer's ``testing.runUnitTest``) loads the
+    ``test_*`` methods by name and never calls ``runTest``, so each test that needs PyTorch skips itself
+    without it (the Extensions Index's build machines have no PyTorch)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        if not SR4ZCTLogic.torchInstalled():  # e.g. the Extensions Index's build machines
-            import unittest
+        torch = SR4ZCTLogic.torchInstalled()
+        tests = [self.test_geometry_of_node, self.test_sample_data]
+        for test in tests + ([self.test_enhance_beats_linear] if torch else []):
+            self.setUp()
+            test()
+        if not torch:  # a note, not an error: the rest of the self-test needs PyTorch
+            slicer.util.infoDisplay(TORCH_MISSING_FOR_TEST, windowTitle=_("SR4ZCT self-test"))
 
-            raise unittest.SkipTest(
-                "PyTorch is not installed (install the PyTorch extension): the SR4ZCT self-test needs it."
-            )
-        self.setUp()
-        self.test_geometry_of_node()
-        self.setUp()
-        self.test_enhance_beats_linear()
+    def requireTorch(self) -> None:
+        if not SR4ZCTLogic.torchInstalled():
+            self.skipTest(TORCH_MISSING_FOR_TEST)
 
     def test_geometry_of_node(self):
-        from sr4zct.demo.phantom import make_demo_case
+        import numpy as np
 
-        _gt, thick = make_demo_case(thickness_mm=3.0, spacing_mm=2.0, shape=(48, 64, 64), voxel_mm=0.75)
-        node = SR4ZCTLogic.addVolumeNode(thick, "thick")
+        array = np.full((12, 40, 48), -1000, dtype=np.int16)  # (K, J, I): 12 slices every 2 mm
+        node = slicer.util.addVolumeFromArray(array, ijkToRAS=np.diag([0.75, 0.75, 2.0, 1.0]), name="thick")
+        node.SetAttribute(THICKNESS_ATTRIBUTE, "3")
         geometry = SR4ZCTLogic().readGeometry(node)
         self.assertEqual(geometry.axis, 2)
         self.assertAlmostEqual(geometry.thicknessMm, 3.0)
         self.assertAlmostEqual(geometry.spacingMm, 2.0)
         self.assertAlmostEqual(geometry.overlapMm, 1.0)
 
+    def test_sample_data(self):
+        """The phantom of Sample Data loads without PyTorch, its thickness read from its file."""
+        import SampleData
+
+        registerSampleData()
+        node = SampleData.SampleDataLogic().downloadSample(PHANTOM_SAMPLE_NAME)
+        geometry = SR4ZCTLogic().readGeometry(node)
+        self.assertEqual(node.GetName(), PHANTOM_SAMPLE_NAME)
+        self.assertEqual(geometry.numberOfSlices, 44)
+        self.assertAlmostEqual(geometry.thicknessMm, 3.0)
+        self.assertAlmostEqual(geometry.spacingMm, 2.0)
+
     def test_enhance_beats_linear(self):
+        self.requireTorch()
         from sr4zct.demo.evaluation import interpolate_baseline, score
         from sr4zct.demo.phantom import make_demo_case
 

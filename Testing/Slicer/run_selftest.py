@@ -15,7 +15,8 @@ status = 1
 try:
     import SR4ZCT
 
-    suite = unittest.TestSuite([SR4ZCT.SR4ZCTTest("runTest")])
+    # As ctest loads it (slicer.testing.runUnitTest): the test_* methods, each skipping itself without PyTorch.
+    suite = unittest.TestLoader().loadTestsFromTestCase(SR4ZCT.SR4ZCTTest)
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
     status = 0 if result.wasSuccessful() else 1
 except Exception:

@@ -3,6 +3,8 @@ stand-in processes (``python -c``) that speak the same event protocol."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -15,11 +17,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from sr4zct.errors import ParameterError
+from sr4zct.run import background
 from sr4zct.run.background import BackgroundJob, error_from_event
 from sr4zct.run.events import TERMINAL_EVENTS
 from sr4zct.system import pid_exists
 
 WAIT_S = 180
+LAUNCHER = Path(__file__).resolve().parents[1] / "slicer_replica" / "bin" / "PythonSlicer"
 THICKNESS_MM, SPACING_MM, PIXEL_MM = 3.0, 2.0, 0.75
 
 
@@ -75,8 +79,15 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def assert_gone(pids: list[int]) -> None:
-    wait_for(lambda: not any(pid_exists(p) and not _zombie(p) for p in pids), 10)
+def assert_gone(pids: list[int], timeout_s: float = 10) -> None:
+    wait_for(lambda: not any(pid_exists(p) and not _zombie(p) for p in pids), timeout_s)
+
+
+@pytest.fixture
+def launcher(monkeypatch) -> Path:
+    """The Slicer replica's stand-in for ``PythonSlicer`` (a CTKAppLauncher), starting this interpreter."""
+    monkeypatch.setenv("SR4ZCT_REPLICA_PYTHON_REAL", sys.executable)
+    return LAUNCHER
 
 
 def _zombie(pid: int) -> bool:
@@ -136,7 +147,10 @@ def test_cancel_during_training_leaves_nothing(tiny_nrrd, tmp_path, how):
     terminal = job.wait(WAIT_S)
     assert time.monotonic() - t0 < 10
     assert terminal["event"] == "cancelled" and not terminal.get("forced")
-    assert job.returncode == 128 + signal.SIGTERM and "SIGTERM" in terminal["message"]
+    if how == "cancel":  # the command on stdin interrupts the run where it is, as SIGINT would
+        assert job.returncode == 130 and "cancel requested" in terminal["message"]
+    else:
+        assert job.returncode == 128 + signal.SIGTERM and "SIGTERM" in terminal["message"]
     assert list(tmp_path.iterdir()) == []  # no output, no model, no temporaries beside them
     assert_gone([job.pid])
 
@@ -205,25 +219,61 @@ def test_an_existing_save_model_folder_is_kept_whole(tiny_nrrd, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
 
 
-def test_a_launcher_that_forwards_no_signals_is_cancelled_with_its_child(tiny_nrrd, tmp_path):
-    # Like Slicer's PythonSlicer: starts the real interpreter as a child and forwards no signals.
-    launcher = tmp_path / "PythonSlicer"
-    launcher.write_text(
-        f"#!{sys.executable}\nimport signal, subprocess, sys\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        f"sys.exit(subprocess.call([{sys.executable!r}, *sys.argv[1:]]))\n"
-    )
-    launcher.chmod(0o755)
+def test_a_launcher_that_forwards_no_signals_is_cancelled_with_its_child(tiny_nrrd, tmp_path, launcher):
+    # Slicer's PythonSlicer (the replica's stand-in): starts the interpreter as a child, forwards no signal.
     out = tmp_path / "out" / "o.nrrd"
     job = BackgroundJob(tiny_nrrd, out, python_executable=launcher, thickness_mm=3.0, preset="fast",
                         device="cpu", max_minutes=2.0).start()  # fmt: skip
     wait_for(lambda: job.progress is not None and job.progress["stage"] == "train")
     interpreter = children_of(job.pid)
-    assert len(interpreter) == 1
+    assert interpreter == [job.interpreter_pid]  # the started event reports the interpreter's own pid
     job.cancel(grace_s=10)
     terminal = job.wait(WAIT_S)
-    assert terminal["event"] == "cancelled"
+    assert terminal["event"] == "cancelled" and not terminal.get("forced")  # it stopped by itself
     assert_gone([job.pid, *interpreter])
     assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_the_run_stops_by_itself_when_its_client_is_killed(tiny_nrrd, tmp_path, launcher):
+    """The client (a script, or Slicer) dies without a word: the interpreter behind the launcher sees its
+    stdin close and cancels itself; no process is left (checked by pid)."""
+    out = tmp_path / "out" / "o.nrrd"
+    client = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            f"""
+            import time
+            from sr4zct.run.background import BackgroundJob
+            job = BackgroundJob({str(tiny_nrrd)!r}, {str(out)!r}, python_executable={str(launcher)!r},
+                                thickness_mm=3.0, preset="fast", device="cpu", max_minutes=2.0).start()
+            while job.progress is None or job.progress["stage"] != "train":
+                job.poll()
+                assert not job.done, job.terminal
+                time.sleep(0.05)
+            print(job.pid, job.interpreter_pid, flush=True)
+            time.sleep(600)
+            """)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    try:
+        pids = [int(p) for p in client.stdout.readline().split()]
+        assert len(pids) == 2 and all(pid_exists(p) for p in pids)
+    finally:
+        client.kill()  # SIGKILL: no clean-up of any kind in the client
+        client.wait()
+    assert_gone(pids, timeout_s=30)
+    assert list(out.parent.iterdir()) == []  # the interpreter removed its temporary output
+
+
+def test_a_cancel_sent_at_once_is_read_before_torch_is_imported(tiny_nrrd, tmp_path):
+    out = tmp_path / "o.nrrd"
+    command = [sys.executable, "-m", "sr4zct", "enhance", str(tiny_nrrd), "-o", str(out), "--thickness", "3",
+               "--device", "cpu", "--events", "--control-file", "-"]  # fmt: skip
+    proc = subprocess.run(command, input="cancel\n", capture_output=True, text=True, timeout=WAIT_S)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    # The started event (the first thing that needs torch: it names the device) never came.
+    assert [e["event"] for e in events] == ["cancelled"] and proc.returncode == 130
+    assert "cancel requested" in events[0]["message"]
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- misbehaving processes ----------------------------------------------------------------------------
@@ -328,3 +378,87 @@ def test_a_missing_interpreter_is_a_resource_error(tiny_nrrd, tmp_path):
     with pytest.raises(ResourceError, match="Cannot start"):
         job.start()
     assert job.state == "failed"
+
+
+# --- the Windows branches, with only the OS calls replaced --------------------------------------------
+
+
+class WindowsCalls:
+    """``subprocess.Popen`` and ``subprocess.run`` as on Windows, with their real signatures.
+
+    Popen takes ``creationflags`` (the real one refuses them elsewhere, so the process starts without them,
+    in this process group); run carries out ``taskkill /T /F /PID n`` by killing n and its descendants (by
+    parent pid, as Windows finds them) and answers 128 when n does not exist, as taskkill does.
+    """
+
+    def __init__(self, monkeypatch):
+        self._popen = subprocess.Popen
+        self.creationflags: list[int] = []
+        self.taskkills: list[list[str]] = []
+        monkeypatch.setattr(background, "WINDOWS", True)
+        monkeypatch.setattr(subprocess, "Popen", self.Popen)
+        monkeypatch.setattr(subprocess, "run", self.run)
+
+    def Popen(self, args, bufsize=-1, executable=None, stdin=None, stdout=None, stderr=None, *,  # noqa: N802
+              creationflags=0, start_new_session=False, **kwargs):  # fmt: skip
+        assert not start_new_session, "POSIX-only on Windows"
+        self.creationflags.append(creationflags)
+        return self._popen(args, bufsize, executable, stdin, stdout, stderr, **kwargs)
+
+    def run(self, args, *, stdin=None, capture_output=False, timeout=None, check=False, **kwargs):
+        self.taskkills.append(list(args))
+        assert list(args[:4]) == ["taskkill", "/T", "/F", "/PID"] and kwargs.get("creationflags")
+        root = int(args[4])
+        tree = [root, *descendants(root)] if pid_exists(root) and not _zombie(root) else []
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return subprocess.CompletedProcess(list(args), 0 if tree else 128, b"", b"")
+
+
+def descendants(pid: int) -> list[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        parent_pid = todo.pop()
+        children = [p for p, parent in parents.items() if parent == parent_pid]
+        found += children
+        todo += children
+    return found
+
+
+STUBBORN = """
+import json, os, sys, time
+print(json.dumps({"event": "started", "version": 2, "time": time.time(), "pid": os.getpid()}), flush=True)
+time.sleep(600)  # never reads its stdin: only the tree kill ends it
+"""
+
+
+def test_windows_cancel_ends_the_launcher_and_its_interpreter_with_taskkill(monkeypatch, launcher):
+    calls = WindowsCalls(monkeypatch)
+    job = BackgroundJob.from_command([str(launcher), "-c", STUBBORN]).start()
+    wait_for(lambda: job.poll() is not None and job.started is not None)
+    interpreter = job.interpreter_pid
+    assert interpreter != job.pid and calls.creationflags == [0x200 | 0x08000000]  # new group, no window
+    job.cancel(grace_s=0.5)
+    terminal = job.wait(WAIT_S)
+    assert terminal["event"] == "cancelled" and terminal["forced"]
+    assert calls.taskkills[0] == ["taskkill", "/T", "/F", "/PID", str(job.pid)]
+    assert_gone([job.pid, interpreter])
+
+
+def test_windows_kill_reaches_an_interpreter_whose_launcher_has_gone(monkeypatch, launcher):
+    calls = WindowsCalls(monkeypatch)
+    job = BackgroundJob.from_command([str(launcher), "-c", STUBBORN]).start()
+    wait_for(lambda: job.poll() is not None and job.started is not None)
+    interpreter = job.interpreter_pid
+    os.kill(job.pid, signal.SIGKILL)  # the launcher ends (as Popen.kill() ends only it on Windows)
+    time.sleep(background.STRAGGLER_S + 0.5)
+    assert not job.done and pid_exists(interpreter)  # its interpreter still runs: the job waits for it
+    job.cancel(grace_s=0.5)
+    assert job.wait(WAIT_S)["event"] == "cancelled"
+    assert ["taskkill", "/T", "/F", "/PID", str(interpreter)] in calls.taskkills
+    assert_gone([interpreter])

@@ -1,12 +1,14 @@
-"""The JSON-lines event protocol: building, encoding and robust parsing."""
+"""The JSON-lines event protocol: building, encoding and robust parsing; the control channel."""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -148,3 +150,65 @@ def test_take_stdout_keeps_the_stream_for_events_only():
     assert events[0]["message"] == "a logged warning" and events[0]["level"] == "warning"
     assert events[1]["logger"] == "py.warnings" and "a Python warning" in events[1]["message"]
     assert "print() goes to stderr" in proc.stderr and "so does file descriptor 1" in proc.stderr
+
+
+# --- the control channel (run/control.py) ---------------------------------------------------------------
+
+
+def _wait(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _busy(seconds: float) -> None:
+    """Python work for ``seconds`` (a signal handler runs between its bytecodes)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        sum(range(1000))
+
+
+def test_commands_on_stdin_finish_then_interrupt_the_run_where_it_is():
+    from sr4zct.run.control import Interrupted, RunControl
+
+    read_end, write_end = os.pipe()
+    control = RunControl("-", stdin_fd=read_end)
+    with pytest.raises(Interrupted) as info, control.signals():
+        os.write(write_end, b"fini")  # a command may arrive in pieces
+        os.write(write_end, b"sh\n")
+        _wait(control.should_finish)
+        assert not control.should_stop()
+        os.write(write_end, b"cancel\n")
+        t0 = time.monotonic()
+        _busy(5.0)  # the run's own work: interrupted there, not at its next check
+    assert time.monotonic() - t0 < 2.0
+    assert info.value.reason == "cancel requested" and control.should_stop()
+    os.close(write_end)
+    os.close(read_end)
+
+
+def test_the_end_of_stdin_means_the_client_is_gone():
+    from sr4zct.run.control import CLIENT_GONE, Interrupted, RunControl
+
+    read_end, write_end = os.pipe()
+    control = RunControl("-", stdin_fd=read_end)
+    with pytest.raises(Interrupted) as info, control.signals():
+        os.close(write_end)  # the client died: its end of the pipe closes
+        t0 = time.monotonic()
+        _busy(5.0)
+    assert time.monotonic() - t0 < 2.0
+    assert info.value.reason == CLIENT_GONE
+    os.close(read_end)
+
+
+def test_a_command_after_the_run_has_ended_interrupts_nothing(tmp_path):
+    from sr4zct.run.control import RunControl
+
+    path = tmp_path / "control"
+    control = RunControl(path)
+    with control.signals():
+        path.write_text("finish\n")
+        _wait(control.should_finish)
+    control.command("cancel")  # the block has ended: nothing is raised
+    assert control.should_stop()

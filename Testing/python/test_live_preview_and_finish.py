@@ -1,5 +1,7 @@
-"""Issue 13 through the real runtime: live previews while training, and "finish now" (SIGUSR1, the control
-file through BackgroundJob.finish()), keeping the best checkpoint the last preview showed."""
+"""Issue 13 through the real runtime: live previews while training, and "finish now" (SIGUSR1 for the
+command line, ``finish`` on the process's stdin through BackgroundJob.finish()), keeping the best
+checkpoint the last preview showed; issue 19: finish through 3D Slicer's launcher on a volume whose
+inference takes longer than any grace period."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ import SimpleITK as sitk
 from sr4zct.run.background import BackgroundJob
 
 WAIT_S = 240
+LAUNCHER = Path(__file__).resolve().parents[1] / "slicer_replica" / "bin" / "PythonSlicer"
+# A 60-slice, 320 x 320 crop of L291's abdomen: about 160 x 320 x 320 output voxels, >= 10 s of CPU inference.
+L291_CROP_SLICES, L291_CROP_PIXELS = (100, 160), 320
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +109,49 @@ def test_a_preview_path_that_is_not_png_or_nrrd_is_refused_before_any_work(ct_nr
     with pytest.raises(OutputError, match="not an SR4ZCT preview"):
         enhance_file(ct_nrrd, tmp_path / "o.nrrd", preview_path=tmp_path / "mine.png", device="cpu")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png"]
+
+
+@pytest.fixture(scope="module")
+def l291_crop(l291_dir, tmp_path_factory) -> Path:
+    """60 slices of L291, the central 320 x 320 pixels, as an int16 NRRD with its thickness (SimpleITK's own
+    crop: the geometry follows)."""
+    files = sorted(str(p) for p in l291_dir.iterdir() if p.is_file())
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesFileNames(str(l291_dir))  # sorted along the slice normal
+    assert len(series) == len(files)
+    first, last = L291_CROP_SLICES
+    image = sitk.ReadImage(series[first:last], sitk.sitkInt16)
+    start = (512 - L291_CROP_PIXELS) // 2
+    crop = sitk.RegionOfInterest(image, (L291_CROP_PIXELS, L291_CROP_PIXELS, last - first), (start, start, 0))
+    crop.SetMetaData("sr4zct_slice_thickness_mm", "3")
+    path = tmp_path_factory.mktemp("l291") / "l291-crop.nrrd"
+    sitk.WriteImage(crop, str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_finish_now_through_slicers_launcher_on_an_l291_crop(l291_crop, tmp_path, monkeypatch):
+    """Before issue 19, finish sent SIGUSR1 to the launcher's group: it killed PythonSlicer, and two seconds
+    later the client killed the interpreter mid-inference (failed, nothing written)."""
+    from sr4zct.system import pid_exists
+
+    monkeypatch.setenv("SR4ZCT_REPLICA_PYTHON_REAL", sys.executable)
+    out = tmp_path / "out.nrrd"
+    job = BackgroundJob(l291_crop, out, python_executable=LAUNCHER, preset="fast", device="cpu",
+                        max_minutes=4.0, preview_path=tmp_path / "preview.nrrd").start()  # fmt: skip
+    deadline, best_step = time.monotonic() + WAIT_S, 0
+    while best_step == 0:  # finish once the network beats linear interpolation: inference then runs it
+        best_step = max([e["best_step"] for e in job.poll() if e["event"] == "preview"], default=0)
+        assert time.monotonic() < deadline and not job.done, job.terminal
+        time.sleep(0.05)
+    assert job.interpreter_pid != job.pid  # the launcher runs the interpreter as a child
+    job.finish()
+    finished = job.wait(WAIT_S)
+    assert finished["event"] == "finished", finished
+    assert out.is_file() and finished["output_path"] == str(out)
+    parameters = finished["parameters"]
+    assert parameters["finished_early"] == "true" and int(parameters["steps"]) < 3000
+    assert int(parameters["best_step"]) >= best_step and float(parameters["validation_gain_db"]) > 0
+    print(f"L291 crop: infer {finished['timings_s']['infer']:.1f} s after finish")
+    assert finished["timings_s"]["infer"] > 5.0  # far beyond the old 2 s before the kill
+    assert job.returncode == 0 and not pid_exists(job.interpreter_pid)

@@ -106,9 +106,51 @@ def test_module_cmakelists_builds_a_scripted_module_with_its_selftest():
 
 
 def _cmake_set(text: str, name: str) -> str:
+    """A variable's value, with ``${EXTENSION_REPOSITORY_URL}`` and ``${EXTENSION_RAW_URL}`` expanded as CMake
+    does (the raw URL: the repository's ``main`` on raw.githubusercontent.com)."""
     match = re.search(rf'set\({name}\s+"([^"]*)"', text)
     assert match, f"{name} is not set in CMakeLists.txt"
-    return match.group(1)
+    value = match.group(1)
+    if name != "EXTENSION_REPOSITORY_URL" and "${EXTENSION_" in value:
+        repository = _cmake_set(text, "EXTENSION_REPOSITORY_URL")
+        raw = repository.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main"
+        value = value.replace("${EXTENSION_REPOSITORY_URL}", repository).replace("${EXTENSION_RAW_URL}", raw)
+    return value
+
+
+def test_the_repository_url_is_one_value():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    repository = _cmake_set(text, "EXTENSION_REPOSITORY_URL")
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/Slicer[\w.-]+", repository)
+    assert (
+        'string(REPLACE "https://github.com/" "https://raw.githubusercontent.com/" EXTENSION_RAW_URL' in text
+    )
+    assert _cmake_set(text, "EXTENSION_HOMEPAGE").startswith(repository)
+    assert json.loads(CATALOG.read_text())["scm_url"] == repository
+    assert f'REPOSITORY_URL = "{repository}"' in MODULE_FILE.read_text()
+    # no other spelling of a GitHub repository of this project anywhere in the extension's files
+    for path in (ROOT / "CMakeLists.txt", MODULE_FILE, CATALOG, ROOT / "SR4ZCTExtension" / "README.md"):
+        for url in re.findall(
+            r"https://(?:raw\.githubusercontent|github)\.com/[\w.-]+/[\w.-]+", path.read_text()
+        ):
+            assert "Slicer/" in url or url.endswith(repository.split("github.com/")[1]), (path.name, url)
+
+
+def test_the_sample_phantom_is_what_its_script_makes(tmp_path):
+    import importlib.util as util
+
+    import SimpleITK as sitk
+
+    spec = util.spec_from_file_location("make_sample_data", ROOT / "Resources" / "make_sample_data.py")
+    script = util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shipped = sitk.ReadImage(str(script.SAMPLE_PATH))
+    made = sitk.ReadImage(str(script.write_sample(tmp_path / "made.mha")))
+    assert sitk.GetArrayViewFromImage(shipped).tolist() == sitk.GetArrayViewFromImage(made).tolist()
+    assert shipped.GetSpacing() == made.GetSpacing() == (0.75, 0.75, 2.0)
+    assert shipped.GetOrigin() == made.GetOrigin() and shipped.GetPixelID() == sitk.sitkInt16
+    assert shipped.GetMetaData("sr4zct_slice_thickness_mm") == "3"
+    assert script.SAMPLE_PATH.stat().st_size < 2_000_000
 
 
 def test_top_level_cmakelists_has_the_extension_metadata():

@@ -32,7 +32,7 @@ def run_with_events(
     control = RunControl(control_file, broken_pipe=lambda: writer.broken)
     t0 = time.monotonic()
     try:
-        with control.signals():
+        with control.signals():  # reads the control channel from here on, before torch is imported
             writer.emit(_started_event(input_path, output_path, options))
             from sr4zct.run.pipeline import enhance_file
 
@@ -42,7 +42,8 @@ def run_with_events(
             )  # fmt: skip
     except Interrupted as exc:
         code = exit_code_for_signal(exc.signal_name)
-        writer.emit(_cancelled(f"Cancelled by {exc.signal_name}; nothing was written.", code, t0))
+        how = f"({exc.reason})" if exc.reason else f"by {exc.signal_name}"
+        writer.emit(_cancelled(f"Cancelled {how}; nothing was written.", code, t0))
         return code
     except Cancelled as exc:
         writer.emit(_cancelled(exc.message, EXIT_CANCELLED, t0))

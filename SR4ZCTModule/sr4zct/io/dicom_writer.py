@@ -267,4 +267,10 @@ def _write_slice(file: Path, attributes: dict[str, Any]) -> None:
     for key, value in attributes.items():
         setattr(ds, key, value)
     ds.SOPInstanceUID = sop_uid
-    ds.save_as(file, enforce_file_format=True)
+    import pydicom
+
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(file, enforce_file_format=True)
+    else:  # pydicom 2.4 (3D Slicer 5.10) has no enforce_file_format; the encoding is set on the dataset
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.save_as(file, write_like_original=False)

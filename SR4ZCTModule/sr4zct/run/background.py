@@ -1,11 +1,20 @@
 """An enhancement in a background process: :class:`BackgroundJob`.
 
-The process is the command line itself, ``python -m sr4zct enhance IN -o OUT [options] --events``, started in
-its own process group; its stdout carries the events of docs/events.md. Two reader threads put them on a
-queue; :meth:`BackgroundJob.poll` drains it without blocking (call it from a GUI timer), :meth:`iter_events`
-and :meth:`wait` block (scripts). Cancelling writes ``cancel`` into the job's control file, sends SIGTERM to
-the whole group, and kills the group after a grace period; a process that dies without a terminal event is
-reported as ``failed`` with code ``crashed``.
+The process is the command line itself, ``python -m sr4zct enhance IN -o OUT [options] --events
+--control-file -``, started in a process group of its own. Its stdout carries the events of
+docs/events.md, its stderr its log, and its stdin the client's commands (``finish``, ``cancel``): a
+launcher such as 3D Slicer's ``PythonSlicer`` (which starts the interpreter as a child and forwards no
+signals) hands these three pipes to the interpreter itself, on every OS. The process reads its stdin from
+its start, before it imports torch, and cancels itself when its stdin closes (the client ended, even
+killed): it never outlives its client.
+
+One reader thread per pipe puts events on a queue; a watcher thread notices the end (the launcher has
+exited and the pipes are closed) and enforces the cancel's grace period. :meth:`BackgroundJob.poll` drains
+the queue without blocking (call it from a GUI timer), :meth:`iter_events` and :meth:`wait` block (scripts).
+Cancelling is one path on every OS: ``cancel`` on stdin, then, if the process has not ended after the grace
+period, the whole process tree is killed (:func:`kill_tree`: the process group on POSIX, ``taskkill /T /F``
+on Windows). No signal is sent otherwise. A process that dies without a terminal event is reported as
+``failed`` with code ``crashed``.
 
 Importing this module is cheap (no torch): the Slicer GUI uses it.
 
@@ -28,7 +37,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,10 +46,20 @@ from typing import Any
 from sr4zct import errors
 from sr4zct.run.events import CODE_CRASHED, TERMINAL_EVENTS, make_event, parse_line
 from sr4zct.run.options import EnhanceOptions
+from sr4zct.system import pid_exists
 
-__all__ = ["BackgroundJob", "error_from_event", "python_for_background"]
+__all__ = ["BackgroundJob", "error_from_event", "kill_tree", "python_for_background"]
 
 STATES = ("created", "running", "cancelling", "finished", "cancelled", "failed")
+WINDOWS = os.name == "nt"
+# Windows process creation flags (the subprocess module defines them on Windows only).
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
+#: How often the watcher looks at the process (s).
+WATCH_S = 0.1
+#: How long pipes may stay open after the launcher has exited (left-over children), or the launcher may
+#: linger after the interpreter has closed its pipes, before the tree is killed (s).
+STRAGGLER_S = 2.0
 
 
 def python_for_background() -> str:
@@ -49,7 +67,7 @@ def python_for_background() -> str:
     (whose ``sys.executable`` is the application)."""
     if "slicer" not in sys.modules:
         return sys.executable
-    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    name = "PythonSlicer.exe" if WINDOWS else "PythonSlicer"
     found = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
     if found is None:
         raise errors.ResourceError("Cannot find PythonSlicer to run the background process.")
@@ -73,6 +91,42 @@ def error_from_event(event: dict) -> errors.SR4ZCTError:
     return exc
 
 
+def start_options() -> dict[str, Any]:
+    """``Popen`` keywords that give the process a group of its own (so that :func:`kill_tree` finds it)."""
+    if WINDOWS:
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
+def kill_tree(leader: int, interpreter: int | None = None) -> None:
+    """Kill the process tree of a job at once (no clean-up by the processes).
+
+    Parameters
+    ----------
+    leader : int
+        The process the client started (the launcher, or the interpreter itself), leader of its group.
+    interpreter : int, optional
+        The interpreter's own pid (its ``started`` event) when it may still run; it matters on Windows
+        when the launcher has already exited (then ``/T`` from the launcher finds nothing).
+
+    Notes
+    -----
+    POSIX: ``SIGKILL`` to the process group (the launcher, the interpreter it started, their children).
+    Windows: ``taskkill /T /F /PID`` for the leader and the interpreter (the OS's own tree kill; Slicer
+    bundles no psutil).
+    """
+    if WINDOWS:
+        for pid in dict.fromkeys(p for p in (leader, interpreter) if p):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    ["taskkill", "/T", "/F", "/PID", str(pid)], stdin=subprocess.DEVNULL,
+                    capture_output=True, creationflags=CREATE_NO_WINDOW, timeout=30, check=False,
+                )  # fmt: skip
+        return
+    with contextlib.suppress(OSError):
+        os.killpg(leader, signal.SIGKILL)
+
+
 class BackgroundJob:
     """One enhancement in a background process.
 
@@ -83,7 +137,7 @@ class BackgroundJob:
     options : EnhanceOptions, optional
         The options; ``changes`` override single ones (``BackgroundJob(a, b, thickness_mm=3.0)``).
     python_executable : str, optional
-        The interpreter; default :func:`python_for_background`.
+        The interpreter (or a launcher of it); default :func:`python_for_background`.
     env : dict, optional
         Variables added to (or, with value None, removed from) the process's environment.
 
@@ -120,7 +174,6 @@ class BackgroundJob:
         self.terminal: dict | None = None
         self.returncode: int | None = None
         self._process: subprocess.Popen | None = None
-        self._control_dir: Path | None = None
         self._queue: queue.Queue[dict] = queue.Queue()
         self._log: collections.deque[str] = collections.deque(maxlen=50)
         self._lock = threading.RLock()
@@ -128,12 +181,13 @@ class BackgroundJob:
         self._readers: list[threading.Thread] = []
         self._callbacks: list[Callable[[BackgroundJob], Any]] = []
         self._settled = False
+        self._kill_at: float | None = None  # cancel's deadline (monotonic s)
 
     @classmethod
     def from_command(
         cls, command: Sequence[str], *, env: dict[str, str | None] | None = None
     ) -> BackgroundJob:
-        """A job running any ``command`` that speaks the event protocol (and takes ``--control-file``)."""
+        """A job running any ``command`` that speaks the event protocol (and takes ``--control-file -``)."""
         job = cls.__new__(cls)
         cls.__init__(job, os.devnull, os.devnull, env=env, python_executable=sys.executable)
         job._command = list(command)
@@ -142,7 +196,15 @@ class BackgroundJob:
     # -- state ------------------------------------------------------------------------------------------
     @property
     def pid(self) -> int | None:
+        """The process the client started (with ``PythonSlicer``, the launcher; ``started["pid"]`` is the
+        interpreter's)."""
         return None if self._process is None else self._process.pid
+
+    @property
+    def interpreter_pid(self) -> int | None:
+        """The interpreter's own pid, from its ``started`` event (None before)."""
+        pid = (self.started or {}).get("pid")
+        return int(pid) if isinstance(pid, int) and pid > 0 else None
 
     @property
     def done(self) -> bool:
@@ -175,18 +237,13 @@ class BackgroundJob:
             if self.state != "created":
                 raise RuntimeError("A BackgroundJob can only be started once; create a new one.")
             self.state = "running"
-        self._control_dir = Path(tempfile.mkdtemp(prefix="sr4zct-control-"))
-        command = self._command + ["--control-file", str(self._control_dir / "control")]
-        group = {"start_new_session": True} if os.name != "nt" else {
-            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
-        }  # fmt: skip
+        command = self._command + ["--control-file", "-"]
         try:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                encoding="utf-8", errors="replace", bufsize=1, env=self._process_env(), **group,
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                encoding="utf-8", errors="replace", bufsize=1, env=self._process_env(), **start_options(),
             )  # fmt: skip
         except OSError as exc:
-            self._remove_control_dir()
             self.state = "failed"
             raise errors.ResourceError(f"Cannot start {command[0]}: {exc.strerror or exc}.") from None
         for stream in ("stdout", "stderr"):
@@ -240,49 +297,41 @@ class BackgroundJob:
         return self.terminal
 
     def cancel(self, grace_s: float = 5.0) -> None:
-        """Ask the process to stop (control file, then SIGTERM to its group); kill the group after
-        ``grace_s`` seconds. Returns at once; the outputs are removed by the process (nothing half-written)."""
-        self._command_process("cancel", signal.SIGTERM if os.name != "nt" else None)
-        if self._process is not None and not self.done:
-            threading.Thread(
-                target=self._kill_after, args=(grace_s,), name="sr4zct-kill", daemon=True
-            ).start()
+        """Ask the process to stop (``cancel`` on its stdin, which is then closed); after ``grace_s`` seconds
+        kill its whole tree. Returns at once; the process removes its outputs (nothing half-written)."""
+        with self._lock:
+            if self._process is None or self.done or self.state == "cancelling":
+                return
+            self.state = "cancelling"
+            self._kill_at = time.monotonic() + max(0.0, grace_s)
+        self._send("cancel", close=True)
 
     def finish(self) -> None:
         """Ask training to stop now and go on to inference with the best model so far."""
-        self._command_process("finish", getattr(signal, "SIGUSR1", None))
+        self._send("finish")
 
     def kill(self) -> None:
-        """Kill the process group now (no clean-up by the process)."""
+        """Kill the process tree now (no clean-up by the process)."""
         process = self._process
-        if process is None or process.poll() is not None:
+        if process is None or self.done:
             return
-        if os.name != "nt":
-            with contextlib.suppress(OSError):
-                os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(OSError):
-            process.kill()
+        reading = any(reader.is_alive() for reader in self._readers)
+        interpreter = self.interpreter_pid
+        kill_tree(process.pid, interpreter if reading and interpreter != process.pid else None)
 
     # -- internals --------------------------------------------------------------------------------------
-    def _command_process(self, command: str, signum: int | None) -> None:
+    def _send(self, command: str, close: bool = False) -> None:
+        """Write a command line on the process's stdin (nothing happens once it has gone)."""
         with self._lock:
-            if self._process is None or self.done:
+            stdin = None if self._process is None else self._process.stdin
+            if stdin is None or stdin.closed or self.done:
                 return
-            if command == "cancel":
-                if self.state == "cancelling":
-                    return
-                self.state = "cancelling"
-        with contextlib.suppress(OSError):
-            (self._control_dir / "control").write_text(command + "\n", encoding="utf-8")
-        if signum is not None and os.name != "nt":
-            with contextlib.suppress(OSError):
-                os.killpg(self._process.pid, signum)
-
-    def _kill_after(self, grace_s: float) -> None:
-        if not self._exited.wait(max(0.0, grace_s)):
-            with self._lock:
-                self._log.append(f"The process did not stop within {grace_s:g} s; killing it.")
-            self.kill()
+            with contextlib.suppress(OSError, ValueError):  # BrokenPipeError: the process has ended
+                stdin.write(command + "\n")
+                stdin.flush()
+            if close:
+                with contextlib.suppress(OSError, ValueError):
+                    stdin.close()
 
     def _process_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -324,22 +373,56 @@ class BackgroundJob:
         self._queue.put(event)
 
     def _watch(self) -> None:
-        returncode = self._process.wait()
-        deadline = time.monotonic() + 2.0
-        for reader in self._readers:  # left-over children may hold the pipes open: end them
-            reader.join(max(0.0, deadline - time.monotonic()))
-        if any(reader.is_alive() for reader in self._readers):
-            if os.name != "nt":
-                with contextlib.suppress(OSError):
-                    os.killpg(self._process.pid, signal.SIGKILL)
-            for reader in self._readers:
-                reader.join(3.0)
+        """Wait until the launcher has exited and the pipes are closed; enforce the cancel's grace period;
+        end stragglers (children of a crashed process holding the pipes, a launcher that lingers)."""
+        process, straggling_since, killed = self._process, None, False
+        while True:
+            returncode = process.poll()
+            reading = any(reader.is_alive() for reader in self._readers)
+            if returncode is not None and not reading:
+                break
+            now = time.monotonic()
+            if self._kill_at is not None and now >= self._kill_at:
+                self._kill_at = None
+                with self._lock:
+                    self._log.append("The process did not stop within the grace period; killing it.")
+                self.kill()
+            if not self._straggling(returncode, reading):
+                straggling_since = None
+                time.sleep(WATCH_S)
+                continue
+            straggling_since = straggling_since or now
+            if now - straggling_since > STRAGGLER_S and not killed:
+                self.kill()
+                killed = True
+            if now - straggling_since > STRAGGLER_S + 3.0:
+                break
+            time.sleep(WATCH_S)
+        self._end(process)
+
+    def _straggling(self, returncode: int | None, reading: bool) -> bool:
+        """Only one side has ended: the launcher lingers after the pipes closed, or the pipes stay open after
+        the launcher exited and not because its interpreter runs on (its events still come, a cancel still
+        reaches it)."""
+        lingering = returncode is None and not reading
+        return lingering or (returncode is not None and reading and not self._interpreter_running())
+
+    def _interpreter_running(self) -> bool:
+        pid = self.interpreter_pid
+        return pid is not None and pid != self._process.pid and pid_exists(pid)
+
+    def _end(self, process: subprocess.Popen) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(5.0)
+        returncode = process.returncode if process.returncode is not None else -int(signal.SIGKILL)
         with self._lock:
             self.returncode = returncode
             if self.terminal is None:
                 self.terminal = self._missing_terminal(returncode)
             self.terminal.setdefault("exit_code", returncode)
-        self._remove_control_dir()
+            with contextlib.suppress(OSError, ValueError):
+                if process.stdin is not None:
+                    process.stdin.close()
         self._exited.set()
         self._queue.put(self.terminal)
 
@@ -378,11 +461,6 @@ class BackgroundJob:
                 self.state = "failed"
                 break
         return events
-
-    def _remove_control_dir(self) -> None:
-        if self._control_dir is not None:  # made by start() with mkdtemp: ours to remove
-            shutil.rmtree(self._control_dir, ignore_errors=True)
-            self._control_dir = None
 
 
 def _absolute_paths(options: EnhanceOptions) -> EnhanceOptions:

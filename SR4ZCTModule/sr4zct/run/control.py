@@ -1,36 +1,55 @@
-"""How a running enhancement is told to stop: signals, a control file, a reader that went away.
+"""How a running enhancement is told to stop: signals, a control channel, a client that went away.
 
 SIGINT, SIGTERM and SIGHUP (what Ctrl+C, ``kill``, a batch scheduler and closing a terminal send) all cancel
 a run the same way: :class:`Interrupted` is raised where the program is, every output still under its
 temporary name is removed on the way out, and the process exits with ``128 + signal number``. The
-first signal interrupts; later ones are ignored until the clean-up is done.
+first signal interrupts; later ones are ignored until the clean-up is done. SIGUSR1 (POSIX) finishes now.
 
-A client that starts the command-line process (:class:`~sr4zct.run.background.BackgroundJob`) can also
-write a command into a *control file* it names with ``--control-file``: ``cancel`` (works on every OS,
-also through a launcher that forwards no signals) or ``finish`` (stop training now and keep the best
-model so far).
+A client that starts the command-line process names a *control channel* with ``--control-file``:
+
+* ``-``: the process's standard input. This is what :class:`~sr4zct.run.background.BackgroundJob` uses:
+  a launcher such as 3D Slicer's ``PythonSlicer`` hands its standard input to the interpreter it starts
+  (it forwards no signals), so the lines reach the interpreter on every OS; and when the client ends, even
+  killed, its end of the pipe closes: end of file cancels the run (the process never outlives its client).
+* a path: a file the client writes a command into (polled every :data:`POLL_S` s).
+
+Commands, one a line: ``cancel`` (the run is interrupted where it is, as by SIGINT) and ``finish`` (training
+stops now and keeps its best model). A thread reads the channel from the moment the run starts, before
+torch is imported.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["CONTROL_COMMANDS", "Interrupted", "RunControl", "exit_code_for_signal"]
+__all__ = ["CONTROL_COMMANDS", "STDIN", "Interrupted", "RunControl", "exit_code_for_signal"]
 
 CONTROL_COMMANDS = ("cancel", "finish")
+#: ``--control-file -``: the commands come on standard input.
+STDIN = "-"
+#: How often a control *file* is read (s).
+POLL_S = 0.25
+#: A run whose client went away and that has not ended this many seconds later exits at once (its clean-up
+#: is stuck): no process outlives its client for long.
+CLIENT_GONE_EXIT_S = 30.0
+CLIENT_GONE = "the client went away"
 _CANCEL_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK")
 
 
 class Interrupted(KeyboardInterrupt):
-    """A stop signal arrived; ``signal_name`` says which (``"SIGTERM"``)."""
+    """A stop signal or a cancel command arrived; ``signal_name`` says which signal (``"SIGTERM"``; a
+    command is delivered as ``"SIGINT"``), ``reason`` is the command's reason (None for a real signal)."""
 
-    def __init__(self, signal_name: str):
+    def __init__(self, signal_name: str, reason: str | None = None):
         super().__init__(signal_name)
         self.signal_name = signal_name
+        self.reason = reason
 
 
 def exit_code_for_signal(signal_name: str) -> int:
@@ -44,68 +63,122 @@ class RunControl:
 
     Parameters
     ----------
-    control_file : path-like, optional
-        A file a client may create holding ``cancel`` or ``finish``.
+    control_file : path-like or ``"-"``, optional
+        The control channel: ``"-"`` for standard input, else a file a client may write a command into.
     broken_pipe : callable, optional
         True once the reader of the event stream has gone away (then the run is cancelled).
+    stdin_fd : int
+        The file descriptor ``"-"`` reads (default 0, standard input).
     """
 
     def __init__(
-        self, control_file: str | os.PathLike | None = None, broken_pipe: Callable[[], bool] | None = None
+        self,
+        control_file: str | os.PathLike | None = None,
+        broken_pipe: Callable[[], bool] | None = None,
+        *,
+        stdin_fd: int = 0,
     ):
-        self.control_file = None if control_file is None else Path(control_file)
+        self.control_file = None if control_file is None else str(control_file)
         self._broken_pipe = broken_pipe
+        self._stdin_fd = stdin_fd
         self.cancel_reason: str | None = None
         self.finish_requested = False
         self._signal_seen: str | None = None
-
-    def _read_command(self) -> None:
-        if self.control_file is None:
-            return
-        try:
-            command = self.control_file.read_text(encoding="utf-8", errors="replace").strip().lower()
-        except OSError:
-            return
-        if command == "cancel":
-            self.cancel_reason = self.cancel_reason or "cancel requested"
-        elif command == "finish":
-            self.finish_requested = True
+        self._lock = threading.RLock()  # re-entrant: a handler may run inside command() on the main thread
+        self._armed = False  # inside signals(): a cancel command interrupts the main thread
+        self._ended = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def should_stop(self) -> bool:
         """True once cancelling was asked for (polled by the pipeline between steps)."""
-        if self.cancel_reason is None:
-            self._read_command()
-            if self.cancel_reason is None and self._broken_pipe is not None and self._broken_pipe():
-                self.cancel_reason = "the reader of the events went away"
+        if self.cancel_reason is None and self._broken_pipe is not None and self._broken_pipe():
+            self.cancel_reason = "the reader of the events went away"
         return self.cancel_reason is not None
 
     def should_finish(self) -> bool:
         """True once "finish now" was asked for (training stops and keeps its best model)."""
-        if not self.finish_requested:
-            self._read_command()
         return self.finish_requested
+
+    def command(self, text: str, reason: str = "cancel requested") -> None:
+        """Act on one command line (``cancel``, ``finish``; anything else is ignored)."""
+        word = text.strip().lower()
+        if word == "finish":
+            self.finish_requested = True
+        elif word == "cancel":
+            with self._lock:
+                if self.cancel_reason is not None:
+                    return
+                self.cancel_reason = reason
+                if self._armed and self._signal_seen is None:  # signals()'s SIGINT handler raises Interrupted
+                    _thread.interrupt_main(signal.SIGINT)
 
     @contextlib.contextmanager
     def signals(self) -> Iterator[RunControl]:
-        """Within this block, SIGINT/SIGTERM/SIGHUP raise :class:`Interrupted` (once); SIGUSR1 asks to finish."""
+        """Within this block, SIGINT/SIGTERM/SIGHUP and a ``cancel`` command raise :class:`Interrupted` (once)
+        where the run is; SIGUSR1 and ``finish`` ask to finish. The control channel is read from the start."""
         previous = {}
-
-        def on_cancel(signum, frame):
-            if self._signal_seen is not None:
-                return  # cleaning up after the first one
-            self._signal_seen = signal.Signals(signum).name
-            self.cancel_reason = self._signal_seen
-            raise Interrupted(self._signal_seen)
-
-        def on_finish(signum, frame):
-            self.finish_requested = True
-
-        handlers = {name: on_cancel for name in _CANCEL_SIGNALS} | {"SIGUSR1": on_finish}
+        handlers = {name: self._on_cancel for name in _CANCEL_SIGNALS} | {"SIGUSR1": self._on_finish}
         for name, handler in handlers.items():
             if hasattr(signal, name):
                 previous[name] = signal.signal(getattr(signal, name), handler)
+        with self._lock:
+            self._armed = True
+        self._start_watching()
         try:
             yield self
         finally:
+            with self._lock:  # a command arriving now no longer interrupts: the run has ended
+                self._armed = False
+            self._ended.set()
             for name, handler in previous.items():
                 signal.signal(getattr(signal, name), handler)
+
+    # -- internals --------------------------------------------------------------------------------------
+    def _on_cancel(self, signum, frame) -> None:
+        with self._lock:
+            if self._signal_seen is not None or not self._armed:
+                return  # cleaning up after the first one, or the run has ended
+            self._signal_seen = signal.Signals(signum).name
+            reason = self.cancel_reason
+            self.cancel_reason = reason or self._signal_seen
+        raise Interrupted(self._signal_seen, reason)
+
+    def _on_finish(self, signum, frame) -> None:
+        self.finish_requested = True
+
+    def _start_watching(self) -> None:
+        if self.control_file is None or self._watcher is not None:
+            return
+        target = self._read_stdin if self.control_file == STDIN else self._poll_file
+        self._watcher = threading.Thread(target=target, name="sr4zct-control", daemon=True)
+        self._watcher.start()
+
+    def _read_stdin(self) -> None:
+        # The descriptor itself, not sys.stdin: a daemon thread blocked in a buffered read would make the
+        # interpreter's shutdown abort ("could not acquire lock for <stdin>").
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(self._stdin_fd, 1024)
+            except OSError:
+                chunk = b""  # a closed or broken standard input: the client is gone as well
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                self.command(line.decode("utf-8", "replace"))
+        if self._ended.is_set():
+            return
+        self.command("cancel", reason=CLIENT_GONE)
+        if not self._ended.wait(CLIENT_GONE_EXIT_S):
+            os._exit(exit_code_for_signal("SIGINT"))  # the clean-up is stuck: never outlive the client
+
+    def _poll_file(self) -> None:
+        path = Path(self.control_file)
+        while not self._ended.wait(POLL_S):
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            for line in text.splitlines():
+                self.command(line)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import os
 import sys
 import types
 from dataclasses import dataclass
@@ -42,6 +43,12 @@ class Replica:
     scene: object  # the real vtkMRMLScene
     sampleData: types.ModuleType
     pytorchCalls: list
+
+
+def replica_slicer_version() -> tuple[int, int]:
+    """The Slicer release whose Python packages this venv holds (run.sh sets SR4ZCT_REPLICA_PINS)."""
+    major, _, minor = os.environ.get("SR4ZCT_REPLICA_PINS", "5.12").partition(".")
+    return int(major), int(minor)
 
 
 def _i18n() -> types.ModuleType:
@@ -70,6 +77,7 @@ def install(
     pytorch_extension: bool = True,
     with_layout: bool = True,
     testing: bool = False,
+    slicer_version: tuple[int, int] | None = None,
 ) -> Replica:
     """Set up a Slicer-like ``slicer`` (undone by ``monkeypatch``) and load ``SR4ZCT.py``.
 
@@ -82,7 +90,10 @@ def install(
     temp = tmp_path / "slicer-temp"
     temp.mkdir(parents=True, exist_ok=True)
     scene = slicer.vtkMRMLScene()
-    app = application.qSlicerApplication(str(temp), scene, withLayout=with_layout, testing=testing)
+    cache = tmp_path / "slicer-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    app = application.qSlicerApplication(str(temp), scene, withLayout=with_layout, testing=testing,
+                                          version=slicer_version or replica_slicer_version(), cachePath=str(cache))  # fmt: skip
     monkeypatch.setattr(slicer, "app", app, raising=False)
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
     if dicom_database is not None:

@@ -160,6 +160,9 @@ class qSlicerLayoutManager:
     def setLayout(self, layout: int) -> None:
         self._layoutNode.SetViewArrangement(int(layout))
 
+    def layoutLogic(self) -> Any:
+        return self._layoutLogic
+
     def sliceViewNames(self) -> list[str]:
         return list(self._sliceLogics)
 
@@ -179,12 +182,17 @@ class qSlicerApplication(qt.QApplication):
     """``slicer.app``. ``withLayout=False`` is Slicer without a main window (no layout manager)."""
 
     SIGNALS = ("startupCompleted()", "aboutToQuit()")
-    PROPERTIES = ("applicationName",)
+    PROPERTIES = ("applicationName", "majorVersion", "minorVersion")
 
-    def __init__(self, temporaryPath: str, scene: Any, withLayout: bool = True, testing: bool = False):
+    def __init__(
+        self, temporaryPath: str, scene: Any, withLayout: bool = True, testing: bool = False,
+        version: tuple[int, int] = (5, 10), cachePath: str | None = None,
+    ):  # fmt: skip
         super().__init__()
         self._props["applicationName"] = "Slicer"
+        self._props["majorVersion"], self._props["minorVersion"] = version
         self._temporaryPath = temporaryPath
+        self._cachePath = cachePath or tempfile.mkdtemp(prefix="slicer-cache-")
         self._scene = scene
         self._testing = testing
         self._processEventsCalls = 0
@@ -219,6 +227,11 @@ class qSlicerApplication(qt.QApplication):
     @property
     def temporaryPath(self) -> str:
         return self._temporaryPath
+
+    @property
+    def cachePath(self) -> str:
+        """Where Sample Data keeps what it fetched (the cache manager's remote cache folder in Slicer)."""
+        return self._cachePath
 
     def mrmlScene(self) -> Any:
         return self._scene

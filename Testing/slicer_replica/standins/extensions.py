@@ -4,10 +4,19 @@ logic needs Qt), ``DICOMLib.DICOMUtils`` (the DICOM module's helpers, over CTK's
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import logging
+import os
 import shutil
 import types
+import urllib.request
 from pathlib import Path
+
+
+def _digest(algo: str, path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.new(algo.lower(), f.read()).hexdigest()
 
 
 def make_sample_data() -> types.ModuleType:
@@ -20,6 +29,7 @@ def make_sample_data() -> types.ModuleType:
             self.sampleName = sampleName
             if isinstance(uris, str):
                 uris, fileNames, nodeNames = [uris], [fileNames], [nodeNames]
+                checksums = [checksums] if checksums is not None else None
             self.uris, self.fileNames, self.nodeNames = uris, fileNames, nodeNames
             self.checksums = checksums
             self.customDownloader = customDownloader
@@ -44,12 +54,62 @@ def make_sample_data() -> types.ModuleType:
             SampleDataLogic.sources.setdefault(category, []).append(source)
 
         def downloadSample(self, sampleName):
-            """What clicking the tile does: the source's custom downloader, called with the source."""
+            """As Slicer's (Modules/Scripted/SampleData/SampleData.py): the first loaded node of the source's
+            files, fetched into the cache by their URI (urllib: file:// and http(s)://), never its custom
+            downloader (only the tile's button calls that). A failed download is logged and leaves no node,
+            so this raises IndexError, as in Slicer."""
+            return self.downloadSamples(sampleName)[0]
+
+        def downloadSamples(self, sampleName):
             for sources in SampleDataLogic.sources.values():
                 for source in sources:
                     if source.sampleName == sampleName:
-                        return source.customDownloader(source)
+                        return self.downloadFromSource(source)
+            return []
+
+        def clickTile(self, sampleName):
+            """What the tile's button does: the custom downloader when there is one, else a download."""
+            for sources in SampleDataLogic.sources.values():
+                for source in sources:
+                    if source.sampleName == sampleName:
+                        if source.customDownloader:
+                            return source.customDownloader(source)
+                        return self.downloadFromSource(source)
             raise ValueError(f"no sample data source named {sampleName!r}")
+
+        def downloadFromSource(self, source, maximumAttemptsCount=3):
+            import slicer
+
+            nodes = []
+            checksums = source.checksums or [None] * len(source.uris)
+            for uri, fileName, nodeName, checksum in zip(
+                source.uris, source.fileNames, source.nodeNames, checksums, strict=True
+            ):
+                for _attempt in range(maximumAttemptsCount):
+                    try:
+                        filePath = self.downloadFile(uri, slicer.app.cachePath, fileName, checksum)
+                    except ValueError as exc:
+                        logging.error(str(exc))
+                        continue
+                    nodes.append(slicer.util.loadNodeFromFile(filePath, properties={"name": nodeName}))
+                    break
+            return nodes
+
+        @staticmethod
+        def downloadFile(uri, destFolderPath, name, checksum=None):
+            filePath = os.path.join(destFolderPath, name)
+            algo, digest = checksum.split(":", 1) if checksum else (None, None)
+            if os.path.exists(filePath) and algo and _digest(algo, filePath) != digest.lower():
+                os.remove(filePath)  # a cached copy that is not the expected file: fetched again
+            if not os.path.exists(filePath) or os.stat(filePath).st_size == 0:
+                try:
+                    urllib.request.urlretrieve(uri, filePath)
+                except OSError as exc:
+                    raise ValueError(f"Failed to download {uri} to {filePath}: {exc}") from None
+                if algo and _digest(algo, filePath) != digest.lower():
+                    os.remove(filePath)
+                    raise ValueError(f"Checksum verification failed for {uri}")
+            return filePath
 
     mod.SampleDataLogic = SampleDataLogic
     mod.SampleDataSource = SampleDataSource

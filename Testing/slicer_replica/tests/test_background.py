@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -105,7 +106,41 @@ def test_cancel_reaches_the_real_interpreter(l291_crop):
         assert time.monotonic() - start < 60
         time.sleep(0.02)
     assert job.terminal["event"] == "cancelled"
-    assert not _alive(interpreter), "the real interpreter outlived the cancelled run"
+    deadline = time.monotonic() + 10
+    while (_alive(interpreter) or _alive(launcher)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(interpreter) and not _alive(launcher), "a process outlived the cancelled run"
+
+
+def test_finish_now_through_the_logic_on_an_l291_crop_with_a_long_inference(
+    monkeypatch, tmp_path, l291_files, l291_database, python_slicer
+):
+    """Finish now through PythonSlicer on 60 slices x 320 x 320 of L291 (>= 10 s of inference on a 2-core CPU):
+    before issue 19 the launcher died of SIGUSR1 and the run was killed 2 s later, nothing written."""
+    replica = standins.install(monkeypatch, tmp_path, dicom_database=l291_database)
+    full = load_series(replica.app, l291_database, l291_files[100:160], "3: L291")
+    crop = _crop(replica, full, slices=(0, 60), size_mm=320 * 0.7421875)
+    logic = replica.module.SR4ZCTLogic()
+    job = logic.enhance(crop, preset="fast", maxMinutes=4.0, wait=False)
+    start, best = time.monotonic(), 0
+    while best == 0:  # the network beats linear interpolation: inference will run it
+        previews = [e for e in job.poll() if e["event"] == "preview"]
+        for event in previews:
+            logic.showPreview(job, event)
+        best = max([e["best_step"] for e in previews], default=0)
+        assert not job.done and time.monotonic() - start < RUN_TIMEOUT_S, job.terminal
+        time.sleep(0.05)
+    interpreter, launcher = job.interpreter_pid, job.pid
+    job.finish()
+    out = logic.waitForResult(job, timeoutS=RUN_TIMEOUT_S)
+    assert out.GetName() == "crop SR4ZCT" and out.GetImageData().GetDimensions()[:2] == (320, 320)
+    assert out.GetAttribute("SR4ZCT.finished_early") == "true"
+    assert int(out.GetAttribute("SR4ZCT.best_step")) >= best
+    assert float(out.GetAttribute("SR4ZCT.validation_gain_db")) > 0
+    timings = json.loads(out.GetAttribute("SR4ZCT.timings_s"))
+    print(f"L291 crop through the logic: infer {timings['infer']:.1f} s after finish")
+    assert timings["infer"] > 5.0
+    assert not _alive(interpreter) and not _alive(launcher)
 
 
 def test_quitting_slicer_during_a_run_removes_its_temporary_files(l291_crop):

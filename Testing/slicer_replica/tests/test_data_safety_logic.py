@@ -64,6 +64,7 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 def _scanner_dicom(folder: Path, n: int = 3) -> None:
     """A few CT images as a scanner writes them (no SR4ZCT derivation mark)."""
+    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -82,7 +83,11 @@ def _scanner_dicom(folder: Path, n: int = 3) -> None:
         ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 2 * k], [1, 0, 0, 0, 1, 0]
         ds.PixelSpacing, ds.SliceThickness = [0.75, 0.75], 3
         ds.PixelData = np.zeros((4, 4), "<i2").tobytes()
-        ds.save_as(folder / f"IM{k:04d}", enforce_file_format=True)
+        if int(pydicom.__version__.split(".")[0]) >= 3:
+            ds.save_as(folder / f"IM{k:04d}", enforce_file_format=True)
+        else:  # pydicom 2.4 (Slicer 5.10)
+            ds.is_little_endian, ds.is_implicit_VR = True, False
+            ds.save_as(folder / f"IM{k:04d}", write_like_original=False)
 
 
 @pytest.fixture

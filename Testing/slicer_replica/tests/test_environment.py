@@ -29,10 +29,33 @@ def _pins(name: str) -> dict[str, str]:
     return pins
 
 
+def _release() -> str:
+    """The Slicer release whose pins this venv holds (run.sh says; else the pin set with this numpy)."""
+    if os.environ.get("SR4ZCT_REPLICA_PINS"):
+        return os.environ["SR4ZCT_REPLICA_PINS"]
+    numpy = importlib.metadata.version("numpy")
+    return next(
+        p.stem[7:] for p in (HERE / "pins").glob("slicer-*.txt") if _pins(f"pins/{p.name}")["numpy"] == numpy
+    )
+
+
 def test_the_venv_has_exactly_slicers_pinned_packages():
-    for package, version in {**_pins("requirements-slicer.txt"), **_pins("requirements-mrml.txt")}.items():
+    pins = _pins(f"pins/slicer-{_release()}.txt")
+    assert len(pins) > 30 and {"numpy", "scipy", "pydicom", "simpleitk", "pillow"} <= set(pins)
+    for package, version in {**pins, **_pins("requirements-mrml.txt")}.items():
         assert importlib.metadata.version(package) == version, package
     assert importlib.metadata.version("torch").startswith("2.13.0")
+
+
+def test_the_pin_sets_are_slicers(tmp_path):
+    """5.10 is the release with pydicom 2 and numpy 2.0 (issue 19); the generated files say where they come from."""
+    assert (
+        _pins("pins/slicer-5.10.txt")["pydicom"] == "2.4.4"
+        and _pins("pins/slicer-5.10.txt")["numpy"] == "2.0.2"
+    )
+    assert _pins("pins/slicer-5.12.txt")["pydicom"] == "3.0.2"
+    for path in (HERE / "pins").glob("slicer-*.txt"):
+        assert "slicer_pins.py" in path.read_text().splitlines()[1]
 
 
 @pytest.mark.parametrize("package", ["psutil", "tqdm", "pylibjpeg", "matplotlib", "sr4zct"])
@@ -63,11 +86,39 @@ def test_python_slicer_runs_the_interpreter_as_a_child_and_forwards_no_signal(tm
             os.kill(child, signal.SIGKILL)
 
 
+def test_python_slicer_dies_of_sigusr1_and_the_interpreter_goes_on(tmp_path):
+    """What "finish now" did before issue 19: SIGUSR1 to the launcher's group. The launcher, with the default
+    disposition, ends; the interpreter (which handles SIGUSR1 itself here) goes on, orphaned."""
+    code = "import os, signal, time; signal.signal(signal.SIGUSR1, lambda *a: None); print(os.getpid(), flush=True); time.sleep(60)"
+    proc = _launch(code, tmp_path, stdout=subprocess.PIPE, start_new_session=True)
+    child = int(proc.stdout.readline())
+    try:
+        os.killpg(proc.pid, signal.SIGUSR1)
+        assert proc.wait(timeout=10) == -signal.SIGUSR1
+        os.kill(child, 0)
+    finally:
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_python_slicer_hands_its_stdin_to_the_interpreter_and_reports_a_crash_as_1(tmp_path):
+    proc = _launch("import sys; print(sys.stdin.readline().strip().upper(), flush=True)", tmp_path,
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    out, _ = proc.communicate("finish\n", timeout=60)
+    assert out.strip() == "FINISH" and proc.returncode == 0
+    proc = _launch(
+        "import os, signal; os.kill(os.getpid(), signal.SIGKILL)", tmp_path, stderr=subprocess.PIPE
+    )
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "exit abnormally" in err  # QProcess::CrashExit
+
+
 def test_python_slicer_has_no_test_tools_and_propagates_the_exit_code(tmp_path):
     proc = _launch("import pytest", tmp_path, stderr=subprocess.PIPE)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "not bundled with 3D Slicer" in err
-    proc = _launch("import numpy, scipy, SimpleITK, pydicom, PIL, highdicom, requests, vtk, torch; raise SystemExit(3)",
+    # what every supported Slicer bundles (highdicom only from 5.12 on), plus torch
+    proc = _launch("import numpy, scipy, SimpleITK, pydicom, PIL, requests, vtk, torch; raise SystemExit(3)",
                    tmp_path)  # fmt: skip
     assert proc.wait(timeout=120) == 3
 

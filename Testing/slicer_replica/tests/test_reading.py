@@ -34,7 +34,7 @@ def test_previews_show_in_the_right_view_and_finish_now_keeps_the_best_so_far(re
     deadline = time.monotonic() + TIMEOUT_S
     seen = []
     while not (
-        job.progress and job.progress.get("stage") == "train" and logic._runs[job]["gainTable"] is not None
+        job.progress and job.progress.get("stage") == "train" and logic._runs[job]["gainChart"] is not None
     ):
         widget._timer.fire()
         assert time.monotonic() < deadline and widget._running(), widget.ui.statusLabel.text
@@ -48,7 +48,8 @@ def test_previews_show_in_the_right_view_and_finish_now_keeps_the_best_so_far(re
     assert yellow.GetBackgroundVolumeID() == preview.GetID()
     assert lm.sliceWidget("Red").sliceLogic().GetSliceCompositeNode().GetBackgroundVolumeID() == node.GetID()
     assert "dB on held-out axial images" in widget.ui.previewLabel.text
-    assert run["gainTable"].GetNumberOfRows() >= 1
+    table = slicer.mrmlScene.GetNodeByID(run["gainChart"].GetNthPlotSeriesNode(0).GetTableNodeID())
+    assert table.GetNumberOfRows() >= 1
     assert widget.ui.finishButton.enabled
     t0 = time.monotonic()
     widget.ui.finishButton.click()
