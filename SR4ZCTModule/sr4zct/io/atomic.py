@@ -431,10 +431,11 @@ def commit_moves(moves: list[tuple[Path, Path]]) -> None:
     """Move each complete temporary ``new`` to its ``final`` path, all or none.
 
     One file replaces its final path with a single ``os.replace`` (atomic). Several (or a folder): every
-    existing final path is first renamed aside (``.<name>.sr4zct-old-<random>``), then the new ones are moved
-    in; only then are the old ones deleted. If any step fails, the new ones already moved are removed and the
-    old ones put back, and the remaining temporaries are removed. A hard kill in between can leave an old
-    output under its aside name, never delete it.
+    existing final path is first kept aside under ``.<name>.sr4zct-old-<random>`` (a hard link, so the file
+    stays in place; a folder, or a file where links are not possible, is renamed), then the new ones are
+    moved in; only then are the old ones deleted. If any step fails, the new ones already moved are removed
+    and the old ones put back, and the remaining temporaries are removed. A hard kill in between can leave
+    an old output under its aside name, never delete it.
 
     Raises
     ------
@@ -449,23 +450,37 @@ def commit_moves(moves: list[tuple[Path, Path]]) -> None:
             _remove(new)
             raise _output_error(final, exc) from exc
         return
-    asides: list[tuple[Path, Path]] = []
+    asides: dict[Path, tuple[Path, bool]] = {}  # final -> (its old version's aside name, renamed)
     placed: list[Path] = []
     try:
         for _, final in moves:
             if os.path.lexists(final):
-                aside = _aside_name(final)
-                os.replace(final, aside)
-                asides.append((final, aside))
+                asides[final] = _keep_aside(final)
         for new, final in moves:
             os.replace(new, final)
             placed.append(final)
     except BaseException as exc:
         _roll_back(moves, placed, asides)
         if isinstance(exc, OSError):
-            raise _output_error(moves[-1][1], exc) from exc
+            raise _output_error(
+                moves[len(placed)][1] if len(placed) < len(moves) else moves[-1][1], exc
+            ) from exc
         raise
-    _remove_all(aside for _, aside in asides)
+    _remove_all(aside for aside, _ in asides.values())
+
+
+def _keep_aside(final: Path) -> tuple[Path, bool]:
+    """Keep ``final``'s present version under a free aside name: a hard link for a file (it stays where it
+    is), else a rename. Returns the aside name and whether ``final`` was renamed away."""
+    aside = _aside_name(final)
+    if not final.is_dir() and not final.is_symlink():
+        try:
+            os.link(final, aside)
+            return aside, False
+        except OSError:
+            pass  # no hard links here (FAT, some network shares): rename instead
+    os.replace(final, aside)
+    return aside, True
 
 
 def _aside_name(final: Path) -> Path:
@@ -478,13 +493,22 @@ def _aside_name(final: Path) -> Path:
     raise OSError(errno.EEXIST, "no free name to keep the earlier output aside", str(final))
 
 
-def _roll_back(moves: list[tuple[Path, Path]], placed: list[Path], asides: list[tuple[Path, Path]]) -> None:
-    """Undo a failed :func:`commit_moves`: remove what was moved in, put the old outputs back."""
-    _remove_all(placed)
-    _remove_all(new for new, _ in moves)
-    for final, aside in reversed(asides):
+def _roll_back(
+    moves: list[tuple[Path, Path]], placed: list[Path], asides: dict[Path, tuple[Path, bool]]
+) -> None:
+    """Undo a failed :func:`commit_moves`: the old versions back in place, the new ones removed."""
+    for final in reversed(placed):
+        if final not in asides:
+            _remove(final)  # there was nothing before: the new one goes
+    for final, (aside, renamed) in asides.items():
         with contextlib.suppress(OSError):
-            os.replace(aside, final)
+            if renamed or final in placed:
+                if final.is_dir() and not final.is_symlink() and final in placed:
+                    _remove(final)  # a folder cannot be replaced by os.replace while it holds files
+                os.replace(aside, final)
+            else:
+                aside.unlink()  # a hard link of a file that was never touched
+    _remove_all(new for new, _ in moves)
 
 
 def _sidecar(path: Path, suffix: str) -> Path:

@@ -340,7 +340,7 @@ def scan_folder(folder: str | os.PathLike) -> dict[str, list[SliceHeader]]:
     if not folder.is_dir():
         raise InputError(f"DICOM folder {folder} does not exist or is not a folder.")
     groups: dict[str, list[SliceHeader]] = {}
-    seen_sop: set[str] = set()
+    seen_sop: dict[str, SliceHeader] = {}
     n_files = 0
     empty: list[Path] = []
     for path in _iter_files(folder):
@@ -352,10 +352,8 @@ def scan_folder(folder: str | os.PathLike) -> dict[str, list[SliceHeader]]:
         if ds is None:
             continue
         header = _header(path, ds)
-        if header.sop_uid is not None:
-            if header.sop_uid in seen_sop:
-                continue  # the same image stored twice (copies): keep the first
-            seen_sop.add(header.sop_uid)
+        if is_copy(header, seen_sop):
+            continue  # the same image stored twice (copies): keep the first
         groups.setdefault(header.series_uid, []).append(header)
     if not groups:
         note = f", {len(empty)} of them empty (0 bytes)" if empty else ""
@@ -369,6 +367,23 @@ def scan_folder(folder: str | os.PathLike) -> dict[str, list[SliceHeader]]:
             f"{empty[0].name}): a slice that was not copied completely? Restore or remove them."
         )
     return groups
+
+
+def is_copy(header: SliceHeader, seen: dict[str, SliceHeader]) -> bool:
+    """True when ``header`` is an image already in ``seen`` (by SOPInstanceUID) stored a second time; records
+    it otherwise. A file that reuses a SOPInstanceUID for another patient, study, series or position is no
+    copy: it is kept, and the series checks refuse what it mixes up."""
+    if header.sop_uid is None:
+        return False
+    first = seen.setdefault(header.sop_uid, header)
+    if first is header:
+        return False
+    keys = ("PatientID", "PatientName", "StudyInstanceUID")
+    return (
+        _identity(first, keys) == _identity(header, keys)
+        and first.series_uid == header.series_uid
+        and first.position == header.position
+    )
 
 
 def _summaries(groups: dict[str, list[SliceHeader]]) -> list[SeriesInfo]:

@@ -72,7 +72,7 @@ def check_utf8_name(path: str | os.PathLike, error: type = InputError) -> None:
     """
     if is_utf8_name(path):
         return
-    shown = os.fspath(path).encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
     raise error(
         f"The path {shown} is not valid UTF-8 text (its name holds bytes of another encoding), which the image "
         "library cannot open; rename the file or folder with plain characters."
