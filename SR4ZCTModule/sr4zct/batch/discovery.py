@@ -64,7 +64,7 @@ def discover_jobs(
     warn = warn or (lambda text: print(f"sr4zct batch: {text}", file=sys.stderr))
     excluded = [Path(p).expanduser().resolve() for p in exclude]
     series: dict[str, list] = {}  # SeriesInstanceUID -> SliceHeaders
-    seen_sop: set[str] = set()
+    seen_sop: dict = {}  # SOPInstanceUID -> the first SliceHeader with it
     damaged: list[tuple[Path, str]] = []
     images: list[tuple[Path, Path]] = []  # (file, the input folder it was found under)
     for raw in inputs:
@@ -137,10 +137,10 @@ def _same(path: Path, other: Path) -> bool:
 
 
 def _add_dicom_file(
-    path: Path, series: dict[str, list], seen_sop: set[str], damaged: list[tuple[Path, str]]
+    path: Path, series: dict[str, list], seen_sop: dict, damaged: list[tuple[Path, str]]
 ) -> None:
     # The reader's own per-file functions, so that the batch sees the files exactly as the reader does.
-    from sr4zct.io.dicom import _header, _read_header
+    from sr4zct.io.dicom import _header, _read_header, is_copy
 
     try:
         ds = _read_header(path)
@@ -150,10 +150,8 @@ def _add_dicom_file(
     if ds is None:
         return
     header = _header(path, ds)
-    if header.sop_uid is not None:
-        if header.sop_uid in seen_sop:
-            return  # the same image stored twice (a copy): the reader keeps the first too
-        seen_sop.add(header.sop_uid)
+    if is_copy(header, seen_sop):
+        return  # the same image stored twice (a copy): the reader keeps the first too
     series.setdefault(header.series_uid, []).append(header)
 
 

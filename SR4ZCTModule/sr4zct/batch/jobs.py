@@ -228,12 +228,13 @@ def check_targets_distinct(targets: list[tuple[BatchJob, Path]], *, fold_case: b
     """Every file the jobs write (their outputs, their uncertainty maps) is a different file."""
     seen: dict[str, BatchJob] = {}
     for job, path in targets:
-        other = seen.setdefault(_normal(path.as_posix(), fold_case), job)
-        if other is not job:
+        key = _normal(path.as_posix(), fold_case)
+        if key in seen:
             raise ParameterError(
-                f"Two outputs of the batch would be the same file {path}: of {other.input_path} and of "
+                f"Two outputs of the batch would be the same file {path}: of {seen[key].input_path} and of "
                 f"{job.input_path}; choose another uncertainty folder or output names."
             )
+        seen[key] = job
 
 
 def disambiguate(jobs: list[BatchJob]) -> list[BatchJob]:

@@ -11,7 +11,8 @@ breaks, U+2028, control characters and bytes of file names that are not UTF-8 ar
 only line break is the one that ends a record, and lines are split at ``\n`` alone. Reading is strict
 (:meth:`Ledger.records`): every line must be one JSON object (no NaN, no repeated key) with the fields'
 types (:data:`FIELD_TYPES`); a damaged or hand-edited record raises :class:`~sr4zct.errors.OutputError`
-naming its line. A line cut short by a crash (it does not end with ``}``) is skipped with a note in
+naming its line. A line cut short by a crash (it starts a record, ``{``, but does not end one) is skipped
+with a note in
 :attr:`Ledger.notes`, and the next record starts on a new line.
 
 Fields (``docs/batch.md`` has the table): ``ledger_version``, ``job_id``, ``attempt``, ``status``,
@@ -123,7 +124,7 @@ class Ledger:
         for number, raw in enumerate(data.split(b"\n"), start=1):
             if not raw.strip():
                 continue
-            if not raw.rstrip().endswith(b"}"):  # a record cut short by a crash: the next starts anew
+            if raw.lstrip().startswith(b"{") and not raw.rstrip().endswith(b"}"):  # cut short by a crash
                 self.notes.append(
                     f"{self.path} line {number} was cut short (a crash while writing); skipped."
                 )

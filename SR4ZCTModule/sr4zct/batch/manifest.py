@@ -69,7 +69,10 @@ def read_manifest(path: str | os.PathLike) -> list[BatchJob]:
     try:
         jobs = _rows_to_jobs(reader, columns, manifest.parent, path)
     except csv.Error as exc:
-        raise InputError(f"The manifest {path}, line {reader.line_num}, is not valid CSV: {exc}.") from None
+        # (the reader counts a line once it is parsed: the failing one is the next)
+        raise InputError(
+            f"The manifest {path}, line {reader.line_num + 1}, is not valid CSV: {exc}."
+        ) from None
     seen: set[str] = set()
     for job in jobs:
         if job.job_id in seen:

@@ -95,9 +95,9 @@ def _jobs(args: argparse.Namespace, options: EnhanceOptions):
     from sr4zct.batch import discover_jobs, parse_shard, read_manifest, select_shard
     from sr4zct.errors import InputError
 
-    if not args.inputs and not args.manifest:
+    if not args.inputs and args.manifest is None:
         raise InputError("Give input folders or files, or --manifest CSV.")
-    jobs = read_manifest(args.manifest) if args.manifest else []
+    jobs = read_manifest(args.manifest) if args.manifest is not None else []
     if args.inputs:
         known = {job.job_id for job in jobs}
         found = discover_jobs(args.inputs, exclude=[args.output], warn=_warn(args.quiet))
