@@ -389,6 +389,8 @@ def test_an_empty_path_is_refused_in_a_batch(tmp_path, capsys, monkeypatch):
     with pytest.raises(ParameterError):
         discover_jobs([""])
     with pytest.raises(ParameterError):
+        BatchJob.for_file("")
+    with pytest.raises(ParameterError):
         Batch("", discover_jobs([a.parent]))
 
 
@@ -445,7 +447,19 @@ def test_characters_from_files_through_a_real_batch(tmp_path, tiny_model):  # no
     """DICOM text with line separators and escape sequences, and file names with a line break and bytes
     that are not UTF-8: one ledger line per record, every job recorded, no abort."""
     cohort = tmp_path / "cohort"
-    good_series(cohort / "s", "P\u2028X", 1, series_description="a\r\nb\x85c\x1b[31m")
+    from dicom_factory import write_series
+    from test_batch import ct_hu
+
+    write_series(
+        cohort / "s",
+        hu=ct_hu(seed=1),
+        n_slices=6,
+        rows=24,
+        columns=24,
+        pixel_spacing_mm=(0.8, 0.8),
+        series_description="a\r\nb\x85c\x1b[31m\u2029",
+        extra_tags={"PatientID": "P\u2028X\x85", "SpecificCharacterSet": "ISO_IR 192"},
+    )  # UTF-8 text
     nrrd_case(cohort / "line\nbreak.nrrd", 2)
     bad = os.fsencode(cohort) + b"/bad\xff.nrrd"
     os.rename(os.fsencode(nrrd_case(cohort / "tmp.nrrd", 3)), bad)
@@ -459,4 +473,7 @@ def test_characters_from_files_through_a_real_batch(tmp_path, tiny_model):  # no
     assert statuses == ["done", "done", "failed"]
     failed = next(r for r in latest.values() if r["status"] == "failed")
     assert "not valid UTF-8" in failed["error_message"] and "\x1b" not in done.stdout + done.stderr
+    described = [r["description"] for r in latest.values()]
+    assert any("\u2028" in d and "\u2029" in d for d in described), described  # kept, on one line
+    assert {Path(r["input"]).name for r in latest.values()} >= {"line\nbreak.nrrd"}
     json.dumps(records)  # every record is plain JSON data

@@ -19,6 +19,7 @@ damaged becomes a job of its own that fails with the reader's message.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -100,8 +101,19 @@ def _image_jobs(images: list[tuple[Path, Path]]) -> list[BatchJob]:
         seen.add(real)
         rel = path.relative_to(root).as_posix() if path != root else path.name
         suffix = image_suffix(rel) or ""
-        jobs.append(BatchJob(f"file:{path}", str(path), rel[: len(rel) - len(suffix)], {}, rel))
+        name = _usable_name(rel[: len(rel) - len(suffix)])
+        jobs.append(BatchJob(f"file:{path}", str(path), name, {}, rel))
     return jobs
+
+
+_UNUSABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _usable_name(relative: str) -> str:
+    """An image file's output name from its path under the input folder: control characters and bytes
+    that are not UTF-8 (which no image writer can take) become ``_``; clashes then get a hash
+    (:func:`~sr4zct.batch.jobs.disambiguate`)."""
+    return "/".join(_UNUSABLE.sub("_", part) for part in relative.split("/"))
 
 
 def _walk(root: Path, excluded: list[Path], warn) -> Iterator[Path]:

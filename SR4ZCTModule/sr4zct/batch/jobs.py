@@ -105,7 +105,9 @@ class BatchJob:
 
         ``options`` are per-job options (``thickness_mm=3.0``, ``slice_axis=0``, ``series_uid=...``).
         """
-        resolved = Path(path).expanduser().resolve()
+        from sr4zct.io import as_path
+
+        resolved = as_path(path).expanduser().resolve()  # "" is refused, never the current folder
         uid = options.get("series_uid")
         job_id = f"dicom:{uid}" if uid else f"{'file' if image_suffix(resolved) else 'path'}:{resolved}"
         name = output_name or _stem(resolved.name)

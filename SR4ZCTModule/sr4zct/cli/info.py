@@ -161,5 +161,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_json_safe(geometry.to_dict()), indent=2))
     else:
-        print(to_cli_words(format_geometry(geometry)))
+        print("\n".join(to_cli_words(line) for line in format_geometry(geometry).splitlines()))
     return 0

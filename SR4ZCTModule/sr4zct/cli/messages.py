@@ -18,7 +18,7 @@ already present are left alone. The names and flags are the options'
 :func:`printable` makes text from files (DICOM descriptions, file names, messages that quote them) safe for a
 terminal: control characters (escape sequences), bidirectional overrides and bytes of file names that are
 not UTF-8 become visible escapes (``\x1b``, ``\u202e``, ``\udcff``). :func:`to_cli_words` returns printable
-text.
+text on one line.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def printable(text: object, *, keep_newlines: bool = False) -> str:
 
 def to_cli_words(message: str) -> str:
     """``message`` with the Python API's parameter names replaced by the command-line flags, made printable
-    (:func:`printable`; line breaks kept)."""
+    on one line (:func:`printable`: a line break in a quoted path or DICOM text is shown as ``\x0a``)."""
 
     def replace(flag: str):
         def sub(match: re.Match[str]) -> str:
@@ -85,4 +85,4 @@ def to_cli_words(message: str) -> str:
 
     for pattern, flag in _PATTERNS:
         message = pattern.sub(replace(flag), message)
-    return printable(message, keep_newlines=True)
+    return printable(message)
