@@ -142,7 +142,7 @@ def check_output_path(
         file is expected (or the reverse), is a symbolic link, is an earlier output of another kind than
         ``content``, or its parent cannot be created.
     """
-    target = _unfollowed(path)
+    target = unfollowed_path(path)
     for item in inputs:
         if item is not None:
             _check_apart_from_input(target, Path(item).expanduser().resolve())
@@ -152,7 +152,7 @@ def check_output_path(
     return target
 
 
-def _unfollowed(path: str | os.PathLike) -> Path:
+def unfollowed_path(path: str | os.PathLike) -> Path:
     """``path`` made absolute with its folder resolved but its own name kept; a symbolic link there is
     refused (following it would write over the link's target, wherever that is)."""
     absolute = Path(os.path.abspath(Path(path).expanduser()))

@@ -549,12 +549,12 @@ def _check_preview_path(path: str, inp: Path) -> Path:
     """The live preview goes to a PNG (side by side) or an NRRD (the coronal image, for Slicer), which each
     update replaces: only a file SR4ZCT wrote may be there already."""
     from sr4zct.io import check_output
-    from sr4zct.io.atomic import check_output_path
+    from sr4zct.io.atomic import unfollowed_path
     from sr4zct.run.preview import check_preview_path
 
     suffix = Path(path).suffix.lower()
     if suffix == ".png":
-        check_output_path(path, overwrite=True, inputs=[inp])  # never a link; never the input
+        unfollowed_path(path)  # a link there is refused, never followed
         return check_preview_path(path)
     if suffix == ".nrrd":
         resolved = check_output(path, overwrite=True, input_path=inp)
