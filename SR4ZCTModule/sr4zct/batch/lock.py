@@ -24,6 +24,7 @@ import errno
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,9 +190,14 @@ class OutdirLock:
 
     def _open_and_lock(self) -> int:
         try:
-            fd = _open_no_follow(self.path, os.O_RDWR | os.O_CREAT)
+            fd = _open_no_follow(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0))
         except OSError as exc:
             raise OutputError(f"Cannot create the lock file {self.path}: {exc.strerror or exc}.") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OutputError(
+                f"The lock file {self.path} is not a regular file (a pipe or device); remove it."
+            )
         try:
             got = _os_lock(fd, blocking=False)
         except _NoLocks:

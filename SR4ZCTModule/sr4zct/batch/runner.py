@@ -311,9 +311,9 @@ class Batch:
     def run(self, on_event=None, should_stop=None, interval_s: float = 0.1) -> BatchResult:
         """Run every job to its end (blocking); ``on_event`` gets each batch event, ``should_stop()`` is polled
         (True cancels)."""
-        if not self._started:
-            self.start()
         try:
+            if not self._started:
+                self.start()
             while True:
                 if should_stop is not None and not self._cancelled and should_stop():
                     self.cancel()
