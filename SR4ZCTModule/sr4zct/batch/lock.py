@@ -36,7 +36,7 @@ __all__ = ["LOCK_PREFIX", "OutdirLock", "locked", "scopes_overlap"]
 LOCK_PREFIX = ".sr4zct-batch-"
 LOCK_SUFFIX = ".lock"
 #: Windows locks bytes, and a locked byte cannot be read: lock one far beyond any content instead.
-_LOCK_OFFSET = 2**40
+_LOCK_OFFSET = 0x7FFF_FFF0  # within a 32-bit offset: every CRT locks there
 _BUSY = (errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK, errno.EDEADLK)
 
 
