@@ -397,6 +397,18 @@ def test_an_empty_path_is_refused_in_a_batch(tmp_path, capsys, monkeypatch):
 # --- values that look like options ----------------------------------------------------------------------------
 
 
+def test_an_event_can_carry_any_character():
+    """The job process's events (docs/events.md) quote paths and DICOM text: a name that is not UTF-8 broke
+    the event writer, and the job ended as "stopped unexpectedly" instead of with its own message."""
+    from sr4zct.run.events import encode_event, make_event, parse_line
+
+    event = make_event("failed", message="Cannot read /data/ct\udcff\u2028x.nrrd \x1b[31m", code="input")
+    line = encode_event(event)
+    assert line.isascii() and "\n" not in line
+    assert parse_line(line + "\n")["message"] == event["message"]
+    line.encode("utf-8")  # what the events writer does: never fails
+
+
 def test_option_like_values_stay_values_on_the_background_command_line(tmp_path):
     from sr4zct.cli import build_parser
     from sr4zct.run.background import BackgroundJob
