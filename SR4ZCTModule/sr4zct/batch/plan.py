@@ -2,8 +2,8 @@
 without ``retry_failed``), and whether its output may be replaced.
 
 A job is *done* when its latest attempt ended ``done`` with the same fingerprint (the options that change
-the result, the output path, the format and the model reuse), on the same input content, and its output is
-still there. It is redone when the options changed, the input's content changed, the output was removed,
+the result, the output path, the format, the model reuse and the input's content identity), on the same
+input content (:func:`same_content`), and its output is still there. It is redone when the options changed, the input's content changed, the output was removed,
 or its latest attempt was cut short (``running``) or cancelled. An existing output is only replaced when
 the ledger shows that this batch wrote (or was writing) it, or when ``overwrite`` is given (and then, as
 always, only an earlier SR4ZCT output).
@@ -76,17 +76,29 @@ class PlannedJob:
 
 
 def fingerprint(
-    job: BatchJob, options: EnhanceOptions, *, output: Path, output_format: str, reuse_model: str
+    job: BatchJob,
+    options: EnhanceOptions,
+    *,
+    output: Path,
+    output_format: str,
+    reuse_model: str,
+    content: dict[str, Any] | None = None,
 ) -> str:
-    """16 hex digits identifying what the job's result depends on."""
+    """16 hex digits identifying what the job's result depends on, its input's content included (the
+    SOPInstanceUIDs of a series; a file's size and partial hash). ``content`` is
+    :func:`content_identity` of the job (found when None); its time and whole-file hash are compared by
+    :func:`same_content`, so that the same bytes written again keep the fingerprint."""
     data = {k: v for k, v in job.enhance_options(options).to_dict().items() if k not in NEUTRAL_OPTIONS}
-    # the input is the job_id's (a series UID or a path); its content is compared on its own (same_content)
+    content = content_identity(job) if content is None else content
+    stable = content.get("sop") or [[f.get("size"), f.get("part")] for f in content.get("files", [])]
+    # the input is the job_id's (a series UID or a path) and what it holds: a DICOM cohort moved elsewhere
+    # is not redone, a series or file replaced by another scan is
     data.update(
         output=str(output), format=output_format, reuse_model=reuse_model,
-        uncertainty=options.uncertainty_path is not None,
+        uncertainty=options.uncertainty_path is not None, content=stable,
     )  # fmt: skip
     text = json.dumps(data, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def content_identity(job: BatchJob, *, whole: bool = False) -> dict[str, Any]:
@@ -190,15 +202,16 @@ def plan_jobs(
     attempts: dict[str, list[dict[str, Any]]],
     *,
     retry_failed: bool,
+    contents: dict[str, dict[str, Any]] | None = None,
 ) -> list[PlannedJob]:
     """Decide, from the ledger's ``attempts`` (:meth:`~sr4zct.batch.ledger.Ledger.attempts`), what to do
-    with each job."""
+    with each job; ``contents`` are the jobs' :func:`content_identity` (found when not given)."""
     planned = []
     for job in jobs:
         history = attempts.get(job.job_id, [])
         latest = history[-1] if history else None
         output = outputs[job.job_id]
-        content = content_identity(job)
+        content = (contents or {}).get(job.job_id) or content_identity(job)
         action = _action(latest, fingerprints[job.job_id], job, content, output, retry_failed)
         ours = any(record.get("output") == str(output) for record in history)
         attempt = max((int(r.get("attempt", 0)) for r in history), default=0) + 1

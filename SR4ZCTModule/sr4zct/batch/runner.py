@@ -209,13 +209,18 @@ class Batch:
         )  # fmt: skip
 
     def _plan(self, outputs: dict[str, Path]) -> list[PlannedJob]:
+        from sr4zct.batch.plan import content_identity
+
+        contents = {job.job_id: content_identity(job) for job in self.jobs}  # read once per run
         prints = {
-            job.job_id: fingerprint(job, self.options, output=outputs[job.job_id],
-                                    output_format=self.output_format, reuse_model=self.reuse_model)
+            job.job_id: fingerprint(job, self.options, output=outputs[job.job_id], output_format=self.output_format,
+                                    reuse_model=self.reuse_model, content=contents[job.job_id])
             for job in self.jobs
         }  # fmt: skip
         attempts = self.ledger.attempts()
-        self.planned = plan_jobs(self.jobs, outputs, prints, attempts, retry_failed=self.retry_failed)
+        self.planned = plan_jobs(
+            self.jobs, outputs, prints, attempts, retry_failed=self.retry_failed, contents=contents
+        )
         for history in attempts.values():
             for record in history:
                 values = record.get("protocol_values")  # checked by the ledger: 4 numbers, a profile, a path
