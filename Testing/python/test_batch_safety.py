@@ -469,7 +469,7 @@ def test_characters_from_files_through_a_real_batch(tmp_path, tiny_model):  # no
         rows=24,
         columns=24,
         pixel_spacing_mm=(0.8, 0.8),
-        series_description="a\r\nb\x85c\x1b[31m\u2029",
+        series_description="a\r\nb\x85c\u2029d\x1b[31m",
         extra_tags={"PatientID": "P\u2028X\x85", "SpecificCharacterSet": "ISO_IR 192"},
     )  # UTF-8 text
     nrrd_case(cohort / "line\nbreak.nrrd", 2)
