@@ -62,12 +62,14 @@ def _vec(v) -> str:
 
 def format_geometry(geometry: SeriesGeometry) -> str:
     """Human-readable multi-line description of ``geometry``."""
+    from sr4zct.cli.messages import printable
+
     g = geometry
     lines = _identity_lines(g) + _slab_lines(g) + _orientation_lines(g) + _regularity_lines(g)
     if g.warnings:
         lines.append("Warnings:")
         lines.extend(f"  - {w}" for w in g.warnings)
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # text from the files: no escape sequences
 
 
 def _identity_lines(g: SeriesGeometry) -> list[str]:
@@ -159,5 +161,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_json_safe(geometry.to_dict()), indent=2))
     else:
-        print(to_cli_words(format_geometry(geometry)))
+        print("\n".join(to_cli_words(line) for line in format_geometry(geometry).splitlines()))
     return 0

@@ -295,7 +295,12 @@ class EnhanceOptions:
         return cls(**{name: getattr(namespace, name) for name in cls.names() if hasattr(namespace, name)})
 
     def to_args(self) -> list[str]:
-        """Command-line arguments that reproduce these options (defaults left out)."""
+        """Command-line arguments that reproduce these options (defaults left out).
+
+        Every valued option is one argument ``--flag=value``, so that a value that looks like an option
+        (``series_uid="-o"``, ``preview_path="--overwrite"``) stays the option's value: argparse takes what
+        follows the first ``=`` as it is.
+        """
         args: list[str] = []
         if isinstance(self.preset, Preset):
             raise ParameterError("A custom Preset cannot be passed on the command line; use a preset name.")
@@ -306,7 +311,8 @@ class EnhanceOptions:
             if f.metadata["kind"] is bool:
                 args.append(flag_of(f.name))
             else:
-                args += [flag_of(f.name), format(value, ".17g") if isinstance(value, float) else str(value)]
+                text = format(value, ".17g") if isinstance(value, float) else str(value)
+                args.append(f"{flag_of(f.name)}={text}")
         return args
 
 
@@ -358,6 +364,8 @@ def _checked_text(name: str, value: Any, meta: Any) -> Any:
         value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
         raise ParameterError(f"{name} must be a non-empty text, got {value!r}.")
+    if "\0" in value:  # no file name or command line can hold it
+        raise ParameterError(f"{name} must not contain a NUL character, got {value!r}.")
     if meta["choices"] is not None and value not in meta["choices"]:
         raise ParameterError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}.")
     if name == "device" and not _DEVICE_PATTERN.match(value):

@@ -481,8 +481,10 @@ def enhance_file(
     and ``model_path`` before the input is read. Outputs are written under temporary names and moved into
     place at the end, the saved model with them: a failed or cancelled run leaves none of them behind.
     """
+    from sr4zct.io import as_path
+
     options = _merge_options(options, changes)
-    inp, out = Path(input_path), Path(output_path)
+    inp, out = as_path(input_path, "input_path"), as_path(output_path, "output_path")  # "" is refused
     targets = _check_targets(inp, out, options)
     reporter = ProgressReporter(progress, should_stop)
     reporter.report("prepare", 0, 1, message=f"reading {inp}")
@@ -506,31 +508,53 @@ def _check_targets(inp: Path, out: Path, options: EnhanceOptions) -> dict[str, A
     from sr4zct.run.validation import validate_model_file
 
     volumes = [out] + ([Path(options.uncertainty_path)] if options.uncertainty_path is not None else [])
-    resolved = [check_output(target, overwrite=options.overwrite, input_path=inp) for target in volumes]
+    resolved = [
+        check_output(target, overwrite=options.overwrite, input_path=inp, content=content)
+        for target, content in zip(volumes, ("volume", "uncertainty"), strict=False)
+    ]
     model = None
     if options.save_model_path is not None:
         inputs = [inp] + ([inp.parent] if inp.is_file() and image_suffix(inp) is None else [])
-        model = check_output_path(options.save_model_path, overwrite=options.overwrite, inputs=inputs)
+        model = check_output_path(
+            options.save_model_path, overwrite=options.overwrite, inputs=inputs, content="model"
+        )
         resolved.append(model)
     if options.preview_path is not None:
         resolved.append(_check_preview_path(options.preview_path, inp))
-    if len(set(resolved)) < len(resolved):
-        raise OutputError(
-            "The output, the uncertainty output, the saved model and the preview must be different paths."
-        )
+    _check_distinct(resolved)
     if options.model_path is not None:
         validate_model_file(options.model_path)
     return {"volumes": volumes, "model": model}
+
+
+def _check_distinct(resolved: list[Path]) -> None:
+    """The outputs, and the NIfTI sidecars they bring (``ct.nii.gz`` -> ``ct.json``), are different files."""
+    from sr4zct.io import image_suffix
+    from sr4zct.io.image import sidecar_path
+
+    files = [str(p).lower() if os.name == "nt" else str(p) for p in resolved]
+    files += [
+        str(sidecar_path(p)).lower() if os.name == "nt" else str(sidecar_path(p))
+        for p in resolved
+        if image_suffix(p) in (".nii", ".nii.gz")
+    ]
+    if len(set(files)) < len(files):
+        raise OutputError(
+            "The output, the uncertainty output, the saved model and the preview (and the .json sidecar of a "
+            "NIfTI output) must be different paths."
+        )
 
 
 def _check_preview_path(path: str, inp: Path) -> Path:
     """The live preview goes to a PNG (side by side) or an NRRD (the coronal image, for Slicer), which each
     update replaces: only a file SR4ZCT wrote may be there already."""
     from sr4zct.io import check_output
+    from sr4zct.io.atomic import unfollowed_path
     from sr4zct.run.preview import check_preview_path
 
     suffix = Path(path).suffix.lower()
     if suffix == ".png":
+        unfollowed_path(path)  # a link there is refused, never followed
         return check_preview_path(path)
     if suffix == ".nrrd":
         resolved = check_output(path, overwrite=True, input_path=inp)
@@ -574,7 +598,6 @@ def _enhance_and_write(
     reporter: ProgressReporter,
     hooks: _Hooks,
 ) -> EnhanceResult:
-    from sr4zct.io import write_volume
     from sr4zct.io.atomic import remove_stale_temporaries, temporary_name
 
     model_target = targets["model"]
@@ -592,30 +615,7 @@ def _enhance_and_write(
         count = len(targets["volumes"])
         reporter.report("write", 0, count, message=f"writing {out}")
         t0 = time.monotonic()
-        written: list[Path] = []
-        try:
-            written.append(
-                Path(
-                    write_volume(result.volume, out, metadata=result.parameters, overwrite=options.overwrite)
-                )
-            )
-            if options.uncertainty_path is not None and result.uncertainty is not None:
-                meta = {**result.parameters, "content": "uncertainty |coronal - sagittal| HU"}
-                written.append(
-                    Path(write_volume(result.uncertainty, options.uncertainty_path, metadata=meta,
-                                      overwrite=options.overwrite))
-                )  # fmt: skip
-            if model_tmp is not None and model_tmp.exists():
-                try:
-                    os.replace(model_tmp, model_target)
-                except OSError as exc:
-                    raise OutputError(
-                        f"Cannot save the model to {model_target}: {exc.strerror or exc}."
-                    ) from exc
-        except BaseException:
-            for path in written:  # written by this call a moment ago: nothing else is removed
-                _remove(path)
-            raise
+        _write_outputs(result, out, options, model_tmp, model_target)
     finally:
         if model_tmp is not None:
             _remove(model_tmp)
@@ -625,6 +625,31 @@ def _enhance_and_write(
     except Cancelled:
         pass  # everything is written: a cancel arriving now does not undo a finished run
     return result
+
+
+def _write_outputs(
+    result: EnhanceResult,
+    out: Path,
+    options: EnhanceOptions,
+    model_tmp: Path | None,
+    model_target: Path | None,
+) -> None:
+    """Every output (volume, its sidecar, uncertainty map, saved model) is written under a temporary name
+    first and all are moved into place together (:func:`sr4zct.io.atomic.staged_outputs`): with
+    ``overwrite``, an earlier result is replaced only once every new file is complete, and a failure at any
+    write leaves it exactly as it was."""
+    from sr4zct.io import write_volume
+    from sr4zct.io.atomic import staged_outputs
+
+    with staged_outputs() as staged:
+        write_volume(result.volume, out, metadata=result.parameters, overwrite=options.overwrite)
+        if options.uncertainty_path is not None and result.uncertainty is not None:
+            meta = {**result.parameters, "content": "uncertainty |coronal - sagittal| HU"}
+            write_volume(
+                result.uncertainty, options.uncertainty_path, metadata=meta, overwrite=options.overwrite
+            )
+        if model_tmp is not None and model_tmp.exists():
+            staged.add(model_tmp, model_target)
 
 
 def _remove(path: Path) -> None:
