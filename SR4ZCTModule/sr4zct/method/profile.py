@@ -35,6 +35,7 @@ import numpy as np
 from sr4zct.errors import ParameterError
 from sr4zct.method.acquisition import PROFILES, gaussian_sigma_mm, profile_weights
 from sr4zct.method.body import BODY_THRESHOLD_HU, body_box
+from sr4zct.run.devices import single_thread
 
 __all__ = [
     "DISAGREEMENT",
@@ -418,7 +419,8 @@ def estimate_profile(
             "Too little of the volume is body (above -500 HU) to estimate the slice profile."
         )
     stats = blocks + [whole] if len(blocks) > 1 else [whole]
-    table = _misfit_table(design, stats)
+    with single_thread():  # hundreds of tiny tensor operations: thread hand-offs would cost more
+        table = _misfit_table(design, stats)
     family, margin = _choose_family(table, design.widths_mm, nominal_mm)
     rows = table[family]
     if not np.isfinite(rows[-1]).any():

@@ -297,13 +297,20 @@ def _slice_model(array: np.ndarray, options: EnhanceOptions, acq, pixel, reporte
 
 
 def _estimate_warnings(estimate) -> list[str]:
-    if not estimate.disagrees_with_nominal:
-        return []
-    return [
-        f"The slice profile estimated from the scan ({estimate.describe()}) disagrees with the slice thickness "
-        f"of {estimate.nominal_mm:g} mm; the model uses {estimate.nominal_mm:g} mm. Check the thickness "
-        "(give the right one with the thickness option)."
-    ]
+    """A warning when the estimate disagrees with the slice thickness, and one when the family is unclear."""
+    out = []
+    if estimate.disagrees_with_nominal:
+        out.append(
+            f"The slice profile estimated from the scan ({estimate.describe()}) disagrees with the slice "
+            f"thickness of {estimate.nominal_mm:g} mm; the model uses {estimate.nominal_mm:g} mm. Check the "
+            "thickness (give the right one with the thickness option)."
+        )
+    if not estimate.family_certain:
+        out.append(
+            f"The scan does not tell a box from a Gaussian slice profile clearly; the one that fits better "
+            f"({estimate.family}) is used. Choose the profile if you know the scanner's."
+        )
+    return out
 
 
 def _pixel_mm(vol: Volume) -> tuple[float, float]:
