@@ -50,7 +50,7 @@ __all__ = [
 SEGMENT = 16  #: samples per segment (L)
 MIN_SEGMENT = 6  #: the fewest samples per segment an estimate uses
 BLOCKS = 4  #: blocks of slices whose separate estimates give the uncertainty
-FAMILY_BAND = 1.2  #: the family is decided on widths from T / FAMILY_BAND to T * FAMILY_BAND
+FAMILY_BAND = 1.05  #: the family is decided on widths from T / FAMILY_BAND to T * FAMILY_BAND
 FAMILY_MARGIN = 1.25  #: misfit ratio of the two families below which the family is uncertain
 RANGE_TOLERANCE = 1.1  #: widths whose misfit is within this factor of the least are in the range
 DISAGREEMENT = 1.3  #: FWHM / nominal thickness beyond this factor (and outside the range) disagrees
@@ -193,9 +193,13 @@ class _Design:
 
 
 def _widths(spacing_mm: float, pixel_mm: float, nominal_mm: float | None) -> np.ndarray:
+    """Log-spaced candidate widths (and the nominal thickness itself, where the family is decided)."""
     low = max(0.5 * pixel_mm, 0.2 * spacing_mm)
     high = 3.0 * max(spacing_mm, nominal_mm or spacing_mm)
-    return np.exp(np.linspace(math.log(low), math.log(high), _WIDTHS))
+    widths = np.exp(np.linspace(math.log(low), math.log(high), _WIDTHS))
+    if nominal_mm is not None and low <= nominal_mm <= high:
+        widths = np.unique(np.append(widths, float(nominal_mm)))
+    return widths
 
 
 def _design(shape: tuple[int, int, int], pixel_mm, spacing_mm: float, nominal_mm) -> _Design:
