@@ -180,3 +180,21 @@ def test_info_says_why_there_is_no_estimate(tmp_path, capsys):
     series = write_series(tmp_path / "ct", n_slices=5)
     assert main(["info", str(series.folder)]) == 0
     assert "Slice profile:     not estimated (" in capsys.readouterr().out
+
+
+def test_the_run_warns_about_a_doubtful_estimate(texture, monkeypatch):
+    """An estimate far from the thickness, of an unclear family: the run says so and keeps the thickness."""
+    import sr4zct.method.profile as profile_module
+
+    def doubtful(array_hu, *, pixel_spacing_mm, spacing_mm, nominal_mm=None):
+        return ProfileEstimate(
+            "gaussian", 9.0, (8.5, 9.5), {"box": 0.011, "gaussian": 0.01}, 1.1, nominal_mm, 50
+        )
+
+    monkeypatch.setattr(profile_module, "estimate_profile", doubtful)
+    vol = _volume(thick_slices(texture[:64], 5.0, 2.5, "gaussian"), 5.0, 2.5)
+    result = enhance(vol, preset=TINY, noise="off")
+    text = " ".join(result.warnings)
+    assert "disagrees with the slice thickness of 5 mm" in text and "the model uses 5 mm" in text
+    assert "does not tell a box from a Gaussian" in text
+    assert result.parameters["thickness_mm"] == "5" and result.parameters["profile"] == "gaussian"
