@@ -198,3 +198,10 @@ def test_the_run_warns_about_a_doubtful_estimate(texture, monkeypatch):
     assert "disagrees with the slice thickness of 5 mm" in text and "the model uses 5 mm" in text
     assert "does not tell a box from a Gaussian" in text
     assert result.parameters["thickness_mm"] == "5" and result.parameters["profile"] == "gaussian"
+
+
+def test_non_finite_values_give_no_estimate(texture):
+    thick = thick_slices(texture, 5.0, 2.5, "box")
+    thick[10:20] = np.nan
+    with pytest.raises(ParameterError, match="finite"):
+        estimate_profile(thick, pixel_spacing_mm=(1.0, 1.0), spacing_mm=2.5)

@@ -167,7 +167,8 @@ class _Stats:
 
     @property
     def usable(self) -> bool:
-        return self.z_count >= 50 and min(self.counts) >= 50
+        finite = np.isfinite(self.z_sum).all() and all(np.isfinite(m).all() for m in self.moments)
+        return bool(finite) and self.z_count >= 50 and min(self.counts) >= 50
 
 
 @dataclass(frozen=True)
@@ -420,7 +421,7 @@ def estimate_profile(
         whole = whole + b
     if not whole.usable:
         raise ParameterError(
-            "Too little of the volume is body (above -500 HU) to estimate the slice profile."
+            "Too little of the volume is body (finite values above -500 HU) to estimate the slice profile."
         )
     stats = blocks + [whole] if len(blocks) > 1 else [whole]
     with single_thread():  # hundreds of tiny tensor operations: thread hand-offs would cost more
