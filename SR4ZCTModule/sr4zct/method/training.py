@@ -94,6 +94,9 @@ class TrainingConfig:
     sample_flat: float = 0.25
     # intensity augmentation: both patches of a pair scaled about air by a factor in [1/(1+s), 1+s]; 0 = off
     intensity_scale: float = 0.0
+    # thick-slice noise added to the degraded inputs (sr4zct.method.noise.TrainingNoise); 0 = off
+    noise_sigma_hu: float = 0.0
+    noise_correlation: float = 0.0
 
 
 @dataclass
@@ -181,6 +184,7 @@ class PatchSampler:
         n_phases: int = 16,
         flat_weight: float = 0.25,
         intensity_scale: float = 0.0,
+        noise: Any = None,
     ):
         if images.ndim != 3:
             raise ValueError("images must be (n, rows, columns)")
@@ -200,6 +204,7 @@ class PatchSampler:
         self.hi = flat.amax(dim=1)
         self.flat_weight = float(flat_weight)
         self.intensity_scale = float(intensity_scale)
+        self.noise = noise  # a TrainingNoise for the inputs, or None
         self._weights(body_threshold)
 
     def _weights(self, body_threshold: float, stride: int = 8) -> None:
@@ -266,6 +271,8 @@ class PatchSampler:
         inputs[h] = torch.bmm(ops, strips.transpose(1, 2))
         targets[h] = strips[torch.arange(kh.numel(), device=dev)[:, None], :, ch[:, None] + span]
         inputs = torch.maximum(torch.minimum(inputs, self.hi[k][:, None, None]), self.lo[k][:, None, None])
+        if self.noise is not None:
+            inputs = self.noise.add(inputs, phase, r, c, rng)
         if augment:
             flips = torch.from_numpy(rng.random((count, 2)) < 0.5).to(dev)
             fv = flips[:, 0][:, None, None]
@@ -335,6 +342,9 @@ def _training_data(
         "n_phases": cfg.n_phases,
         "flat_weight": cfg.sample_flat,
     }
+    common["noise"] = _training_noise(
+        cfg, images.shape, pixel_spacing_mm, thickness_mm, spacing_mm, profile, norm, images.device
+    )
     sampler = PatchSampler(images[train_idx], **common, intensity_scale=cfg.intensity_scale)
     val_sampler = PatchSampler(images[val_idx], **common)
     val_rng = np.random.default_rng(cfg.seed + 7919)
@@ -345,6 +355,22 @@ def _training_data(
         val_data.append(val_sampler.sample(chunk, val_rng, augment=False))
         remaining -= chunk
     return sampler, val_data
+
+
+def _training_noise(
+    cfg: TrainingConfig, shape, pixel_spacing_mm, thickness_mm, spacing_mm, profile, norm, device
+):
+    """The thick-slice noise both samplers add to their inputs (None when ``cfg.noise_sigma_hu`` is 0)."""
+    if cfg.noise_sigma_hu <= 0:
+        return None
+    from sr4zct.method.noise import TrainingNoise
+
+    return TrainingNoise(
+        cfg.noise_sigma_hu / norm.scale, cfg.noise_correlation, sizes=(shape[1], shape[2]),
+        pixel_spacing_mm=pixel_spacing_mm, thickness_mm=thickness_mm, spacing_mm=spacing_mm, profile=profile,
+        phases_mm=[spacing_mm * k / cfg.n_phases for k in range(cfg.n_phases)], patch_px=cfg.patch_px,
+        device=device,
+    )  # fmt: skip
 
 
 class _CosineSchedule:

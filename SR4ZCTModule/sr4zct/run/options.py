@@ -34,6 +34,10 @@ __all__ = ["DEVICES", "NETWORKS", "OUTPUT_DTYPES", "PROFILES", "EnhanceOptions",
 
 #: slice sensitivity profiles of the acquisition model (docs/method.md, section 2)
 PROFILES = ("box", "gaussian")
+#: the profile option's choices: ``auto`` estimates the family from the scan (sr4zct.method.profile)
+PROFILE_CHOICES = ("auto", *PROFILES)
+#: noise-aware training: ``auto`` adds the slice noise measured in the scan to the training inputs
+NOISE_CHOICES = ("auto", "off")
 #: network architectures (sr4zct.method.networks)
 NETWORKS = ("default", "msd")
 #: device choices; ``cuda:N`` picks one GPU
@@ -87,8 +91,13 @@ class EnhanceOptions:
     target_spacing_mm : float or None
         Output slice spacing in mm; default the in-plane row pixel size (isotropic). Must be < d.
     profile : str
-        Slice sensitivity profile, one of :data:`PROFILES`: ``box`` (as in the paper) or ``gaussian``
-        (FWHM = T, closer to helical CT).
+        Slice sensitivity profile, one of :data:`PROFILE_CHOICES`: ``auto`` (the family, box or Gaussian,
+        estimated from the scan itself, :mod:`sr4zct.method.profile`; width T), ``box`` (as in the paper) or
+        ``gaussian`` (FWHM = T, closer to helical CT).
+    noise : str
+        Noise-aware training, one of :data:`NOISE_CHOICES`: ``auto`` measures the slice noise of the scan and
+        adds it to the simulated thick slices of the training inputs (the network learns not to sharpen it);
+        ``off`` trains on the axial images' own noise only.
     preset : str or Preset
         Training budget, one of :data:`sr4zct.run.presets.PRESETS`, or (Python API only) a custom
         :class:`~sr4zct.run.presets.Preset`.
@@ -146,8 +155,12 @@ class EnhanceOptions:
         flag="--target-spacing", unit="mm", metavar="MM", label="the output slice spacing", group="acquisition",
     )  # fmt: skip
     profile: str = _option(
-        "box", "slice sensitivity profile: box (as in the paper) or gaussian (FWHM = thickness)", kind=str,
-        choices=PROFILES, group="acquisition",
+        "auto", "slice sensitivity profile: auto (box or gaussian, estimated from the scan), box (as in the "
+        "paper) or gaussian (FWHM = thickness)", kind=str, choices=PROFILE_CHOICES, group="acquisition",
+    )  # fmt: skip
+    noise: str = _option(
+        "auto", "noise-aware training: auto (add the scan's measured slice noise to the training inputs) or off",
+        kind=str, choices=NOISE_CHOICES, group="training",
     )  # fmt: skip
     preset: str | Preset = _option(
         "balanced", "training budget: fast, balanced or best (about 5 / 15 / 45 min at most on a 2-core CPU)",
@@ -373,7 +386,7 @@ def _checked_text(name: str, value: Any, meta: Any) -> Any:
     return value
 
 
-_REQUIRED_VALUES = ("profile", "preset", "network", "seed", "device", "output_dtype")
+_REQUIRED_VALUES = ("profile", "noise", "preset", "network", "seed", "device", "output_dtype")
 
 
 def _kind_words(kind: type) -> str:

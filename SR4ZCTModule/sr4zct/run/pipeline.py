@@ -194,13 +194,17 @@ def _enhance(
     warnings = list(vol.geometry.warnings) + [
         w for w in acquisition.warnings if w not in vol.geometry.warnings
     ]
+    slice_model = _slice_model(array, options, acquisition, _pixel_mm(vol), reporter)
+    warnings += slice_model.warnings
     timings = {"prepare": time.monotonic() - t_start}
     reporter.report("prepare", 1, 1)
 
     if options.model_path is not None:
         trained = _load_trained(options, acquisition, _pixel_mm(vol), device, reporter)
     else:
-        trained = _train(vol, array, options, preset, acquisition, device, reporter, t_start, hooks)
+        trained = _train(
+            vol, array, options, preset, acquisition, device, reporter, t_start, hooks, slice_model
+        )
     timings["train"] = trained.seconds
     warnings += trained.warnings
 
@@ -228,6 +232,7 @@ def _enhance(
     warnings += inferred.messages
 
     parameters = _parameters(options, preset, acquisition, trained, device_text)
+    parameters.update(slice_model.parameters(options, trained))
     out_geometry = _output_geometry(vol.geometry, inferred.positions_mm, acquisition.target_spacing_mm)
     out_array = _cast_output(inferred.array, options.output_dtype, hooks.integer_input)
     out = Volume(out_array, out_geometry, metadata=dict(parameters))
@@ -240,6 +245,72 @@ def _enhance(
         )
     timings["total"] = time.monotonic() - t_start
     return EnhanceResult(out, unc, parameters, timings, device=device_text, warnings=warnings)
+
+
+@dataclass
+class _SliceModel:
+    """The slice profile and noise a run trains for: the user's profile, or the one estimated from the scan
+    (``profile="auto"``), and the measured slice noise (``noise="auto"``)."""
+
+    profile: str
+    estimate: Any = None  # sr4zct.method.profile.ProfileEstimate
+    noise: Any = None  # sr4zct.method.noise.NoiseEstimate
+    warnings: list[str] = field(default_factory=list)
+
+    def parameters(self, options: EnhanceOptions, trained: _Trained) -> dict[str, str]:
+        """What the output records: the profile used and asked for, the estimate, the noise."""
+        out = {"profile": str(trained.info.get("profile", self.profile)), "profile_option": options.profile}
+        if self.estimate is not None:
+            out.update(self.estimate.to_parameters())
+        if self.noise is not None:
+            out.update(self.noise.to_parameters())
+        out["training_noise"] = "on" if trained.info.get("noise_sigma_hu", 0.0) > 0 else "off"
+        return out
+
+
+def _slice_model(array: np.ndarray, options: EnhanceOptions, acq, pixel, reporter) -> _SliceModel:
+    """Estimate what ``auto`` leaves open (a saved model brings its own profile; nothing is estimated)."""
+    from sr4zct.errors import SR4ZCTError
+
+    if options.model_path is not None or options.profile != "auto":
+        model = _SliceModel(options.profile if options.profile != "auto" else "box")
+    else:
+        from sr4zct.method.profile import estimate_profile
+
+        reporter.report("prepare", 0, 1, message="estimating the slice profile from the scan")
+        try:
+            estimate = estimate_profile(
+                array, pixel_spacing_mm=pixel, spacing_mm=acq.spacing_mm, nominal_mm=acq.thickness_mm
+            )
+        except SR4ZCTError as exc:
+            model = _SliceModel("box", warnings=[
+                f"The slice profile could not be estimated from the scan ({exc.message}); the box profile is "
+                "used. Choose the profile (box or gaussian) to silence this."])  # fmt: skip
+        else:
+            model = _SliceModel(estimate.family, estimate, warnings=_estimate_warnings(estimate))
+            log.info("Slice profile estimated from the scan: %s.", estimate.describe())
+    if options.noise == "auto" and options.model_path is None:
+        from sr4zct.method.noise import estimate_noise
+
+        model.noise = estimate_noise(array)
+    return model
+
+
+def _estimate_warnings(estimate) -> list[str]:
+    """A warning when the estimate disagrees with the slice thickness, and one when the family is unclear."""
+    out = []
+    if estimate.disagrees_with_nominal:
+        out.append(
+            f"The slice profile estimated from the scan ({estimate.describe()}) disagrees with the slice "
+            f"thickness of {estimate.nominal_mm:g} mm; the model uses {estimate.nominal_mm:g} mm. Check the "
+            "thickness (give the right one with the thickness option)."
+        )
+    if not estimate.family_certain:
+        out.append(
+            f"The scan does not tell a box from a Gaussian slice profile clearly; the one that fits better "
+            f"({estimate.family}) is used. Choose the profile if you know the scanner's."
+        )
+    return out
 
 
 def _pixel_mm(vol: Volume) -> tuple[float, float]:
@@ -268,13 +339,16 @@ def _load_trained(
     from sr4zct.method.training import Normalisation
 
     model, info = load_model(options.model_path, device=device)
+    profile = info.get("profile") if options.profile == "auto" else options.profile  # auto: the model's
     check_model_geometry(
-        info, thickness=acq.thickness_mm, spacing=acq.spacing_mm, pixel=pixel, profile=options.profile,
+        info, thickness=acq.thickness_mm, spacing=acq.spacing_mm, pixel=pixel, profile=profile,
         path=options.model_path,
     )  # fmt: skip
     norm = Normalisation(**info["normalisation"]) if "normalisation" in info else Normalisation()
     reporter.report("train", 1, 1, message=f"using saved model {options.model_path}")
-    return _Trained(model, norm, str(info.get("network", options.network)), seconds=0.0)
+    return _Trained(
+        model, norm, str(info.get("network", options.network)), seconds=0.0, info={"profile": str(profile)}
+    )
 
 
 def _train(
@@ -287,15 +361,19 @@ def _train(
     reporter: ProgressReporter,
     t_start: float,
     hooks: _Hooks,
+    slice_model: _SliceModel,
 ) -> _Trained:
     from sr4zct.method import training
 
     pixel = _pixel_mm(vol)
+    noise = slice_model.noise
     config = training.TrainingConfig(
         steps=preset.steps, patch_px=preset.patch_px, batch=preset.batch, lr=preset.lr, loss=preset.loss,
         network=options.network,
         network_config=dict(preset.network_config) if options.network == "default" else {},
         validate_every=preset.validate_every, seed=options.seed,
+        noise_sigma_hu=0.0 if noise is None else noise.sigma_hu,
+        noise_correlation=0.0 if noise is None else noise.correlation,
     )  # fmt: skip
     budget = _time_budget(array, options, preset, acq, pixel, config, device, reporter, t_start)
     norm = training.Normalisation()
@@ -303,7 +381,7 @@ def _train(
     t_train = time.monotonic()
     result = training.train_model(
         array, pixel_spacing_mm=pixel, thickness_mm=acq.thickness_mm, spacing_mm=acq.spacing_mm,
-        profile=options.profile, config=config, normalisation=norm, device=device, reporter=reporter,
+        profile=slice_model.profile, config=config, normalisation=norm, device=device, reporter=reporter,
         budget=budget, on_validation=preview, should_finish=hooks.should_finish,
     )  # fmt: skip
     warnings = list(result.warnings)
@@ -320,6 +398,8 @@ def _train(
         "validation_gain_db": result.validation_gain_db,
         "used_identity": result.used_identity,
         "finished_early": result.finished_early,
+        "profile": slice_model.profile,
+        "noise_sigma_hu": config.noise_sigma_hu,
     }
     if options.save_model_path is not None:
         from sr4zct.io.model_file import save_model
@@ -327,7 +407,7 @@ def _train(
         save_model(
             options.save_model_path, result.model, network=options.network,
             info={"normalisation": norm.to_dict(), "thickness_mm": acq.thickness_mm, "spacing_mm": acq.spacing_mm,
-                  "profile": options.profile, "pixel_spacing_mm": pixel, "seed": options.seed,
+                  "profile": slice_model.profile, "pixel_spacing_mm": pixel, "seed": options.seed,
                   "preset": preset.name, "training": info},
         )  # fmt: skip
     return _Trained(
@@ -399,7 +479,6 @@ def _parameters(
         "thickness_mm": f"{acq.thickness_mm:g}",
         "spacing_mm": f"{acq.spacing_mm:g}",
         "target_spacing_mm": f"{acq.target_spacing_mm:g}",
-        "profile": options.profile,
         "preset": preset.name,
         "network": trained.network,
         "device": device_text,
@@ -410,7 +489,7 @@ def _parameters(
         "sr4zct_version": __version__,
         "torch_version": str(torch.__version__),
     }
-    if trained.info:
+    if "validation_gain_db" in trained.info:
         parameters["validation_gain_db"] = f"{trained.info['validation_gain_db']:.2f}"
         parameters["used_identity"] = str(trained.info["used_identity"]).lower()
         parameters["finished_early"] = str(trained.info["finished_early"]).lower()
