@@ -97,8 +97,8 @@ class EnhanceOptions:
     network : str
         Architecture, one of :data:`NETWORKS`: ``default`` (fast residual CNN) or ``msd`` (the paper's).
     seed : int
-        Seeds every random draw: same seed, device and threads give the same output (unless the time limit
-        cuts training short).
+        Seeds every random draw: same seed, device, threads and precision give the same output (unless the
+        time limit cuts training short).
     max_minutes : float or None
         Wall-time cap of the whole run in minutes; default the preset's.
     model_path : str or None
