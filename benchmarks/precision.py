@@ -16,7 +16,8 @@ Parts (``--parts``, default all; the timing parts alternate fp32 and bf16 run by
 Rows go to ``benchmarks/precision.json``: a quality row replaces the older row of the same case, preset,
 steps, seed and variant; a timing part replaces all earlier rows of that part (its runs belong together). The
 section between ``<!-- precision:begin -->`` and ``<!-- precision:end -->`` of BENCHMARKS.md is rewritten
-from all rows. ``--smoke`` runs every part at toy sizes into a temporary folder (a minute or two).
+from all rows (``--parts none`` only does that). ``--smoke`` runs every part at toy sizes into a temporary
+folder (a few minutes).
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
 def load(path: Path) -> dict:
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
-    return {"rows": [], "runs": {}}
+    return {"rows": []}
 
 
 def save(path: Path, data: dict) -> None:
@@ -270,26 +271,38 @@ def speed_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def quality_table(rows: list[dict]) -> list[str]:
-    groups: dict[tuple, dict] = {}
+def _quality_groups(rows: list[dict]) -> dict[tuple, dict[str, dict[int, float]]]:
+    """(case, preset, steps) -> variant -> seed -> gain (seeds that have both fp32 and bf16 only)."""
+    groups: dict[tuple, dict[str, dict[int, float]]] = {}
     for r in rows:
         if r["kind"] == "quality":
-            groups.setdefault((r["case"], r["preset"], r["steps"], r["seed"]), {})[r["variant"]] = r
+            key = (r["case"], r["preset"], r["steps"])
+            groups.setdefault(key, {}).setdefault(r["variant"], {})[r["seed"]] = r["gain_db"]
+    for variants in groups.values():
+        paired = set(variants.get("fp32", {})) & set(variants.get("bf16", {}))
+        for name in variants:
+            variants[name] = {seed: g for seed, g in variants[name].items() if seed in paired}
+    return {key: v for key, v in groups.items() if v.get("fp32")}
+
+
+def quality_table(rows: list[dict]) -> list[str]:
+    """Per case, preset and steps: the mean gains over the seeds run in both precisions and their difference
+    (judged against the tolerance), fp32's own spread over the seeds, and bf16 inference of the fp32 network."""
     lines = [
-        "| case | preset | steps | seed | linear PSNR | fp32 gain dB | bf16 gain dB | bf16 - fp32 | "
+        "| case | preset | steps | seeds | fp32 gain dB | bf16 gain dB | bf16 - fp32 | fp32 spread over seeds | "
         "fp32 training, bf16 inference - fp32 | within 0.1 dB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for (case, preset, steps, seed), v in sorted(groups.items()):
-        if "fp32" not in v or "bf16" not in v:
-            continue
-        delta = v["bf16"]["gain_db"] - v["fp32"]["gain_db"]
-        infer = v["bf16-infer"]["gain_db"] - v["fp32"]["gain_db"] if "bf16-infer" in v else None
-        ok = abs(delta) <= QUALITY_TOLERANCE_DB
+    for (case, preset, steps), v in sorted(_quality_groups(rows).items()):
+        fp32, bf16 = statistics.mean(v["fp32"].values()), statistics.mean(v["bf16"].values())
+        infer = v.get("bf16-infer") or {}
+        infer_delta = statistics.mean(infer[s] - v["fp32"][s] for s in infer) if infer else None
+        spread = max(v["fp32"].values()) - min(v["fp32"].values()) if len(v["fp32"]) > 1 else None
+        ok = abs(bf16 - fp32) <= QUALITY_TOLERANCE_DB
         lines.append(
-            f"| {case} | `{preset}` | {steps} | {seed} | {v['fp32']['linear_psnr_box']:.2f} | "
-            f"{v['fp32']['gain_db']:+.3f} | {v['bf16']['gain_db']:+.3f} | {delta:+.3f} | "
-            f"{'-' if infer is None else f'{infer:+.3f}'} | {'yes' if ok else '**no**'} |"
+            f"| {case} | `{preset}` | {steps} | {','.join(map(str, sorted(v['fp32'])))} | {fp32:+.3f} | {bf16:+.3f} | "
+            f"{bf16 - fp32:+.3f} | {'-' if spread is None else f'{spread:.3f}'} | "
+            f"{'-' if infer_delta is None else f'{infer_delta:+.3f}'} | {'yes' if ok else '**no**'} |"
         )
     return lines
 
@@ -309,11 +322,17 @@ def _num(value) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def _run_line(data: dict, part: str) -> str:
-    run = data.get("runs", {}).get(part)
-    if not run:
-        return f"- `{part}`: not run"
-    return f"- `{part}`: {run['date']}, `{run['command']}`, {run['machine']}"
+def _run_lines(rows: list[dict]) -> list[str]:
+    """Per part, the commands (with date and machine) its rows came from."""
+    lines = []
+    for part in PARTS:
+        stamps = sorted(
+            {(r["date"], r["command"], r["machine"]) for r in rows if r["kind"] == part and "date" in r}
+        )
+        runs = "; ".join(f"`{command}` ({date})" for date, command, _ in stamps) or "not run"
+        machines = sorted({machine for _, _, machine in stamps})
+        lines.append(f"- `{part}`: {runs}" + (f"; {', '.join(machines)}" if machines else ""))
+    return lines
 
 
 def section(data: dict) -> str:
@@ -326,7 +345,7 @@ def section(data: dict) -> str:
         f"valid on a busy machine). Targets: L291 `fast` wall time with bf16 at most {WALL_TARGET:g} of fp32's; "
         f"bf16 body-box gain within {QUALITY_TOLERANCE_DB:g} dB of fp32's at equal steps.",
         "",
-        *[_run_line(data, part) for part in PARTS],
+        *_run_lines(rows),
         "",
         "### Speed (median, min - max over the repeats)",
         "",
@@ -351,7 +370,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks.precision", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
-        "--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)} (default all)"
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma list of {', '.join(PARTS)} (default all); none: only rewrite the section",
     )
     parser.add_argument(
         "--repeats", type=int, default=3, help="alternated repeats of each timing part (default 3)"
@@ -398,26 +419,26 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
     from .quality import DATA_DIR, VHM_HEAD, crop_volume, load_ground_truth
 
     set_cpu_threads(_threads())
-    parts = [p for p in args.parts.split(",") if p]
+    parts = [p for p in args.parts.split(",") if p and p != "none"]
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise SystemExit(f"unknown part(s): {', '.join(sorted(unknown))}")
+    data = load(args.results)
+    if not parts:
+        return data
     gt = load_ground_truth(args.ground_truth or VHM_HEAD)
     if args.smoke:
         gt = crop_volume(gt, crop_px=96, n_slices=60)
-    data = load(args.results)
     command = "python -m benchmarks.precision " + " ".join(sys.argv[1:])
     stamp = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command.strip(),
              "machine": machine_line(machine_info())}  # fmt: skip
 
-    def keep(rows: list[dict], part: str) -> None:
-        data["rows"] = merge_rows(data["rows"], rows)
-        data.setdefault("runs", {})[part] = stamp
+    def keep(rows: list[dict]) -> None:
+        data["rows"] = merge_rows(data["rows"], [{**row, **stamp} for row in rows])
         save(args.results, data)
 
     for part in parts:
-        rows = _run_part(part, args, gt, folder, DATA_DIR, lambda r, part=part: keep(r, part))
-        keep(rows, part)
+        keep(_run_part(part, args, gt, folder, DATA_DIR, keep))
     return data
 
 

@@ -24,10 +24,10 @@ def _timing(kind: str, repeat: int, precision: str, **fields) -> dict:
     }
 
 
-def _quality(case: str, variant: str, gain: float, steps: int = 3000) -> dict:
+def _quality(case: str, variant: str, gain: float, steps: int = 3000, seed: int = 0) -> dict:
     return {
-        "kind": "quality", "key": f"quality|{case}|fast|{steps}|0|{variant}", "case": case, "preset": "fast",
-        "steps": steps, "seed": 0, "variant": variant, "gain_db": gain, "linear_psnr_box": 41.47,
+        "kind": "quality", "key": f"quality|{case}|fast|{steps}|{seed}|{variant}", "case": case, "preset": "fast",
+        "steps": steps, "seed": seed, "variant": variant, "gain_db": gain, "linear_psnr_box": 41.47,
     }  # fmt: skip
 
 
@@ -55,19 +55,22 @@ def test_the_section_shows_both_precisions_side_by_side():
         _timing("l291", 0, "bf16", status="ok", wall_s=130.0, train_s=75.0, infer_s=48.0, steps=3000),
         _quality("full", "fp32", 6.30), _quality("full", "bf16", 6.25), _quality("full", "bf16-infer", 6.29),
         _quality("skull-bone", "fp32", 5.00), _quality("skull-bone", "bf16", 4.80),
+        _quality("skull-bone", "fp32", 5.10, seed=1), _quality("skull-bone", "bf16", 5.00, seed=1),
+        _quality("skull-bone", "fp32", 9.00, seed=2),  # no bf16 run of this seed: left out
         _timing("balanced", 0, "fp32", status="ok", wall_s=362.0, train_s=330.0, steps=2600, gain_db=6.56),
         _timing("balanced", 0, "bf16", status="ok", wall_s=361.0, train_s=330.0, steps=5200, gain_db=7.01),
     ]  # fmt: skip
-    text = bench.section({"rows": rows, "runs": {"speed": {"date": "d", "command": "c", "machine": "m"}}})
+    rows[0].update(date="d", command="c", machine="m")
+    text = bench.section({"rows": rows})
     assert (
         "| training steps/s (`fast`, vhm-head 5/2.5, 200 steps) | 5.50 (5.00 - 6.00) | 11.50 (11.00 - 12.00) | 2.09 |"
         in text
     )
     assert "| L291 `fast`: wall time s | 235 | 130 | 0.55 |" in text
-    assert "| full | `fast` | 3000 | 0 | 41.47 | +6.300 | +6.250 | -0.050 | -0.010 | yes |" in text
-    assert "| skull-bone | `fast` | 3000 | 0 | 41.47 | +5.000 | +4.800 | -0.200 | - | **no** |" in text
+    assert "| full | `fast` | 3000 | 0 | +6.300 | +6.250 | -0.050 | - | -0.010 | yes |" in text
+    assert "| skull-bone | `fast` | 3000 | 0,1 | +5.050 | +4.900 | -0.150 | 0.100 | - | **no** |" in text
     assert "| bf16 | 0 | 361 | 330 | 5200 | +7.01 | ok |" in text
-    assert "- `speed`: d, `c`, m" in text and "- `l291`: not run" in text
+    assert "- `speed`: `c` (d); m" in text and "- `l291`: not run" in text
 
 
 def test_quality_rows_train_each_precision_for_exactly_the_steps():
