@@ -50,7 +50,7 @@ def test_round_trips_through_json_and_the_command_line(tmp_path):
     options = EnhanceOptions(
         thickness_mm=3.0, spacing_mm=2.5, target_spacing_mm=0.6, profile="gaussian", noise="off", preset="fast", seed=7,
         max_minutes=1.5, model_path=str(tmp_path / "m.pt"), device="cuda:1", allow_cpu_fallback=True,
-        series_uid="1.2.3", slice_axis=0, allow_non_ct=True, uncertainty_path="u.nrrd", output_dtype="float32",
+        precision="bf16", series_uid="1.2.3", slice_axis=0, allow_non_ct=True, uncertainty_path="u.nrrd", output_dtype="float32",
         overwrite=True,
     )  # fmt: skip
     assert EnhanceOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
@@ -84,6 +84,8 @@ def test_values_are_converted_and_paths_become_strings(tmp_path):
         ({"noise": "on"}, "noise must be one of auto, off"),
         ({"network": "unet"}, "network must be one of default, msd"),
         ({"device": "gpu"}, "device must be auto, cpu, cuda, cuda:N or mps"),
+        ({"precision": "fp16"}, "precision must be one of auto, fp32, bf16"),
+        ({"precision": None}, "precision must be text, got None"),
         ({"seed": -1}, "seed (the random seed) must be an integer from 0 to 2**32 - 1"),
         ({"seed": 1.5}, "seed (the random seed) must be an integer"),
         ({"slice_axis": 3}, "slice_axis (the through-plane axis) must be one of 0, 1, 2"),

@@ -3,7 +3,7 @@
 The Python API (:func:`sr4zct.enhance`, :func:`sr4zct.enhance_file`), the command line
 (``sr4zct enhance``), the background process and the Slicer module all take their options, defaults,
 allowed values, units and help texts from here; so do the vocabularies :data:`PROFILES`, :data:`NETWORKS`,
-:data:`DEVICES` and the preset names (:data:`sr4zct.run.presets.PRESETS`).
+:data:`DEVICES`, :data:`PRECISIONS` and the preset names (:data:`sr4zct.run.presets.PRESETS`).
 
 Importing this module is cheap (no torch): the Slicer GUI uses it.
 
@@ -30,7 +30,7 @@ from typing import Any
 from sr4zct.errors import ParameterError
 from sr4zct.run.presets import PRESETS, Preset
 
-__all__ = ["DEVICES", "NETWORKS", "OUTPUT_DTYPES", "PROFILES", "EnhanceOptions", "flag_of"]
+__all__ = ["DEVICES", "NETWORKS", "OUTPUT_DTYPES", "PRECISIONS", "PROFILES", "EnhanceOptions", "flag_of"]
 
 #: slice sensitivity profiles of the acquisition model (docs/method.md, section 2)
 PROFILES = ("box", "gaussian")
@@ -42,6 +42,8 @@ NOISE_CHOICES = ("auto", "off")
 NETWORKS = ("default", "msd")
 #: device choices; ``cuda:N`` picks one GPU
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: numeric precision of the network's passes (sr4zct.run.precision); ``auto``: bf16 on a CPU that has it natively
+PRECISIONS = ("auto", "fp32", "bf16")
 #: data type of the enhanced volume; ``auto`` keeps integer HU as int16
 OUTPUT_DTYPES = ("auto", "int16", "float32")
 
@@ -104,8 +106,8 @@ class EnhanceOptions:
     network : str
         Architecture, one of :data:`NETWORKS`: ``default`` (fast residual CNN) or ``msd`` (the paper's).
     seed : int
-        Seeds every random draw: same seed, device and threads give the same output (unless the time limit
-        cuts training short).
+        Seeds every random draw: same seed, device, threads and precision give the same output (unless the
+        time limit cuts training short).
     max_minutes : float or None
         Wall-time cap of the whole run in minutes; default the preset's.
     model_path : str or None
@@ -116,6 +118,9 @@ class EnhanceOptions:
         ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     allow_cpu_fallback : bool
         When the GPU runs out of memory even with smaller batches and tiles, run again on the CPU.
+    precision : str
+        One of :data:`PRECISIONS`: ``auto`` (bf16 on a CPU with native bf16 where a short probe finds it
+        faster, mixed precision on a CUDA GPU, else fp32), ``fp32`` or ``bf16`` (weights and loss stay fp32).
     series_uid : str or None
         SeriesInstanceUID to read when a DICOM folder holds several series.
     slice_axis : int or None
@@ -191,6 +196,10 @@ class EnhanceOptions:
     allow_cpu_fallback: bool = _option(
         False, "when the GPU runs out of memory, run again on the CPU", kind=bool, flag="--cpu-fallback",
         group="device",
+    )  # fmt: skip
+    precision: str = _option(
+        "auto", "numeric precision of the network: auto (bf16 on a CPU that runs it natively and faster, "
+        "mixed precision on a CUDA GPU, else fp32), fp32 or bf16", kind=str, choices=PRECISIONS, group="device",
     )  # fmt: skip
     series_uid: str | None = _option(
         None, "SeriesInstanceUID when the folder holds several series", kind=str, flag="--series",
@@ -386,7 +395,7 @@ def _checked_text(name: str, value: Any, meta: Any) -> Any:
     return value
 
 
-_REQUIRED_VALUES = ("profile", "noise", "preset", "network", "seed", "device", "output_dtype")
+_REQUIRED_VALUES = ("profile", "noise", "preset", "network", "seed", "device", "precision", "output_dtype")
 
 
 def _kind_words(kind: type) -> str:

@@ -185,17 +185,20 @@ def _enhance(
         vol, thickness_mm=options.thickness_mm, spacing_mm=options.spacing_mm,
         target_spacing_mm=options.target_spacing_mm, uncertainty=uncertainty, allow_non_ct=options.allow_non_ct,
     )  # fmt: skip
-    from sr4zct.run.devices import resolve_device, set_cpu_threads
+    from sr4zct.run.devices import choose_device, set_cpu_threads
 
     if options.device in ("auto", "cpu"):
         set_cpu_threads()
-    device, device_text = resolve_device(options.device)
+    choice = choose_device(options.device)
+    device, precision = choice.device, _precision(options, preset, acquisition, vol, choice.device)
+    device_text = choice.description(precision.name)
     array = np.asarray(vol.array, dtype=np.float32)
     warnings = list(vol.geometry.warnings) + [
         w for w in acquisition.warnings if w not in vol.geometry.warnings
     ]
     slice_model = _slice_model(array, options, acquisition, _pixel_mm(vol), reporter)
     warnings += slice_model.warnings
+    warnings += [precision.warning] if precision.warning else []
     timings = {"prepare": time.monotonic() - t_start}
     reporter.report("prepare", 1, 1)
 
@@ -203,7 +206,8 @@ def _enhance(
         trained = _load_trained(options, acquisition, _pixel_mm(vol), device, reporter)
     else:
         trained = _train(
-            vol, array, options, preset, acquisition, device, reporter, t_start, hooks, slice_model
+            vol, array, options, preset, acquisition, device, reporter, t_start, hooks, slice_model,
+            precision.name,
         )
     timings["train"] = trained.seconds
     warnings += trained.warnings
@@ -223,6 +227,7 @@ def _enhance(
         uncertainty=uncertainty or options.uncertainty_path is not None,
         test_time_flips=preset.test_time_flips,
         reporter=reporter,
+        precision=precision.name,
     )
     timings["infer"] = time.monotonic() - t_infer
     if trained.planned_inference_s is not None:
@@ -233,6 +238,7 @@ def _enhance(
 
     parameters = _parameters(options, preset, acquisition, trained, device_text)
     parameters.update(slice_model.parameters(options, trained))
+    parameters.update(precision=precision.name, precision_reason=precision.reason)
     out_geometry = _output_geometry(vol.geometry, inferred.positions_mm, acquisition.target_spacing_mm)
     out_array = _cast_output(inferred.array, options.output_dtype, hooks.integer_input)
     out = Volume(out_array, out_geometry, metadata=dict(parameters))
@@ -313,6 +319,18 @@ def _estimate_warnings(estimate) -> list[str]:
     return out
 
 
+def _precision(options: EnhanceOptions, preset: Preset, acq: AcquisitionParameters, vol: Volume, device):
+    """The run's :class:`~sr4zct.run.precision.PrecisionChoice` (``auto`` probes bf16 unless the run is small)."""
+    from sr4zct.method.acquisition import output_positions_mm
+    from sr4zct.run.precision import choose_precision, is_small_run
+
+    training_px = 0 if options.model_path is not None else preset.steps * preset.batch * preset.patch_px**2
+    _, rows, cols = vol.array.shape
+    inference_px = len(output_positions_mm(acq.positions_mm, _pixel_mm(vol)[0])) * 2 * rows * cols
+    small = is_small_run(_limit_s(options, preset), training_px, inference_px)
+    return choose_precision(options.precision, device, network=options.network, small_run=small)
+
+
 def _pixel_mm(vol: Volume) -> tuple[float, float]:
     return float(vol.geometry.pixel_spacing_mm[0]), float(vol.geometry.pixel_spacing_mm[1])
 
@@ -362,6 +380,7 @@ def _train(
     t_start: float,
     hooks: _Hooks,
     slice_model: _SliceModel,
+    precision: str,
 ) -> _Trained:
     from sr4zct.method import training
 
@@ -375,14 +394,14 @@ def _train(
         noise_sigma_hu=0.0 if noise is None else noise.sigma_hu,
         noise_correlation=0.0 if noise is None else noise.correlation,
     )  # fmt: skip
-    budget = _time_budget(array, options, preset, acq, pixel, config, device, reporter, t_start)
+    budget = _time_budget(array, options, preset, acq, pixel, config, (device, precision), reporter, t_start)
     norm = training.Normalisation()
     preview = _preview_publisher(vol, array, options, acq, config, norm, device, hooks)
     t_train = time.monotonic()
     result = training.train_model(
         array, pixel_spacing_mm=pixel, thickness_mm=acq.thickness_mm, spacing_mm=acq.spacing_mm,
         profile=slice_model.profile, config=config, normalisation=norm, device=device, reporter=reporter,
-        budget=budget, on_validation=preview, should_finish=hooks.should_finish,
+        budget=budget, on_validation=preview, should_finish=hooks.should_finish, precision=precision,
     )  # fmt: skip
     warnings = list(result.warnings)
     if budget.over_limit():
@@ -440,10 +459,10 @@ def _limit_s(options: EnhanceOptions, preset: Preset) -> float:
     return 60.0 * (preset.max_minutes if options.max_minutes is None else options.max_minutes)
 
 
-def _time_budget(array, options, preset, acq, pixel, config, device, reporter, t_start):
+def _time_budget(array, options, preset, acq, pixel, config, compute, reporter, t_start):
     """The run's :class:`~sr4zct.run.budget.TimeBudget`: its limit, the timed cost of inference (a timer that
-    training keeps re-timing) and what is kept back for writing. Training stops at its deadline; the
-    progress model's ETA and fraction follow it (``reporter.plan``)."""
+    training keeps re-timing, on ``compute = (device, precision)``) and what is kept back for writing.
+    Training stops at its deadline; the progress model's ETA and fraction follow it (``reporter.plan``)."""
     import torch
 
     from sr4zct.method.acquisition import output_positions_mm
@@ -453,13 +472,14 @@ def _time_budget(array, options, preset, acq, pixel, config, device, reporter, t
     from sr4zct.run.budget import InferenceTimer, TimeBudget
 
     limit_s = _limit_s(options, preset)
+    device, precision = compute
     probe = build_network(config.network, config.network_config).to(device)
     n_out = len(output_positions_mm(acq.positions_mm, pixel[0]))
     pixels, pass_shape = inference_workload(
         probe, array.shape, n_out, body_box(array), max_pixels=default_pass_pixels(device)
     )
     passes = len(FlipAverage.FLIPS) if preset.test_time_flips else 1
-    timer = InferenceTimer(pixels, pass_shape, device, passes=passes)
+    timer = InferenceTimer(pixels, pass_shape, device, passes=passes, precision=precision)
     timer.measure(probe.to(memory_format=torch.channels_last))
     budget = TimeBudget(
         limit_s, start=t_start, timer=timer, output_voxels=n_out * array.shape[1] * array.shape[2],
