@@ -12,6 +12,9 @@ that overlapping slices share it, as in a real reconstruction). Two parts:
   ``fast`` network; step-bound, so the figures do not depend on the machine's load) with the options of
   before (``profile box, noise off``), the defaults (``auto``) and the right profile; body-box PSNR gain
   over linear interpolation and the mean coronal/sagittal SSIM (``sr4zct.demo.evaluation.score``).
+* ``time``: what the estimates cost: ``sr4zct enhance`` of the real L291 series with ``--preset fast``, the
+  defaults against the options of before, alternated run by run (``--repeats`` times); wall, training and
+  inference seconds and training steps (target: the defaults within 10 % of before's wall time).
 
 Rows go to ``benchmarks/acquisitions.json`` (a newer row of the same case replaces the older one) and the
 report to BENCHMARKS.md between ``<!-- acquisitions:begin -->`` and ``<!-- acquisitions:end -->``.
@@ -48,6 +51,9 @@ VARIANTS = {
     "right": {"noise": "off"},
 }
 TOLERANCE = 0.15
+#: the time part's variants: extra ``sr4zct enhance`` options (profile first)
+TIME_VARIANTS = {"before": ("box", ("--noise", "off")), "default": ("auto", ())}
+TIME_TARGET = 1.10
 
 
 def ground_truth(whole, case: str):
@@ -239,6 +245,54 @@ def run_quality(whole, args, save) -> None:
 # results and report
 
 
+def run_time(args, save) -> None:
+    """``sr4zct enhance`` of L291 with ``fast``: the defaults and before's options, alternated."""
+    import tempfile
+
+    from benchmarks.quality import run_enhance
+
+    with tempfile.TemporaryDirectory(prefix="sr4zct-acq-time-") as tmp:
+        for repeat in range(args.repeats):
+            for variant, (profile, extra) in TIME_VARIANTS.items():
+                out = Path(tmp) / f"{variant}.nrrd"
+                record, _ = run_enhance(
+                    L291_DIR, out, preset="fast", profile=profile, device="cpu", extra=extra, timeout_s=1800
+                )
+                t = record.get("timings_s") or {}
+                row = {
+                    "kind": "acq-time", "key": f"acq-time|{repeat}|{variant}", "repeat": repeat,
+                    "variant": variant, "status": record.get("status"), "wall_s": record.get("wall_s"),
+                    "prepare_s": t.get("prepare"), "train_s": t.get("train"), "infer_s": t.get("infer"),
+                    "steps": record.get("steps"),
+                    "profile_used": (record.get("parameters") or {}).get("profile"),
+                }  # fmt: skip
+                print(f"time: repeat {repeat} {variant}: {row}", flush=True)
+                save([row])
+                out.unlink(missing_ok=True)
+
+
+def _median_of(rows: list[dict], variant: str, field: str) -> float | None:
+    values = [r[field] for r in rows if r["variant"] == variant and r.get(field) is not None]
+    return float(np.median(values)) if values else None
+
+
+def time_table(rows: list[dict]) -> list[str]:
+    """Median seconds and steps of each variant, and the defaults' wall time against before's."""
+    fields = (("wall_s", "wall s"), ("prepare_s", "prepare s"), ("train_s", "training s"),
+              ("infer_s", "inference s"), ("steps", "training steps"))  # fmt: skip
+    out = ["| measure (median) | before (box, no noise model) | default (auto) |", "|---|---|---|"]
+    for field, name in fields:
+        cells = [_median_of(rows, v, field) for v in ("before", "default")]
+        out.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:.1f}" for c in cells) + " |")
+    before, default = _median_of(rows, "before", "wall_s"), _median_of(rows, "default", "wall_s")
+    if before and default:
+        ratio = default / before
+        met = "met" if ratio <= TIME_TARGET else "**not met**"
+        out += ["", f"Defaults' wall time / before's: {ratio:.3f} (target at most {TIME_TARGET:.2f}: {met}); "
+                f"{len(rows)} runs, alternated."]  # fmt: skip
+    return out
+
+
 def load_rows(path: Path = RESULTS) -> dict:
     if not path.exists():
         return {"runs": [], "rows": {}}
@@ -410,6 +464,10 @@ def report(results: dict) -> str:
             "",
         ]
         parts += quality_table(quality) + [""] + quality_checks(quality) + [""]
+    timed = [r for r in rows if r["kind"] == "acq-time"]
+    if timed:
+        parts += ["### What the estimates cost: L291, `sr4zct enhance --preset fast` on the CPU", ""]
+        parts += time_table(timed) + [""]
     return "\n".join(parts)
 
 
@@ -417,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.acquisitions", description=__doc__.split("\n\n")[0]
     )
-    p.add_argument("--parts", default="estimate,quality", help="estimate, quality (comma list)")
+    p.add_argument("--parts", default="estimate,quality", help="estimate, quality, time (comma list)")
+    p.add_argument("--repeats", type=int, default=2, help="alternated repeats of the time part (default 2)")
     p.add_argument("--cases", default=ESTIMATE_CASES, help=f"estimate cases (default {ESTIMATE_CASES})")
     p.add_argument("--settings", default=SETTINGS, help=f"estimate T/overlap list (default {SETTINGS})")
     p.add_argument("--noises", default=",".join(NOISES), help=f"estimate noise cases ({', '.join(NOISES)})")
@@ -455,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
             run_estimates(whole, args, save)
         if "quality" in parts:
             run_quality(whole, args, save)
+        if "time" in parts:
+            run_time(args, save)
     save([])
     return 0
 

@@ -98,3 +98,28 @@ def test_the_report_section_is_written_and_kept(tmp_path):
     out.write_text("# Benchmarks\n", encoding="utf-8")
     acq.write_section(acq.SECTION, text, out)
     assert out.read_text(encoding="utf-8").count("<!-- acquisitions:begin -->") == 1
+
+
+def _time_row(repeat, variant, wall_s, steps=3000):
+    return {"kind": "acq-time", "key": f"acq-time|{repeat}|{variant}", "repeat": repeat, "variant": variant,
+            "wall_s": wall_s, "prepare_s": 1.0, "train_s": wall_s / 2, "infer_s": wall_s / 3, "steps": steps}  # fmt: skip
+
+
+def test_the_time_table_compares_medians_against_the_target():
+    rows = [_time_row(0, "before", 100.0), _time_row(0, "default", 104.0), _time_row(1, "before", 120.0),
+            _time_row(1, "default", 116.0), _time_row(2, "before", 300.0), _time_row(2, "default", 110.0)]  # fmt: skip
+    text = "\n".join(acq.time_table(rows))
+    assert "| wall s | 120.0 | 110.0 |" in text
+    assert "0.917 (target at most 1.10: met)" in text
+    slow = [_time_row(0, "before", 100.0), _time_row(0, "default", 111.0)]
+    assert "1.110 (target at most 1.10: **not met**)" in "\n".join(acq.time_table(slow))
+
+
+def test_the_report_shows_the_time_part_only_when_it_ran():
+    results = {
+        "runs": [{"command": "python -m benchmarks.acquisitions --parts time", "date": "d"}],
+        "rows": {},
+    }
+    assert "What the estimates cost" not in acq.report(results)
+    results["rows"] = {r["key"]: r for r in (_time_row(0, "before", 100.0), _time_row(0, "default", 101.0))}
+    assert "What the estimates cost" in acq.report(results)
