@@ -322,13 +322,16 @@ def _num(value) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def _run_lines(rows: list[dict]) -> list[str]:
-    """Per part, the commands (with date and machine) its rows came from."""
+def _run_lines(rows: list[dict], last_runs: dict | None = None) -> list[str]:
+    """Per part, the commands (with date and machine) its rows came from; rows written before rows carried
+    their command take the part's last run from ``last_runs``."""
     lines = []
     for part in PARTS:
-        stamps = sorted(
-            {(r["date"], r["command"], r["machine"]) for r in rows if r["kind"] == part and "date" in r}
-        )
+        stamps = {(r["date"], r["command"], r["machine"]) for r in rows if r["kind"] == part and "date" in r}
+        last = (last_runs or {}).get(part)
+        if last and any(r["kind"] == part and "date" not in r for r in rows):
+            stamps.add((last["date"], last["command"], last.get("machine", "")))
+        stamps = sorted(stamps)
         runs = "; ".join(f"`{command}` ({date})" for date, command, _ in stamps) or "not run"
         machines = sorted({machine for _, _, machine in stamps})
         lines.append(f"- `{part}`: {runs}" + (f"; {', '.join(machines)}" if machines else ""))
@@ -345,7 +348,7 @@ def section(data: dict) -> str:
         f"valid on a busy machine). Targets: L291 `fast` wall time with bf16 at most {WALL_TARGET:g} of fp32's; "
         f"bf16 body-box gain within {QUALITY_TOLERANCE_DB:g} dB of fp32's at equal steps.",
         "",
-        *_run_lines(rows),
+        *_run_lines(rows, data.get("runs")),
         "",
         "### Speed (median, min - max over the repeats)",
         "",
