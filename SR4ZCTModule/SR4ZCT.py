@@ -71,6 +71,7 @@ import sr4zct  # noqa: E402
 from sr4zct.errors import GeometryError, OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
 from sr4zct.run.options import DEVICES, PROFILES, EnhanceOptions  # noqa: E402
 from sr4zct.run.presets import PRESETS  # noqa: E402
+from sr4zct.run.progress import format_duration  # noqa: E402
 
 TORCH_REQUIREMENT = ">=2.1"
 TORCH_MISSING_FOR_TEST = _(
@@ -282,18 +283,6 @@ def logText(event: dict) -> str:
     return f"{kind}: {event.get('message') or event.get('output_path') or ''}".rstrip(": ")
 
 
-def formatDuration(seconds: float | None) -> str:
-    """``"1 h 05 min"``, ``"4 min 10 s"``, ``"12 s"``; empty for unknown."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return ""
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
-
-
 def progressText(event: dict) -> str:
     """Status line for a ``progress`` event: stage, step and remaining time."""
     stage = str(event.get("stage") or "")
@@ -301,7 +290,7 @@ def progressText(event: dict) -> str:
     line = text.get(stage, stage.capitalize())
     if event.get("total"):
         line += f" {event.get('step', 0)}/{event['total']}"
-    eta = formatDuration(event.get("eta_s"))
+    eta = format_duration(event.get("eta_s"))
     if eta:
         line += " - " + _("about {eta} left").format(eta=eta)
     return line

@@ -197,9 +197,11 @@ def test_bad_option_is_refused_before_anything_is_written(replica, python_slicer
 
 
 def test_progress_text_and_durations(replica):
+    from sr4zct.run.progress import format_duration  # the one format of the time left (CLI, Slicer)
+
     module = replica.module
-    assert (module.formatDuration(None), module.formatDuration(12.4)) == ("", "12 s")
-    assert (module.formatDuration(250), module.formatDuration(3900)) == ("4 min 10 s", "1 h 05 min")
+    assert (format_duration(None), format_duration(12.4)) == ("", "12 s")
+    assert (format_duration(250), format_duration(3900)) == ("4 min 10 s", "1 h 05 min")
     event = {"event": "progress", "stage": "train", "step": 120, "total": 3000, "eta_s": 250}
     assert module.progressText(event) == "Training 120/3000 - about 4 min 10 s left"
 
