@@ -21,9 +21,7 @@ import contextlib
 import glob
 import json
 import logging
-import math
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -68,9 +66,9 @@ checkSlicerVersion()
 
 # The core package ships in this module's folder, which Slicer puts on sys.path.
 import sr4zct  # noqa: E402
+from sr4zct.app.panel_options import option_name, options_from_panel, panel_fields, panel_number  # noqa: E402
 from sr4zct.errors import GeometryError, OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
-from sr4zct.run.options import DEVICES, PROFILES, EnhanceOptions  # noqa: E402
-from sr4zct.run.presets import PRESETS  # noqa: E402
+from sr4zct.run.options import EnhanceOptions  # noqa: E402
 from sr4zct.run.progress import format_duration  # noqa: E402
 
 TORCH_REQUIREMENT = ">=2.1"
@@ -207,38 +205,44 @@ def registerSampleData():
 #
 
 
-@parameterNodeWrapper
-class SR4ZCTParameterNode:
-    """Everything the module needs to run, saved with the scene.
+# The parameter node's own fields beside the panel's options: (type, default; None for a node).
+MODULE_FIELDS = {
+    "inputVolume": (vtkMRMLScalarVolumeNode, None),
+    "keepTempFiles": (bool, False),
+    "showUncertainty": (bool, False),
+    "outputVolume": (vtkMRMLScalarVolumeNode, None),
+}
+
+
+def _parameterNodeClass():
+    """The parameter node: :data:`MODULE_FIELDS` and the panel's options as
+    :func:`sr4zct.app.panel_options.panel_fields` lists them (names in Slicer's spelling, the options'
+    defaults, choices and limits). Saved with the scene.
 
     inputVolume - the thick-slice CT volume.
-    thicknessMm - slice thickness T (0 = unknown; required).
-    spacingMm - slice spacing d between slice centres (read from the data; editable).
-    targetSpacingMm - output slice spacing (0 = isotropic, the in-plane pixel size).
-    profile - slice sensitivity profile: box (paper) or gaussian (FWHM = T).
-    preset - speed/quality budget.
-    device - where training runs.
-    seed - random seed (same seed, same result).
-    modelPath - apply this saved model instead of training (empty = train).
-    saveModelPath - also save the trained model here (empty = do not save).
+    thicknessMm, spacingMm, targetSpacingMm, profile, preset, device, seed, modelPath, saveModelPath - the
+        options of the same names (``sr4zct enhance --help``); 0 or empty text = the option's default.
     keepTempFiles - keep the temporary input/output files (for debugging).
     showUncertainty - also compute and overlay where the coronal and sagittal estimates disagree.
     outputVolume - the last result.
     """
+    annotations = {name: kind for name, (kind, _default) in MODULE_FIELDS.items()}
+    defaults = {name: default for name, (_kind, default) in MODULE_FIELDS.items() if default is not None}
+    for field in panel_fields():
+        validators = [Choice(list(field.choices))] if field.choices else []
+        if field.minimum is not None:
+            validators.append(WithinRange(field.minimum, field.maximum))
+        annotations[field.name] = Annotated[(field.kind, *validators)] if validators else field.kind
+        defaults[field.name] = field.default
+    namespace = {
+        "__annotations__": annotations,
+        "__module__": __name__,
+        "__doc__": _parameterNodeClass.__doc__,
+    }
+    return parameterNodeWrapper(type("SR4ZCTParameterNode", (), {**namespace, **defaults}))
 
-    inputVolume: vtkMRMLScalarVolumeNode
-    thicknessMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
-    spacingMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
-    targetSpacingMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
-    profile: Annotated[str, Choice(list(PROFILES))] = "box"
-    preset: Annotated[str, Choice(list(PRESETS))] = "balanced"
-    device: Annotated[str, Choice(list(DEVICES))] = "auto"
-    seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
-    modelPath: str = ""
-    saveModelPath: str = ""
-    keepTempFiles: bool = False
-    showUncertainty: bool = False
-    outputVolume: vtkMRMLScalarVolumeNode
+
+SR4ZCTParameterNode = _parameterNodeClass()
 
 
 #
@@ -266,11 +270,6 @@ def throughPlaneAxis(directionsRas, spacingMm, stackingDirectionRas=None) -> int
     from sr4zct.method.geometry import through_plane_axis
 
     return through_plane_axis(spacingMm, directionsRas, stackingDirectionRas)[0]
-
-
-def optionName(slicerName: str) -> str:
-    """The core's option name for a Slicer-style keyword: ``thicknessMm`` -> ``thickness_mm``."""
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", slicerName).lower()
 
 
 def logText(event: dict) -> str:
@@ -467,8 +466,8 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             if self._parameterNode.inputVolume is not node:
                 self._parameterNode.inputVolume = node
-            self._parameterNode.thicknessMm = geometry.thicknessMm or 0.0
-            self._parameterNode.spacingMm = geometry.spacingMm
+            self._parameterNode.thicknessMm = panel_number("thicknessMm", geometry.thicknessMm)
+            self._parameterNode.spacingMm = panel_number("spacingMm", geometry.spacingMm)
         self.showGeometry(geometry)
 
     def showGeometry(self, geometry: VolumeGeometry | None, error: str | None = None) -> None:
@@ -568,22 +567,11 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._checkCanApply()
 
     def panelOptions(self) -> dict:
-        """The enhancement options set in the panel (Slicer-style names, as :meth:`SR4ZCTLogic.enhance` takes
-        them)."""
-        p = self._parameterNode
-        return {
-            "thicknessMm": p.thicknessMm, "spacingMm": self._spacingOverride(),
-            "targetSpacingMm": p.targetSpacingMm or None, "profile": p.profile, "preset": p.preset,
-            "device": p.device, "seed": p.seed, "modelPath": p.modelPath or None,
-            "saveModelPath": p.saveModelPath or None,
-        }  # fmt: skip
-
-    def _spacingOverride(self) -> float | None:
-        """The spacing field's value when the user changed it, else None (the worker measures it)."""
-        spacing = self._parameterNode.spacingMm
-        if self._geometry is not None and math.isclose(spacing, self._geometry.spacingMm, abs_tol=1e-4):
-            return None
-        return spacing
+        """The enhancement options set in the panel (by option name, as :meth:`SR4ZCTLogic.enhance` takes them);
+        the spacing only when the user changed the measured one."""
+        values = {field.name: getattr(self._parameterNode, field.name) for field in panel_fields()}
+        measured = self._geometry.spacingMm if self._geometry is not None else None
+        return options_from_panel(values, measured_spacing_mm=measured)
 
     def onTimer(self) -> None:
         if self._batch is not None and not self._batch.done:
@@ -607,7 +595,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             nodes = self.logic.studyVolumes(p.inputVolume)
             folder = os.path.join(slicer.app.temporaryPath, QUEUE_FOLDER)
             options = self.panelOptions()
-            if options.pop("saveModelPath"):
+            if options.pop("save_model_path"):
                 self.appendLog(
                     _("The queue saves no model: volumes of one protocol share one trained model.")
                 )
@@ -970,7 +958,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         if inputVolumeNode is None:
             raise ParameterError(_("No input volume given."))
         geometry = self.readGeometry(inputVolumeNode)
-        options = (options or EnhanceOptions()).replace(**{optionName(k): v for k, v in changes.items()})
+        options = (options or EnhanceOptions()).replace(**{option_name(k): v for k, v in changes.items()})
         if options.thickness_mm is None:
             if geometry.thicknessMm is None:
                 raise ParameterError(
@@ -1241,7 +1229,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         """
         from sr4zct.batch import Batch
 
-        options = (options or EnhanceOptions()).replace(**{optionName(k): v for k, v in changes.items()})
+        options = (options or EnhanceOptions()).replace(**{option_name(k): v for k, v in changes.items()})
         folder = self.makeRunFolder()
         queue = {"nodes": {}, "tempDir": folder, "outputNodes": {}, "backlog": [], "discard": False}
         try:

@@ -129,6 +129,34 @@ def test_parameter_node_round_trip_through_the_panel(replica):
     assert ui.targetSpacingSpinBox.value == 1.0
 
 
+def test_the_panels_options_are_the_cores_defaults_choices_and_limits(replica):
+    """The parameter node and the widgets are derived from EnhanceOptions: nothing to drift apart."""
+    from sr4zct.app.panel_options import options_from_panel, panel_fields
+    from sr4zct.run.options import SEED_MAX, EnhanceOptions
+
+    widget = _widget(replica)
+    p = widget._parameterNode
+    widgets = {w.property("SlicerParameterName"): w for w in vars(widget.ui).values()
+               if hasattr(w, "property") and w.property("SlicerParameterName")}  # fmt: skip
+    defaults = EnhanceOptions()
+    fields = panel_fields()
+    unset = options_from_panel({f.name: getattr(p, f.name) for f in fields})  # a fresh node: the defaults
+    assert unset == {f.option: getattr(defaults, f.option) for f in fields}
+    for field in fields:
+        shown = widgets[field.name]
+        if field.choices:
+            assert [shown.itemText(i) for i in range(shown.count)] == [str(c) for c in field.choices]
+        if field.minimum is not None:
+            assert (shown.minimum, shown.maximum) == (field.minimum, field.maximum)
+    assert widgets["thicknessMm"].maximum == 50.0  # what the run accepts (run/validation.py)
+    widget.ui.seedSpinBox.setValue(SEED_MAX)  # the core's largest seed fits the panel
+    assert p.seed == SEED_MAX and widget.panelOptions()["seed"] == SEED_MAX
+    assert (
+        EnhanceOptions(**options_from_panel({f.name: getattr(p, f.name) for f in panel_fields()})).seed
+        == SEED_MAX
+    )
+
+
 def test_selecting_another_volume_updates_parameter_node_and_panel(replica):
     first = _ct_node(replica, name="first", thickness="5")
     widget = _widget(replica)
