@@ -66,8 +66,16 @@ checkSlicerVersion()
 
 # The core package ships in this module's folder, which Slicer puts on sys.path.
 import sr4zct  # noqa: E402
+from sr4zct.app.node_geometry import (  # noqa: E402
+    LPS_TO_RAS,
+    NodeGeometry,
+    check_dimensions,
+    node_geometry,
+    series_geometry,
+    thickness_from_file,
+)  # fmt: skip
 from sr4zct.app.panel_options import option_name, options_from_panel, panel_fields, panel_number  # noqa: E402
-from sr4zct.errors import GeometryError, OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
+from sr4zct.errors import OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
 from sr4zct.run.options import EnhanceOptions  # noqa: E402
 from sr4zct.run.progress import format_duration  # noqa: E402
 
@@ -115,18 +123,9 @@ LAYOUT_XML = """
 </layout>
 """
 SELFTEST_MINUTES = 1.0  # training budget of the self-test's short job
-LPS_TO_RAS = (-1.0, -1.0, 1.0)
 
-# DICOM tags read per slice (group,element as ctkDICOMDatabase expects them).
-TAG_POSITION = "0020,0032"
-TAG_ORIENTATION = "0020,0037"
-TAG_PIXEL_SPACING = "0028,0030"
-TAG_THICKNESS = "0018,0050"
-TAG_ROWS = "0028,0010"
-TAG_COLUMNS = "0028,0011"
+# The DICOM modality of a node's first instance decides whether the queue takes it.
 TAG_MODALITY = "0008,0060"
-TAG_SERIES_UID = "0020,000E"
-TAG_SERIES_DESCRIPTION = "0008,103E"
 
 
 #
@@ -250,26 +249,11 @@ SR4ZCTParameterNode = _parameterNodeClass()
 #
 
 
-def _splitDicomValue(value: str | None) -> list[float]:
-    """Numbers of a multi-valued DICOM string such as ``"-1.5\\2\\3"`` (empty list for empty values)."""
-    if not value:
-        return []
-    return [float(v) for v in str(value).replace(",", "\\").split("\\") if v.strip()]
-
-
 def ijkToRasDirections(volumeNode) -> list[list[float]]:
     """Unit vectors (RAS) of the I, J and K axes of ``volumeNode``: ``result[axis]``."""
     matrix = vtk.vtkMatrix4x4()
     volumeNode.GetIJKToRASDirectionMatrix(matrix)
     return [[matrix.GetElement(row, axis) for row in range(3)] for axis in range(3)]
-
-
-def throughPlaneAxis(directionsRas, spacingMm, stackingDirectionRas=None) -> int:
-    """Which IJK axis (0, 1, 2) of a volume node runs through the slices: the core's rule
-    (:func:`sr4zct.method.geometry.through_plane_axis`; the DICOM stacking direction when known)."""
-    from sr4zct.method.geometry import through_plane_axis
-
-    return through_plane_axis(spacingMm, directionsRas, stackingDirectionRas)[0]
 
 
 def logText(event: dict) -> str:
@@ -295,46 +279,6 @@ def progressText(event: dict) -> str:
     return line
 
 
-class VolumeGeometry:
-    """What the module shows about the selected volume, and what it passes to the worker.
-
-    ``geometry`` is the core's :class:`~sr4zct.volume.SeriesGeometry` for DICOM volumes, else ``None``.
-    """
-
-    def __init__(
-        self,
-        *,
-        source: str,
-        axis: int,
-        inPlaneSpacingMm: tuple[float, float],
-        nodeSpacingMm: float,
-        spacingMm: float,
-        thicknessMm: float | None,
-        numberOfSlices: int,
-        warnings: list[str],
-        geometry=None,
-    ):
-        self.source = source
-        self.axis = axis
-        self.inPlaneSpacingMm = inPlaneSpacingMm
-        self.nodeSpacingMm = nodeSpacingMm
-        self.spacingMm = spacingMm
-        self.thicknessMm = thicknessMm
-        self.numberOfSlices = numberOfSlices
-        self.warnings = warnings
-        self.geometry = geometry
-
-    @property
-    def overlapMm(self) -> float | None:
-        return None if self.thicknessMm is None else self.thicknessMm - self.spacingMm
-
-    def __repr__(self) -> str:
-        return (
-            f"VolumeGeometry(source={self.source!r}, axis={'IJK'[self.axis]}, thickness={self.thicknessMm}, "
-            f"spacing={self.spacingMm}, slices={self.numberOfSlices}, warnings={self.warnings})"
-        )
-
-
 #
 # SR4ZCTWidget
 #
@@ -349,7 +293,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._geometry: VolumeGeometry | None = None
+        self._geometry: NodeGeometry | None = None
         self._geometryNodeId: str | None = None
         self._job = None  # the running sr4zct.BackgroundJob
         self._batch = None  # or the running sr4zct.batch.Batch of several volumes
@@ -466,11 +410,11 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             if self._parameterNode.inputVolume is not node:
                 self._parameterNode.inputVolume = node
-            self._parameterNode.thicknessMm = panel_number("thicknessMm", geometry.thicknessMm)
-            self._parameterNode.spacingMm = panel_number("spacingMm", geometry.spacingMm)
+            self._parameterNode.thicknessMm = panel_number("thicknessMm", geometry.thickness_mm)
+            self._parameterNode.spacingMm = panel_number("spacingMm", geometry.spacing_mm)
         self.showGeometry(geometry)
 
-    def showGeometry(self, geometry: VolumeGeometry | None, error: str | None = None) -> None:
+    def showGeometry(self, geometry: NodeGeometry | None, error: str | None = None) -> None:
         if geometry is None:
             for label in (self.ui.sourceValueLabel, self.ui.inPlaneValueLabel, self.ui.slicesValueLabel):
                 label.text = "-"
@@ -480,12 +424,12 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
             return
         self.ui.sourceValueLabel.text = geometry.source
-        rowMm, columnMm = geometry.inPlaneSpacingMm
+        rowMm, columnMm = geometry.in_plane_spacing_mm
         self.ui.inPlaneValueLabel.text = f"{rowMm:.4g} x {columnMm:.4g} mm"
         self.ui.slicesValueLabel.text = _("{n} slices along {axis}").format(
-            n=geometry.numberOfSlices, axis="IJK"[geometry.axis]
+            n=geometry.n_slices, axis="IJK"[geometry.axis]
         )
-        thicknessHint = "" if geometry.thicknessMm else _("Slice thickness unknown: enter it (required).")
+        thicknessHint = "" if geometry.thickness_mm else _("Slice thickness unknown: enter it (required).")
         self.ui.thicknessSpinBox.toolTip = thicknessHint or _("Slice thickness read from {source}.").format(
             source=geometry.source
         )
@@ -570,7 +514,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The enhancement options set in the panel (by option name, as :meth:`SR4ZCTLogic.enhance` takes them);
         the spacing only when the user changed the measured one."""
         values = {field.name: getattr(self._parameterNode, field.name) for field in panel_fields()}
-        measured = self._geometry.spacingMm if self._geometry is not None else None
+        measured = self._geometry.spacing_mm if self._geometry is not None else None
         return options_from_panel(values, measured_spacing_mm=measured)
 
     def onTimer(self) -> None:
@@ -758,155 +702,49 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         return "\n".join(lines)
 
     # -- geometry -------------------------------------------------------------------------------------
-    def readGeometry(self, volumeNode) -> VolumeGeometry:
+    def readGeometry(self, volumeNode) -> NodeGeometry:
         """Acquisition geometry of ``volumeNode``: from its DICOM headers when it has them, else from the node."""
         if volumeNode is None or volumeNode.GetImageData() is None:
             raise ParameterError(_("The selected volume has no image data."))
-        dims = volumeNode.GetImageData().GetDimensions()
-        if sum(1 for d in dims if d > 1) < 3:
-            raise GeometryError(
-                _("'{name}' is not a 3-D volume (size {x} x {y} x {z}).").format(
-                    name=volumeNode.GetName(), x=dims[0], y=dims[1], z=dims[2]
-                )
-            )
-        directions = ijkToRasDirections(volumeNode)
-        spacing = tuple(float(s) for s in volumeNode.GetSpacing())
-        warnings: list[str] = []
-        geometry = stackingRas = None
+        dimensions = volumeNode.GetImageData().GetDimensions()
+        check_dimensions(volumeNode.GetName(), dimensions)
+        series, missing = self.dicomSeries(volumeNode)
+        thickness, source = (
+            (series.slice_thickness_mm, "DICOM") if series else self.thicknessOfVolume(volumeNode)
+        )
+        transform = volumeNode.GetParentTransformNode()
+        return node_geometry(
+            dimensions=dimensions, spacing_mm=volumeNode.GetSpacing(), directions_ras=ijkToRasDirections(volumeNode),
+            thickness_mm=thickness, source=source, series=series, dicom_missing=missing,
+            transform_name=(transform.GetName() or "") if transform is not None else None,
+        )  # fmt: skip
+
+    @staticmethod
+    def dicomSeries(volumeNode):
+        """The node's DICOM series geometry (:func:`sr4zct.app.node_geometry.series_geometry`) when the node
+        came from DICOM and the database has its instances, else None; and whether the database lacks them."""
         uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
         database = getattr(slicer, "dicomDatabase", None)  # absent until the DICOM module has loaded
         files = [database.fileForInstance(uid) for uid in uids] if uids and database is not None else []
-        if uids and not all(files):
-            # a scene saved and opened on another machine, or a copy that kept the attribute
-            warnings.append(
-                _(
-                    "The volume's DICOM instances are not in this Slicer's DICOM database: its geometry is "
-                    "read from the volume itself; check the slice thickness."
-                )
-            )
         if files and all(files):
-            geometry = self.geometryFromDicomDatabase(uids, database, files)
-            stackingRas = [LPS_TO_RAS[i] * geometry.axes_lps[0][i] for i in range(3)]
-            thickness, source = geometry.slice_thickness_mm, "DICOM"
-            warnings.extend(geometry.warnings)
-        else:
-            thickness, source = self.thicknessOfVolume(volumeNode)
-        axis = throughPlaneAxis(directions, spacing, stackingRas)
-        inPlane = tuple(spacing[a] for a in (1, 0, 2) if a != axis)  # (row = J-ish, column = I-ish)
-        spacingMm = spacing[axis]
-        if geometry is not None:
-            inPlane, spacingMm = tuple(geometry.pixel_spacing_mm), float(geometry.slice_spacing_mm)
-            if geometry.n_slices != dims[axis]:
-                warnings.append(
-                    _(
-                        "The DICOM series has {n} slices but the volume has {m} along {axis}; check that the "
-                        "volume was loaded from a single series."
-                    ).format(n=geometry.n_slices, m=dims[axis], axis="IJK"[axis])
-                )
-        warnings += self._spacingAndTransformWarnings(volumeNode, spacingMm, inPlane)
-        return VolumeGeometry(
-            source=source, axis=axis, inPlaneSpacingMm=(float(inPlane[0]), float(inPlane[1])),
-            nodeSpacingMm=spacing[axis], spacingMm=spacingMm, thicknessMm=thickness, numberOfSlices=dims[axis],
-            warnings=warnings, geometry=geometry,
-        )  # fmt: skip
+            return series_geometry(uids, database.instanceValue, files), False
+        return None, bool(files)
 
     @staticmethod
     def thicknessOfVolume(volumeNode) -> tuple[float | None, str]:
         """The slice thickness of a volume not from DICOM, and where it comes from: the node attribute
         ``SR4ZCT.sliceThicknessMm``, else the header of the file the node was loaded from when SR4ZCT recorded
-        it there (``sr4zct_slice_thickness_mm``: the sample phantom, volumes the core wrote), else unknown."""
+        it there (the sample phantom, volumes the core wrote), else unknown."""
         attribute = volumeNode.GetAttribute(THICKNESS_ATTRIBUTE)
         if attribute:
-            source = _("volume node (thickness from attribute {name})").format(name=THICKNESS_ATTRIBUTE)
-            return float(attribute), source
-        storageNode = volumeNode.GetStorageNode()
-        path = storageNode.GetFileName() if storageNode is not None else None
-        if path and os.path.isfile(path) and path.lower().endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
-            from sr4zct.io import read_geometry
-
-            with contextlib.suppress(SR4ZCTError, OSError, RuntimeError):
-                thickness = read_geometry(path).slice_thickness_mm
-                if thickness:
-                    return float(thickness), _("volume file (thickness from its header)")
-        return None, _("volume node (not DICOM)")
-
-    @staticmethod
-    def _spacingAndTransformWarnings(volumeNode, spacingMm: float, inPlane) -> list[str]:
-        warnings = []
-        if spacingMm < min(inPlane) - 1e-6:
-            warnings.append(
-                _(
-                    "The slice spacing ({spacing} mm) is finer than the in-plane pixel size; SR4ZCT expects "
-                    "thicker slices than pixels."
-                ).format(spacing=f"{spacingMm:g}")
+            return float(attribute), _("volume node (thickness from attribute {name})").format(
+                name=THICKNESS_ATTRIBUTE
             )
-        transformNode = volumeNode.GetParentTransformNode()
-        if transformNode is not None:
-            name = transformNode.GetName() or ""
-            if "acquisition transform" in name.lower():
-                warnings.append(
-                    _(
-                        "Slicer regularised an irregular acquisition with the transform '{name}'; the result "
-                        "gets the same transform, but check the slice spacing."
-                    ).format(name=name)
-                )
-            else:
-                warnings.append(
-                    _("The volume is under the transform '{name}'; the result gets the same one.").format(
-                        name=name
-                    )
-                )
-        return warnings
-
-    @staticmethod
-    def geometryFromDicomDatabase(instanceUids: list[str], database, files: list[str] | None = None):
-        """The core's :class:`~sr4zct.volume.SeriesGeometry` from the per-slice DICOM attributes.
-
-        Positions, orientations and the image size come from the database's tag cache (the DICOM
-        scalar-volume plugin has them cached at import); SliceThickness and PixelSpacing, which it does not
-        cache, from one header read per file with pydicom (asking the database would read each header once
-        per tag, on the GUI thread).
-        """
-        import pydicom
-        import pydicom.errors
-        from sr4zct.method.geometry import geometry_from_slices
-
-        files = files or [database.fileForInstance(uid) for uid in instanceUids]
-        positions, orientations = [], []
-        for uid in instanceUids:
-            position = _splitDicomValue(database.instanceValue(uid, TAG_POSITION))
-            if len(position) != 3:
-                raise GeometryError(
-                    _(
-                        "Slice {uid} has no valid ImagePositionPatient; the slice positions cannot be measured."
-                    ).format(uid=uid)
-                )
-            positions.append(position)
-            orientations.append(_splitDicomValue(database.instanceValue(uid, TAG_ORIENTATION)))
-        spacings, thicknesses, modality = [], [], None
-        for path in files:
-            try:
-                header = pydicom.dcmread(
-                    path,
-                    stop_before_pixels=True,
-                    specific_tags=["PixelSpacing", "SliceThickness", "Modality"],
-                )
-            except (OSError, pydicom.errors.InvalidDicomError) as exc:
-                raise GeometryError(
-                    _("Cannot read the DICOM header of {path}: {error}.").format(path=path, error=exc)
-                ) from None
-            spacings.append([float(v) for v in header.get("PixelSpacing") or []])
-            thicknesses.append(header.get("SliceThickness"))
-            modality = modality or header.get("Modality")
-        first = instanceUids[0]
-        rows = int(_splitDicomValue(database.instanceValue(first, TAG_ROWS))[0])
-        columns = int(_splitDicomValue(database.instanceValue(first, TAG_COLUMNS))[0])
-        geometry, _order = geometry_from_slices(
-            positions, orientations, spacings, rows, columns, thicknesses,
-            description=database.instanceValue(first, TAG_SERIES_DESCRIPTION) or "",
-            series_uid=database.instanceValue(first, TAG_SERIES_UID) or None, modality=modality or None,
-        )  # fmt: skip
-        return geometry
+        storageNode = volumeNode.GetStorageNode()
+        thickness = thickness_from_file(storageNode.GetFileName() if storageNode is not None else None)
+        if thickness:
+            return thickness, _("volume file (thickness from its header)")
+        return None, _("volume node (not DICOM)")
 
     # -- run ------------------------------------------------------------------------------------------
     def enhance(
@@ -960,14 +798,14 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         geometry = self.readGeometry(inputVolumeNode)
         options = (options or EnhanceOptions()).replace(**{option_name(k): v for k, v in changes.items()})
         if options.thickness_mm is None:
-            if geometry.thicknessMm is None:
+            if geometry.thickness_mm is None:
                 raise ParameterError(
                     _(
                         "The slice thickness of '{name}' is unknown (it was not loaded from DICOM): pass "
                         "thicknessMm, the real slice thickness in millimetres."
                     ).format(name=inputVolumeNode.GetName())
                 )
-            options = options.replace(thickness_mm=float(geometry.thicknessMm))
+            options = options.replace(thickness_mm=float(geometry.thickness_mm))
         # The NRRD keeps the node's IJK axes, so the through-plane axis shown in the panel (which may come
         # from the DICOM stacking direction) is NumPy axis 2 - IJK axis of the file.
         options = options.replace(slice_axis=2 - geometry.axis)
@@ -1257,7 +1095,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
 
         try:
             geometry = self.readGeometry(node)
-            thickness = (options.thickness_mm if index == 0 else None) or geometry.thicknessMm
+            thickness = (options.thickness_mm if index == 0 else None) or geometry.thickness_mm
             if thickness is None:
                 raise ParameterError(_("its slice thickness is unknown: select it and enter the thickness"))
             path = os.path.join(queue["tempDir"], f"{index:03d}.nrrd")
@@ -1266,7 +1104,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             queue["backlog"].append({"event": "job_ended", "job_id": f"slicer:{node.GetID()}", "status": "failed",
                                      "record": {"description": node.GetName(), "error_message": exc.message}})  # fmt: skip
             return None
-        uid = geometry.geometry.series_uid if geometry.geometry is not None else None
+        uid = geometry.series.series_uid if geometry.series is not None else None
         jobOptions = {"thickness_mm": float(thickness), "slice_axis": 2 - geometry.axis}
         if index == 0 and options.spacing_mm is not None:
             jobOptions["spacing_mm"] = float(options.spacing_mm)
@@ -1616,9 +1454,9 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
         node.SetAttribute(THICKNESS_ATTRIBUTE, "3")
         geometry = SR4ZCTLogic().readGeometry(node)
         self.assertEqual(geometry.axis, 2)
-        self.assertAlmostEqual(geometry.thicknessMm, 3.0)
-        self.assertAlmostEqual(geometry.spacingMm, 2.0)
-        self.assertAlmostEqual(geometry.overlapMm, 1.0)
+        self.assertAlmostEqual(geometry.thickness_mm, 3.0)
+        self.assertAlmostEqual(geometry.spacing_mm, 2.0)
+        self.assertAlmostEqual(geometry.overlap_mm, 1.0)
 
     def test_sample_data(self):
         """The phantom of Sample Data loads without PyTorch, its thickness read from its file."""
@@ -1628,9 +1466,9 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
         node = SampleData.SampleDataLogic().downloadSample(PHANTOM_SAMPLE_NAME)
         geometry = SR4ZCTLogic().readGeometry(node)
         self.assertEqual(node.GetName(), PHANTOM_SAMPLE_NAME)
-        self.assertEqual(geometry.numberOfSlices, 44)
-        self.assertAlmostEqual(geometry.thicknessMm, 3.0)
-        self.assertAlmostEqual(geometry.spacingMm, 2.0)
+        self.assertEqual(geometry.n_slices, 44)
+        self.assertAlmostEqual(geometry.thickness_mm, 3.0)
+        self.assertAlmostEqual(geometry.spacing_mm, 2.0)
 
     def test_enhance_beats_linear(self):
         self.requireTorch()

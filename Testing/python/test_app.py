@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import pydicom
 import pytest
+from sr4zct.app.node_geometry import check_dimensions, node_geometry, series_geometry, thickness_from_file
 from sr4zct.app.panel_options import (
     PANEL_OPTIONS,
     option_name,
@@ -13,6 +15,7 @@ from sr4zct.app.panel_options import (
     panel_number,
     slicer_name,
 )
+from sr4zct.errors import GeometryError
 from sr4zct.run.options import SEED_MAX, EnhanceOptions
 
 # --- the panel's options ---------------------------------------------------------------------------------
@@ -63,3 +66,99 @@ def test_the_panels_values_become_options():
 )
 def test_a_value_the_panel_cannot_hold_shows_as_unset(value, shown):
     assert panel_number("thicknessMm", value) == shown
+
+
+# --- the geometry of a volume node -----------------------------------------------------------------------
+
+AXIAL_RAS = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+
+
+def _node(**changes):
+    values = dict(dimensions=(48, 40, 12), spacing_mm=(0.75, 0.75, 2.0), directions_ras=AXIAL_RAS,
+                  thickness_mm=3.0, source="volume node")  # fmt: skip
+    return node_geometry(**{**values, **changes})
+
+
+def test_a_plain_node_gives_its_coarse_axis_and_no_warning():
+    geometry = _node()
+    assert (geometry.axis, geometry.n_slices, geometry.spacing_mm, geometry.overlap_mm) == (2, 12, 2.0, 1.0)
+    assert geometry.in_plane_spacing_mm == (0.75, 0.75) and geometry.warnings == []
+    assert _node(thickness_mm=None).overlap_mm is None
+    sagittal = _node(dimensions=(12, 40, 48), spacing_mm=(3.0, 0.8, 0.8))
+    assert (sagittal.axis, sagittal.n_slices, sagittal.in_plane_spacing_mm) == (0, 12, (0.8, 0.8))
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"transform_name": "3: CT acquisition transform"}, "regularised an irregular acquisition"),
+        ({"transform_name": "registration"}, "under the transform 'registration'"),
+        ({"dicom_missing": True}, "not in this Slicer's DICOM database"),
+    ],
+)
+def test_what_the_panel_warns_about(changes, fragment):
+    assert [w for w in _node(**changes).warnings if fragment in w]
+
+
+def test_a_2d_volume_is_refused():
+    check_dimensions("ok", (48, 40, 12))
+    with pytest.raises(GeometryError, match=r"'localizer' is not a 3-D volume \(size 36 x 36 x 1\)"):
+        check_dimensions("localizer", (36, 36, 1))
+
+
+def test_dicom_attributes_give_the_series_geometry_and_its_warnings(tmp_path):
+    from dicom_factory import write_series
+
+    series = write_series(
+        tmp_path / "ct", n_slices=6, thickness_mm=3.0, spacing_mm=2.0, file_order="shuffled"
+    )
+    headers = {str(p): pydicom.dcmread(p, stop_before_pixels=True) for p in series.paths}
+    instance_value = _database(headers)
+    uids = [h.SOPInstanceUID for h in headers.values()]
+    geometry = series_geometry(uids, instance_value, list(headers))
+    assert (geometry.slice_thickness_mm, geometry.slice_spacing_mm, geometry.n_slices) == (3.0, 2.0, 6)
+    assert geometry.series_uid == series.series_uid
+    node = _node(dimensions=(series.hu.shape[2], series.hu.shape[1], 5), series=geometry, source="DICOM")
+    assert node.spacing_mm == 2.0 and node.thickness_mm == 3.0  # the node's own thickness is the series'
+    assert any("has 6 slices but the volume has 5 along K" in w for w in node.warnings)
+    fine = write_series(
+        tmp_path / "fine", n_slices=6, thickness_mm=0.4, spacing_mm=0.4
+    )  # pixels 0.5 x 0.6 mm
+    fine_headers = {str(p): pydicom.dcmread(p, stop_before_pixels=True) for p in fine.paths}
+    uids = [h.SOPInstanceUID for h in fine_headers.values()]
+    node = _node(
+        dimensions=(10, 12, 6), series=series_geometry(uids, _database(fine_headers), list(fine_headers))
+    )
+    assert any("finer than the in-plane pixel size" in w for w in node.warnings)
+    del headers[str(series.paths[0])].ImagePositionPatient
+    with pytest.raises(GeometryError, match="no valid ImagePositionPatient"):
+        series_geometry([h.SOPInstanceUID for h in headers.values()], instance_value, list(headers))
+
+
+def _database(headers):
+    """``instance_value(uid, tag)`` as ctkDICOMDatabase.instanceValue answers it: the attribute's text."""
+    by_uid = {h.SOPInstanceUID: h for h in headers.values()}
+    tags = {"0020,0032": "ImagePositionPatient", "0020,0037": "ImageOrientationPatient", "0028,0010": "Rows",
+            "0028,0011": "Columns", "0020,000E": "SeriesInstanceUID", "0008,103E": "SeriesDescription"}  # fmt: skip
+
+    def instance_value(uid, tag):
+        value = by_uid[uid].get(tags[tag], "")
+        return (
+            "\\".join(str(v) for v in value) if isinstance(value, pydicom.multival.MultiValue) else str(value)
+        )
+
+    return instance_value
+
+
+def test_the_thickness_recorded_in_a_file_header(tmp_path):
+    import SimpleITK as sitk
+
+    image = sitk.Image(8, 8, 4, sitk.sitkInt16)
+    image.SetSpacing((0.75, 0.75, 2.0))
+    plain, recorded = tmp_path / "plain.nrrd", tmp_path / "recorded.nrrd"
+    sitk.WriteImage(image, str(plain))
+    image.SetMetaData("sr4zct_slice_thickness_mm", "3")
+    sitk.WriteImage(image, str(recorded))
+    assert thickness_from_file(str(recorded)) == 3.0
+    assert thickness_from_file(str(plain)) is None and thickness_from_file(None) is None
+    assert thickness_from_file(str(tmp_path / "missing.nrrd")) is None

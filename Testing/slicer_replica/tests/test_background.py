@@ -179,5 +179,5 @@ def test_selecting_l291_reads_each_file_at_most_once(monkeypatch, tmp_path, l291
     print(
         f"L291 geometry: {fresh.totalCalls} cached database lookups, {reads} header reads, {elapsed_s:.2f} s"
     )
-    assert geometry.thicknessMm == pytest.approx(3.0)
+    assert geometry.thickness_mm == pytest.approx(3.0)
     assert reads <= len(l291_files) and len(set(opened)) == len(opened)  # each file at most once

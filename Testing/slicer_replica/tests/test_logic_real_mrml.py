@@ -36,10 +36,10 @@ def test_l291_geometry_read_through_the_dicom_database(l291):
     replica, node = l291
     geometry = replica.module.SR4ZCTLogic().readGeometry(node)
     assert geometry.source == "DICOM"
-    assert (geometry.thicknessMm, geometry.spacingMm, geometry.overlapMm) == pytest.approx((3.0, 2.0, 1.0))
-    assert geometry.numberOfSlices == 343
+    assert (geometry.thickness_mm, geometry.spacing_mm, geometry.overlap_mm) == pytest.approx((3.0, 2.0, 1.0))
+    assert geometry.n_slices == 343
     assert geometry.axis == 2
-    assert geometry.inPlaneSpacingMm == pytest.approx((0.7421875, 0.7421875))
+    assert geometry.in_plane_spacing_mm == pytest.approx((0.7421875, 0.7421875))
     assert geometry.warnings == []
     db = slicer.dicomDatabase
     assert db.totalCalls >= 343  # it asked the database's cache per slice (positions, orientations) ...
@@ -72,14 +72,14 @@ def test_geometry_of_a_sagittal_non_dicom_volume_uses_the_coarse_axis(replica):
         np.zeros((40, 32, 12), np.float32), ijkToRAS=np.diag([3.0, 0.8, 0.8, 1])
     )
     geometry = replica.module.SR4ZCTLogic().readGeometry(node)
-    assert (geometry.axis, geometry.numberOfSlices, geometry.thicknessMm) == (0, 12, None)
-    assert geometry.spacingMm == pytest.approx(3.0)
-    assert geometry.inPlaneSpacingMm == (0.8, 0.8)
+    assert (geometry.axis, geometry.n_slices, geometry.thickness_mm) == (0, 12, None)
+    assert geometry.spacing_mm == pytest.approx(3.0)
+    assert geometry.in_plane_spacing_mm == (0.8, 0.8)
 
 
 def test_volume_without_dicom_database_reads_the_thickness_attribute(replica):
     geometry = replica.module.SR4ZCTLogic().readGeometry(_ct_node(replica, thickness="2.5"))
-    assert (geometry.thicknessMm, geometry.spacingMm, geometry.overlapMm) == (2.5, 2.0, 0.5)
+    assert (geometry.thickness_mm, geometry.spacing_mm, geometry.overlap_mm) == (2.5, 2.0, 0.5)
     assert "attribute" in geometry.source
 
 
@@ -130,7 +130,7 @@ def test_core_volume_round_trips_through_a_real_node(replica):
     assert np.allclose(back.geometry.axes_lps, axes)
     assert back.geometry.origin_lps == pytest.approx(volume.geometry.origin_lps)
     geometry = replica.module.SR4ZCTLogic().readGeometry(node)
-    assert (geometry.axis, geometry.thicknessMm, geometry.spacingMm) == (2, 3.0, 2.5)
+    assert (geometry.axis, geometry.thickness_mm, geometry.spacing_mm) == (2, 3.0, 2.5)
 
 
 def test_result_node_is_placed_displayed_and_annotated_like_its_input(l291, tmp_path):

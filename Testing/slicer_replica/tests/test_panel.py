@@ -242,8 +242,8 @@ def test_the_phantom_sample_loads_as_slicer_loads_samples(replica):
     )  # a script's way, as in Slicer
     assert node.GetName() == "SR4ZCTPhantom"
     geometry = module.SR4ZCTLogic().readGeometry(node)
-    assert (geometry.thicknessMm, geometry.spacingMm, geometry.overlapMm) == (3.0, 2.0, 1.0)
-    assert "header" in geometry.source and geometry.numberOfSlices == 44
+    assert (geometry.thickness_mm, geometry.spacing_mm, geometry.overlap_mm) == (3.0, 2.0, 1.0)
+    assert "header" in geometry.source and geometry.n_slices == 44
     assert (
         replica.sampleData.SampleDataLogic()
         .clickTile("SR4ZCTPhantom")[0]
@@ -359,7 +359,7 @@ def test_sample_data_loads_in_a_slicer_without_torch_and_asks_nothing(monkeypatc
     with standins.without_torch(monkeypatch):
         tile = replica.sampleData.SampleDataLogic().clickTile("SR4ZCTPhantom")[0]
         scripted = replica.sampleData.SampleDataLogic().downloadSample("SR4ZCTPhantom")
-        assert replica.module.SR4ZCTLogic().readGeometry(scripted).thicknessMm == 3.0
+        assert replica.module.SR4ZCTLogic().readGeometry(scripted).thickness_mm == 3.0
     assert tile.GetImageData().GetDimensions() == scripted.GetImageData().GetDimensions() == (160, 160, 44)
     assert ctk.ctkMessageBox.shown == [] and replica.pytorchCalls == []
 
