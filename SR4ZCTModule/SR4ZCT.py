@@ -18,7 +18,6 @@ Scripting (Python console)::
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import logging
 import os
@@ -75,6 +74,7 @@ from sr4zct.app.node_geometry import (  # noqa: E402
     thickness_from_file,
 )  # fmt: skip
 from sr4zct.app.panel_options import option_name, options_from_panel, panel_fields, panel_number  # noqa: E402
+from sr4zct.app.run_folder import make_run_folder  # noqa: E402
 from sr4zct.errors import OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
 from sr4zct.run.options import EnhanceOptions  # noqa: E402
 from sr4zct.run.progress import format_duration  # noqa: E402
@@ -94,9 +94,6 @@ QUEUE_FOLDER = "SR4ZCT batch"
 UNCERTAINTY_COLOR_NODE_ID = "vtkMRMLColorTableNodeRainbow"
 UNCERTAINTY_OPACITY = 0.4
 UNCERTAINTY_WINDOW_HU = 200.0
-# Each run's temporary files live in <Slicer temp>/SR4ZCT<date time>/, marked by this file (pid, host).
-RUN_FOLDER_PREFIX = "SR4ZCT"
-RUN_MARKER = "sr4zct-run.json"
 POLL_INTERVAL_MS = 250
 # The layout of a run with a live preview: original (Red) and preview or result (Yellow) side by side, the
 # validation-gain chart in a plot view below (Slicer's own layouts have no plot view beside two slice views).
@@ -923,25 +920,9 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def makeRunFolder() -> str:
-        """A new folder for one run's temporary files, marked as ours; stale ones of runs whose Slicer has gone
-        (a crash, a kill) are removed first."""
-        import socket
-
-        from sr4zct.system import pid_exists
-
-        for path in glob.glob(os.path.join(slicer.app.temporaryPath, RUN_FOLDER_PREFIX + "*")):
-            marker = os.path.join(path, RUN_MARKER)
-            try:
-                with open(marker, encoding="utf-8") as f:
-                    owner = json.load(f)
-            except (OSError, ValueError):
-                continue  # not made by this module (or still being made): never touched
-            if owner.get("host") == socket.gethostname() and not pid_exists(int(owner.get("pid", 0))):
-                shutil.rmtree(path, ignore_errors=True)
-        folder = slicer.util.tempDirectory(RUN_FOLDER_PREFIX)
-        with open(os.path.join(folder, RUN_MARKER), "w", encoding="utf-8") as f:
-            json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
-        return folder
+        """A new folder for one run's temporary files in Slicer's temporary folder, named for this process;
+        those of Slicers that ended without removing theirs are removed first (:mod:`sr4zct.app.run_folder`)."""
+        return str(make_run_folder(slicer.app.temporaryPath))
 
     @staticmethod
     def removeTempFiles(run: dict) -> None:

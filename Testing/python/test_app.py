@@ -15,6 +15,7 @@ from sr4zct.app.panel_options import (
     panel_number,
     slicer_name,
 )
+from sr4zct.app.run_folder import make_run_folder
 from sr4zct.errors import GeometryError
 from sr4zct.run.options import SEED_MAX, EnhanceOptions
 
@@ -162,3 +163,24 @@ def test_the_thickness_recorded_in_a_file_header(tmp_path):
     assert thickness_from_file(str(recorded)) == 3.0
     assert thickness_from_file(str(plain)) is None and thickness_from_file(None) is None
     assert thickness_from_file(str(tmp_path / "missing.nrrd")) is None
+
+
+# --- the run folder --------------------------------------------------------------------------------------
+
+
+def test_a_run_folder_is_named_for_its_process_and_stale_ones_go(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    first = make_run_folder(tmp_path)
+    assert first.parent == tmp_path and f"-{os.getpid()}-" in first.name and first.is_dir()
+    stale = tmp_path / first.name.replace(f"-{os.getpid()}-", f"-{ended.pid}-")
+    stale.mkdir()
+    (stale / "input.nrrd").write_bytes(b"x")
+    mine = tmp_path / "SR4ZCT-run"  # not a temporary's name: never touched
+    mine.mkdir()
+    second = make_run_folder(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name, "SR4ZCT-run"])

@@ -222,32 +222,32 @@ def _crop(replica, node, slices, size_mm):
 
 
 def test_stale_run_folders_of_a_crashed_session_are_removed_at_the_next_run(replica):
-    import json
     import os
-    import socket
     import subprocess
     import sys
+
+    from sr4zct.io.atomic import temporary_name
 
     module, temp = replica.module, Path(slicer.app.temporaryPath)
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
+    ours = temporary_name(temp / "SR4ZCT-run").name  # .SR4ZCT-run.sr4zct-tmp-<host>-<pid>-<random>
+    host = ours.split("sr4zct-tmp-")[1].split("-")[0]
 
-    def folder(name, marker):
+    def folder(name):
         path = temp / name
         path.mkdir()
         (path / "input.nrrd").write_bytes(b"x" * 1000)
-        if marker is not None:
-            (path / module.RUN_MARKER).write_text(json.dumps(marker))
         return path
 
-    crashed = folder("SR4ZCT2026-01-01_00+00+00.000", {"pid": ended.pid, "host": socket.gethostname()})
-    running = folder("SR4ZCT2026-01-01_00+00+01.000", {"pid": os.getpid(), "host": socket.gethostname()})
-    other_host = folder("SR4ZCT2026-01-01_00+00+02.000", {"pid": ended.pid, "host": "another-machine"})
-    not_ours = folder("SR4ZCT-user-data", None)
+    crashed = folder(ours.replace(f"-{os.getpid()}-", f"-{ended.pid}-"))
+    running = folder(ours.replace(ours[-12:], "0" * 12))  # this process's: a run still going
+    other_host = folder(crashed.name.replace(host, "f" * 8 if host != "f" * 8 else "e" * 8))
+    not_ours = folder("SR4ZCT-user-data")
     new = Path(module.SR4ZCTLogic.makeRunFolder())
     assert not crashed.exists()
     assert running.exists() and other_host.exists() and not_ours.exists()  # never touched
-    assert new.parent == temp and (new / module.RUN_MARKER).is_file()
+    assert new.parent == temp and f"-{os.getpid()}-" in new.name and list(new.iterdir()) == []  # ours, empty
 
 
 def test_the_background_run_waits_passively_and_leaves_a_gui_core_where_it_can(replica, monkeypatch):
