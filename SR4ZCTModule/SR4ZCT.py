@@ -18,7 +18,6 @@ Scripting (Python console)::
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -65,6 +64,7 @@ checkSlicerVersion()
 
 # The core package ships in this module's folder, which Slicer puts on sys.path.
 import sr4zct  # noqa: E402
+from sr4zct.app.environment import gui_run_environment  # noqa: E402
 from sr4zct.app.node_geometry import (  # noqa: E402
     LPS_TO_RAS,
     NodeGeometry,
@@ -74,8 +74,19 @@ from sr4zct.app.node_geometry import (  # noqa: E402
     thickness_from_file,
 )  # fmt: skip
 from sr4zct.app.panel_options import option_name, options_from_panel, panel_fields, panel_number  # noqa: E402
+from sr4zct.app.results import (  # noqa: E402
+    ATTRIBUTE_PREFIX,
+    OUTPUT_SUFFIX,
+    REFERENCE_ATTRIBUTE,
+    THICKNESS_ATTRIBUTE,
+    made_by_sr4zct,
+    result_attributes,
+    write_dicom_export,
+)  # fmt: skip
 from sr4zct.app.run_folder import make_run_folder  # noqa: E402
+from sr4zct.app.study_queue import is_enhanceable  # noqa: E402
 from sr4zct.errors import OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
+from sr4zct.run.background import python_for_background  # noqa: E402
 from sr4zct.run.options import EnhanceOptions  # noqa: E402
 from sr4zct.run.progress import format_duration  # noqa: E402
 
@@ -84,10 +95,6 @@ TORCH_MISSING_FOR_TEST = _(
     "PyTorch is not installed: the parts of the SR4ZCT self-test that need it were skipped. Install the "
     "PyTorch extension (or press Enhance once: it offers to install PyTorch), then run the self-test again."
 )
-# Non-DICOM volumes may carry their slice thickness in this node attribute (else: SR4ZCT's key in their file header).
-THICKNESS_ATTRIBUTE = "SR4ZCT.sliceThicknessMm"
-ATTRIBUTE_PREFIX = "SR4ZCT."
-OUTPUT_SUFFIX = " SR4ZCT"
 # Where the panel's queue of several volumes keeps its results and ledger (under Slicer's temporary folder).
 QUEUE_FOLDER = "SR4ZCT batch"
 # The disagreement overlay: colour map, opacity and the HU difference shown at full colour.
@@ -816,8 +823,8 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         try:
             job = BackgroundJob(
                 inputPath, os.path.join(tempDir, "output.nrrd"), options,
-                python_executable=self.pythonSlicer(),
-                env=self.backgroundEnvironment(options),
+                python_executable=python_for_background(),
+                env=gui_run_environment(options.device),
             )  # fmt: skip
             self.writeVolumeFile(inputVolumeNode, inputPath)
             self._runs[job] = {
@@ -908,17 +915,6 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             shutil.rmtree(queue["tempDir"], ignore_errors=True)
 
     @staticmethod
-    def backgroundEnvironment(options: EnhanceOptions) -> dict:
-        """Variables of the background run: passive OpenMP waiting, a core left to Slicer's GUI on machines
-        with 4 cores or more (unless SR4ZCT_LEAVE_CORES is set), and no GPU when the CPU was chosen."""
-        from sr4zct.run.threads import cores_for_a_gui, worker_environment
-
-        env = worker_environment(leave_free=cores_for_a_gui())
-        if options.device == "cpu":
-            env["CUDA_VISIBLE_DEVICES"] = "-1"
-        return env
-
-    @staticmethod
     def makeRunFolder() -> str:
         """A new folder for one run's temporary files in Slicer's temporary folder, named for this process;
         those of Slicers that ended without removing theirs are removed first (:mod:`sr4zct.app.run_folder`)."""
@@ -931,15 +927,6 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             logging.info(f"SR4ZCT: temporary files kept in {run['tempDir']}")
         else:
             shutil.rmtree(run["tempDir"], ignore_errors=True)
-
-    @staticmethod
-    def pythonSlicer() -> str:
-        found = shutil.which("PythonSlicer")
-        if found is None:
-            raise ResourceError(
-                _("Cannot find Slicer's Python launcher 'PythonSlicer' to run the enhancement.")
-            )
-        return found
 
     @staticmethod
     def uniqueNodeName(name: str) -> str:
@@ -995,11 +982,11 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         inputItem = shNode.GetItemByDataNode(inputNode)
         shNode.SetItemParent(shNode.GetItemByDataNode(outputNode), shNode.GetItemParent(inputItem))
 
-        for key, value in self.resultAttributes(inputNode, finished).items():
-            outputNode.SetAttribute(ATTRIBUTE_PREFIX + key, value)
+        for name, value in result_attributes(inputNode.GetName(), finished).items():
+            outputNode.SetAttribute(name, value)
         uids = (inputNode.GetAttribute("DICOM.instanceUIDs") or "").split()
         if uids:  # the study a DICOM export joins
-            outputNode.SetAttribute(ATTRIBUTE_PREFIX + "referenceInstanceUID", uids[0])
+            outputNode.SetAttribute(REFERENCE_ATTRIBUTE, uids[0])
         if run.get("previewNode") is not None:
             slicer.mrmlScene.RemoveNode(run["previewNode"])
             run["previewNode"] = None
@@ -1044,123 +1031,53 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         the thickness and spacing, which apply to the first volume (the panel's) only: the others use their
         own. A volume that cannot be enhanced (not 3-D, thickness unknown, ...) is recorded as failed (a
         ``job_ended`` event of :meth:`pollQueue`) and the others go on. Each job runs in the background
-        environment of a single run (:meth:`backgroundEnvironment`).
+        environment of a single run (:mod:`sr4zct.app.study_queue`).
         """
-        from sr4zct.batch import Batch
+        from sr4zct.app.study_queue import StudyQueue
+        from sr4zct.batch.local_engine import LocalEngine
 
         options = (options or EnhanceOptions()).replace(**{option_name(k): v for k, v in changes.items()})
-        folder = self.makeRunFolder()
-        queue = {"nodes": {}, "tempDir": folder, "outputNodes": {}, "backlog": [], "discard": False}
+        queue = StudyQueue(self.makeRunFolder(), options)
         try:
-            jobs = [
-                job for i, node in enumerate(volumeNodes) if (job := self._queueJob(node, i, options, queue))
-            ]
-            if not jobs:
-                raise ParameterError(_("None of the volumes can be enhanced: {reasons}").format(
-                    reasons="; ".join(e["record"]["error_message"] for e in queue["backlog"])))  # fmt: skip
-            if uncertainty:
-                options = options.replace(uncertainty_path=os.path.join(folder, "disagreement"))
-            batch = Batch(outputFolder, jobs, options.replace(thickness_mm=None, spacing_mm=None),
-                          engine=self.queueEngine(options))  # fmt: skip
-            batch.start()
+            for node in volumeNodes:
+                queue.add(node, node.GetName(), lambda node=node: self.readGeometry(node),
+                          lambda path, node=node: self.writeVolumeFile(node, path))  # fmt: skip
+            engine = LocalEngine(python_executable=python_for_background(), device=options.device,
+                                 env=gui_run_environment(options.device))  # fmt: skip
+            batch = queue.start(outputFolder, engine, uncertainty=uncertainty)
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            queue.remove_folder()
             raise
         self._queues[batch] = queue
         return batch
 
-    def _queueJob(self, node, index: int, options: EnhanceOptions, queue: dict):
-        """The batch job of one volume (its file written), or None when it cannot be enhanced (recorded)."""
-        from sr4zct.batch import BatchJob
-        from sr4zct.batch.jobs import safe_name
-
-        try:
-            geometry = self.readGeometry(node)
-            thickness = (options.thickness_mm if index == 0 else None) or geometry.thickness_mm
-            if thickness is None:
-                raise ParameterError(_("its slice thickness is unknown: select it and enter the thickness"))
-            path = os.path.join(queue["tempDir"], f"{index:03d}.nrrd")
-            self.writeVolumeFile(node, path)
-        except SR4ZCTError as exc:
-            queue["backlog"].append({"event": "job_ended", "job_id": f"slicer:{node.GetID()}", "status": "failed",
-                                     "record": {"description": node.GetName(), "error_message": exc.message}})  # fmt: skip
-            return None
-        uid = geometry.series.series_uid if geometry.series is not None else None
-        jobOptions = {"thickness_mm": float(thickness), "slice_axis": 2 - geometry.axis}
-        if index == 0 and options.spacing_mm is not None:
-            jobOptions["spacing_mm"] = float(options.spacing_mm)
-        job = BatchJob(f"dicom:{uid}" if uid else f"slicer:{node.GetName()}", path,
-                       safe_name(node.GetName(), f"volume{index}"), jobOptions, node.GetName())  # fmt: skip
-        queue["nodes"][job.job_id] = node
-        return job
-
-    def queueEngine(self, options: EnhanceOptions):
-        """The batch engine of the queue: one job at a time with PythonSlicer, in the environment of a single run."""
-        from sr4zct.batch.local_engine import LocalEngine, _Running
-        from sr4zct.run.background import BackgroundJob
-
-        environment = self.backgroundEnvironment(options)
-
-        class SlicerEngine(LocalEngine):
-            """LocalEngine (one job at a time, no GPU pinning) whose job processes get the single run's
-            background environment (LocalEngine itself takes no environment yet)."""
-
-            def submit(self, run) -> None:
-                job = BackgroundJob(run.job.input_path, run.output, run.options,
-                                    python_executable=self.python_executable, env=environment)  # fmt: skip
-                self._running.append(_Running(run, job, None))
-                try:
-                    job.start()
-                except Exception:
-                    self._running.pop()
-                    raise
-
-        return SlicerEngine(python_executable=self.pythonSlicer(), device=options.device)
-
     def pollQueue(self, batch) -> list[dict]:
         """Batch events since the last call (first the volumes that could not be queued, recorded as failed);
         each volume done is loaded like a single result (main thread)."""
-        queue = self._queues[batch]
-        events, queue["backlog"] = queue["backlog"] + batch.poll(), []
-        for event in events:
-            if event.get("event") == "job_ended" and event["status"] == "done" and not queue["discard"]:
-                record = event["record"]
-                inputNode = queue["nodes"][event["job_id"]]
-                run = {"inputNode": inputNode, "showResult": False,
-                       "outputName": self.uniqueNodeName(inputNode.GetName() + OUTPUT_SUFFIX)}  # fmt: skip
-                finished = {"output_path": record["output"], "parameters": record.get("parameters") or {},
-                            "uncertainty_path": (record.get("options") or {}).get("uncertainty_path")}  # fmt: skip
-                queue["outputNodes"][event["job_id"]] = self.loadResult(run, finished)
-            if event.get("event") == "batch_ended":
-                shutil.rmtree(queue["tempDir"], ignore_errors=True)
-        return events
+        return self._queues[batch].poll(self._loadQueueResult)
+
+    def _loadQueueResult(self, inputNode, finished: dict):
+        name = self.uniqueNodeName(inputNode.GetName() + OUTPUT_SUFFIX)
+        return self.loadResult({"inputNode": inputNode, "showResult": False, "outputName": name}, finished)
 
     def cancelQueue(self, batch) -> None:
         """Stop ``batch``: no new volume starts, the running one is cancelled, no further result is loaded."""
-        if batch in self._queues:
-            self._queues[batch]["discard"] = True
-        batch.cancel()
+        self._queues[batch].cancel()
 
     def queueOutputNodes(self, batch) -> list:
         """The result nodes of ``batch`` so far, in the order the volumes were given."""
-        queue = self._queues[batch]
-        return [queue["outputNodes"][job.job_id] for job in batch.jobs if job.job_id in queue["outputNodes"]]
+        return self._queues[batch].outputs()
 
     @staticmethod
     def isEnhanceable(node) -> bool:
-        """A CT scalar volume: not a label map, vector or tensor volume, nothing this module made (results,
-        previews, disagreement maps carry ``SR4ZCT.`` attributes), and CT when its DICOM modality is known."""
-        if node is None or node.GetClassName() != "vtkMRMLScalarVolumeNode":
-            return False
-        if any(
-            name.startswith(ATTRIBUTE_PREFIX) and name != THICKNESS_ATTRIBUTE
-            for name in node.GetAttributeNames() or ()
-        ):
+        """A CT scalar volume (:func:`sr4zct.app.study_queue.is_enhanceable`): not a label map, vector or tensor
+        volume, nothing this module made, and CT when its DICOM modality is known."""
+        if node is None:
             return False
         uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
         database = getattr(slicer, "dicomDatabase", None)
         modality = database.instanceValue(uids[0], TAG_MODALITY) if uids and database is not None else ""
-        return not modality or modality.strip().upper() == "CT"
+        return is_enhanceable(node.GetClassName(), made_by_sr4zct(node.GetAttributeNames() or ()), modality)
 
     def studyVolumes(self, volumeNode) -> list:
         """Every CT scalar volume in ``volumeNode``'s study (subject hierarchy), ``volumeNode`` first
@@ -1266,8 +1183,6 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         ending in "SR4ZCT", ImageType DERIVED\\SECONDARY, the parameters in ImageComments) and import it into
         Slicer's DICOM database; returns the new SeriesInstanceUID."""
         from DICOMLib import DICOMUtils
-        from sr4zct.io import write_volume
-        from sr4zct.io.dicom import reference_attributes
 
         if outputNode is None:
             raise ParameterError(_("No enhanced volume to export."))
@@ -1276,48 +1191,17 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             raise ResourceError(
                 _("The DICOM database is not open: open the DICOM module once, then try again.")
             )
-        volume = self.volumeFromNode(outputNode)
-        uid = outputNode.GetAttribute(ATTRIBUTE_PREFIX + "referenceInstanceUID")
-        reference = database.fileForInstance(uid) if uid else ""
-        if reference:
-            volume.geometry.extra["dicom"] = reference_attributes(reference)
-        prefix = len(ATTRIBUTE_PREFIX)
-        names = outputNode.GetAttributeNames() or ()
-        metadata = {
-            name[prefix:]: outputNode.GetAttribute(name)
-            for name in names
-            if name.startswith(ATTRIBUTE_PREFIX)
-        }
-        metadata.pop("referenceInstanceUID", None)
-        name = outputNode.GetName()
-        metadata["series_description"] = (
-            name if name.endswith(OUTPUT_SUFFIX.strip()) else name + OUTPUT_SUFFIX
-        )
+        uid = outputNode.GetAttribute(REFERENCE_ATTRIBUTE)
+        attributes = {name: outputNode.GetAttribute(name) for name in outputNode.GetAttributeNames() or ()}
         folder = self.makeRunFolder()
         try:
-            series = os.path.join(folder, "series")
-            write_volume(volume, series, metadata=metadata)
-            if not DICOMUtils.importDicom(series, database, copyFiles=True):
+            series, seriesUid = write_dicom_export(self.volumeFromNode(outputNode), folder, attributes,
+                                                   outputNode.GetName(), database.fileForInstance(uid) if uid else None)  # fmt: skip
+            if not DICOMUtils.importDicom(str(series), database, copyFiles=True):
                 raise OutputError(_("Slicer could not import the written DICOM series into its database."))
-            import pydicom
-
-            first = sorted(os.listdir(series))[0]
-            return str(
-                pydicom.dcmread(os.path.join(series, first), stop_before_pixels=True).SeriesInstanceUID
-            )
+            return seriesUid
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-
-    @staticmethod
-    def resultAttributes(inputNode, finished: dict) -> dict[str, str]:
-        """Node attributes recording how the result was made (``SR4ZCT.<name>`` on the output node)."""
-        attributes = {"inputVolume": inputNode.GetName(), "version": sr4zct.__version__}
-        for key, value in (finished.get("parameters") or {}).items():
-            if value is not None:
-                attributes[key] = value if isinstance(value, str) else json.dumps(value)
-        if finished.get("timings_s"):
-            attributes["timings_s"] = json.dumps(finished["timings_s"])
-        return attributes
 
     @staticmethod
     def showSideBySide(

@@ -6,6 +6,7 @@ import dataclasses
 
 import pydicom
 import pytest
+import sr4zct
 from sr4zct.app.node_geometry import check_dimensions, node_geometry, series_geometry, thickness_from_file
 from sr4zct.app.panel_options import (
     PANEL_OPTIONS,
@@ -15,8 +16,10 @@ from sr4zct.app.panel_options import (
     panel_number,
     slicer_name,
 )
+from sr4zct.app.results import export_metadata, made_by_sr4zct, result_attributes
 from sr4zct.app.run_folder import make_run_folder
-from sr4zct.errors import GeometryError
+from sr4zct.app.study_queue import StudyQueue, is_enhanceable
+from sr4zct.errors import GeometryError, ParameterError
 from sr4zct.run.options import SEED_MAX, EnhanceOptions
 
 # --- the panel's options ---------------------------------------------------------------------------------
@@ -184,3 +187,71 @@ def test_a_run_folder_is_named_for_its_process_and_stale_ones_go(tmp_path):
     mine.mkdir()
     second = make_run_folder(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name, "SR4ZCT-run"])
+
+
+# --- results and the queue of a study's volumes ----------------------------------------------------------
+
+
+def test_a_results_attributes_and_its_dicom_export_metadata():
+    finished = {"parameters": {"preset": "fast", "steps": 120, "gain": None}, "timings_s": {"train": 1.5}}
+    attributes = result_attributes("CT", finished)
+    assert attributes == {"SR4ZCT.inputVolume": "CT", "SR4ZCT.version": sr4zct.__version__,
+                          "SR4ZCT.preset": "fast", "SR4ZCT.steps": "120", "SR4ZCT.timings_s": '{"train": 1.5}'}  # fmt: skip
+    assert made_by_sr4zct(list(attributes)) and not made_by_sr4zct(["SR4ZCT.sliceThicknessMm", "DICOM.x"])
+    node = {**attributes, "SR4ZCT.referenceInstanceUID": "1.2.3", "DICOM.instanceUIDs": "1.2.4"}
+    metadata = export_metadata(node, "CT SR4ZCT")
+    assert metadata["preset"] == "fast" and metadata["series_description"] == "CT SR4ZCT"
+    assert "referenceInstanceUID" not in metadata and "DICOM.instanceUIDs" not in metadata
+    assert export_metadata(node, "renamed")["series_description"] == "renamed SR4ZCT"
+
+
+@pytest.mark.parametrize(
+    ("class_name", "made", "modality", "taken"),
+    [
+        ("vtkMRMLScalarVolumeNode", False, "", True),
+        ("vtkMRMLScalarVolumeNode", False, " ct", True),
+        ("vtkMRMLScalarVolumeNode", False, "MR", False),
+        ("vtkMRMLScalarVolumeNode", True, "CT", False),
+        ("vtkMRMLLabelMapVolumeNode", False, "", False),
+        ("vtkMRMLVectorVolumeNode", False, "", False),
+    ],
+)
+def test_the_queue_takes_ct_scalar_volumes_only(class_name, made, modality, taken):
+    assert is_enhanceable(class_name, made, modality) is taken
+
+
+def test_the_queue_records_what_it_cannot_enhance_and_names_its_jobs(tmp_path):
+    queue = StudyQueue(tmp_path, EnhanceOptions(thickness_mm=2.5, spacing_mm=2.0, preset="fast"))
+    written = []
+    plain = _node(thickness_mm=None)
+    series = sr4zct.make_geometry((12, 40, 48), slice_spacing_mm=2.0, slice_thickness_mm=3.0)
+    dicom = dataclasses.replace(_node(), series=dataclasses.replace(series, series_uid="1.2.3"))
+
+    def localizer():
+        check_dimensions("localizer", (36, 36, 1))
+
+    for key, name, geometry in [("a", "CT a", plain), ("b", "CT/b", dicom), ("c", "CT c", plain),
+                                ("d", "localizer", None)]:  # fmt: skip
+        queue.add(key, name, (lambda g=geometry: g) if geometry else localizer, written.append)
+    jobs = queue._jobs
+    assert [j.job_id for j in jobs] == [
+        "slicer:CT a",
+        "dicom:1.2.3",
+    ]  # a scene volume: its name; DICOM: its UID
+    assert [j.output_name for j in jobs] == ["CT_a", "CT_b"]
+    assert jobs[0].options == {"thickness_mm": 2.5, "slice_axis": 0, "spacing_mm": 2.0}  # the panel's volume
+    assert jobs[1].options == {"thickness_mm": 3.0, "slice_axis": 0, "series_uid": "1.2.3"}  # its own
+    assert written == [str(tmp_path / "000.nrrd"), str(tmp_path / "001.nrrd")]
+    assert queue.outputs() == [] and queue.batch is None
+    failed = {e["record"]["description"]: e["record"]["error_message"] for e in queue._backlog}
+    assert "thickness is unknown" in failed["CT c"] and "not a 3-D volume" in failed["localizer"]
+
+
+def test_a_queue_of_volumes_that_cannot_be_enhanced_does_not_start(tmp_path):
+    queue = StudyQueue(tmp_path / "q", EnhanceOptions())
+    (tmp_path / "q").mkdir()
+    queue.add("a", "CT a", lambda: _node(thickness_mm=None), lambda path: None)
+    with pytest.raises(ParameterError, match="None of the volumes can be enhanced: its slice thickness"):
+        queue.start(tmp_path / "out", engine=None)
+    queue.remove_folder()
+    assert list(tmp_path.iterdir()) == []

@@ -251,17 +251,16 @@ def test_stale_run_folders_of_a_crashed_session_are_removed_at_the_next_run(repl
 
 
 def test_the_background_run_waits_passively_and_leaves_a_gui_core_where_it_can(replica, monkeypatch):
-    from sr4zct.run.options import EnhanceOptions
+    from sr4zct.app.environment import gui_run_environment  # what the module's runs and queue get
     from sr4zct.run.threads import LEAVE_CORES_ENV, cores_for_a_gui
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv(LEAVE_CORES_ENV, raising=False)
-    logic = replica.module.SR4ZCTLogic
-    env = logic.backgroundEnvironment(EnhanceOptions(device="cpu"))
+    env = gui_run_environment("cpu")
     assert env == {
         "OMP_WAIT_POLICY": "PASSIVE",
         LEAVE_CORES_ENV: str(cores_for_a_gui()),
         "CUDA_VISIBLE_DEVICES": "-1",
     }
     monkeypatch.setenv(LEAVE_CORES_ENV, "0")  # the user's choice reaches the process unchanged
-    assert logic.backgroundEnvironment(EnhanceOptions(device="auto")) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert gui_run_environment("auto") == {"OMP_WAIT_POLICY": "PASSIVE"}
