@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import shutil
-import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -64,26 +63,10 @@ checkSlicerVersion()
 
 # The core package ships in this module's folder, which Slicer puts on sys.path.
 import sr4zct  # noqa: E402
-from sr4zct.app.environment import gui_run_environment  # noqa: E402
-from sr4zct.app.node_geometry import (  # noqa: E402
-    LPS_TO_RAS,
-    NodeGeometry,
-    check_dimensions,
-    node_geometry,
-    series_geometry,
-    thickness_from_file,
-)  # fmt: skip
+from sr4zct.app import node_geometry, results  # noqa: E402
+from sr4zct.app.environment import device_lines, gui_run_environment  # noqa: E402
 from sr4zct.app.panel_options import option_name, options_from_panel, panel_fields, panel_number  # noqa: E402
-from sr4zct.app.results import (  # noqa: E402
-    ATTRIBUTE_PREFIX,
-    OUTPUT_SUFFIX,
-    REFERENCE_ATTRIBUTE,
-    THICKNESS_ATTRIBUTE,
-    made_by_sr4zct,
-    result_attributes,
-    write_dicom_export,
-)  # fmt: skip
-from sr4zct.app.run_folder import make_run_folder  # noqa: E402
+from sr4zct.app.run_folder import make_run_folder, run_options  # noqa: E402
 from sr4zct.app.study_queue import is_enhanceable  # noqa: E402
 from sr4zct.errors import OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
 from sr4zct.run.background import python_for_background  # noqa: E402
@@ -105,27 +88,18 @@ POLL_INTERVAL_MS = 250
 # The layout of a run with a live preview: original (Red) and preview or result (Yellow) side by side, the
 # validation-gain chart in a plot view below (Slicer's own layouts have no plot view beside two slice views).
 LAYOUT_ID = 19190
-LAYOUT_XML = """
-<layout type="vertical" split="true">
- <item splitSize="700">
-  <layout type="horizontal">
-   <item><view class="vtkMRMLSliceNode" singletontag="Red">
-    <property name="orientation" action="default">Coronal</property>
-    <property name="viewlabel" action="default">R</property>
-    <property name="viewcolor" action="default">#F34A33</property>
-   </view></item>
-   <item><view class="vtkMRMLSliceNode" singletontag="Yellow">
-    <property name="orientation" action="default">Coronal</property>
-    <property name="viewlabel" action="default">Y</property>
-    <property name="viewcolor" action="default">#EDD54C</property>
-   </view></item>
-  </layout>
- </item>
+LAYOUT_XML = """<layout type="vertical" split="true">
+ <item splitSize="700"><layout type="horizontal">
+  <item><view class="vtkMRMLSliceNode" singletontag="Red"><property name="orientation" action="default">Coronal</property>
+   <property name="viewlabel" action="default">R</property><property name="viewcolor" action="default">#F34A33</property>
+  </view></item>
+  <item><view class="vtkMRMLSliceNode" singletontag="Yellow"><property name="orientation" action="default">Coronal</property>
+   <property name="viewlabel" action="default">Y</property><property name="viewcolor" action="default">#EDD54C</property>
+  </view></item>
+ </layout></item>
  <item splitSize="300"><view class="vtkMRMLPlotViewNode" singletontag="PlotView1">
-  <property name="viewlabel" action="default">P</property>
- </view></item>
-</layout>
-"""
+  <property name="viewlabel" action="default">P</property></view></item>
+</layout>"""
 SELFTEST_MINUTES = 1.0  # training budget of the self-test's short job
 
 # The DICOM modality of a node's first instance decides whether the queue takes it.
@@ -260,16 +234,6 @@ def ijkToRasDirections(volumeNode) -> list[list[float]]:
     return [[matrix.GetElement(row, axis) for row in range(3)] for axis in range(3)]
 
 
-def logText(event: dict) -> str:
-    """A one-line rendering of a background event for the panel's log."""
-    kind = event.get("event")
-    if kind == "log":
-        return f"[{event.get('level', 'info')}] {event.get('message', '')}"
-    if kind == "failed":
-        return f"failed ({event.get('code')}): {event.get('message')}"
-    return f"{kind}: {event.get('message') or event.get('output_path') or ''}".rstrip(": ")
-
-
 def progressText(event: dict) -> str:
     """Status line for a ``progress`` event: stage, step and remaining time."""
     stage = str(event.get("stage") or "")
@@ -297,7 +261,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._geometry: NodeGeometry | None = None
+        self._geometry: node_geometry.NodeGeometry | None = None
         self._geometryNodeId: str | None = None
         self._job = None  # the running sr4zct.BackgroundJob
         self._batch = None  # or the running sr4zct.batch.Batch of several volumes
@@ -418,7 +382,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.spacingMm = panel_number("spacingMm", geometry.spacing_mm)
         self.showGeometry(geometry)
 
-    def showGeometry(self, geometry: NodeGeometry | None, error: str | None = None) -> None:
+    def showGeometry(self, geometry: node_geometry.NodeGeometry | None, error: str | None = None) -> None:
         if geometry is None:
             for label in (self.ui.sourceValueLabel, self.ui.inPlaneValueLabel, self.ui.slicesValueLabel):
                 label.text = "-"
@@ -591,40 +555,52 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.appendLog(_("Added to the DICOM database as series {uid}.").format(uid=seriesUid))
 
     def handleEvent(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "progress":
-            self.ui.progressBar.setValue(int(round(1000 * float(event.get("fraction") or 0.0))))
-            self.ui.statusLabel.text = progressText(event)
-            self._checkCanApply()
-        elif kind == "preview":
-            if self.logic.showPreview(self._job, event):
-                self.ui.previewLabel.text = _("Live preview (right view): {caption}").format(
-                    caption=event.get("caption", "")
-                )
-            else:
-                self.ui.previewLabel.text = _("The live preview could not be shown; training goes on.")
-        elif kind == "started":
-            device = event.get("device_description") or event.get("device") or "?"
-            self.appendLog(_("Worker started on {device}.").format(device=device))
-        elif kind == "log":
-            self.appendLog(logText(event))
-        elif kind == "finished":
-            self.ui.progressBar.setValue(1000)
-            node = self.logic.resultNode(self._job) if self._job else None
-            if node is not None and self._parameterNode:
-                self._parameterNode.outputVolume = node
-            self.ui.statusLabel.text = _("Done: {name}").format(name=node.GetName() if node else "")
-            self.appendLog(self.ui.statusLabel.text)
-        elif kind == "cancelled":
-            self.ui.statusLabel.text = _("Cancelled; nothing was written.")
-            self.appendLog(self.ui.statusLabel.text)
-        elif kind == "failed":
-            message = str(event.get("message") or _("The enhancement failed."))
-            self.ui.statusLabel.text = _("Failed: {message}").format(message=message)
-            self.appendLog(self.ui.statusLabel.text)
-            if event.get("detail"):
-                self.appendLog(str(event["detail"]))
-            slicer.util.errorDisplay(message, detailedText=str(event.get("detail") or ""))
+        """Show one event of the running job (docs/events.md); unknown ones are ignored."""
+        handlers = {"progress": self._showProgress, "preview": self._showPreview, "started": self._showStarted,
+                    "log": self._showLog, "finished": self._showFinished,
+                    "cancelled": self._showCancelled, "failed": self._showFailed}  # fmt: skip
+        handlers.get(event.get("event"), lambda e: None)(event)
+
+    def _showProgress(self, event: dict) -> None:
+        self.ui.progressBar.setValue(int(round(1000 * float(event.get("fraction") or 0.0))))
+        self.ui.statusLabel.text = progressText(event)
+        self._checkCanApply()
+
+    def _showPreview(self, event: dict) -> None:
+        if self.logic.showPreview(self._job, event):
+            self.ui.previewLabel.text = _("Live preview (right view): {caption}").format(
+                caption=event.get("caption", "")
+            )
+        else:
+            self.ui.previewLabel.text = _("The live preview could not be shown; training goes on.")
+
+    def _showStarted(self, event: dict) -> None:
+        device = event.get("device_description") or event.get("device") or "?"
+        self.appendLog(_("Worker started on {device}.").format(device=device))
+
+    def _showLog(self, event: dict) -> None:
+        self.appendLog(f"[{event.get('level', 'info')}] {event.get('message', '')}")
+
+    def _showFinished(self, event: dict) -> None:
+        self.ui.progressBar.setValue(1000)
+        node = self.logic.resultNode(self._job) if self._job else None
+        if node is not None and self._parameterNode:
+            self._parameterNode.outputVolume = node
+        self._showStatus(_("Done: {name}").format(name=node.GetName() if node else ""))
+
+    def _showCancelled(self, event: dict) -> None:
+        self._showStatus(_("Cancelled; nothing was written."))
+
+    def _showFailed(self, event: dict) -> None:
+        message = str(event.get("message") or _("The enhancement failed."))
+        self._showStatus(_("Failed: {message}").format(message=message))
+        if event.get("detail"):
+            self.appendLog(str(event["detail"]))
+        slicer.util.errorDisplay(message, detailedText=str(event.get("detail") or ""))
+
+    def _showStatus(self, text: str) -> None:
+        self.ui.statusLabel.text = text
+        self.appendLog(text)
 
     def appendLog(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
@@ -694,30 +670,22 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def deviceDescription() -> str:
-        """One line per device PyTorch can use here, e.g. ``"cuda:0: NVIDIA RTX A5000 (24.0 GB)"``."""
-        from sr4zct.run.devices import describe_devices
-
-        lines = []
-        for device in describe_devices():
-            memory = f" ({device['memory_gb']:g} GB)" if device.get("memory_gb") else ""
-            lines.append(f"{device['id']}: {device['name']}{memory}")
-        if not any(d.startswith("cuda") or d.startswith("mps") for d in lines):
-            lines.append(_("No GPU found: training runs on the CPU (slower; use the fast preset)."))
-        return "\n".join(lines)
+        """One line per device PyTorch can use here (:func:`sr4zct.app.environment.device_lines`)."""
+        return "\n".join(device_lines())
 
     # -- geometry -------------------------------------------------------------------------------------
-    def readGeometry(self, volumeNode) -> NodeGeometry:
+    def readGeometry(self, volumeNode) -> node_geometry.NodeGeometry:
         """Acquisition geometry of ``volumeNode``: from its DICOM headers when it has them, else from the node."""
         if volumeNode is None or volumeNode.GetImageData() is None:
             raise ParameterError(_("The selected volume has no image data."))
         dimensions = volumeNode.GetImageData().GetDimensions()
-        check_dimensions(volumeNode.GetName(), dimensions)
+        node_geometry.check_dimensions(volumeNode.GetName(), dimensions)
         series, missing = self.dicomSeries(volumeNode)
         thickness, source = (
             (series.slice_thickness_mm, "DICOM") if series else self.thicknessOfVolume(volumeNode)
         )
         transform = volumeNode.GetParentTransformNode()
-        return node_geometry(
+        return node_geometry.geometry_of_node(
             dimensions=dimensions, spacing_mm=volumeNode.GetSpacing(), directions_ras=ijkToRasDirections(volumeNode),
             thickness_mm=thickness, source=source, series=series, dicom_missing=missing,
             transform_name=(transform.GetName() or "") if transform is not None else None,
@@ -731,7 +699,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         database = getattr(slicer, "dicomDatabase", None)  # absent until the DICOM module has loaded
         files = [database.fileForInstance(uid) for uid in uids] if uids and database is not None else []
         if files and all(files):
-            return series_geometry(uids, database.instanceValue, files), False
+            return node_geometry.series_geometry(uids, database.instanceValue, files), False
         return None, bool(files)
 
     @staticmethod
@@ -739,13 +707,15 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         """The slice thickness of a volume not from DICOM, and where it comes from: the node attribute
         ``SR4ZCT.sliceThicknessMm``, else the header of the file the node was loaded from when SR4ZCT recorded
         it there (the sample phantom, volumes the core wrote), else unknown."""
-        attribute = volumeNode.GetAttribute(THICKNESS_ATTRIBUTE)
+        attribute = volumeNode.GetAttribute(results.THICKNESS_ATTRIBUTE)
         if attribute:
             return float(attribute), _("volume node (thickness from attribute {name})").format(
-                name=THICKNESS_ATTRIBUTE
+                name=results.THICKNESS_ATTRIBUTE
             )
         storageNode = volumeNode.GetStorageNode()
-        thickness = thickness_from_file(storageNode.GetFileName() if storageNode is not None else None)
+        thickness = node_geometry.thickness_from_file(
+            storageNode.GetFileName() if storageNode is not None else None
+        )
         if thickness:
             return thickness, _("volume file (thickness from its header)")
         return None, _("volume node (not DICOM)")
@@ -799,85 +769,50 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
 
         if inputVolumeNode is None:
             raise ParameterError(_("No input volume given."))
-        geometry = self.readGeometry(inputVolumeNode)
+        geometry, name = self.readGeometry(inputVolumeNode), inputVolumeNode.GetName()
         options = (options or EnhanceOptions()).replace(**{option_name(k): v for k, v in changes.items()})
-        if options.thickness_mm is None:
-            if geometry.thickness_mm is None:
-                raise ParameterError(
-                    _(
-                        "The slice thickness of '{name}' is unknown (it was not loaded from DICOM): pass "
-                        "thicknessMm, the real slice thickness in millimetres."
-                    ).format(name=inputVolumeNode.GetName())
-                )
-            options = options.replace(thickness_mm=float(geometry.thickness_mm))
-        # The NRRD keeps the node's IJK axes, so the through-plane axis shown in the panel (which may come
-        # from the DICOM stacking direction) is NumPy axis 2 - IJK axis of the file.
-        options = options.replace(slice_axis=2 - geometry.axis)
         tempDir = self.makeRunFolder()
-        inputPath = os.path.join(tempDir, "input.nrrd")
-        if showResult and options.preview_path is None:
-            options = options.replace(preview_path=os.path.join(tempDir, "preview.nrrd"))
-        if uncertainty and options.uncertainty_path is None:
-            options = options.replace(uncertainty_path=os.path.join(tempDir, "uncertainty.nrrd"))
+        run = {"inputNode": inputVolumeNode, "outputName": outputName or self.uniqueNodeName(name + results.OUTPUT_SUFFIX),
+               "tempDir": tempDir, "keepTempFiles": keepTempFiles, "showResult": showResult, "outputNode": None,
+               "discard": False, "previewNode": None, "gainChart": None}  # fmt: skip
         job = None
         try:
-            job = BackgroundJob(
-                inputPath, os.path.join(tempDir, "output.nrrd"), options,
-                python_executable=python_for_background(),
-                env=gui_run_environment(options.device),
-            )  # fmt: skip
-            self.writeVolumeFile(inputVolumeNode, inputPath)
-            self._runs[job] = {
-                "inputNode": inputVolumeNode,
-                "outputName": outputName or self.uniqueNodeName(inputVolumeNode.GetName() + OUTPUT_SUFFIX),
-                "tempDir": tempDir,
-                "keepTempFiles": keepTempFiles,
-                "showResult": showResult,
-                "outputNode": None,
-                "discard": False,
-                "previewNode": None,
-                "gainChart": None,
-            }
+            options = run_options(
+                options, geometry, name, tempDir, preview=showResult, uncertainty=uncertainty
+            )
+            job = BackgroundJob(os.path.join(tempDir, "input.nrrd"), os.path.join(tempDir, "output.nrrd"), options,
+                                python_executable=python_for_background(), env=gui_run_environment(options.device))  # fmt: skip
+            self.writeVolumeFile(inputVolumeNode, job.input_path)
+            self._runs[job] = run
             job.add_done_callback(self._onJobDone)
-            logging.info(f"SR4ZCT: enhancing '{inputVolumeNode.GetName()}' ({geometry!r}) in {tempDir}")
+            logging.info(f"SR4ZCT: enhancing '{name}' ({geometry!r}) in {tempDir}")
             job.start()
         except BaseException:
             self._runs.pop(job, None)
             shutil.rmtree(tempDir, ignore_errors=True)
             raise
-        if not wait:
-            return job
-        return self.waitForResult(job, progressCallback=progressCallback)
+        return self.waitForResult(job, progressCallback=progressCallback) if wait else job
 
     def waitForResult(
         self, job, progressCallback: Callable[[dict], None] | None = None, timeoutS: float | None = None
     ):
         """Block until ``job`` ends (Slicer keeps redrawing, the live preview is shown); return the output node
         or raise the job's error. ``timeoutS`` limits the whole wait (the job is then cancelled)."""
-        from sr4zct.run.background import error_from_event
 
-        deadline = None if timeoutS is None else time.monotonic() + timeoutS
-        while job.state not in ("finished", "cancelled", "failed"):
-            for event in job.poll():
-                if event.get("event") == "preview":
-                    self.showPreview(job, event)
-                if progressCallback is not None:
-                    progressCallback(event)
-            if deadline is not None and time.monotonic() > deadline and not job.done:
-                job.cancel()
-                raise ResourceError(
-                    _("The enhancement did not finish within {seconds} s and was cancelled.").format(
-                        seconds=f"{timeoutS:g}"
-                    )
-                )
-            slicer.app.processEvents()
-            time.sleep(0.05)
-        terminal = job.terminal
-        if terminal["event"] == "finished":
-            return self.resultNode(job)
-        if terminal["event"] == "cancelled":
-            raise sr4zct.Cancelled(terminal.get("message") or _("Cancelled; nothing was written."))
-        raise error_from_event(terminal)
+        def onEvent(event: dict) -> None:
+            if event.get("event") == "preview":
+                self.showPreview(job, event)
+            if progressCallback is not None:
+                progressCallback(event)
+
+        try:
+            job.wait(timeoutS, while_waiting=slicer.app.processEvents, on_event=onEvent)
+        except TimeoutError:
+            job.cancel()
+            raise ResourceError(_("The enhancement did not finish within {seconds} s and was cancelled.").format(
+                seconds=f"{timeoutS:g}")) from None  # fmt: skip
+        job.outcome()  # raises sr4zct.Cancelled or the job's error
+        return self.resultNode(job)
 
     def resultNode(self, job):
         """The output node of a finished ``job`` (None before, or when it did not finish)."""
@@ -911,8 +846,8 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             self.removeTempFiles(run)
         for batch, queue in list(self._queues.items()):
             if not batch.done:
-                self.cancelQueue(batch)
-            shutil.rmtree(queue["tempDir"], ignore_errors=True)
+                queue.cancel()
+            queue.remove_folder()
 
     @staticmethod
     def makeRunFolder() -> str:
@@ -958,65 +893,56 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     def loadResult(self, run: dict, finished: dict):
         """Load the background process's output as a new node placed, displayed and annotated like its input."""
         inputNode = run["inputNode"]
-        outputNode = slicer.util.loadVolume(
-            finished["output_path"], {"name": run["outputName"], "show": False}
-        )
-        outputNode.SetName(run["outputName"])
-        # The temporary file is deleted next: detach it, so that saving the scene writes the volume anew
-        # instead of referring to a file that no longer exists.
-        storageNode = outputNode.GetStorageNode()
-        if storageNode is not None:
-            outputNode.SetAndObserveStorageNodeID(None)
-            slicer.mrmlScene.RemoveNode(storageNode)
-        outputNode.SetAndObserveTransformNodeID(inputNode.GetTransformNodeID())
-
+        outputNode = self._loadVolume(finished["output_path"], run["outputName"], inputNode)
         inputDisplay = inputNode.GetScalarVolumeDisplayNode()
-        outputDisplay = outputNode.GetScalarVolumeDisplayNode()
-        if inputDisplay is not None and outputDisplay is not None:
-            outputDisplay.AutoWindowLevelOff()
-            outputDisplay.SetWindowLevel(inputDisplay.GetWindow(), inputDisplay.GetLevel())
-            if inputDisplay.GetColorNodeID():
-                outputDisplay.SetAndObserveColorNodeID(inputDisplay.GetColorNodeID())
-
+        if inputDisplay is not None and inputDisplay.GetColorNodeID():
+            outputNode.GetScalarVolumeDisplayNode().SetAndObserveColorNodeID(inputDisplay.GetColorNodeID())
         shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
         inputItem = shNode.GetItemByDataNode(inputNode)
         shNode.SetItemParent(shNode.GetItemByDataNode(outputNode), shNode.GetItemParent(inputItem))
-
-        for name, value in result_attributes(inputNode.GetName(), finished).items():
+        for name, value in results.result_attributes(inputNode.GetName(), finished).items():
             outputNode.SetAttribute(name, value)
         uids = (inputNode.GetAttribute("DICOM.instanceUIDs") or "").split()
         if uids:  # the study a DICOM export joins
-            outputNode.SetAttribute(REFERENCE_ATTRIBUTE, uids[0])
+            outputNode.SetAttribute(results.REFERENCE_ATTRIBUTE, uids[0])
         if run.get("previewNode") is not None:
             slicer.mrmlScene.RemoveNode(run["previewNode"])
             run["previewNode"] = None
-        overlay = self.loadUncertainty(run, finished, outputNode)
+        overlay = self.loadUncertainty(finished, outputNode)
         if run["showResult"]:
             self.showSideBySide(inputNode, outputNode, overlay=overlay, chart=run.get("gainChart"))
         return outputNode
 
-    def loadUncertainty(self, run: dict, finished: dict, outputNode):
+    def loadUncertainty(self, finished: dict, outputNode):
         """The coronal-sagittal disagreement as a node ``"<result> disagreement"`` (a colour overlay), if made."""
         path = finished.get("uncertainty_path")
         if not path or not os.path.isfile(path):
             return None
-        node = slicer.util.loadVolume(path, {"name": outputNode.GetName() + " disagreement", "show": False})
-        self._detachStorage(node)
-        node.SetAttribute(ATTRIBUTE_PREFIX + "role", "disagreement")
-        node.SetAndObserveTransformNodeID(outputNode.GetTransformNodeID())
+        node = self._loadVolume(path, outputNode.GetName() + " disagreement", outputNode, role="disagreement")
         display = node.GetScalarVolumeDisplayNode()
         if display is not None:
             display.SetAndObserveColorNodeID(UNCERTAINTY_COLOR_NODE_ID)
-            display.AutoWindowLevelOff()
             display.SetWindowLevel(UNCERTAINTY_WINDOW_HU, UNCERTAINTY_WINDOW_HU / 2)
         return node
 
     @staticmethod
-    def _detachStorage(node) -> None:
+    def _loadVolume(path: str, name: str, like, role: str | None = None):
+        """``path`` as a hidden node ``name`` under ``like``'s transform, with its window/level. The file goes
+        with the run folder: the node is detached from it, so that saving the scene writes the volume anew."""
+        node = slicer.util.loadVolume(path, {"name": name, "show": False})
+        node.SetName(name)
         storageNode = node.GetStorageNode()
         if storageNode is not None:
             node.SetAndObserveStorageNodeID(None)
             slicer.mrmlScene.RemoveNode(storageNode)
+        node.SetAndObserveTransformNodeID(like.GetTransformNodeID())
+        if role is not None:
+            node.SetAttribute(results.ATTRIBUTE_PREFIX + "role", role)
+        likeDisplay, display = like.GetScalarVolumeDisplayNode(), node.GetScalarVolumeDisplayNode()
+        if likeDisplay is not None and display is not None:
+            display.AutoWindowLevelOff()
+            display.SetWindowLevel(likeDisplay.GetWindow(), likeDisplay.GetLevel())
+        return node
 
     # -- several volumes: a batch with its ledger on disk ---------------------------------------------
     def enhanceQueue(
@@ -1057,7 +983,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         return self._queues[batch].poll(self._loadQueueResult)
 
     def _loadQueueResult(self, inputNode, finished: dict):
-        name = self.uniqueNodeName(inputNode.GetName() + OUTPUT_SUFFIX)
+        name = self.uniqueNodeName(inputNode.GetName() + results.OUTPUT_SUFFIX)
         return self.loadResult({"inputNode": inputNode, "showResult": False, "outputName": name}, finished)
 
     def cancelQueue(self, batch) -> None:
@@ -1077,7 +1003,9 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
         database = getattr(slicer, "dicomDatabase", None)
         modality = database.instanceValue(uids[0], TAG_MODALITY) if uids and database is not None else ""
-        return is_enhanceable(node.GetClassName(), made_by_sr4zct(node.GetAttributeNames() or ()), modality)
+        return is_enhanceable(
+            node.GetClassName(), results.made_by_sr4zct(node.GetAttributeNames() or ()), modality
+        )
 
     def studyVolumes(self, volumeNode) -> list:
         """Every CT scalar volume in ``volumeNode``'s study (subject hierarchy), ``volumeNode`` first
@@ -1122,19 +1050,12 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         inputNode = run["inputNode"]
         previous = run["previewNode"]
         try:
-            node = slicer.util.loadVolume(
-                event["path"], {"name": inputNode.GetName() + " SR4ZCT preview", "show": False}
+            node = self._loadVolume(
+                event["path"], inputNode.GetName() + " SR4ZCT preview", inputNode, role="preview"
             )
         except RuntimeError as exc:  # e.g. the disk is full: the run itself may still succeed
             logging.warning(_("SR4ZCT: the live preview could not be loaded: {error}").format(error=exc))
             return False
-        self._detachStorage(node)
-        node.SetAttribute(ATTRIBUTE_PREFIX + "role", "preview")
-        node.SetAndObserveTransformNodeID(inputNode.GetTransformNodeID())
-        inputDisplay, display = inputNode.GetScalarVolumeDisplayNode(), node.GetScalarVolumeDisplayNode()
-        if inputDisplay is not None and display is not None:
-            display.AutoWindowLevelOff()
-            display.SetWindowLevel(inputDisplay.GetWindow(), inputDisplay.GetLevel())
         run["previewNode"] = node
         if previous is not None:
             slicer.mrmlScene.RemoveNode(previous)
@@ -1161,7 +1082,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             nodes[className] = slicer.mrmlScene.GetFirstNode(name, className, None, True)
             if nodes[className] is None:
                 nodes[className] = slicer.mrmlScene.AddNewNodeByClass(className, name)
-                nodes[className].SetAttribute(ATTRIBUTE_PREFIX + "role", "validation gain")
+                nodes[className].SetAttribute(results.ATTRIBUTE_PREFIX + "role", "validation gain")
         table, series, chart = nodes.values()
         table.RemoveAllColumns()
         for column in ("elapsed_s", "validation_gain_db"):
@@ -1191,11 +1112,11 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             raise ResourceError(
                 _("The DICOM database is not open: open the DICOM module once, then try again.")
             )
-        uid = outputNode.GetAttribute(REFERENCE_ATTRIBUTE)
+        uid = outputNode.GetAttribute(results.REFERENCE_ATTRIBUTE)
         attributes = {name: outputNode.GetAttribute(name) for name in outputNode.GetAttributeNames() or ()}
         folder = self.makeRunFolder()
         try:
-            series, seriesUid = write_dicom_export(self.volumeFromNode(outputNode), folder, attributes,
+            series, seriesUid = results.write_dicom_export(self.volumeFromNode(outputNode), folder, attributes,
                                                    outputNode.GetName(), database.fileForInstance(uid) if uid else None)  # fmt: skip
             if not DICOMUtils.importDicom(str(series), database, copyFiles=True):
                 raise OutputError(_("Slicer could not import the written DICOM series into its database."))
@@ -1253,14 +1174,16 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         for ijk, arrayAxis in enumerate((2, 1, 0)):
             step = geometry.spacing_mm[arrayAxis]
             for row in range(3):
-                ijkToRas.SetElement(row, ijk, LPS_TO_RAS[row] * geometry.axes_lps[arrayAxis][row] * step)
+                ijkToRas.SetElement(
+                    row, ijk, node_geometry.LPS_TO_RAS[row] * geometry.axes_lps[arrayAxis][row] * step
+                )
         for row in range(3):
-            ijkToRas.SetElement(row, 3, LPS_TO_RAS[row] * geometry.origin_lps[row])
+            ijkToRas.SetElement(row, 3, node_geometry.LPS_TO_RAS[row] * geometry.origin_lps[row])
         node = slicer.util.addVolumeFromArray(
             np.ascontiguousarray(volume.array, dtype=np.float32), ijkToRAS=ijkToRas, name=name
         )
         if geometry.slice_thickness_mm:
-            node.SetAttribute(THICKNESS_ATTRIBUTE, f"{geometry.slice_thickness_mm:g}")
+            node.SetAttribute(results.THICKNESS_ATTRIBUTE, f"{geometry.slice_thickness_mm:g}")
         return node
 
     @staticmethod
@@ -1270,8 +1193,10 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
 
         directions = ijkToRasDirections(volumeNode)
         spacing = volumeNode.GetSpacing()
-        axesLps = [[LPS_TO_RAS[row] * directions[ijk][row] for row in range(3)] for ijk in (2, 1, 0)]
-        originLps = [LPS_TO_RAS[row] * volumeNode.GetOrigin()[row] for row in range(3)]
+        axesLps = [
+            [node_geometry.LPS_TO_RAS[row] * directions[ijk][row] for row in range(3)] for ijk in (2, 1, 0)
+        ]
+        originLps = [node_geometry.LPS_TO_RAS[row] * volumeNode.GetOrigin()[row] for row in range(3)]
         array = np.asarray(slicer.util.arrayFromVolume(volumeNode), dtype=np.float32)
         geometry = sr4zct.make_geometry(
             array.shape,
@@ -1316,7 +1241,7 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
 
         array = np.full((12, 40, 48), -1000, dtype=np.int16)  # (K, J, I): 12 slices every 2 mm
         node = slicer.util.addVolumeFromArray(array, ijkToRAS=np.diag([0.75, 0.75, 2.0, 1.0]), name="thick")
-        node.SetAttribute(THICKNESS_ATTRIBUTE, "3")
+        node.SetAttribute(results.THICKNESS_ATTRIBUTE, "3")
         geometry = SR4ZCTLogic().readGeometry(node)
         self.assertEqual(geometry.axis, 2)
         self.assertAlmostEqual(geometry.thickness_mm, 3.0)
@@ -1350,7 +1275,7 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
             inputNode, preset="fast", maxMinutes=SELFTEST_MINUTES, showResult=False
         )
 
-        self.assertEqual(outputNode.GetName(), "thick" + OUTPUT_SUFFIX)
+        self.assertEqual(outputNode.GetName(), "thick" + results.OUTPUT_SUFFIX)
         spacing = outputNode.GetSpacing()
         self.assertAlmostEqual(spacing[2], 0.75, places=4)
         self.assertAlmostEqual(spacing[0], inputNode.GetSpacing()[0], places=4)

@@ -7,7 +7,7 @@ import dataclasses
 import pydicom
 import pytest
 import sr4zct
-from sr4zct.app.node_geometry import check_dimensions, node_geometry, series_geometry, thickness_from_file
+from sr4zct.app.node_geometry import check_dimensions, geometry_of_node, series_geometry, thickness_from_file
 from sr4zct.app.panel_options import (
     PANEL_OPTIONS,
     option_name,
@@ -80,7 +80,7 @@ AXIAL_RAS = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
 def _node(**changes):
     values = dict(dimensions=(48, 40, 12), spacing_mm=(0.75, 0.75, 2.0), directions_ras=AXIAL_RAS,
                   thickness_mm=3.0, source="volume node")  # fmt: skip
-    return node_geometry(**{**values, **changes})
+    return geometry_of_node(**{**values, **changes})
 
 
 def test_a_plain_node_gives_its_coarse_axis_and_no_warning():

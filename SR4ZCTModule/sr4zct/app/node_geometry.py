@@ -1,7 +1,7 @@
 """The acquisition geometry of a volume node, as the Slicer panel shows it and the run needs it.
 
 The module reads a node's numbers (dimensions, spacing, IJK directions, parent transform) and, when the node
-came from DICOM, the per-slice attributes in Slicer's DICOM database; :func:`node_geometry` turns them into a
+came from DICOM, the per-slice attributes in Slicer's DICOM database; :func:`geometry_of_node` turns them into a
 :class:`NodeGeometry` with the warnings the panel shows. :func:`series_geometry` builds the core's
 :class:`~sr4zct.volume.SeriesGeometry` from the database's attributes (positions and orientations from its
 tag cache, thickness and pixel spacing from one header read per file).
@@ -18,7 +18,7 @@ from sr4zct.errors import GeometryError, SR4ZCTError
 from sr4zct.volume import SeriesGeometry
 
 __all__ = [
-    "LPS_TO_RAS", "NodeGeometry", "check_dimensions", "node_geometry", "series_geometry", "split_dicom_value",
+    "LPS_TO_RAS", "NodeGeometry", "check_dimensions", "geometry_of_node", "series_geometry", "split_dicom_value",
     "thickness_from_file",
 ]  # fmt: skip
 
@@ -155,7 +155,7 @@ def thickness_from_file(path: str | None) -> float | None:
     return None
 
 
-def node_geometry(
+def geometry_of_node(
     *,
     dimensions: Sequence[int],
     spacing_mm: Sequence[float],

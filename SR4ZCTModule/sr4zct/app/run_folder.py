@@ -1,5 +1,6 @@
 """The folder of one run's temporary files (the input written for the background process, its output, the
-live preview), and the sweep of those a Slicer left behind when it ended without cleaning up (a crash, a kill).
+live preview, the disagreement map) with the options that name them, and the sweep of the folders a Slicer
+left behind when it ended without cleaning up (a crash, a kill).
 
 A run folder is named as the core names every temporary (:func:`sr4zct.io.atomic.temporary_name`):
 ``.SR4ZCT-run.sr4zct-tmp-<host>-<pid>-<random>``. The name says which process made it, so
@@ -12,9 +13,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sr4zct.errors import ParameterError
 from sr4zct.io.atomic import remove_stale_temporaries, temporary_name
+from sr4zct.run.options import EnhanceOptions
 
-__all__ = ["RUN_FOLDER", "make_run_folder"]
+__all__ = ["RUN_FOLDER", "make_run_folder", "run_options"]
 
 #: the name run folders are temporaries of
 RUN_FOLDER = "SR4ZCT-run"
@@ -27,3 +30,34 @@ def make_run_folder(parent: str | os.PathLike) -> Path:
     folder = temporary_name(target)
     folder.mkdir()
     return folder
+
+
+def run_options(
+    options: EnhanceOptions,
+    geometry,
+    name: str,
+    folder: str | os.PathLike,
+    *,
+    preview: bool,
+    uncertainty: bool,
+) -> EnhanceOptions:
+    """The options of a run on a volume node written to ``folder/input.nrrd``.
+
+    The thickness defaults to the node's (``geometry``, a :class:`~sr4zct.app.node_geometry.NodeGeometry`);
+    unknown, it is an error naming the volume ``name``. The file keeps the node's IJK axes, so the slice axis
+    (which may come from the DICOM stacking direction) is NumPy axis ``2 - geometry.axis``. With ``preview``
+    and ``uncertainty``, the live preview and the disagreement map go into ``folder`` unless the options
+    name other paths.
+    """
+    if options.thickness_mm is None and geometry.thickness_mm is None:
+        raise ParameterError(f"The slice thickness of '{name}' is unknown (it was not loaded from DICOM): pass "
+                             "thicknessMm, the real slice thickness in millimetres.")  # fmt: skip
+    changes = {
+        "thickness_mm": options.thickness_mm or float(geometry.thickness_mm),
+        "slice_axis": 2 - geometry.axis,
+    }
+    if preview and options.preview_path is None:
+        changes["preview_path"] = os.path.join(folder, "preview.nrrd")
+    if uncertainty and options.uncertainty_path is None:
+        changes["uncertainty_path"] = os.path.join(folder, "uncertainty.nrrd")
+    return options.replace(**changes)
