@@ -139,10 +139,6 @@ Enhancement for CT Images with Arbitrary Resolution and Overlap", MLMI 2023.
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
-#
-# Sample data: a synthetic phantom shipped with the module (no download, no PyTorch)
-#
-
 PHANTOM_SAMPLE_NAME = "SR4ZCTPhantom"
 PHANTOM_FILE_NAME = "SR4ZCTPhantom.mha"  # made by Resources/make_sample_data.py; its header has the thickness
 
@@ -175,11 +171,6 @@ def registerSampleData():
         nodeNames=PHANTOM_SAMPLE_NAME,
         checksums=f"SHA256:{digest}",
     )
-
-
-#
-# Parameter node
-#
 
 
 # The parameter node's own fields beside the panel's options: (type, default; None for a node).
@@ -220,11 +211,6 @@ def _parameterNodeClass():
 
 
 SR4ZCTParameterNode = _parameterNodeClass()
-
-
-#
-# Helpers without any GUI (used by the logic; pure functions where possible)
-#
 
 
 def ijkToRasDirections(volumeNode) -> list[list[float]]:
@@ -463,20 +449,40 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self._batch if self._batch is not None and not self._batch.done else self._job).cancel()
             self.ui.applyButton.enabled = False
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the enhancement."), waitCursor=True):
-            if not self.logic.ensureTorch(askConfirmation=True):
-                return
-            p = self._parameterNode
-            self.ui.logTextEdit.clear()
-            self.ui.progressBar.setValue(0)
-            self.ui.progressBar.visible = True
-            self.ui.statusLabel.text = _("Starting...")
-            self._job = self.logic.enhance(
-                p.inputVolume, **self.panelOptions(), keepTempFiles=p.keepTempFiles, uncertainty=p.showUncertainty,
-                previewRow=self.logic.previewRow(p.inputVolume), wait=False,
-            )  # fmt: skip
-            self._timer.start()
+        self._startRunning(self._startJob, _("Failed to start the enhancement."))
+
+    def onQueueButton(self) -> None:
+        self._startRunning(self._startQueue, _("Failed to start the enhancements."))
+
+    def _startRunning(self, start: Callable[[], None], failure: str) -> None:
+        """Start a run or a queue (once PyTorch is there); the timer shows its progress."""
+        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
+            if self.logic.ensureTorch(askConfirmation=True):
+                self.ui.logTextEdit.clear()
+                self.ui.progressBar.setValue(0)
+                self.ui.progressBar.visible = True
+                self.ui.statusLabel.text = _("Starting...")
+                start()
+                self._timer.start()
         self._checkCanApply()
+
+    def _startJob(self) -> None:
+        p = self._parameterNode
+        self._job = self.logic.enhance(
+            p.inputVolume, **self.panelOptions(), keepTempFiles=p.keepTempFiles, uncertainty=p.showUncertainty,
+            previewRow=self.logic.previewRow(p.inputVolume), wait=False,
+        )  # fmt: skip
+
+    def _startQueue(self) -> None:
+        p, options = self._parameterNode, self.panelOptions()
+        if options.pop("save_model_path"):
+            self.appendLog(_("The queue saves no model: volumes of one protocol share one trained model."))
+        folder = os.path.join(slicer.app.temporaryPath, QUEUE_FOLDER)
+        nodes = self.logic.studyVolumes(p.inputVolume)
+        self._batch = self.logic.enhanceQueue(nodes, folder, uncertainty=p.showUncertainty, **options)
+        self.appendLog(
+            _("Queued {n} volume(s); ledger in {folder}.").format(n=len(self._batch.jobs), folder=folder)
+        )
 
     def panelOptions(self) -> dict:
         """The enhancement options set in the panel (by option name, as :meth:`SR4ZCTLogic.enhance` takes them);
@@ -498,28 +504,6 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._running():
             self._timer.stop()
             self._checkCanApply()
-
-    def onQueueButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the enhancements."), waitCursor=True):
-            if not self.logic.ensureTorch(askConfirmation=True):
-                return
-            p = self._parameterNode
-            nodes = self.logic.studyVolumes(p.inputVolume)
-            folder = os.path.join(slicer.app.temporaryPath, QUEUE_FOLDER)
-            options = self.panelOptions()
-            if options.pop("save_model_path"):
-                self.appendLog(
-                    _("The queue saves no model: volumes of one protocol share one trained model.")
-                )
-            self.ui.logTextEdit.clear()
-            self._batch = self.logic.enhanceQueue(nodes, folder, uncertainty=p.showUncertainty, **options)
-            self.appendLog(
-                _("Queued {n} volume(s); ledger in {folder}.").format(n=len(self._batch.jobs), folder=folder)
-            )
-            self.ui.progressBar.setValue(0)
-            self.ui.progressBar.visible = True
-            self._timer.start()
-        self._checkCanApply()
 
     def handleQueueEvent(self, event: dict) -> None:
         kind = event.get("event")
@@ -661,12 +645,10 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             windowTitle=_("Install PyTorch"),
         ):
             return False
-        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
-            askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT
+        logic = PyTorchUtils.PyTorchUtilsLogic()
+        return (
+            logic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT) is not None
         )
-        if torch is None:
-            return False
-        return True
 
     @staticmethod
     def deviceDescription() -> str:
@@ -734,36 +716,27 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         progressCallback: Callable[[dict], None] | None = None,
         **changes,
     ):
-        """Enhance the through-plane resolution of ``inputVolumeNode`` in a background process.
+        """Enhance the through-plane resolution of ``inputVolumeNode`` (a CT in HU) in a background process.
 
         Parameters
         ----------
-        inputVolumeNode : vtkMRMLScalarVolumeNode
-            The thick-slice CT (HU).
         options : sr4zct.EnhanceOptions, optional
-            Every option of the enhancement; ``changes`` override single ones, by the core's names or their
-            Slicer-style spelling (``thicknessMm=3.0``, ``preset="fast"``, ``maxMinutes=5``; see
-            ``sr4zct enhance --help``). The thickness defaults to the one read from DICOM (or the node
-            attribute ``SR4ZCT.sliceThicknessMm``) and is required for other volumes.
+            Every option; ``changes`` override single ones by the core's names or in Slicer spelling
+            (``thicknessMm=3.0``, ``preset="fast"``, ``maxMinutes=5``; ``sr4zct enhance --help``). The thickness
+            defaults to the node's (DICOM, the attribute ``SR4ZCT.sliceThicknessMm``, its file's header).
         keepTempFiles : bool
-            Keep the temporary NRRD files (their folder is logged).
+            Keep the temporary files (their folder is logged).
         outputName : str, optional
             Name of the new node; default "<input name> SR4ZCT" (made unique).
         showResult : bool
-            Show input and output side by side (coronal, linked) when done, and the live preview while it
-            trains.
+            Show the live preview while it trains, then input and output side by side (coronal, linked).
         uncertainty : bool
-            Also compute where the coronal and sagittal estimates disagree and overlay it on the result.
+            Also overlay where the coronal and sagittal estimates disagree on the result.
         wait : bool
             Block until done (Slicer keeps redrawing) and return the output node; with False return the
-            running :class:`sr4zct.BackgroundJob` (``poll()``, ``cancel()``, ``finish()``, ``state``); then
-            :meth:`waitForResult` gives the node.
+            running :class:`sr4zct.BackgroundJob` (``poll()``, ``cancel()``, ``finish()``; :meth:`waitForResult`).
         progressCallback : callable, optional
-            With ``wait=True``, called with every background event (dicts, see docs/events.md).
-
-        Returns
-        -------
-        vtkMRMLScalarVolumeNode, or sr4zct.BackgroundJob when ``wait`` is False.
+            With ``wait=True``, called with every background event (docs/events.md).
         """
         from sr4zct.run.background import BackgroundJob
 
@@ -1168,22 +1141,14 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         """Add a core :class:`~sr4zct.volume.Volume` (array ``(slice, row, column)``) as a scalar volume node."""
         import numpy as np
 
-        geometry = volume.geometry
         ijkToRas = vtk.vtkMatrix4x4()
-        # IJK = (column, row, slice) = array axes (2, 1, 0); their LPS directions go RAS-wards.
-        for ijk, arrayAxis in enumerate((2, 1, 0)):
-            step = geometry.spacing_mm[arrayAxis]
-            for row in range(3):
-                ijkToRas.SetElement(
-                    row, ijk, node_geometry.LPS_TO_RAS[row] * geometry.axes_lps[arrayAxis][row] * step
-                )
-        for row in range(3):
-            ijkToRas.SetElement(row, 3, node_geometry.LPS_TO_RAS[row] * geometry.origin_lps[row])
-        node = slicer.util.addVolumeFromArray(
-            np.ascontiguousarray(volume.array, dtype=np.float32), ijkToRAS=ijkToRas, name=name
-        )
-        if geometry.slice_thickness_mm:
-            node.SetAttribute(results.THICKNESS_ATTRIBUTE, f"{geometry.slice_thickness_mm:g}")
+        for row, values in enumerate(node_geometry.ijk_to_ras(volume.geometry)):
+            for column, value in enumerate(values):
+                ijkToRas.SetElement(row, column, value)
+        array = np.ascontiguousarray(volume.array, dtype=np.float32)
+        node = slicer.util.addVolumeFromArray(array, ijkToRAS=ijkToRas, name=name)
+        if volume.geometry.slice_thickness_mm:
+            node.SetAttribute(results.THICKNESS_ATTRIBUTE, f"{volume.geometry.slice_thickness_mm:g}")
         return node
 
     @staticmethod
@@ -1191,22 +1156,9 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         """The node's voxels as a core :class:`~sr4zct.volume.Volume` with K as the slice axis (array KJI)."""
         import numpy as np
 
-        directions = ijkToRasDirections(volumeNode)
-        spacing = volumeNode.GetSpacing()
-        axesLps = [
-            [node_geometry.LPS_TO_RAS[row] * directions[ijk][row] for row in range(3)] for ijk in (2, 1, 0)
-        ]
-        originLps = [node_geometry.LPS_TO_RAS[row] * volumeNode.GetOrigin()[row] for row in range(3)]
         array = np.asarray(slicer.util.arrayFromVolume(volumeNode), dtype=np.float32)
-        geometry = sr4zct.make_geometry(
-            array.shape,
-            slice_spacing_mm=spacing[2],
-            pixel_spacing_mm=(spacing[1], spacing[0]),
-            slice_thickness_mm=thicknessMm,
-            origin_lps=originLps,
-            axes_lps=axesLps,
-            description=volumeNode.GetName(),
-        )
+        geometry = node_geometry.kji_geometry(array.shape, volumeNode.GetSpacing(), ijkToRasDirections(volumeNode),
+                                              volumeNode.GetOrigin(), thickness_mm=thicknessMm, name=volumeNode.GetName())  # fmt: skip
         return sr4zct.Volume(array, geometry)
 
 

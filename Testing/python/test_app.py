@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pydicom
 import pytest
 import sr4zct
@@ -255,3 +256,22 @@ def test_a_queue_of_volumes_that_cannot_be_enhanced_does_not_start(tmp_path):
         queue.start(tmp_path / "out", engine=None)
     queue.remove_folder()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_volume_and_a_node_matrix_carry_the_same_geometry():
+    from sr4zct.app.node_geometry import ijk_to_ras, kji_geometry
+
+    c, s = np.cos(0.3), np.sin(0.3)
+    axes = ((0.0, s, c), (0.0, c, -s), (1.0, 0.0, 0.0))  # an oblique stack: slice axis tilted in y-z
+    geometry = sr4zct.make_geometry((6, 8, 10), slice_spacing_mm=2.5, pixel_spacing_mm=(0.7, 0.8),
+                                    origin_lps=(10.0, -20.0, 30.0), axes_lps=axes)  # fmt: skip
+    matrix = np.array(ijk_to_ras(geometry))
+    flip = np.array([-1.0, -1.0, 1.0])
+    assert matrix[:3, 3] == pytest.approx(flip * (10.0, -20.0, 30.0)) and list(matrix[3]) == [0, 0, 0, 1]
+    assert matrix[:3, 2] == pytest.approx(flip * np.array(axes[0]) * 2.5)  # K: the slices
+    assert matrix[:3, 0] == pytest.approx(flip * np.array(axes[2]) * 0.8)  # I: the columns
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+    directions = (matrix[:3, :3] / spacing).T
+    back = kji_geometry((6, 8, 10), spacing, directions, matrix[:3, 3], thickness_mm=3.0, name="CT")
+    assert np.allclose(back.axes_lps, axes) and back.origin_lps == pytest.approx(geometry.origin_lps)
+    assert back.spacing_mm == pytest.approx((2.5, 0.7, 0.8)) and back.slice_thickness_mm == 3.0

@@ -15,11 +15,11 @@ import os
 from collections.abc import Callable, Sequence
 
 from sr4zct.errors import GeometryError, SR4ZCTError
-from sr4zct.volume import SeriesGeometry
+from sr4zct.volume import SeriesGeometry, make_geometry
 
 __all__ = [
-    "LPS_TO_RAS", "NodeGeometry", "check_dimensions", "geometry_of_node", "series_geometry", "split_dicom_value",
-    "thickness_from_file",
+    "LPS_TO_RAS", "NodeGeometry", "check_dimensions", "geometry_of_node", "ijk_to_ras", "kji_geometry",
+    "series_geometry", "split_dicom_value", "thickness_from_file",
 ]  # fmt: skip
 
 #: patient LPS coordinates to Slicer's RAS, per axis
@@ -220,3 +220,25 @@ def _spacing_and_transform_warnings(
     elif transform is not None:
         warnings.append(f"The volume is under the transform '{transform}'; the result gets the same one.")
     return warnings
+
+
+def ijk_to_ras(geometry: SeriesGeometry) -> list[list[float]]:
+    """The 4 x 4 IJK-to-RAS matrix of a volume node holding an array ``(slice, row, column)`` of this
+    geometry: IJK = array axes (2, 1, 0), their LPS directions turned RAS-wards."""
+    matrix = [[0.0, 0.0, 0.0, LPS_TO_RAS[row] * geometry.origin_lps[row]] for row in range(3)]
+    for ijk, axis in enumerate((2, 1, 0)):
+        for row in range(3):
+            matrix[row][ijk] = LPS_TO_RAS[row] * geometry.axes_lps[axis][row] * geometry.spacing_mm[axis]
+    return [*matrix, [0.0, 0.0, 0.0, 1.0]]
+
+
+def kji_geometry(
+    shape: Sequence[int], spacing_mm: Sequence[float], directions_ras: Sequence[Sequence[float]],
+    origin_ras: Sequence[float], *, thickness_mm: float | None = None, name: str = "",
+) -> SeriesGeometry:  # fmt: skip
+    """The geometry of a node's voxel array (``(K, J, I)``, K taken as the slice axis) from the node's spacing,
+    IJK directions and origin (RAS)."""
+    axes_lps = [[LPS_TO_RAS[row] * directions_ras[ijk][row] for row in range(3)] for ijk in (2, 1, 0)]
+    return make_geometry(tuple(shape), slice_spacing_mm=spacing_mm[2], pixel_spacing_mm=(spacing_mm[1], spacing_mm[0]),
+                         slice_thickness_mm=thickness_mm, origin_lps=[LPS_TO_RAS[r] * origin_ras[r] for r in range(3)],
+                         axes_lps=axes_lps, description=name)  # fmt: skip
