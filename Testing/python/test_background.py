@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from sr4zct.errors import ParameterError
+from sr4zct.errors import Cancelled, ParameterError
 from sr4zct.run import background
 from sr4zct.run.background import BackgroundJob, error_from_event
 from sr4zct.run.events import TERMINAL_EVENTS
@@ -294,6 +294,30 @@ def test_text_that_is_not_an_event_becomes_log_lines():
     logs = [e["message"] for e in events if e["event"] == "log"]
     assert "a library printing on stdout" in logs and "{not json" in logs and "on stderr" in logs
     assert job.result["output_path"] == "x"
+
+
+def test_wait_shows_every_event_and_outcome_gives_the_result_or_the_error():
+    job = stand_in(
+        """
+        emit("started")
+        emit("progress", stage="train", step=1, total=2, fraction=0.5)
+        emit("finished", output_path="x")
+        """
+    ).start()
+    seen = []
+    assert job.wait(WAIT_S, on_event=seen.append)["event"] == "finished"
+    assert [e["event"] for e in seen] == ["started", "progress", "finished"]
+    assert job.outcome()["output_path"] == "x"
+    failed = stand_in('emit("failed", message="bad thickness", code="parameter")\n').start()
+    failed.wait(WAIT_S)
+    with pytest.raises(ParameterError, match="bad thickness"):
+        failed.outcome()
+    cancelled = stand_in('emit("cancelled", message="stopped by the user")\n').start()
+    cancelled.wait(WAIT_S)
+    with pytest.raises(Cancelled, match="stopped by the user"):
+        cancelled.outcome()
+    with pytest.raises(RuntimeError, match="has not ended"):
+        stand_in("time.sleep(1)\n").outcome()
 
 
 def test_a_process_that_ignores_cancel_is_killed(tmp_path):
