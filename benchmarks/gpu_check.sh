@@ -5,6 +5,8 @@
 #   3. `fast` and `best` at 5/2.5 mm (box) on vhm-head on the GPU,
 # each through `python -m benchmarks.run`, so that results.json and BENCHMARKS.md get the rows; both files
 # and a log are copied to $OUT (the device tool brings them back: copy them over the checkout's).
+# The runs use `--precision auto`: on a CUDA GPU that is mixed precision as before (bf16 where the GPU has
+# it, else fp16); the CUDA tests also check `--precision fp32` (no autocast) against the CPU.
 #
 # Data and packages: the device machine sees only the checkout, and it has torch, numpy, psutil and pytest
 # but not pydicom (SimpleITK is not needed: inputs and outputs are DICOM there). Here, once:

@@ -215,6 +215,7 @@ def enhance_command(
     device: str = "auto",
     seed: int = 0,
     max_minutes: float | None = None,
+    extra: tuple[str, ...] = (),
 ) -> list[str]:
     cmd = [
         sys.executable,
@@ -238,7 +239,7 @@ def enhance_command(
     ]
     if max_minutes is not None:
         cmd += ["--max-minutes", f"{max_minutes:g}"]
-    return cmd
+    return cmd + list(extra)
 
 
 def _json_maybe(value):
@@ -306,9 +307,11 @@ def run_enhance(
     timeout_s: float | None = None,
     log_path: Path | None = None,
     threads: int | None = None,
+    extra: tuple[str, ...] = (),
 ) -> tuple[dict, object | None]:
     """Run ``sr4zct enhance`` in a subprocess; returns the measurement record and the result Volume
-    (``None`` when the CLI failed). ``threads`` pins the pipeline's default CPU thread count.
+    (``None`` when the CLI failed). ``threads`` pins the pipeline's default CPU thread count; ``extra`` are
+    further CLI arguments (e.g. ``("--precision", "bf16")``).
 
     The child is :mod:`benchmarks.enhance_child`, i.e. the real CLI plus a JSON record of the pipeline's
     own stage timings (``timings_s``: read, prepare, train, infer, write, total).
@@ -327,6 +330,7 @@ def run_enhance(
         device=device,
         seed=seed,
         max_minutes=max_minutes,
+        extra=extra,
     )
     fd, record_path = tempfile.mkstemp(prefix="sr4zct-bench-", suffix=".json")
     os.close(fd)

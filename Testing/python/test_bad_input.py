@@ -795,6 +795,10 @@ def test_every_row_has_a_test():
         "I": "test_io_bad_files.py",
         "Z": "test_fuzz_images.py",
         "M": "test_fuzz_model.py",
+        "W": "test_io_safety.py",
+        "K": "test_batch_safety.py",
+        "A": "test_api_safety.py",
+        "L": "test_fuzz_batch.py",
     }
     names = {key: _test_names(name) for key, name in files.items()}
     rows = _table_rows()
@@ -802,7 +806,7 @@ def test_every_row_has_a_test():
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids))
     for row in rows:
-        refs = re.findall(r"\b([BSFIZM]) `(test_\w+)`", row["test"])
+        refs = re.findall(r"\b([BSFIZMWKAL]) `(test_\w+)`", row["test"])
         assert refs, f"row {row['id']} names no test"
         for key, name in refs:
             assert name in names[key], f"row {row['id']}: {files[key]} has no {name}"

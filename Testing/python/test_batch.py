@@ -184,7 +184,7 @@ def test_manifest(tmp_path):
     with pytest.raises(ParameterError, match="lists .* twice"):
         read_manifest(manifest)
     manifest.write_text("path,output_name\na,x\nvols/ct.nrrd,x\n")
-    with pytest.raises(ParameterError, match="Two jobs would write the same output 'x'"):
+    with pytest.raises(ParameterError, match="Two jobs would write the same output: 'x'"):
         read_manifest(manifest)
     manifest.write_text("path,thickness\nvols/ct.nrrd,-1\n")
     with pytest.raises(ParameterError, match="line 2: thickness_mm must be a positive number"):

@@ -131,3 +131,27 @@ def test_cuda_training_learns_in_mixed_precision():
     assert next(result.model.parameters()).device.type == "cuda"
     assert result.validation_loss < result.identity_loss
     assert torch.cuda.max_memory_allocated() > 0
+
+
+@cuda
+def test_cuda_precision_choices():
+    from sr4zct.run.precision import choose_precision
+
+    dev = torch.device("cuda")
+    assert choose_precision("auto", dev).name == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    assert choose_precision("fp32", dev).name == "fp32"
+    assert amp_dtype(dev, "fp32") is None  # --precision fp32 turns the GPU's autocast off
+    if torch.cuda.is_bf16_supported():
+        assert choose_precision("bf16", dev).name == "bf16"
+
+
+@cuda
+def test_cuda_fp32_prediction_matches_the_cpu_closely():
+    model = _net()
+    images = torch.rand(3, 30, 101) * 2
+    with torch.inference_mode():
+        on_cpu = predict_images(model, images, device=torch.device("cpu"), precision="fp32")
+        on_gpu = predict_images(model.to("cuda"), images, device=torch.device("cuda"), precision="fp32")
+    correction = (on_cpu - images).abs().max()
+    # TF32 convolutions (10-bit mantissa) instead of bf16's 8 bits: several times closer than autocast
+    assert float((on_gpu - on_cpu).abs().max()) <= 0.005 * float(correction) + 1e-4

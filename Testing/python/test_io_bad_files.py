@@ -368,8 +368,12 @@ def test_missing_or_empty_rescale_means_none(tmp_path):
     from dicom_factory import write_series
 
     s = write_series(tmp_path / "ct", n_slices=4, rows=8, columns=8, rescale_intercept=0.0)
-    _raw_tag(s.paths[1], "RescaleIntercept", b"")
+    for path in s.paths:  # empty on every slice: none
+        _raw_tag(path, "RescaleIntercept", b"")
     np.testing.assert_array_equal(read_volume(s.folder).array, s.hu)
+    _raw_tag(s.paths[1], "RescaleIntercept", b"0")  # on some slices only: refused (test_io_safety)
+    with pytest.raises(InputError, match="have no RescaleIntercept"):
+        read_volume(s.folder)
     s = write_series(tmp_path / "ct2", n_slices=4, rows=8, columns=8, rescale_intercept=0.0,
                      missing_tags=["RescaleIntercept", "RescaleSlope"])  # fmt: skip
     np.testing.assert_array_equal(read_volume(s.folder).array, s.hu)

@@ -132,6 +132,7 @@ def test_nifti_sidecar_holds_metadata(tmp_path):
     side = sidecar_path(out)
     assert side.name == "ct.json"
     assert json.loads(side.read_text()) == {
+        "sr4zct_image_file": "ct.nii.gz",  # the file the sidecar belongs to
         "sr4zct_slice_axis": "0",
         "sr4zct_slice_thickness_mm": "3.0",
         "target_spacing_mm": "1.0",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sr4zct.cli import build_parser
 from sr4zct.errors import ParameterError
-from sr4zct.run.options import DEVICES, NETWORKS, PROFILES, EnhanceOptions, flag_of
+from sr4zct.run.options import DEVICES, NETWORKS, PROFILE_CHOICES, PROFILES, EnhanceOptions, flag_of
 from sr4zct.run.presets import PRESETS, Preset
 
 
@@ -31,7 +31,10 @@ def test_the_command_line_takes_choices_and_defaults_from_the_dataclass():
             assert tuple(action.choices) == tuple(f.metadata["choices"]), f.name
         if f.metadata["kind"] is not bool:
             assert action.type is f.metadata["kind"], f.name
-    assert actions["profile"].choices == PROFILES and tuple(actions["preset"].choices) == tuple(PRESETS)
+    assert actions["profile"].choices == PROFILE_CHOICES
+    assert tuple(actions["preset"].choices) == tuple(PRESETS)
+    assert PROFILE_CHOICES == ("auto", *PROFILES) and actions["profile"].default == "auto"
+    assert actions["noise"].choices == ("auto", "off") and actions["noise"].default == "auto"
     assert actions["network"].choices == NETWORKS
 
 
@@ -45,9 +48,9 @@ def test_the_vocabularies_are_the_ones_the_method_uses():
 
 def test_round_trips_through_json_and_the_command_line(tmp_path):
     options = EnhanceOptions(
-        thickness_mm=3.0, spacing_mm=2.5, target_spacing_mm=0.6, profile="gaussian", preset="fast", seed=7,
+        thickness_mm=3.0, spacing_mm=2.5, target_spacing_mm=0.6, profile="gaussian", noise="off", preset="fast", seed=7,
         max_minutes=1.5, model_path=str(tmp_path / "m.pt"), device="cuda:1", allow_cpu_fallback=True,
-        series_uid="1.2.3", slice_axis=0, allow_non_ct=True, uncertainty_path="u.nrrd", output_dtype="float32",
+        precision="bf16", series_uid="1.2.3", slice_axis=0, allow_non_ct=True, uncertainty_path="u.nrrd", output_dtype="float32",
         overwrite=True,
     )  # fmt: skip
     assert EnhanceOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
@@ -77,9 +80,12 @@ def test_values_are_converted_and_paths_become_strings(tmp_path):
         ({"target_spacing_mm": True}, "target_spacing_mm (the output slice spacing) must be a number"),
         ({"max_minutes": 0}, "max_minutes (the time limit) must be a positive number of minutes"),
         ({"preset": "quick"}, "preset must be one of fast, balanced, best"),
-        ({"profile": "triangle"}, "profile must be one of box, gaussian"),
+        ({"profile": "triangle"}, "profile must be one of auto, box, gaussian"),
+        ({"noise": "on"}, "noise must be one of auto, off"),
         ({"network": "unet"}, "network must be one of default, msd"),
         ({"device": "gpu"}, "device must be auto, cpu, cuda, cuda:N or mps"),
+        ({"precision": "fp16"}, "precision must be one of auto, fp32, bf16"),
+        ({"precision": None}, "precision must be text, got None"),
         ({"seed": -1}, "seed (the random seed) must be an integer from 0 to 4294967295"),
         ({"seed": 2**32}, "seed (the random seed) must be an integer from 0 to 4294967295"),
         ({"preview_row": -1}, "preview_row (the preview's coronal row) must be an integer 0 or more"),

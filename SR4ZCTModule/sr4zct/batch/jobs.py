@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,6 +25,10 @@ __all__ = [
     "FORMATS",
     "BatchJob",
     "check_output_names",
+    "check_targets_distinct",
+    "folds_case",
+    "name_problem",
+    "output_key",
     "output_path",
     "parse_shard",
     "safe_name",
@@ -62,6 +68,9 @@ class BatchJob:
     problem : str or None
         Why the geometry could not be read at discovery (the job then runs on its own and fails there with
         the reader's own error).
+    content : str or None
+        The input's content identity found at discovery (DICOM: a hash of the SOPInstanceUIDs), or None (it
+        is found when the run is planned: :func:`sr4zct.batch.plan.content_identity`).
     """
 
     job_id: str
@@ -71,6 +80,7 @@ class BatchJob:
     description: str = ""
     geometry: SeriesGeometry | None = field(default=None, compare=False, repr=False)
     problem: str | None = field(default=None, compare=False)
+    content: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.options) - set(JOB_OPTIONS))
@@ -95,7 +105,9 @@ class BatchJob:
 
         ``options`` are per-job options (``thickness_mm=3.0``, ``slice_axis=0``, ``series_uid=...``).
         """
-        resolved = Path(path).expanduser().resolve()
+        from sr4zct.io import as_path
+
+        resolved = as_path(path).expanduser().resolve()  # "" is refused, never the current folder
         uid = options.get("series_uid")
         job_id = f"dicom:{uid}" if uid else f"{'file' if image_suffix(resolved) else 'path'}:{resolved}"
         name = output_name or _stem(resolved.name)
@@ -122,31 +134,109 @@ def output_path(outdir: str | os.PathLike, job: BatchJob, output_format: str) ->
     return Path(outdir).joinpath(*PurePosixPath(name).parts).with_name(PurePosixPath(name).name + suffix)
 
 
-def check_output_names(jobs: list[BatchJob]) -> None:
-    """Every output name relative, without ``..``, and unique (case-insensitively: macOS, Windows);
-    one name may not be a folder of another. Raises :class:`ParameterError`."""
-    seen: dict[str, str] = {}
+#: Names of the batch's own files and folders in the output folder, which no output may take.
+RESERVED_NAMES = ("batch.jsonl", "summary.csv", "models")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _normal(name: str, fold_case: bool) -> str:
+    text = unicodedata.normalize("NFC", str(name).replace("\\", "/"))
+    parts = [part.rstrip(" .") or part for part in PurePosixPath(text).parts if part != "."]
+    key = "/".join(parts)
+    return key.casefold() if fold_case else key
+
+
+def output_key(name: str, *, fold_case: bool = True) -> str:
+    """The name as the file system sees it, for comparing output names: ``\\`` as ``/``, Unicode NFC (macOS
+    stores names decomposed), ``.`` parts and trailing dots and spaces dropped (Windows ignores them),
+    without an image suffix (``x`` and ``x.nrrd`` are one output), case-folded when ``fold_case``."""
+    return _stem(_normal(name, fold_case))
+
+
+def name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot be an output name inside the output folder (None when it can)."""
+    if not isinstance(name, str) or not name.strip():
+        return "it is empty"
+    if _CONTROL.search(name):
+        return "it holds a control character"
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or name.startswith("~") or re.match(r"^[A-Za-z]:", name) or ".." in path.parts:
+        return "it must be a relative path inside the output folder"
+    if any(part.startswith(".") for part in path.parts):
+        return "a part of it starts with '.' (hidden; SR4ZCT's temporaries are named so)"
+    if (
+        output_key(path.parts[0]) in {output_key(r) for r in RESERVED_NAMES}
+        or path.parts[0].casefold() in RESERVED_NAMES
+    ):
+        return f"{path.parts[0]!r} is the batch's own ({', '.join(RESERVED_NAMES)})"
+    return None
+
+
+def folds_case(outdir: str | os.PathLike) -> bool:
+    """Whether names in ``outdir`` are compared without case (Windows, macOS by default): tried on an entry
+    of ``outdir`` (or the folder's own name in its parent) whose name has letters; else the platform's
+    default. Nothing is written."""
+    folder = Path(outdir)
+    candidates: list[Path] = []
+    if folder.is_dir():
+        try:
+            candidates = sorted(folder.iterdir())[:20]
+        except OSError:
+            candidates = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    candidates.append(probe)
+    for path in candidates:
+        if path.name.swapcase() != path.name:
+            other = path.with_name(path.name.swapcase())
+            try:
+                return other.exists() and os.path.samefile(path, other)
+            except OSError:
+                continue
+    return sys.platform in ("win32", "darwin")
+
+
+def check_output_names(jobs: list[BatchJob], *, fold_case: bool = True) -> None:
+    """Every output name a relative path inside the output folder (:func:`name_problem`), and unique as the
+    file system compares names (:func:`output_key`: normalised, case-insensitively when ``fold_case``); one
+    name may not be a folder of another. Raises :class:`ParameterError` before any work."""
+    seen: dict[str, BatchJob] = {}
     for job in jobs:
-        path = PurePosixPath(job.output_name)
-        if path.is_absolute() or ".." in path.parts or not path.parts or job.output_name.startswith("~"):
+        problem = name_problem(job.output_name)
+        if problem is not None:
             raise ParameterError(
-                f"The output name {job.output_name!r} of {job.input_path} must be a relative path inside the "
-                "output folder."
+                f"The output name {job.output_name!r} of {job.input_path} is unusable: {problem}."
             )
-        key = _stem(job.output_name).lower()
+        key = output_key(job.output_name, fold_case=fold_case)
         if key in seen:
             raise ParameterError(
-                f"Two jobs would write the same output {job.output_name!r}: {seen[key]} and {job.input_path}."
+                f"Two jobs would write the same output: {seen[key].output_name!r} of {seen[key].input_path} and "
+                f"{job.output_name!r} of {job.input_path}; give one of them another output_name."
             )
-        seen[key] = job.input_path
-    for key in seen:
+        seen[key] = job
+    for key, job in seen.items():
         parent = str(PurePosixPath(key).parent)
         while parent not in (".", ""):
             if parent in seen:
                 raise ParameterError(
-                    f"The output name {parent!r} of {seen[parent]} is a folder of another job's output."
+                    f"The output name {seen[parent].output_name!r} of {seen[parent].input_path} is a folder of "
+                    f"another job's output ({job.output_name!r})."
                 )
             parent = str(PurePosixPath(parent).parent)
+
+
+def check_targets_distinct(targets: list[tuple[BatchJob, Path]], *, fold_case: bool = True) -> None:
+    """Every file the jobs write (their outputs, their uncertainty maps) is a different file."""
+    seen: dict[str, BatchJob] = {}
+    for job, path in targets:
+        key = _normal(path.as_posix(), fold_case)
+        if key in seen:
+            raise ParameterError(
+                f"Two outputs of the batch would be the same file {path}: of {seen[key].input_path} and of "
+                f"{job.input_path}; choose another uncertainty folder or output names."
+            )
+        seen[key] = job
 
 
 def disambiguate(jobs: list[BatchJob]) -> list[BatchJob]:
@@ -155,11 +245,11 @@ def disambiguate(jobs: list[BatchJob]) -> list[BatchJob]:
 
     counts: dict[str, int] = {}
     for job in jobs:
-        key = _stem(job.output_name).lower()
+        key = output_key(job.output_name)
         counts[key] = counts.get(key, 0) + 1
     out = []
     for job in jobs:
-        if counts[_stem(job.output_name).lower()] > 1:
+        if counts[output_key(job.output_name)] > 1:
             tag = hashlib.sha1(job.job_id.encode("utf-8")).hexdigest()[:8]
             job = dataclasses.replace(job, output_name=f"{job.output_name}-{tag}")
         out.append(job)

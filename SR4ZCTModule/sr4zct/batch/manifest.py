@@ -12,19 +12,26 @@ Columns (a header row names them; only ``path`` is required, order does not matt
     Output path inside the output folder, without suffix (the ``--format``'s is added).
 
 Rows whose ``path`` is empty or starts with ``#`` are skipped.
+
+The manifest must be a regular file of UTF-8 text (a byte-order mark is allowed); a byte that is not UTF-8,
+a NUL or another control character in a field, a malformed CSV line, two columns naming one field, or a
+field SR4ZCT cannot use is refused with the manifest's line number, before any work.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from sr4zct.batch.jobs import BatchJob, check_output_names, disambiguate, safe_name
+from sr4zct.batch.jobs import BatchJob, check_output_names, disambiguate, name_problem, safe_name
 from sr4zct.errors import InputError, ParameterError
-from sr4zct.io import image_suffix
+from sr4zct.io import as_path, image_suffix
+from sr4zct.io.files import require_regular_file
 
 __all__ = ["read_manifest"]
 
@@ -51,16 +58,21 @@ def read_manifest(path: str | os.PathLike) -> list[BatchJob]:
     ParameterError
         A row's thickness is not a positive number, or two rows name the same output.
     """
-    manifest = Path(path).expanduser().resolve()
+    manifest = as_path(path, "manifest").expanduser().resolve()
+    text = _manifest_text(manifest, path)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        text = manifest.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"Cannot read the manifest {path}: {exc.strerror or exc}.") from None
-    reader = csv.DictReader(text.splitlines())
-    columns = {name: _ALIASES.get((name or "").strip().lower()) for name in reader.fieldnames or []}
-    if "path" not in columns.values():
-        raise InputError(f"The manifest {path} needs a header row with a 'path' column.")
-    jobs = _rows_to_jobs(reader, columns, manifest.parent, path)
+        fieldnames = reader.fieldnames or []
+    except csv.Error as exc:
+        raise InputError(f"The manifest {path}, line 1, is not valid CSV: {exc}.") from None
+    columns = _columns(fieldnames, path)
+    try:
+        jobs = _rows_to_jobs(reader, columns, manifest.parent, path)
+    except csv.Error as exc:
+        # (the reader counts a line once it is parsed: the failing one is the next)
+        raise InputError(
+            f"The manifest {path}, line {reader.line_num + 1}, is not valid CSV: {exc}."
+        ) from None
     seen: set[str] = set()
     for job in jobs:
         if job.job_id in seen:
@@ -70,10 +82,45 @@ def read_manifest(path: str | os.PathLike) -> list[BatchJob]:
     return jobs
 
 
+def _manifest_text(manifest: Path, shown: Any) -> str:
+    """The manifest as text: a regular file (a named pipe would wait forever) of UTF-8 without NUL bytes."""
+    require_regular_file(manifest, "The manifest")
+    try:
+        data = manifest.read_bytes()
+    except OSError as exc:
+        raise InputError(f"Cannot read the manifest {shown}: {exc.strerror or exc}.") from None
+    data = data[3:] if data.startswith(b"\xef\xbb\xbf") else data  # a byte-order mark
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"The manifest {shown}, line {line}, is not UTF-8 text (byte {data[exc.start]:#04x}); save it as UTF-8."
+        ) from None
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise InputError(f"The manifest {shown}, line {line}, holds a NUL byte; it is not a CSV text file.")
+    return text
+
+
+def _columns(fieldnames: list[str], path: Any) -> dict[str, str | None]:
+    """Column name -> field; refuses a missing ``path`` column and two columns naming one field."""
+    columns = {name: _ALIASES.get((name or "").strip().lower()) for name in fieldnames}
+    if "path" not in columns.values():
+        raise InputError(f"The manifest {path} needs a header row with a 'path' column.")
+    fields = [field for field in columns.values() if field]
+    if len(fields) != len(set(fields)) or len(columns) != len(fieldnames):
+        raise InputError(
+            f"The manifest {path}, line 1, names one field in two columns ({', '.join(map(str, fieldnames))})."
+        )
+    return columns
+
+
 def _rows_to_jobs(reader: csv.DictReader, columns: dict, base: Path, path: Any) -> list[BatchJob]:
     """The rows' jobs in row order; names the manifest gives are kept, default names that clash get a hash."""
     named, unnamed = [], []
-    for number, row in enumerate(reader, start=2):
+    for row in reader:
+        number = reader.line_num
         values = {columns[k]: (v or "").strip() for k, v in row.items() if k in columns and columns[k]}
         if not values.get("path") or values["path"].startswith("#"):
             continue
@@ -86,14 +133,29 @@ def _rows_to_jobs(reader: csv.DictReader, columns: dict, base: Path, path: Any) 
 
 
 def _job(values: dict[str, str], base: Path, where: str) -> BatchJob:
-    source = (base / values["path"]).expanduser().resolve()
+    for field, value in values.items():
+        if _CONTROL.search(value):
+            raise ParameterError(f"{where}: {field} holds a control character ({value!r}).")
+    try:
+        source = (base / values["path"]).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise InputError(f"{where}: the path {values['path']!r} cannot be used ({exc}).") from None
     options: dict = {}
     if values.get("series_uid"):
         options["series_uid"] = values["series_uid"]
     if values.get("thickness_mm"):
         options["thickness_mm"] = _thickness(values["thickness_mm"], where)
+    if values.get("output_name"):
+        problem = name_problem(values["output_name"])
+        if problem is not None:
+            raise ParameterError(
+                f"{where}: the output_name {values['output_name']!r} is unusable: {problem}."
+            )
     name = values.get("output_name") or _default_name(source, options.get("series_uid"))
     return BatchJob.for_file(source, output_name=name, description=values["path"], **options)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _thickness(text: str, where: str) -> float:

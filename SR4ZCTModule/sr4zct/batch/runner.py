@@ -23,8 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sr4zct.batch.jobs import FORMATS, BatchJob, output_path
+from sr4zct.batch.jobs import (
+    FORMATS,
+    BatchJob,
+    check_output_names,
+    check_targets_distinct,
+    folds_case,
+    output_path,
+)  # fmt: skip
 from sr4zct.batch.ledger import LEDGER_NAME, LEDGER_VERSION, SUMMARY_NAME, Ledger, summary_rows, write_summary
+from sr4zct.batch.lock import OutdirLock
 from sr4zct.batch.plan import PlannedJob, fingerprint, plan_jobs
 from sr4zct.batch.protocol import Protocol, assign_protocols, job_protocol, model_file
 from sr4zct.errors import OutputError, ParameterError
@@ -122,8 +130,12 @@ class Batch:
         engine: Any = None,
         shard: str = "",
     ):
-        self.outdir = Path(outdir).expanduser().resolve()
+        from sr4zct.io import as_path
+
+        self.outdir = as_path(outdir, "outdir").expanduser().resolve()  # "" is refused, never "here"
         self.options = options or EnhanceOptions()
+        if not isinstance(self.options, EnhanceOptions):
+            raise ParameterError(f"options must be an EnhanceOptions, got {type(self.options).__name__}.")
         if output_format not in FORMATS:
             raise ParameterError(f"output_format must be one of {', '.join(FORMATS)}, got {output_format!r}.")
         if reuse_model not in REUSE_MODES:
@@ -134,12 +146,19 @@ class Batch:
                 "models/ (reuse_model protocol)."
             )
         self.jobs = list(jobs)
+        if not all(isinstance(job, BatchJob) for job in self.jobs):
+            raise ParameterError(
+                "jobs must be a list of BatchJob (discover_jobs, read_manifest, BatchJob.for_file)."
+            )
+        if not isinstance(retry_failed, bool) or not isinstance(shard, str):
+            raise ParameterError("retry_failed must be True or False and shard a text such as 'shard1of4'.")
         self.output_format = output_format
         self.reuse_model = "none" if self.options.model_path is not None else reuse_model
         self.retry_failed = retry_failed
         self.shard = shard
         self._engine = engine
         self.ledger = Ledger(self.outdir)
+        self.lock = OutdirLock(self.outdir, shard or "all")
         self.planned: list[PlannedJob] = []
         self._queue: list[PlannedJob] = []
         self._protocols: dict[str, Protocol | None] = {}
@@ -154,20 +173,57 @@ class Batch:
         self.done = False
 
     # -- planning ---------------------------------------------------------------------------------------
-    def plan(self) -> list[PlannedJob]:
-        """Decide per job: run, or skip (done earlier; failed earlier without ``retry_failed``)."""
+    def plan(self, *, lock: bool = True) -> list[PlannedJob]:
+        """Decide per job: run, or skip (done earlier; failed earlier without ``retry_failed``).
+
+        Every output name of the whole job list is checked first (:func:`~sr4zct.batch.jobs.check_output_names`,
+        case-insensitively where the output folder's file system is). With ``lock`` (not for a dry run) the
+        output folder's run lock is taken (:class:`~sr4zct.batch.lock.OutdirLock`; a second run refuses) and
+        held until the batch ends (:meth:`close`).
+        """
         self._check_outdir()
+        outputs = self._check_outputs()
+        if lock:
+            self.lock.acquire()
+        try:
+            return self._plan(outputs)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _check_outputs(self) -> dict[str, Path]:
+        """Each job's output path; refuses clashing names and files (outputs, uncertainty maps) up front."""
+        fold = folds_case(self.outdir)
+        check_output_names(self.jobs, fold_case=fold)
         outputs = {job.job_id: output_path(self.outdir, job, self.output_format) for job in self.jobs}
+        targets = [(job, outputs[job.job_id]) for job in self.jobs]
+        if self.options.uncertainty_path is not None:
+            targets += [(job, self._uncertainty_path(job)) for job in self.jobs]
+        check_targets_distinct(targets, fold_case=fold)
+        return outputs
+
+    def _uncertainty_path(self, job: BatchJob) -> Path:
+        return output_path(
+            Path(self.options.uncertainty_path).expanduser().resolve(), job,
+            self.output_format if self.output_format != "dicom" else "nrrd",
+        )  # fmt: skip
+
+    def _plan(self, outputs: dict[str, Path]) -> list[PlannedJob]:
+        from sr4zct.batch.plan import content_identity
+
+        contents = {job.job_id: content_identity(job) for job in self.jobs}  # read once per run
         prints = {
-            job.job_id: fingerprint(job, self.options, output=outputs[job.job_id],
-                                    output_format=self.output_format, reuse_model=self.reuse_model)
+            job.job_id: fingerprint(job, self.options, output=outputs[job.job_id], output_format=self.output_format,
+                                    reuse_model=self.reuse_model, content=contents[job.job_id])
             for job in self.jobs
         }  # fmt: skip
         attempts = self.ledger.attempts()
-        self.planned = plan_jobs(self.jobs, outputs, prints, attempts, retry_failed=self.retry_failed)
+        self.planned = plan_jobs(
+            self.jobs, outputs, prints, attempts, retry_failed=self.retry_failed, contents=contents
+        )
         for history in attempts.values():
             for record in history:
-                values = record.get("protocol_values")
+                values = record.get("protocol_values")  # checked by the ledger: 4 numbers, a profile, a path
                 if record.get("model_role") == "train" and record.get("status") == "done" and values:
                     self._trained_for[Path(record["model_path"])] = Protocol(
                         float(values[0]),
@@ -180,7 +236,7 @@ class Batch:
     def _check_outdir(self) -> None:
         if self.outdir.exists() and not self.outdir.is_dir():
             raise OutputError(f"The output folder {self.outdir} is a file.")
-        if self.outdir.is_dir() and not (self.outdir / LEDGER_NAME).exists() and any(self.outdir.iterdir()):
+        if self.outdir.is_dir() and not (self.outdir / LEDGER_NAME).exists() and _has_entries(self.outdir):
             raise OutputError(
                 f"The output folder {self.outdir} is not empty and holds no {LEDGER_NAME}: it is not a batch's "
                 "output folder. Choose an empty or new folder."
@@ -199,7 +255,7 @@ class Batch:
         if self._started:
             raise RuntimeError("A Batch can only be started once.")
         self._started = True
-        if not self.planned:
+        if not self.planned or not self.lock.held:
             self.plan()
         self.outdir.mkdir(parents=True, exist_ok=True)
         self.ledger.path.touch(exist_ok=True)
@@ -260,9 +316,9 @@ class Batch:
     def run(self, on_event=None, should_stop=None, interval_s: float = 0.1) -> BatchResult:
         """Run every job to its end (blocking); ``on_event`` gets each batch event, ``should_stop()`` is polled
         (True cancels)."""
-        if not self._started:
-            self.start()
         try:
+            if not self._started:
+                self.start()
             while True:
                 if should_stop is not None and not self._cancelled and should_stop():
                     self.cancel()
@@ -275,7 +331,12 @@ class Batch:
         finally:
             if self._engine is not None:
                 self._engine.close()
+            self.lock.release()
         return self.result()
+
+    def close(self) -> None:
+        """Release the output folder's run lock (done by :meth:`run` and when :meth:`poll` sees the end)."""
+        self.lock.release()
 
     # -- results ----------------------------------------------------------------------------------------
     @property
@@ -320,13 +381,7 @@ class Batch:
         if planned.replace_output:
             changes["overwrite"] = True
         if self.options.uncertainty_path is not None:
-            changes["uncertainty_path"] = str(
-                output_path(
-                    self.options.uncertainty_path,
-                    job,
-                    self.output_format if self.output_format != "dicom" else "nrrd",
-                )
-            )
+            changes["uncertainty_path"] = str(self._uncertainty_path(job))
         protocol = self._protocols.get(job.job_id)
         role = "given" if self.options.model_path is not None else "own"
         if protocol is not None:
@@ -345,7 +400,10 @@ class Batch:
         return JobRun(planned, options.replace(**changes) if changes else options, protocol, role)
 
     def _launch(self, run: JobRun) -> list[dict[str, Any]]:
+        from sr4zct.batch.plan import content_identity
+
         self._runs[run.job.job_id] = run
+        run.planned.content = content_identity(run.job, whole=True)  # recorded: a re-run compares it
         self.ledger.append(self._record(run, "running"))
         try:
             self._engine.submit(run)
@@ -394,7 +452,7 @@ class Batch:
             "model_role": run.model_role,
             "model_path": run.options.model_path or run.options.save_model_path,
             "engine": getattr(self._engine, "name", type(self._engine).__name__), "host": socket.gethostname(),
-            "pid": os.getpid(),
+            "pid": os.getpid(), "content": run.planned.content,
         }  # fmt: skip
         if own is not None:
             record["protocol_values"] = [own.thickness_mm, own.spacing_mm, *own.pixel_spacing_mm, own.profile]
@@ -423,12 +481,22 @@ class Batch:
         if self.done or self._engine.busy or (self._queue and not self._cancelled):
             return False
         self.done = True
-        self._write_summary()
+        try:
+            self._write_summary()
+        finally:
+            self.lock.release()
         return True
 
     def _write_summary(self) -> None:
         if self.outdir.is_dir():
             write_summary(self.outdir / SUMMARY_NAME, self.summary_rows())
+
+
+def _has_entries(folder: Path) -> bool:
+    """Whether ``folder`` holds anything besides run-lock files (left by a run that stopped before its ledger)."""
+    from sr4zct.batch.lock import LOCK_PREFIX
+
+    return any(not entry.name.startswith(LOCK_PREFIX) for entry in folder.iterdir())
 
 
 def _number(value: Any, kind: type) -> Any:

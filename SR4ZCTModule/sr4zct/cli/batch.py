@@ -3,17 +3,23 @@
 Exit codes: 0 every job is done (now or in an earlier run), 8 some job failed or was cancelled (see
 OUTDIR/summary.csv), 2 bad command line or nothing to enhance, 4 an invalid option, 5 the output folder
 cannot be used, 128 + N stopped by signal N (finished jobs are kept; run the command again to go on).
+
+The exit status is the jobs' own: a closed pipe on stdout or stderr (``sr4zct batch ... | head``, ``| true``)
+only stops the printing (:func:`_emit`), never the batch, and never turns a failure into 0. Text from the
+files (descriptions, names, messages) is printed through :func:`sr4zct.cli.messages.printable`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import time
 from collections.abc import Iterator
 
+from sr4zct.cli.messages import printable
 from sr4zct.run.options import EnhanceOptions
 
 __all__ = ["add_parser", "run"]
@@ -89,9 +95,9 @@ def _jobs(args: argparse.Namespace, options: EnhanceOptions):
     from sr4zct.batch import discover_jobs, parse_shard, read_manifest, select_shard
     from sr4zct.errors import InputError
 
-    if not args.inputs and not args.manifest:
+    if not args.inputs and args.manifest is None:
         raise InputError("Give input folders or files, or --manifest CSV.")
-    jobs = read_manifest(args.manifest) if args.manifest else []
+    jobs = read_manifest(args.manifest) if args.manifest is not None else []
     if args.inputs:
         known = {job.job_id for job in jobs}
         found = discover_jobs(args.inputs, exclude=[args.output], warn=_warn(args.quiet))
@@ -110,47 +116,93 @@ def _jobs(args: argparse.Namespace, options: EnhanceOptions):
 
 
 def run(args: argparse.Namespace) -> int:
-    from sr4zct.batch import Batch
-    from sr4zct.batch.ledger import format_table
+    from sr4zct.io import as_path
 
+    as_path(args.output, "--output")  # an empty OUTDIR is refused, never the current folder
     jobs, options, shard = _jobs(args, EnhanceOptions.from_args(args))
     if args.dry_run:
         return _dry_run(args, jobs, options, shard)
+    from sr4zct.batch import Batch
+
     batch = Batch(
         args.output, jobs, options, output_format=args.format, reuse_model=args.reuse_model,
         retry_failed=args.retry_failed, engine=None, shard=shard,
     )  # fmt: skip
-    planned = batch.plan()
-    todo = sum(p.action == "run" for p in planned)
-    if not args.quiet:
-        done = sum(p.action == "done" for p in planned)
-        failed = sum(p.action == "failed" for p in planned)
-        print(
-            f"sr4zct batch: {len(planned)} job(s): {todo} to run, {done} done before"
-            + (f", {failed} failed before (--retry-failed runs them again)" if failed else ""),
-            file=sys.stderr,
-        )
-    if todo:  # (Ray is started only when there is work)
-        batch.engine = _engine(args, options)
-        if batch.engine.note and not args.quiet:
-            print(f"sr4zct batch: {batch.engine.note}", file=sys.stderr)
+    planned = batch.plan()  # takes the output folder's run lock: a second run refuses here
+    try:
+        todo = _announce(args, batch, planned)
+        if todo:  # (Ray is started only when there is work)
+            batch.engine = _engine(args, options)
+            if batch.engine.note and not args.quiet:
+                _emit(f"sr4zct batch: {batch.engine.note}", "stderr")
+    except BaseException:
+        batch.close()
+        raise
     stopped: list[str] = []
     progress = _Progress(todo, enabled=not args.quiet)
     with _stop_on_signals(stopped):
         result = batch.run(on_event=progress, should_stop=lambda: bool(stopped))
     progress.close()
+    return _report(args, batch, result, stopped)
+
+
+def _announce(args: argparse.Namespace, batch, planned) -> int:
+    """Print what the run will do (and the ledger's notes); returns how many jobs run."""
+    todo = sum(p.action == "run" for p in planned)
+    for note in batch.ledger.notes:
+        _emit(f"sr4zct batch: warning: {printable(note)}", "stderr")
     if not args.quiet:
-        print(format_table(result.rows))
-        print(f"summary: {batch.outdir / 'summary.csv'}; ledger: {batch.ledger.path}")
+        done = sum(p.action == "done" for p in planned)
+        failed = sum(p.action == "failed" for p in planned)
+        _emit(
+            f"sr4zct batch: {len(planned)} job(s): {todo} to run, {done} done before"
+            + (f", {failed} failed before (--retry-failed runs them again)" if failed else ""),
+            "stderr",
+        )
+    return todo
+
+
+def _report(args: argparse.Namespace, batch, result, stopped: list[str]) -> int:
+    """Print the table and the summary's place; the exit status is the jobs', whatever the printing."""
+    from sr4zct.batch.ledger import format_table
+
+    if not args.quiet:
+        rows = [{key: printable(value) for key, value in row.items()} for row in result.rows]
+        _emit(format_table(rows))
+        _emit(printable(f"summary: {batch.outdir / 'summary.csv'}; ledger: {batch.ledger.path}"))
     if stopped:
         from sr4zct.run.control import exit_code_for_signal
 
-        print(
+        _emit(
             f"sr4zct batch: stopped by {stopped[0]}; finished jobs are kept, run the same command again to go on.",
-            file=sys.stderr,
+            "stderr",
         )
         return exit_code_for_signal(stopped[0])
     return result.exit_code
+
+
+def _emit(text: str, stream_name: str = "stdout") -> None:
+    """Write a line to stdout or stderr. A closed pipe (``| head``, ``| true``) stops the printing only:
+    the stream is pointed at the null device, so neither this nor Python's flush at exit fails again, and
+    the batch and its exit status go on unchanged."""
+    stream = getattr(sys, stream_name)
+    if stream is None:
+        return
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (BrokenPipeError, ConnectionResetError, ValueError, OSError):
+        _silence(stream_name)
+
+
+def _silence(stream_name: str) -> None:
+    stream = getattr(sys, stream_name)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): drop it
+        setattr(sys, stream_name, None)
 
 
 def _engine(args: argparse.Namespace, options: EnhanceOptions):
@@ -168,15 +220,18 @@ def _dry_run(args, jobs, options, shard: str) -> int:
 
     batch = Batch(args.output, jobs, options, output_format=args.format, reuse_model=args.reuse_model,
                   retry_failed=args.retry_failed, shard=shard)  # fmt: skip
-    for planned in batch.plan():
-        print(f"{planned.action}\t{planned.job.job_id}\t{planned.output}")
+    for planned in batch.plan(lock=False):  # a dry run writes nothing, and may look while a run goes on
+        fields = (planned.action, planned.job.job_id, planned.output)
+        _emit("\t".join(printable(field).replace("\t", "\\x09") for field in fields))
+    for note in batch.ledger.notes:
+        _emit(f"sr4zct batch: warning: {printable(note)}", "stderr")
     return 0
 
 
 def _warn(quiet: bool):
     def warn(text: str) -> None:
         if not quiet:
-            print(f"sr4zct batch: warning: {text}", file=sys.stderr)
+            _emit(f"sr4zct batch: warning: {printable(text)}", "stderr")
 
     return warn
 
@@ -220,7 +275,7 @@ class _Progress:
             return
         kind = event.get("event")
         if kind == "job_started":
-            self.current[event["job_id"]] = event.get("description") or event["job_id"]
+            self.current[event["job_id"]] = printable(event.get("description") or event["job_id"])
             self._line(
                 f"{self._count()} {self.current[event['job_id']]}: started ({event['model_role']} model)",
                 True,
@@ -243,12 +298,12 @@ class _Progress:
         elif kind == "job_ended":
             self.ended += 1
             record = event["record"]
-            name = self.current.pop(event["job_id"], event["job_id"])
+            name = self.current.pop(event["job_id"], printable(event["job_id"]))
             if event["status"] == "done":
                 text = f"done in {record.get('elapsed_s', 0):.0f} s"
             else:
                 self.failed += event["status"] == "failed"
-                text = f"{event['status']}: {record.get('error_message') or ''}"
+                text = f"{event['status']}: {printable(record.get('error_message') or '')}"
             self._line(f"{self._count()} {name}: {text}", True)
 
     def _count(self) -> str:
@@ -257,13 +312,21 @@ class _Progress:
 
     def _line(self, text: str, keep: bool) -> None:
         if self.tty:
-            self.stream.write("\r\x1b[K" + text + ("\n" if keep else ""))
+            self._write("\r\x1b[K" + text + ("\n" if keep else ""))
             self._open_line = not keep
         else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+            self._write(text + "\n")
+
+    def _write(self, text: str) -> None:
+        """A closed stream (a pipe whose reader ended) stops the progress, never the batch."""
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (BrokenPipeError, ConnectionResetError, ValueError, OSError):
+            self.enabled = False
+            if self.stream is sys.stderr:
+                _silence("stderr")
 
     def close(self) -> None:
         if self.enabled and self.tty and self._open_line:
-            self.stream.write("\n")
-            self.stream.flush()
+            self._write("\n")

@@ -363,8 +363,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(report["scores"]))
     print(
         f"\nSR4ZCT gain over linear interpolation: {report['gain_db']:+.2f} dB "
-        f"({report['enhance_parameters'].get('steps', '?')} training steps on {report['parameters']['device']}, "
-        f"{timings.get('total', 0):.0f} s)"
+        f"({report['enhance_parameters'].get('steps', '?')} training steps, {timings.get('total', 0):.0f} s). "
+        f"It ran on {report['parameters']['device']}."
     )
     written = [name for name in OUTPUT_FILES if (folder / name).is_file()]
     print(f"wrote {', '.join(written)} to {folder}")

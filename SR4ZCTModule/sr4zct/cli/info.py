@@ -1,8 +1,10 @@
-"""``sr4zct info INPUT``: show the acquisition geometry SR4ZCT will use (no pixel data is read for DICOM)."""
+"""``sr4zct info INPUT``: show the acquisition geometry SR4ZCT will use, and the slice profile and noise
+estimated from the images (``--no-estimate``: headers only, no pixel data is read for DICOM)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 
@@ -36,6 +38,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         parser, only=("thickness_mm", "series_uid", "slice_axis", "allow_detached_data")
     )
     parser.add_argument("--json", action="store_true", help="print the geometry record as JSON")
+    parser.add_argument(
+        "--no-estimate",
+        action="store_true",
+        help="headers only: do not read the images to estimate the slice profile and the noise",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -62,12 +69,14 @@ def _vec(v) -> str:
 
 def format_geometry(geometry: SeriesGeometry) -> str:
     """Human-readable multi-line description of ``geometry``."""
+    from sr4zct.cli.messages import printable
+
     g = geometry
     lines = _identity_lines(g) + _slab_lines(g) + _orientation_lines(g) + _regularity_lines(g)
     if g.warnings:
         lines.append("Warnings:")
         lines.extend(f"  - {w}" for w in g.warnings)
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # text from the files: no escape sequences
 
 
 def _identity_lines(g: SeriesGeometry) -> list[str]:
@@ -156,8 +165,50 @@ def run(args: argparse.Namespace) -> int:
         args.input, series_uid=options.series_uid, thickness_mm=options.thickness_mm,
         slice_axis=options.slice_axis, allow_detached_data=options.allow_detached_data,
     )  # fmt: skip
+    found = None if args.no_estimate else estimate_from_images(args, options)
     if args.json:
-        print(json.dumps(_json_safe(geometry.to_dict()), indent=2))
+        record = geometry.to_dict()
+        if found is not None:
+            record.update(found)
+        print(json.dumps(_json_safe(record), indent=2))
     else:
-        print(to_cli_words(format_geometry(geometry)))
+        text = format_geometry(geometry) + ("" if found is None else "\n" + "\n".join(estimate_lines(found)))
+        print("\n".join(to_cli_words(line) for line in text.splitlines()))
     return 0
+
+
+def estimate_from_images(args: argparse.Namespace, options: EnhanceOptions) -> dict:
+    """``profile_estimate`` and ``noise_estimate`` (dicts) from the series' images, or ``estimate_error``."""
+    from sr4zct.errors import SR4ZCTError
+    from sr4zct.io import read_volume
+    from sr4zct.method.noise import estimate_noise
+    from sr4zct.method.profile import estimate_volume_profile
+
+    try:
+        volume = read_volume(
+            args.input, series_uid=options.series_uid, thickness_mm=options.thickness_mm,
+            slice_axis=options.slice_axis, allow_detached_data=options.allow_detached_data,
+        )  # fmt: skip
+        noise = estimate_noise(volume.array)
+        profile = estimate_volume_profile(volume)
+    except SR4ZCTError as exc:
+        return {"estimate_error": exc.message}
+    return {"profile_estimate": profile.to_dict(), "noise_estimate": dataclasses.asdict(noise)}
+
+
+def estimate_lines(found: dict) -> list[str]:
+    """The estimated slice profile and noise as report lines."""
+    if "estimate_error" in found:
+        return [f"Slice profile:     not estimated ({found['estimate_error']})"]
+    p, n = found["profile_estimate"], found["noise_estimate"]
+    lo, hi = p["fwhm_range_mm"]
+    family = p["family"] + ("" if p["family_certain"] else " (family uncertain)")
+    lines = [f"Slice profile:     {family}, FWHM {p['fwhm_mm']:.2f} mm (range {lo:.2f}-{hi:.2f} mm), "
+             "estimated from the images"]  # fmt: skip
+    if p["disagrees_with_nominal"]:
+        lines.append(f"                   WARNING: far from the slice thickness of {p['nominal_mm']:g} mm")
+    if n["pixels"]:
+        lines.append(
+            f"Slice noise:       {n['sigma_hu']:.1f} HU (neighbouring slices correlated {n['correlation']:.2f})"
+        )
+    return lines

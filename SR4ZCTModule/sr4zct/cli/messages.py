@@ -14,6 +14,11 @@
 Names inside paths (``/data/model_path/x``), longer names (``sr4zct_slice_thickness_mm``) and flags
 already present are left alone. The names and flags are the options'
 (:class:`~sr4zct.run.options.EnhanceOptions`), plus the reader keywords in :data:`READER_FLAGS`.
+
+:func:`printable` makes text from files (DICOM descriptions, file names, messages that quote them) safe for a
+terminal: control characters (escape sequences), bidirectional overrides and bytes of file names that are
+not UTF-8 become visible escapes (``\x1b``, ``\u202e``, ``\udcff``). :func:`to_cli_words` returns printable
+text on one line.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import re
 
 from sr4zct.run.options import EnhanceOptions, flag_of
 
-__all__ = ["API_TO_FLAG", "READER_FLAGS", "to_cli_words"]
+__all__ = ["API_TO_FLAG", "READER_FLAGS", "printable", "to_cli_words"]
 
 #: Reader keywords that are not (yet) enhancement options.
 READER_FLAGS = {"allow_detached_data": "--allow-detached-data"}
@@ -46,8 +51,31 @@ def _pattern(name: str) -> re.Pattern[str]:
 _PATTERNS = [(_pattern(name), API_TO_FLAG[name]) for name in sorted(API_TO_FLAG, key=len, reverse=True)]
 
 
+# C0 and C1 controls and DEL (escape sequences), Unicode format controls that reorder or hide text
+# (bidirectional overrides and isolates, zero-width characters), line and paragraph separators, and lone
+# surrogates (bytes of a file name that are not UTF-8).
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object, *, keep_newlines: bool = False) -> str:
+    """``text`` with every character a terminal would act on (escape sequences, bidirectional overrides,
+    other control characters) or could not encode (lone surrogates) shown as an escape such as ``\x1b``;
+    tabs stay, newlines too with ``keep_newlines`` (else ``\n`` is shown as ``\x0a``)."""
+    text = str(text)
+    out = _UNPRINTABLE.sub(_escape, text)
+    return out if keep_newlines else out.replace("\n", "\\x0a")
+
+
 def to_cli_words(message: str) -> str:
-    """``message`` with the Python API's parameter names replaced by the command-line flags."""
+    """``message`` with the Python API's parameter names replaced by the command-line flags, made printable
+    on one line (:func:`printable`: a line break in a quoted path or DICOM text is shown as ``\x0a``)."""
 
     def replace(flag: str):
         def sub(match: re.Match[str]) -> str:
@@ -57,4 +85,4 @@ def to_cli_words(message: str) -> str:
 
     for pattern, flag in _PATTERNS:
         message = pattern.sub(replace(flag), message)
-    return message
+    return printable(message)

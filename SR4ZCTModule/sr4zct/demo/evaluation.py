@@ -23,6 +23,7 @@ from sr4zct.volume import Volume, make_geometry
 
 __all__ = [
     "BASELINES",
+    "NOISE_MODELS",
     "aligned_phase_mm",
     "body_box",
     "interpolate_baseline",
@@ -67,12 +68,22 @@ def aligned_phase_mm(thickness_mm: float, spacing_mm: float, slice_mm: float) ->
     return float(phase)
 
 
+#: how simulated noise is made: ``independent`` (every thick slice its own noise, as added to a finished
+#: series) or ``integrated`` (white noise on the thin grid integrated by the slice profile, so that
+#: overlapping slices share noise as a real reconstruction's do)
+NOISE_MODELS = ("independent", "integrated")
+
+
 def simulate_acquisition(
     ground_truth: Volume,
     thickness_mm: float,
     spacing_mm: float,
     profile: str = "box",
     phase_mm: float = 0.0,
+    *,
+    noise_sigma_hu: float = 0.0,
+    noise_model: str = "independent",
+    seed: int = 0,
 ) -> Volume:
     """Thick slices along z (array axis 0) of a thin-slice ground truth, with the exact acquisition model.
 
@@ -84,6 +95,10 @@ def simulate_acquisition(
     profile : ``"box"`` or ``"gaussian"``.
     phase_mm : offset of the first thick slice's lower edge from the ground truth's first voxel edge,
         in ``[0, d)``.
+    noise_sigma_hu : standard deviation of the Gaussian noise of every thick-slice voxel (0: none).
+    noise_model : one of :data:`NOISE_MODELS`; both give every thick voxel noise of ``noise_sigma_hu``,
+        white in-plane.
+    seed : seeds the noise.
 
     Returns
     -------
@@ -95,15 +110,17 @@ def simulate_acquisition(
 
     slice_mm = _regular_spacing_mm(ground_truth, "ground truth")
     geom = ground_truth.geometry
-    thick, centres = simulate_thick_slices(
-        np.asarray(ground_truth.array, np.float32),
-        pixel_mm=slice_mm,
-        thickness_mm=thickness_mm,
-        spacing_mm=spacing_mm,
-        phase_mm=phase_mm,
-        profile=profile,
-        axis=0,
-    )
+    common = {
+        "pixel_mm": slice_mm,
+        "thickness_mm": thickness_mm,
+        "spacing_mm": spacing_mm,
+        "phase_mm": phase_mm,
+        "profile": profile,
+        "axis": 0,
+    }
+    thick, centres = simulate_thick_slices(np.asarray(ground_truth.array, np.float32), **common)
+    if noise_sigma_hu > 0:
+        thick = thick + _simulated_noise(ground_truth.array.shape, noise_sigma_hu, noise_model, seed, common)
     # centres are measured from the lower edge of the first thin slice, whose centre is at slice_mm / 2
     first_mm = float(centres[0]) - 0.5 * slice_mm
     axis0 = np.asarray(geom.axes_lps[0], float)
@@ -127,7 +144,27 @@ def simulate_acquisition(
             "simulated_phase_mm": f"{phase_mm:g}",
         }
     )
+    if noise_sigma_hu > 0:
+        metadata.update({"simulated_noise_hu": f"{noise_sigma_hu:g}", "simulated_noise_model": noise_model})
     return Volume(np.ascontiguousarray(thick, dtype=np.float32), thick_geom, metadata)
+
+
+def _simulated_noise(shape, sigma_hu: float, model: str, seed: int, acquisition: dict) -> np.ndarray:
+    """Noise of the thick slices (float32, std ``sigma_hu`` per voxel) under ``model``."""
+    from sr4zct.method.acquisition import degrade_matrix, simulate_thick_slices
+
+    if model not in NOISE_MODELS:
+        raise ParameterError(f"Unknown noise model {model!r}; choose one of {', '.join(NOISE_MODELS)}.")
+    if not (math.isfinite(sigma_hu) and sigma_hu > 0):
+        raise ParameterError(f"The noise level must be a positive number of HU, got {sigma_hu!r}.")
+    rng = np.random.default_rng(seed)
+    w, _ = degrade_matrix(shape[0], **{k: v for k, v in acquisition.items() if k != "axis"})
+    if model == "independent":
+        return sigma_hu * rng.standard_normal((w.shape[0], *shape[1:]), dtype=np.float32)
+    gain = math.sqrt(float(np.mean(np.sum(w * w, axis=1))))  # std of a thick slice of unit white noise
+    thin = rng.standard_normal(shape, dtype=np.float32) * np.float32(sigma_hu / gain)
+    noise, _ = simulate_thick_slices(thin, **acquisition)
+    return noise.astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sr4zct.errors import InputError, ParameterError
+from sr4zct.errors import InputError, OutputError, ParameterError
 from sr4zct.io.dicom import SeriesInfo, list_series, read_dicom_geometry, read_dicom_volume
 from sr4zct.volume import SeriesGeometry, Volume
 
@@ -167,8 +167,6 @@ def output_kind(path: str | os.PathLike) -> str:
     OutputError
         An extension SR4ZCT does not write.
     """
-    from sr4zct.errors import OutputError
-
     path = as_path(path, "output_path")
     suffix = image_suffix(path)
     if suffix is not None and not path.is_dir():
@@ -192,13 +190,17 @@ def check_output(
     *,
     overwrite: bool = False,
     input_path: str | os.PathLike | None = None,
+    content: str | None = None,
 ) -> Path:
     """Check, before any long computation, that :func:`write_volume` will accept ``path``.
 
     Applies the same rules as the writers: a known output type (:func:`output_kind`); an existing output
-    needs ``overwrite`` and must be one SR4ZCT wrote (see :func:`sr4zct.io.atomic.check_output_path`); the
-    output may not be the input, lie inside the input DICOM folder (a DICOM file input counts as its
-    folder) or contain it. Returns the resolved path; raises ``OutputError``.
+    needs ``overwrite`` and must be one SR4ZCT wrote, of the same kind when ``content`` is given
+    (``"volume"``, ``"uncertainty"``, ``"preview"``; see :func:`sr4zct.io.atomic.check_output_path`); the
+    output may not be a symbolic link, be the input, lie inside the input DICOM folder (a DICOM file input
+    counts as its folder) or contain it; a NIfTI output may not share its sidecar with a sibling
+    (``ct.nii`` beside ``ct.nii.gz``); an image file name must be UTF-8 text. Returns the resolved path;
+    raises ``OutputError``.
     """
     from sr4zct.io.atomic import check_output_path
 
@@ -210,12 +212,31 @@ def check_output(
         inputs.append(source)
         if source.is_file() and image_suffix(source) is None:
             inputs.append(source.parent)
-    resolved = check_output_path(path, overwrite=overwrite, directory=kind == "dicom", inputs=inputs)
+    if kind == "image":
+        from sr4zct.io.files import check_utf8_name
+
+        check_utf8_name(path.absolute(), OutputError)
+    resolved = check_output_path(
+        path, overwrite=overwrite, directory=kind == "dicom", inputs=inputs, content=content
+    )
     if kind == "image" and image_suffix(path) in (".nii", ".nii.gz"):
         from sr4zct.io.image import check_sidecar
 
         check_sidecar(resolved, overwrite=overwrite)
     return resolved
+
+
+def _check_same_content(path: Path, volume: Volume, metadata: dict) -> None:
+    """With ``overwrite``, an existing SR4ZCT output is replaced only by the same kind of output (an
+    enhanced volume, an uncertainty map or a preview: ``sr4zct_content`` of the metadata); the writers'
+    own checks, in their order, with that kind."""
+    from sr4zct.io.atomic import check_output_path
+    from sr4zct.io.ownership import content_of_metadata
+
+    check_output_path(
+        path, overwrite=True, directory=output_kind(path) == "dicom",
+        inputs=[volume.geometry.extra.get("source_path")], content=content_of_metadata(metadata),
+    )  # fmt: skip
 
 
 def write_volume(
@@ -239,11 +260,11 @@ def write_volume(
         it is the input or inside the input DICOM folder, the volume holds NaN/Inf, or it cannot be written.
         Nothing partial is left behind.
     """
-    from sr4zct.errors import ParameterError
-
     if not isinstance(volume, Volume):
         raise ParameterError(f"write_volume needs a Volume, got {type(volume).__name__}.")
     path = as_path(path, "output_path")
+    if overwrite:
+        _check_same_content(path, volume, {**volume.metadata, **(metadata or {})})
     if output_kind(path) == "image":
         from sr4zct.io.image import write_image_volume
 

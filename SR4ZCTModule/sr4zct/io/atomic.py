@@ -9,6 +9,16 @@ replaced when the caller asked for it. Use :func:`atomic_output` for any file or
 
 For a folder (``directory=True``) the context yields an empty temporary folder created beside the target.
 
+Several outputs of one run (the volume, its sidecar, the uncertainty map, the saved model) are moved into
+place together: inside ``with staged_outputs():`` each :func:`atomic_output` leaves its complete temporary
+in place and the block's end moves them all; an earlier output is first renamed aside and deleted only once
+every new file is in place, and put back if any move fails. So a run that fails at any write leaves an
+earlier result exactly as it was.
+
+An output path that is a symbolic link is refused (never followed: its target would be replaced), and
+``overwrite`` replaces an earlier output only with the same kind of output (``content``: an enhanced volume
+by an enhanced volume, never an uncertainty map, a preview or a model file by another kind).
+
 Temporary names are ``.<stem>.sr4zct-tmp-<host>-<pid>-<random><suffix>`` (``<host>``: 8 hex digits of a hash
 of the host name). A writer killed with SIGKILL cannot clean up; the next :func:`atomic_output` for the same
 target removes such leftovers of that target whose writer process no longer exists on this host (a live
@@ -18,6 +28,7 @@ writer's, another host's and unrecognised files are kept).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import hashlib
 import os
@@ -115,8 +126,12 @@ def check_output_path(
     overwrite: bool = False,
     directory: bool = False,
     inputs: Iterable[str | os.PathLike | None] = (),
+    content: str | None = None,
 ) -> Path:
-    """Validate an output path before any work is done; returns it resolved.
+    """Validate an output path before any work is done; returns it resolved (its own name is never a link).
+
+    ``content`` is the kind of output to be written (:data:`sr4zct.io.ownership.CONTENTS`); with
+    ``overwrite`` an existing SR4ZCT output of another kind is refused.
 
     Raises
     ------
@@ -124,21 +139,36 @@ def check_output_path(
         The output is one of ``inputs``, lies inside an input folder, contains an input, exists and
         ``overwrite`` is False (an empty folder counts as free for ``directory=True``), exists and was not
         written by SR4ZCT (:func:`check_replaceable`; checked even with ``overwrite``), is a folder where a
-        file is expected (or the reverse), or its parent cannot be created.
+        file is expected (or the reverse), is a symbolic link, is an earlier output of another kind than
+        ``content``, or its parent cannot be created.
     """
-    target = Path(path).expanduser().resolve()
+    target = unfollowed_path(path)
     for item in inputs:
         if item is not None:
             _check_apart_from_input(target, Path(item).expanduser().resolve())
     if target.exists():
-        _check_existing_output(target, overwrite=overwrite, directory=directory)
+        _check_existing_output(target, overwrite=overwrite, directory=directory, content=content)
     _check_parent_writable(target)
     return target
 
 
+def unfollowed_path(path: str | os.PathLike) -> Path:
+    """``path`` made absolute with its folder resolved but its own name kept; a symbolic link there is
+    refused (following it would write over the link's target, wherever that is)."""
+    absolute = Path(os.path.abspath(Path(path).expanduser()))
+    if absolute.is_symlink():
+        raise OutputError(
+            f"The output {absolute} is a symbolic link; SR4ZCT never writes through a link (its target would be "
+            "replaced). Give the real path, or remove the link."
+        )
+    if absolute.name in ("", ".", ".."):
+        return absolute.resolve()
+    return absolute.parent.resolve() / absolute.name
+
+
 def _check_apart_from_input(target: Path, source: Path) -> None:
     """Refuse an output that is the input, lies inside the input folder or contains the input."""
-    if target == source:
+    if target == source or _same_file(target, source):
         raise OutputError(f"The output {target} is the input; choose another output path.")
     if source.is_dir() and _is_within(target, source):
         raise OutputError(
@@ -149,9 +179,19 @@ def _check_apart_from_input(target: Path, source: Path) -> None:
         raise OutputError(f"The output {target} contains the input {source}; choose another output path.")
 
 
-def _check_existing_output(target: Path, *, overwrite: bool, directory: bool) -> None:
-    """Refuse an existing output of the wrong kind, one without ``overwrite`` (an empty folder is free for
-    a folder output) and, with ``overwrite``, one SR4ZCT did not write."""
+def _same_file(a: Path, b: Path) -> bool:
+    """True when both exist and are one file (another spelling on a case-insensitive disk, a hard link)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def _check_existing_output(
+    target: Path, *, overwrite: bool, directory: bool, content: str | None = None
+) -> None:
+    """Refuse an existing output of the wrong type, one without ``overwrite`` (an empty folder is free for
+    a folder output) and, with ``overwrite``, one SR4ZCT did not write or of another ``content``."""
     if directory:
         if not target.is_dir():
             raise OutputError(f"The output {target} exists and is a file, not a folder.")
@@ -165,7 +205,7 @@ def _check_existing_output(target: Path, *, overwrite: bool, directory: bool) ->
         if not overwrite:
             raise OutputError(f"The output {target} exists; use overwrite=True to replace it.")
     if overwrite and not _is_empty_dir(target):
-        check_replaceable(target)
+        check_replaceable(target, content)
 
 
 def _check_parent_writable(target: Path) -> None:
@@ -179,21 +219,30 @@ def _check_parent_writable(target: Path) -> None:
     _probe_writable(target.parent)
 
 
-def check_replaceable(target: str | os.PathLike) -> None:
-    """Refuse to replace an existing path that SR4ZCT did not write (:mod:`sr4zct.io.ownership`).
+def check_replaceable(target: str | os.PathLike, content: str | None = None) -> None:
+    """Refuse to replace an existing path that SR4ZCT did not write (:mod:`sr4zct.io.ownership`), or (with
+    ``content``) an SR4ZCT output of another kind.
 
     Raises
     ------
     OutputError
-        Saying what the path is not, and that ``overwrite`` replaces only SR4ZCT's own outputs.
+        Saying what the path is not, and that ``overwrite`` replaces only SR4ZCT's own outputs of the same
+        kind.
     """
-    from sr4zct.io.ownership import foreign_reason
+    from sr4zct.io.ownership import CONTENTS, foreign_reason, sr4zct_content
 
     reason = foreign_reason(target)
     if reason is not None:
         raise OutputError(
             f"Refusing to replace {target}: {reason}, so it is not a previous output of SR4ZCT (overwrite=True "
             "replaces only files and folders SR4ZCT wrote); remove it yourself or choose another output path."
+        )
+    existing = sr4zct_content(target) if content is not None else None
+    if existing is not None and existing != content:
+        raise OutputError(
+            f"Refusing to replace {target}: it is {CONTENTS[existing]} SR4ZCT wrote earlier and this run writes "
+            f"{CONTENTS.get(content, content)} (overwrite=True replaces an output only with the same kind of "
+            "output); choose another output path."
         )
 
 
@@ -314,45 +363,158 @@ def atomic_output(
             raise _output_error(target, exc) from exc
     try:
         yield tmp
-        for tmp_side, final_side in sidecars:
-            if tmp_side.exists():
-                os.replace(tmp_side, final_side)
-        if directory:
-            _replace_dir(tmp, target)
-        else:
-            if not tmp.exists():
-                raise OutputError(f"Nothing was written to {target}.")
-            os.replace(tmp, target)
+        if not tmp.exists():
+            raise OutputError(f"Nothing was written to {target}.")
     except OSError as exc:
-        _remove(tmp)
-        for tmp_side, _ in sidecars:
-            _remove(tmp_side)
+        _remove_all([tmp, *(side for side, _ in sidecars)])
         raise _output_error(target, exc) from exc
     except BaseException:
-        _remove(tmp)
-        for tmp_side, _ in sidecars:
-            _remove(tmp_side)
+        _remove_all([tmp, *(side for side, _ in sidecars)])
         raise
+    moves = [(side, final) for side, final in sidecars if side.exists()] + [(tmp, target)]
+    staging = _STAGING.get()
+    if staging is not None:
+        staging.extend(moves)  # moved into place with the run's other outputs (staged_outputs)
+    else:
+        commit_moves(moves)
+
+
+def _remove_all(paths: Iterable[Path]) -> None:
+    for path in paths:
+        _remove(path)
+
+
+class StagedOutputs:
+    """The complete temporaries of one run's outputs and where each goes; see :func:`staged_outputs`."""
+
+    def __init__(self) -> None:
+        self.moves: list[tuple[Path, Path]] = []
+
+    def add(self, new: str | os.PathLike, final: str | os.PathLike) -> None:
+        """Move the complete file or folder ``new`` to ``final`` with the others."""
+        self.moves.append((Path(new), Path(final)))
+
+    def extend(self, moves: Iterable[tuple[Path, Path]]) -> None:
+        self.moves.extend(moves)
+
+    def discard(self) -> None:
+        _remove_all(new for new, _ in self.moves)
+        self.moves.clear()
+
+
+_STAGING: contextvars.ContextVar[StagedOutputs | None] = contextvars.ContextVar(
+    "sr4zct_staging", default=None
+)
+
+
+@contextlib.contextmanager
+def staged_outputs() -> Iterator[StagedOutputs]:
+    """Every :func:`atomic_output` inside the block is moved into place only at its end, all together
+    (:func:`commit_moves`); an exception inside the block removes every temporary and leaves every earlier
+    output as it was. ``add`` stages other complete files (a saved model)."""
+    staging = StagedOutputs()
+    token = _STAGING.set(staging)
+    try:
+        yield staging
+    except BaseException:
+        staging.discard()
+        raise
+    finally:
+        _STAGING.reset(token)
+    try:
+        commit_moves(staging.moves)
+    finally:
+        staging.moves.clear()
+
+
+def commit_moves(moves: list[tuple[Path, Path]]) -> None:
+    """Move each complete temporary ``new`` to its ``final`` path, all or none.
+
+    One file replaces its final path with a single ``os.replace`` (atomic). Several (or a folder): every
+    existing final path is first kept aside under ``.<name>.sr4zct-old-<random>`` (a hard link, so the file
+    stays in place; a folder, or a file where links are not possible, is renamed), then the new ones are
+    moved in; only then are the old ones deleted. If any step fails, the new ones already moved are removed
+    and the old ones put back, and the remaining temporaries are removed. A hard kill in between can leave
+    an old output under its aside name, never delete it.
+
+    Raises
+    ------
+    OutputError
+        A move failed (disk, permissions); every earlier output is as it was.
+    """
+    if len(moves) == 1 and not moves[0][0].is_dir():
+        new, final = moves[0]
+        try:
+            os.replace(new, final)
+        except OSError as exc:
+            _remove(new)
+            raise _output_error(final, exc) from exc
+        return
+    asides: dict[Path, tuple[Path, bool]] = {}  # final -> (its old version's aside name, renamed)
+    placed: list[Path] = []
+    try:
+        for _, final in moves:
+            if os.path.lexists(final):
+                asides[final] = _keep_aside(final)
+        for new, final in moves:
+            os.replace(new, final)
+            placed.append(final)
+    except BaseException as exc:
+        _roll_back(moves, placed, asides)
+        if isinstance(exc, OSError):
+            raise _output_error(
+                moves[len(placed)][1] if len(placed) < len(moves) else moves[-1][1], exc
+            ) from exc
+        raise
+    _remove_all(aside for aside, _ in asides.values())
+
+
+def _keep_aside(final: Path) -> tuple[Path, bool]:
+    """Keep ``final``'s present version under a free aside name: a hard link for a file (it stays where it
+    is), else a rename. Returns the aside name and whether ``final`` was renamed away."""
+    aside = _aside_name(final)
+    if not final.is_dir() and not final.is_symlink():
+        try:
+            os.link(final, aside)
+            return aside, False
+        except OSError:
+            pass  # no hard links here (FAT, some network shares): rename instead
+    os.replace(final, aside)
+    return aside, True
+
+
+def _aside_name(final: Path) -> Path:
+    """A free name beside ``final`` to keep its old version while the new one moves in (never a name that
+    is taken: ``os.replace`` would replace what is there)."""
+    for _ in range(8):
+        aside = final.with_name(f".{final.name}.sr4zct-old-{uuid.uuid4().hex[:12]}")
+        if not os.path.lexists(aside):
+            return aside
+    raise OSError(errno.EEXIST, "no free name to keep the earlier output aside", str(final))
+
+
+def _roll_back(
+    moves: list[tuple[Path, Path]], placed: list[Path], asides: dict[Path, tuple[Path, bool]]
+) -> None:
+    """Undo a failed :func:`commit_moves`: the old versions back in place, the new ones removed."""
+    for final in reversed(placed):
+        if final not in asides:
+            _remove(final)  # there was nothing before: the new one goes
+    for final, (aside, renamed) in asides.items():
+        with contextlib.suppress(OSError):
+            if renamed or final in placed:
+                if final.is_dir() and not final.is_symlink() and final in placed:
+                    _remove(final)  # a folder cannot be replaced by os.replace while it holds files
+                os.replace(aside, final)
+            else:
+                aside.unlink()  # a hard link of a file that was never touched
+    _remove_all(new for new, _ in moves)
 
 
 def _sidecar(path: Path, suffix: str) -> Path:
     own = _suffixes(path.name)
     base = path.name[: len(path.name) - len(own)] if own else path.name
     return path.with_name(base + suffix)
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}{_TMP_MARK}old-{uuid.uuid4().hex[:12]}")
-        os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            os.replace(old, target)
-            raise
-        _remove(old)
-    else:
-        os.replace(tmp, target)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:

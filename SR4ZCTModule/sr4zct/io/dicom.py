@@ -4,6 +4,11 @@ Files are recognised by content, not by name or extension (Siemens ``.IMA``, no 
 everything under the folder (recursively) is tried and non-DICOM files are skipped. Slices are grouped
 by SeriesInstanceUID and sorted by position (:func:`sr4zct.method.geometry.geometry_from_slices`), never by file
 name or InstanceNumber. Pixel values are converted to HU with RescaleSlope/RescaleIntercept (per slice).
+
+A series is one patient's and one study's: slices that share a SeriesInstanceUID but differ in PatientID,
+PatientName or StudyInstanceUID are refused, naming both. RescaleSlope and RescaleIntercept must be on every
+slice of a series or on none (a slice without them would be read about 1024 HU off). Links to folders are
+followed (with a loop guard, :func:`sr4zct.io.files.walk_files`); only regular files are opened.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from sr4zct.errors import GeometryError, InputError, ParameterError, ResourceError
+from sr4zct.io.files import require_regular_file, walk_files
 from sr4zct.method.geometry import geometry_from_slices
 from sr4zct.volume import SeriesGeometry, Volume
 
@@ -82,6 +88,7 @@ class SliceHeader:
     series_number: int | None
     reference: dict[str, Any]
     image_type: tuple[str, ...] = ()
+    rescale: tuple[bool, bool] = (False, False)  # RescaleSlope, RescaleIntercept present with a value
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,7 @@ def _read_header(path: Path) -> Any | None:
     pydicom = _pydicom()
     from pydicom.errors import InvalidDicomError
 
+    require_regular_file(path, "The DICOM file")  # a named pipe would make the read wait forever
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except OSError as exc:
@@ -267,7 +275,20 @@ def _header(path: Path, ds: Any) -> SliceHeader:
         series_number=_int_or_none(_get(ds, "SeriesNumber")),
         reference=reference,
         image_type=_image_type(_get(ds, "ImageType")),
+        rescale=_rescale_present(ds),
     )
+
+
+def _rescale_present(ds: Any) -> tuple[bool, bool]:
+    """Whether RescaleSlope and RescaleIntercept are present with a (non-empty) value."""
+    out = []
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        try:
+            present = keyword in ds and _raw_value(ds, keyword) not in (None, "", b"")
+        except Exception:  # a damaged element counts as present: the pixel read refuses it by name
+            present = True
+        out.append(bool(present))
+    return out[0], out[1]
 
 
 def _unreadable_folder(exc: OSError) -> None:
@@ -278,13 +299,12 @@ def _unreadable_folder(exc: OSError) -> None:
 
 
 def _iter_files(folder: Path) -> Iterator[Path]:
-    """Every non-hidden file under ``folder``; a folder that cannot be listed raises :class:`InputError`
-    (``os.walk`` alone skips it silently, and its slices would be missing)."""
-    for root, dirs, files in os.walk(folder, onerror=_unreadable_folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and _is_regular(Path(root) / name):
-                yield Path(root) / name
+    """Every non-hidden file under ``folder``, through links to folders (a loop is searched once); a folder
+    that cannot be listed raises :class:`InputError` (``os.walk`` alone skips it silently, and its slices
+    would be missing)."""
+    for path in walk_files(folder, onerror=_unreadable_folder):
+        if _is_regular(path):
+            yield path
 
 
 def _is_regular(path: Path) -> bool:
@@ -320,7 +340,7 @@ def scan_folder(folder: str | os.PathLike) -> dict[str, list[SliceHeader]]:
     if not folder.is_dir():
         raise InputError(f"DICOM folder {folder} does not exist or is not a folder.")
     groups: dict[str, list[SliceHeader]] = {}
-    seen_sop: set[str] = set()
+    seen_sop: dict[str, SliceHeader] = {}
     n_files = 0
     empty: list[Path] = []
     for path in _iter_files(folder):
@@ -332,10 +352,8 @@ def scan_folder(folder: str | os.PathLike) -> dict[str, list[SliceHeader]]:
         if ds is None:
             continue
         header = _header(path, ds)
-        if header.sop_uid is not None:
-            if header.sop_uid in seen_sop:
-                continue  # the same image stored twice (copies): keep the first
-            seen_sop.add(header.sop_uid)
+        if is_copy(header, seen_sop):
+            continue  # the same image stored twice (copies): keep the first
         groups.setdefault(header.series_uid, []).append(header)
     if not groups:
         note = f", {len(empty)} of them empty (0 bytes)" if empty else ""
@@ -349,6 +367,23 @@ def scan_folder(folder: str | os.PathLike) -> dict[str, list[SliceHeader]]:
             f"{empty[0].name}): a slice that was not copied completely? Restore or remove them."
         )
     return groups
+
+
+def is_copy(header: SliceHeader, seen: dict[str, SliceHeader]) -> bool:
+    """True when ``header`` is an image already in ``seen`` (by SOPInstanceUID) stored a second time; records
+    it otherwise. A file that reuses a SOPInstanceUID for another patient, study, series or position is no
+    copy: it is kept, and the series checks refuse what it mixes up."""
+    if header.sop_uid is None:
+        return False
+    first = seen.setdefault(header.sop_uid, header)
+    if first is header:
+        return False
+    keys = ("PatientID", "PatientName", "StudyInstanceUID")
+    return (
+        _identity(first, keys) == _identity(header, keys)
+        and first.series_uid == header.series_uid
+        and first.position == header.position
+    )
 
 
 def _summaries(groups: dict[str, list[SliceHeader]]) -> list[SeriesInfo]:
@@ -382,9 +417,48 @@ def _check_images(headers: list[SliceHeader], description: str) -> None:
     """Refuse a series SR4ZCT cannot read as one grey-level volume: multi-frame or colour images, damaged
     or differing image sizes, missing position, orientation or pixel spacing."""
     name = f" '{description}'" if description else ""
+    _check_one_patient_and_study(headers, name)
     _check_single_frame_grey(headers, name)
     _check_image_sizes(headers, name)
     _check_plane_attributes(headers, name)
+    _check_rescale_everywhere(headers, name)
+
+
+def _identity(header: SliceHeader, keywords: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(" ".join(str(header.reference.get(k) or "").split()) for k in keywords)
+
+
+def _check_one_patient_and_study(headers: list[SliceHeader], name: str) -> None:
+    """Refuse slices of two patients (PatientID, PatientName) or two studies (StudyInstanceUID) that share
+    a SeriesInstanceUID: read together they would be one wrong volume."""
+    for what, keywords in (("patients", ("PatientID", "PatientName")), ("studies", ("StudyInstanceUID",))):
+        first: dict[tuple[str, ...], SliceHeader] = {}
+        for header in headers:
+            first.setdefault(_identity(header, keywords), header)
+        if len(first) > 1:
+            (a, ha), (b, hb) = list(first.items())[:2]
+            raise InputError(
+                f"The series{name} (SeriesInstanceUID {headers[0].series_uid}) holds slices of {len(first)} "
+                f"{what}: {_shown(keywords, a)} (e.g. {ha.path}) and {_shown(keywords, b)} (e.g. {hb.path}); a "
+                "series is one patient's scan in one study. Separate the files into one folder per series."
+            )
+
+
+def _shown(keywords: tuple[str, ...], values: tuple[str, ...]) -> str:
+    return ", ".join(f"{k} {v!r}" for k, v in zip(keywords, values, strict=True))
+
+
+def _check_rescale_everywhere(headers: list[SliceHeader], name: str) -> None:
+    """RescaleSlope and RescaleIntercept on every slice or on none: a slice without them among slices with
+    them would be read with slope 1 and intercept 0 (about 1024 HU off)."""
+    for index, keyword in enumerate(("RescaleSlope", "RescaleIntercept")):
+        lacking = [h for h in headers if not h.rescale[index]]
+        if 0 < len(lacking) < len(headers):
+            raise InputError(
+                f"{len(lacking)} of {len(headers)} slice(s) of the series{name} have no {keyword} (e.g. "
+                f"{lacking[0].path}) while the others have one; their values cannot be converted to HU "
+                "consistently. Restore the files from the original data."
+            )
 
 
 def _check_single_frame_grey(headers: list[SliceHeader], name: str) -> None:
@@ -559,19 +633,31 @@ def _read_pixels(header: SliceHeader, shape: tuple[int, int]) -> np.ndarray:
             f"DICOM file {header.path} holds an image of shape {pixels.shape}, expected {shape}."
         )
     slope, intercept = _rescale(ds, header.path)
+    _check_hu_range(pixels, slope, intercept, header.path)
     if slope == 1.0 and intercept == 0.0:
         return pixels.astype(np.float32)  # float data keeps NaN/Inf: the enhancement checks refuse them
-    finite = pixels[np.isfinite(pixels)] if pixels.dtype.kind == "f" else pixels
-    ends = [float(v) * slope + intercept for v in ((finite.min(), finite.max()) if finite.size else ())]
-    if any(abs(v) > MAX_ABS_HU for v in ends):
-        raise InputError(
-            f"DICOM file {header.path} has RescaleSlope {slope:g} and RescaleIntercept {intercept:g}, which give "
-            f"values up to {max(abs(v) for v in ends):.3g} HU, far outside any CT scale (|HU| <= "
-            f"{MAX_ABS_HU:g}); the header is damaged."
-        )
     if slope == 1.0:
         return pixels.astype(np.float32) + np.float32(intercept)
     return (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
+
+
+def _check_hu_range(pixels: np.ndarray, slope: float, intercept: float, path: Path) -> None:
+    """Refuse finite values beyond +-:data:`MAX_ABS_HU` after rescaling (float pixel data included, which
+    has no rescale to blame): far outside any CT scale, and beyond float32 precision for the network."""
+    finite = pixels[np.isfinite(pixels)] if pixels.dtype.kind == "f" else pixels
+    ends = [float(v) * slope + intercept for v in ((finite.min(), finite.max()) if finite.size else ())]
+    if not any(abs(v) > MAX_ABS_HU for v in ends):
+        return
+    worst = max(abs(v) for v in ends)
+    if (slope, intercept) == (1.0, 0.0):
+        raise InputError(
+            f"DICOM file {path} holds values up to {worst:.3g} HU, far outside any CT scale (|HU| <= "
+            f"{MAX_ABS_HU:g}); the pixel data is damaged or not CT."
+        )
+    raise InputError(
+        f"DICOM file {path} has RescaleSlope {slope:g} and RescaleIntercept {intercept:g}, which give "
+        f"values up to {worst:.3g} HU, far outside any CT scale (|HU| <= {MAX_ABS_HU:g}); the header is damaged."
+    )
 
 
 def _rescale(ds: Any, path: Path) -> tuple[float, float]:

@@ -14,6 +14,12 @@ round-trip exactly (up to NIfTI's float32 storage).
 Slice thickness is not part of these formats: it comes from ``thickness_mm=`` (source ``"user"``), else the
 header key ``sr4zct_slice_thickness_mm`` (NRRD/MHA header, or the NIfTI JSON sidecar ``<name>.json``,
 where a BIDS/dcm2niix ``SliceThickness`` also counts; source ``"header"``), else it is missing.
+
+A NIfTI sidecar ``<stem>.json`` belongs to the one NIfTI file beside it: SR4ZCT's own sidecars name that file
+(``sr4zct_image_file``), a sidecar naming another file is not read, and when both ``<stem>.nii`` and
+``<stem>.nii.gz`` exist a sidecar that names neither is not read (a warning says so). A NIfTI output whose
+sidecar would be shared with such a sibling is refused. Values beyond +-1e6 (far outside any CT scale, as the
+DICOM reader refuses them) are refused, and so is a file name that is not UTF-8 text (SimpleITK would abort).
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ import numpy as np
 from sr4zct._version import __version__
 from sr4zct.errors import GeometryError, InputError, OutputError, ParameterError
 from sr4zct.io.atomic import atomic_output, check_finite_output, check_output_path, disk_full_or
-from sr4zct.io.dicom import check_thickness
+from sr4zct.io.dicom import MAX_ABS_HU, check_thickness
+from sr4zct.io.files import check_utf8_name, require_regular_file
 from sr4zct.io.image_headers import PixelData, check_pixel_data, inspect_image_file
 from sr4zct.volume import SeriesGeometry, Volume
 
@@ -42,6 +49,8 @@ THICKNESS_KEY = "sr4zct_slice_thickness_mm"
 #: Start of the NIfTI ``descrip`` of every NIfTI file SR4ZCT writes (NRRD/MHA carry SLICE_AXIS_KEY).
 OUTPUT_MARK = "SR4ZCT"
 SLICE_AXIS_KEY = "sr4zct_slice_axis"
+#: The sidecar key naming the NIfTI file a sidecar SR4ZCT wrote belongs to.
+IMAGE_FILE_KEY = "sr4zct_image_file"
 READ_SUFFIXES = (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd")
 WRITE_SUFFIXES = (".nii.gz", ".nrrd", ".nii", ".mha")
 
@@ -103,6 +112,17 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name[: len(path.name) - len(suffix)] + ".json")
 
 
+def nifti_sibling(path: str | os.PathLike) -> Path | None:
+    """The other NIfTI name that shares ``path``'s sidecar (``ct.nii`` <-> ``ct.nii.gz``), or None."""
+    path = Path(path)
+    name = path.name
+    if name.lower().endswith(".nii.gz"):
+        return path.with_name(name[: -len(".gz")])
+    if name.lower().endswith(".nii"):
+        return path.with_name(name + ".gz")
+    return None
+
+
 def permutation(source_slice_axis: int) -> tuple[int, int, int]:
     """Source NumPy axes in Volume order: the slice axis first, the other two in file order."""
     s = int(source_slice_axis)
@@ -151,14 +171,16 @@ def _geometry(
     *,
     thickness_mm: float | None,
     slice_axis: int | None,
+    notes: list[str] | None = None,
 ) -> SeriesGeometry:
-    """The geometry of the image whose information ``reader`` (a SimpleITK ImageFileReader) has read."""
+    """The geometry of the image whose information ``reader`` (a SimpleITK ImageFileReader) has read;
+    ``notes`` start its warnings."""
     origin = reader.GetOrigin()
     d = np.asarray(reader.GetDirection(), dtype=float).reshape(3, 3)
     spacing_np = np.asarray(reader.GetSpacing(), dtype=float)[::-1]
     shape_np = tuple(int(s) for s in reader.GetSize())[::-1]
     _check_spacing_and_directions(path, spacing_np, d)
-    warnings: list[str] = []
+    warnings: list[str] = list(notes or ())
     axis = _through_plane_axis(slice_axis, header, reader.GetSpacing(), d, warnings)
     perm = permutation(axis)
     axes = tuple(tuple(float(c) for c in d[:, 2 - a]) for a in perm)
@@ -274,15 +296,37 @@ def _stored_slice_axis(header: dict[str, str], warnings: list[str]) -> int | Non
     return None
 
 
-def _read_sidecar(path: Path) -> dict[str, str]:
-    side = sidecar_path(path)
+def _load_sidecar(side: Path) -> dict | None:
+    """The JSON object of a sidecar, or None (missing, not a regular file, not a JSON object)."""
     if not side.is_file():
-        return {}
+        return None
     try:
         data = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def sidecar_owner_problem(path: Path, data: dict) -> str | None:
+    """Why the sidecar ``data`` beside ``path`` does not belong to ``path`` (None when it does): it names
+    another file, or it names none while the NIfTI sibling that shares its name exists."""
+    side = sidecar_path(path)
+    owner = data.get(IMAGE_FILE_KEY)
+    if owner is not None:
+        return None if str(owner) == path.name else f"{side.name} belongs to {owner!s}, not to {path.name}"
+    sibling = nifti_sibling(path)
+    if sibling is not None and sibling.exists():
+        return f"{side.name} may belong to {sibling.name} or to {path.name} (both exist)"
+    return None
+
+
+def _read_sidecar(path: Path, notes: list[str]) -> dict[str, str]:
+    data = _load_sidecar(sidecar_path(path))
+    if data is None:
         return {}
-    if not isinstance(data, dict):
+    problem = sidecar_owner_problem(path, data)
+    if problem is not None:
+        notes.append(f"Did not read the sidecar: {problem}.")
         return {}
     out = {str(k): str(v) for k, v in data.items()}
     # BIDS sidecars (dcm2niix) record the DICOM SliceThickness under this name.
@@ -292,14 +336,19 @@ def _read_sidecar(path: Path) -> dict[str, str]:
 
 
 def _check_input(path: Path) -> None:
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"Image file {path} does not exist.")
+    require_regular_file(path, "The image file")
     if _suffix(path) is None:
         raise InputError(f"{path} is not a NRRD/NIfTI/MHA file ({', '.join(READ_SUFFIXES)}).")
+    check_utf8_name(path.absolute())  # SimpleITK aborts the interpreter on such a name
 
 
-def _read_information(path: Path, allow_detached_data: bool) -> tuple[Any, dict[str, str], PixelData]:
-    """SimpleITK's header reader, the header's key/values and what :mod:`sr4zct.io.image_headers` found."""
+def _read_information(
+    path: Path, allow_detached_data: bool, notes: list[str]
+) -> tuple[Any, dict[str, str], PixelData]:
+    """SimpleITK's header reader, the header's key/values and what :mod:`sr4zct.io.image_headers` found;
+    notes about the sidecar go to ``notes``."""
     sitk = _sitk()
     _check_input(path)
     # Our own parse first: SimpleITK follows any data-file pointer and hangs or crashes on some
@@ -315,7 +364,7 @@ def _read_information(path: Path, allow_detached_data: bool) -> tuple[Any, dict[
     _check_image_info(path, reader.GetDimension(), reader.GetNumberOfComponents())
     header = _header(reader)
     if path.name.lower().endswith((".nii", ".nii.gz")):
-        header = {**header, **_read_sidecar(path)}
+        header = {**header, **_read_sidecar(path, notes)}
     return reader, header, info
 
 
@@ -328,8 +377,9 @@ def read_image_geometry(
 ) -> SeriesGeometry:
     """Geometry of a NRRD/NIfTI/MHA file from its header only (see :func:`read_image_volume`)."""
     path = Path(path)
-    reader, header, _ = _read_information(path, allow_detached_data)
-    return _geometry(path, reader, header, thickness_mm=thickness_mm, slice_axis=slice_axis)
+    notes: list[str] = []
+    reader, header, _ = _read_information(path, allow_detached_data, notes)
+    return _geometry(path, reader, header, thickness_mm=thickness_mm, slice_axis=slice_axis, notes=notes)
 
 
 def _check_fits_in_memory(geometry: SeriesGeometry, path: Path) -> None:
@@ -382,8 +432,9 @@ def read_image_volume(
     """
     sitk = _sitk()
     path = Path(path)
-    reader, header, info = _read_information(path, allow_detached_data)
-    geometry = _geometry(path, reader, header, thickness_mm=thickness_mm, slice_axis=slice_axis)
+    notes: list[str] = []
+    reader, header, info = _read_information(path, allow_detached_data, notes)
+    geometry = _geometry(path, reader, header, thickness_mm=thickness_mm, slice_axis=slice_axis, notes=notes)
     _check_fits_in_memory(geometry, path)
     non_finite = check_pixel_data(info, find_non_finite=info.kind == "nifti")
     with itk_quiet() as native:
@@ -392,6 +443,7 @@ def read_image_volume(
         except RuntimeError as exc:
             raise InputError(f"Cannot read {path}: {_itk_reason(exc)}", detail="".join(native)) from exc
     array = sitk.GetArrayFromImage(image)
+    _check_value_range(array, path)
     if non_finite is not None and non_finite.indices.size:
         # SimpleITK's NIfTI reader turns NaN and Inf into 0: put the stored values back.
         array.reshape(-1)[non_finite.indices] = non_finite.values.astype(np.float32)
@@ -399,6 +451,23 @@ def read_image_volume(
     if perm != (0, 1, 2):
         array = np.ascontiguousarray(np.transpose(array, perm), dtype=np.float32)
     return Volume(array=np.asarray(array, dtype=np.float32), geometry=geometry)
+
+
+def _check_value_range(array: np.ndarray, path: Path) -> None:
+    """Refuse finite values beyond +-:data:`~sr4zct.io.dicom.MAX_ABS_HU`, as the DICOM reader does: far
+    outside any CT scale (a damaged file, or not CT)."""
+    low = high = None
+    for plane in array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(1, -1):
+        finite = plane[np.isfinite(plane)]
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            low, high = lo if low is None else min(low, lo), hi if high is None else max(high, hi)
+    worst = max(abs(low), abs(high)) if low is not None else 0.0
+    if worst > MAX_ABS_HU:
+        raise InputError(
+            f"{path} holds values up to {worst:.3g}, far outside any CT scale (|HU| <= {MAX_ABS_HU:g}); the file "
+            "is damaged or does not hold CT values in HU."
+        )
 
 
 def _regular_or_raise(geometry: SeriesGeometry, path: Path) -> None:
@@ -452,6 +521,7 @@ def check_sidecar(path: str | os.PathLike, *, overwrite: bool = False) -> None:
     """
     from sr4zct.io.ownership import foreign_reason
 
+    _check_no_sibling(Path(path))
     side = sidecar_path(path)
     if not side.exists() and not side.is_symlink():
         return
@@ -461,7 +531,7 @@ def check_sidecar(path: str | os.PathLike, *, overwrite: bool = False) -> None:
         side.is_symlink()
         or not side.is_file()
         or foreign_reason(path) is not None
-        or not _is_our_sidecar(side)
+        or not _is_our_sidecar(side, Path(path))
     ):
         raise OutputError(
             f"Refusing to replace {side}: it is not a sidecar SR4ZCT wrote beside a NIfTI file it wrote; "
@@ -469,12 +539,26 @@ def check_sidecar(path: str | os.PathLike, *, overwrite: bool = False) -> None:
         )
 
 
-def _is_our_sidecar(side: Path) -> bool:
+def _check_no_sibling(path: Path) -> None:
+    """A NIfTI output may not lie beside its sibling (``ct.nii`` beside ``ct.nii.gz``): the two would share
+    one sidecar ``ct.json``, and writing one would replace the other's."""
+    sibling = nifti_sibling(path)
+    if sibling is not None and (sibling.exists() or sibling.is_symlink()):
+        raise OutputError(
+            f"Cannot write {path.name}: {sibling.name} lies beside it and the two would share the sidecar "
+            f"{sidecar_path(path).name}, which belongs to {sibling.name}; choose another output name."
+        )
+
+
+def _is_our_sidecar(side: Path, image: Path | None = None) -> bool:
+    """True for a sidecar SR4ZCT wrote (it holds ``sr4zct_slice_axis``) that belongs to ``image``."""
     try:
         data = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return False
-    return isinstance(data, dict) and SLICE_AXIS_KEY in data
+    if not isinstance(data, dict) or SLICE_AXIS_KEY not in data:
+        return False
+    return image is None or data.get(IMAGE_FILE_KEY, image.name) == image.name
 
 
 def image_from_volume(volume: Volume) -> Any:
@@ -539,6 +623,7 @@ def write_image_volume(
         )
     items = header_items(volume, metadata)
     source = volume.geometry.extra.get("source_path")
+    check_utf8_name(path.absolute(), OutputError)  # SimpleITK aborts the interpreter on such a name
     check_output_path(path, overwrite=overwrite, inputs=[source])
     check_finite_output(volume.array, path)
     if is_nifti:
@@ -565,7 +650,8 @@ def write_image_volume(
                 raise disk_full_or(path, tmp.parent, needed, _itk_reason(exc)) from exc
         _verify_written(tmp, path, needed)
         if is_nifti:
-            sidecar_path(tmp).write_text(json.dumps(items, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            side = {**items, IMAGE_FILE_KEY: path.name}  # the sidecar names the file it belongs to
+            sidecar_path(tmp).write_text(json.dumps(side, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path.expanduser().resolve()
 
 

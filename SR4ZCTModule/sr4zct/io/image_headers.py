@@ -10,6 +10,10 @@ module parses the headers itself (standard library and NumPy only) so that the r
   streams (:func:`check_pixel_data`);
 * for NIfTI, refuse non-positive ``pixdim`` and unusable ``scl_slope``/``scl_inter``, and find the NaN/Inf
   voxels that SimpleITK zeroes, so that the reader can put them back;
+* for NIfTI with an sform (``sform_code > 0``), refuse a header whose sform gives another voxel size than
+  ``pixdim`` along any of the three axes (more than :data:`SFORM_TOLERANCE` apart): SimpleITK and Slicer take
+  ``pixdim``, nibabel and FSL the sform, so the slice spacing would depend on the reader;
+* refuse a data file (or header) that is not a regular file: opening a named pipe waits forever;
 * tell a file written by SR4ZCT (its header key, or the NIfTI ``descrip``) from any other.
 
 Every problem is an :class:`~sr4zct.errors.InputError` (or :class:`~sr4zct.errors.GeometryError` for a
@@ -31,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sr4zct.errors import GeometryError, InputError
+from sr4zct.io.files import is_regular_file, require_regular_file
 
 __all__ = [
     "MAX_ABS_VALUE",
@@ -43,6 +48,8 @@ __all__ = [
 #: Largest magnitude a rescaled value may have: far beyond any CT scale (-1024 .. ~70000 HU), far below
 #: float32 overflow. A header whose scaling gives more is damaged.
 MAX_ABS_VALUE = 1.0e6
+#: Largest relative difference between a NIfTI ``pixdim`` and the voxel size its sform gives.
+SFORM_TOLERANCE = 1.0e-3
 #: Headers are read up to this size; a longer one is refused as damaged.
 MAX_HEADER_BYTES = 4 * 2**20
 #: Most dimensions a MetaImage or NRRD header may declare.
@@ -150,6 +157,7 @@ def _beside(header: Path, name: str, what: str, allow_detached_data: bool) -> Pa
     if not name or "\0" in name:
         raise _damaged(header, f"the {what} field names no file")
     data = header.parent / name
+    _regular_if_present(header, data)
     if not allow_detached_data:
         try:
             inside = data.resolve().parent == header.parent.resolve()
@@ -162,6 +170,20 @@ def _beside(header: Path, name: str, what: str, allow_detached_data: bool) -> Pa
                 "allow_detached_data=True if you trust this header."
             )
     return data
+
+
+def _regular_if_present(header: Path, data: Path) -> None:
+    """A data file that exists must be a regular file: SimpleITK opens it even to read the header
+    information, and a named pipe would make that wait forever."""
+    try:
+        present = data.exists()
+    except (OSError, ValueError):
+        present = False
+    if present and not is_regular_file(data):
+        raise InputError(
+            f"{header} keeps its pixel data in {data.name!r}, which is not a regular file (a named pipe, "
+            "socket, device or folder); SR4ZCT reads only files."
+        )
 
 
 def _data_file_list(
@@ -428,6 +450,8 @@ class _NiftiHeader(NamedTuple):
     inter: float
     descrip: bytes
     single: bool  # one .nii file (not a .hdr/.img pair)
+    sform_code: int = 0
+    srow: tuple[float, ...] = ()  # srow_x, srow_y, srow_z: 12 numbers
 
 
 def _inspect_nifti(path: Path) -> PixelData:
@@ -438,6 +462,7 @@ def _inspect_nifti(path: Path) -> PixelData:
             ".nii file."
         )
     ndim = _check_nifti_sizes(path, h)
+    _check_nifti_sform(path, h, ndim)
     n_bytes = math.prod(int(d) for d in h.dim[1 : ndim + 1]) * (h.bitpix // 8)
     code = _NIFTI_DTYPES.get(int(h.datatype))
     dtype = h.order + code if code is not None and np.dtype(code).itemsize * 8 == h.bitpix else None
@@ -473,8 +498,10 @@ def _nifti_header(path: Path, head: bytes) -> _NiftiHeader:
         pixdim = struct.unpack(order + "8f", head[76:108])
         (vox_offset,) = struct.unpack(order + "f", head[108:112])
         slope, inter = struct.unpack(order + "2f", head[112:120])
+        (sform_code,) = struct.unpack(order + "h", head[254:256])
+        srow = struct.unpack(order + "12f", head[280:328])
         return _NiftiHeader(order, sizeof_hdr, magic, dim, datatype, bitpix, pixdim, vox_offset, slope, inter,
-                            head[148:228], magic == b"n+1\0")  # fmt: skip
+                            head[148:228], magic == b"n+1\0", sform_code, srow)  # fmt: skip
     if len(head) < 540:
         raise _damaged(path, f"only {len(head)} bytes of the NIfTI-2 header")
     magic = head[4:12]
@@ -483,8 +510,10 @@ def _nifti_header(path: Path, head: bytes) -> _NiftiHeader:
     pixdim = struct.unpack(order + "8d", head[104:168])
     (vox_offset,) = struct.unpack(order + "q", head[168:176])
     slope, inter = struct.unpack(order + "2d", head[176:192])
+    (sform_code,) = struct.unpack(order + "i", head[348:352])
+    srow = struct.unpack(order + "12d", head[400:496])
     return _NiftiHeader(order, sizeof_hdr, magic, dim, datatype, bitpix, pixdim, vox_offset, slope, inter,
-                        head[240:320], magic[:4] == b"n+2\0")  # fmt: skip
+                        head[240:320], magic[:4] == b"n+2\0", sform_code, srow)  # fmt: skip
 
 
 def _check_nifti_sizes(path: Path, h: _NiftiHeader) -> int:
@@ -507,6 +536,27 @@ def _check_nifti_sizes(path: Path, h: _NiftiHeader) -> int:
     if h.bitpix <= 0 or h.bitpix % 8:
         raise _damaged(path, f"bitpix {h.bitpix} is not a whole number of bytes")
     return ndim
+
+
+def _check_nifti_sform(path: Path, h: _NiftiHeader, ndim: int) -> None:
+    """With an sform (``sform_code > 0``), the voxel size along each of the three axes (the length of its
+    sform column) must agree with ``pixdim`` within :data:`SFORM_TOLERANCE`; else the geometry depends on
+    the reader (SimpleITK takes ``pixdim``, nibabel the sform) and is refused."""
+    if h.sform_code <= 0 or ndim < 3 or len(h.srow) != 12:
+        return
+    matrix = np.asarray(h.srow, dtype=np.float64).reshape(3, 4)[:, :3]
+    if not np.all(np.isfinite(matrix)):
+        raise _damaged(path, "the sform (srow_x, srow_y, srow_z) holds values that are not numbers")
+    for axis in range(3):
+        from_pixdim = float(h.pixdim[axis + 1])
+        from_sform = float(np.linalg.norm(matrix[:, axis]))
+        if abs(from_sform - from_pixdim) > SFORM_TOLERANCE * max(from_pixdim, from_sform):
+            raise GeometryError(
+                f"{path.name} records two voxel sizes along axis {axis + 1}: pixdim[{axis + 1}] = {from_pixdim:g} "
+                f"mm but its sform gives {from_sform:g} mm. Readers disagree which to use (SimpleITK and Slicer "
+                "take pixdim, nibabel and FSL the sform), so the slice spacing is ambiguous; rewrite the header "
+                "so that they agree (or set sform_code to 0 if the sform is wrong)."
+            )
 
 
 def _nifti_scale(path: Path, slope: float, inter: float) -> tuple[float, float] | None:
@@ -541,9 +591,10 @@ def inspect_image_file(path: str | os.PathLike, *, allow_detached_data: bool = F
         A damaged header, a data file outside the header's folder (unless ``allow_detached_data``), a
         NIfTI ``.hdr``/``.img`` pair or unusable NIfTI scaling.
     GeometryError
-        A NIfTI voxel size (``pixdim``) that is not a positive number.
+        A NIfTI voxel size (``pixdim``) that is not a positive number, or that its sform contradicts.
     """
     path = Path(path)
+    require_regular_file(path, "The image file")
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
         return _inspect_nifti(path)

@@ -13,6 +13,9 @@ A path is recognised by SR4ZCT's own metadata, never by its name:
 
 :func:`foreign_reason` returns why a path is *not* such an output (None when it is); the output checks
 (:func:`sr4zct.io.atomic.check_output_path`) refuse to replace it with that reason, before any work.
+:func:`sr4zct_content` tells what kind of output it is (:data:`CONTENTS`): ``overwrite`` replaces an output only
+with one of the same kind. The kind of an image or DICOM output is its ``sr4zct_content`` record (an
+uncertainty map or a live preview), else an enhanced volume.
 """
 
 from __future__ import annotations
@@ -24,7 +27,23 @@ from pathlib import Path
 
 from sr4zct.errors import SR4ZCTError
 
-__all__ = ["DICOM_MARK", "foreign_reason", "is_sr4zct_output"]
+__all__ = [
+    "CONTENTS",
+    "DICOM_MARK",
+    "content_of_metadata",
+    "foreign_reason",
+    "is_sr4zct_output",
+    "sr4zct_content",
+]
+
+#: The kinds of output SR4ZCT writes, as the messages name them.
+CONTENTS = {
+    "volume": "an enhanced volume",
+    "uncertainty": "an uncertainty map",
+    "preview": "a live preview",
+    "model": "a model file",
+    "report": "a report",
+}
 
 #: DerivationDescription of every slice SR4ZCT writes starts with this.
 DICOM_MARK = "SR4ZCT "
@@ -34,7 +53,7 @@ _MAX_PICKLE_BYTES = 16 * 2**20
 
 
 def _image_reason(path: Path) -> str | None:
-    from sr4zct.io.image import OUTPUT_MARK, sidecar_path
+    from sr4zct.io.image import OUTPUT_MARK
     from sr4zct.io.image_headers import inspect_image_file
 
     try:
@@ -42,12 +61,20 @@ def _image_reason(path: Path) -> str | None:
     except SR4ZCTError:
         return "its header cannot be read"
     if info.kind == "nifti":
-        if info.descrip.startswith(OUTPUT_MARK) or _json_has(sidecar_path(path), _SLICE_AXIS_KEY):
+        if info.descrip.startswith(OUTPUT_MARK) or _own_sidecar(path):
             return None
         return f"its descrip is {info.descrip[:40]!r} and it has no SR4ZCT sidecar"
     if _SLICE_AXIS_KEY in info.keys:
         return None
     return f"its header has no SR4ZCT key ({_SLICE_AXIS_KEY})"
+
+
+def _own_sidecar(path: Path) -> bool:
+    """True when the sidecar beside a NIfTI file is SR4ZCT's and belongs to that file."""
+    from sr4zct.io.image import _is_our_sidecar, sidecar_path
+
+    side = sidecar_path(path)
+    return side.is_file() and side.stat().st_size <= _MAX_PICKLE_BYTES and _is_our_sidecar(side, path)
 
 
 def _json_has(path: Path, key: str) -> bool:
@@ -81,6 +108,9 @@ def _dicom_reason(folder: Path) -> str | None:
         return f"it cannot be listed ({exc.strerror or exc})"
     if any(e.is_dir(follow_symlinks=False) for e in entries):
         return "it contains sub-folders"
+    odd = [e.name for e in entries if not e.is_file(follow_symlinks=False)]
+    if odd:  # a link, pipe or device is never a file SR4ZCT wrote (and reading a pipe would wait forever)
+        return f"it holds entries that are not regular files ({', '.join(odd[:3])})"
     foreign: list[str] = []
     others: list[str] = []
     for entry in entries:
@@ -140,3 +170,56 @@ def _png_reason(path: Path) -> str | None:
 def is_sr4zct_output(path: str | os.PathLike) -> bool:
     """True when ``path`` is an existing output SR4ZCT wrote (or does not exist)."""
     return foreign_reason(path) is None
+
+
+def content_of_metadata(metadata: dict | None) -> str:
+    """The kind of output (:data:`CONTENTS`) a volume with this metadata is: its ``sr4zct_content``."""
+    text = str((metadata or {}).get("sr4zct_content", "")).strip().lower()
+    for kind in ("uncertainty", "preview"):
+        if text.startswith(kind):
+            return kind
+    return "volume"
+
+
+def sr4zct_content(path: str | os.PathLike) -> str | None:
+    """What kind of SR4ZCT output (a key of :data:`CONTENTS`) the existing ``path`` is; None when it does
+    not exist or is not recognised as one (see :func:`foreign_reason`)."""
+    path = Path(path)
+    if path.is_symlink() or not path.exists() or foreign_reason(path) is not None:
+        return None
+    if path.is_dir():
+        return _dicom_content(path)
+    name = path.name.lower()
+    if name.endswith((".nrrd", ".nhdr", ".mha", ".mhd", ".nii", ".nii.gz")):
+        return _image_content(path)
+    if name.endswith(".json"):
+        return "report"
+    if name.endswith(".png"):
+        return "preview"
+    return "model"
+
+
+def _image_content(path: Path) -> str:
+    from sr4zct.io.image import _load_sidecar, sidecar_path
+    from sr4zct.io.image_headers import inspect_image_file
+
+    try:
+        keys = dict(inspect_image_file(path, allow_detached_data=True).keys)
+    except SR4ZCTError:
+        keys = {}
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        keys.update({str(k): str(v) for k, v in (_load_sidecar(sidecar_path(path)) or {}).items()})
+    return content_of_metadata(keys)
+
+
+def _dicom_content(folder: Path) -> str | None:
+    import pydicom
+
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        try:
+            ds = pydicom.dcmread(entry.path, stop_before_pixels=True, specific_tags=["DerivationDescription"])
+            text = str(ds.get("DerivationDescription", ""))
+        except Exception:  # pydicom raises many types; foreign_reason has vetted the folder already
+            return None
+        return "uncertainty" if "sr4zct_content=uncertainty" in text else "volume"
+    return None

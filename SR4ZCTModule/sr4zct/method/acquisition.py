@@ -35,6 +35,7 @@ __all__ = [
     "gaussian_sigma_mm",
     "slice_centres_mm",
     "degrade_matrix",
+    "profile_weights",
     "interpolation_matrix",
     "interpolation_weights",
     "degrade_operator_matrix",
@@ -177,11 +178,32 @@ def _profile_integrals(
     return lower, upper, -sigma * pdf
 
 
-@functools.lru_cache(maxsize=512)
-def _degrade_matrix_cached(
-    n: int, r: float, t: float, d: float, phi: float, profile: str
-) -> tuple[np.ndarray, np.ndarray]:
-    centres = slice_centres_mm(n, r, t, d, phi)
+def profile_weights(
+    n_pixels: int, pixel_mm: float, centres_mm: Any, thickness_mm: float, profile: str = "box"
+) -> np.ndarray:
+    """Exact ``F_down`` rows for slices centred anywhere: ``W[k, i] = integral s(z - c_k) h_i(z) dz``.
+
+    Parameters
+    ----------
+    n_pixels, pixel_mm : the sampled axis (pixel ``i`` centred at ``(i + 0.5) * pixel_mm``).
+    centres_mm : slice centres (any finite values; the signal is constant beyond the end pixels).
+    thickness_mm : box width or Gaussian FWHM.
+    profile : one of :data:`PROFILES`.
+
+    Returns
+    -------
+    W : float64 array ``(len(centres_mm), n_pixels)``; every row sums to one.
+    """
+    n = _check_n(n_pixels)
+    r = _positive("pixel_mm", pixel_mm)
+    t = _positive("thickness_mm", thickness_mm)
+    centres = np.asarray(centres_mm, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(centres)):
+        raise ParameterError("Slice centres must be finite.")
+    return _weights(n, r, centres, t, _check_profile(profile))
+
+
+def _weights(n: int, r: float, centres: np.ndarray, t: float, profile: str) -> np.ndarray:
     pix = (np.arange(n, dtype=np.float64) + 0.5) * r
     u = pix[None, :] - centres[:, None]  # (K, n): pixel centres relative to each slice centre
     lower, upper, mom = _profile_integrals(u, t, profile)
@@ -198,6 +220,15 @@ def _degrade_matrix_cached(
     w[:, -1] += upper[:, -1]
     # the exact weights are >= 0; remove rounding residue of the order of 1e-17
     np.maximum(w, 0.0, out=w)
+    return w
+
+
+@functools.lru_cache(maxsize=512)
+def _degrade_matrix_cached(
+    n: int, r: float, t: float, d: float, phi: float, profile: str
+) -> tuple[np.ndarray, np.ndarray]:
+    centres = slice_centres_mm(n, r, t, d, phi)
+    w = _weights(n, r, centres, t, profile)
     w.flags.writeable = False
     centres.flags.writeable = False
     return w, centres

@@ -194,13 +194,15 @@ def predict_images(
     *,
     device: torch.device,
     max_pixels: int | None = None,
+    precision: str | None = None,
 ) -> torch.Tensor:
     """Run ``model`` on normalised images ``(n, height, width)``; returns ``(n, height, width)`` on the CPU.
 
     Images are batched so that one forward pass holds at most ``max_pixels`` pixels (default
     :func:`default_pass_pixels`); larger images are cut into near-equal tiles that overlap by the
     network's receptive-field radius and are stitched (:func:`_tile_plan`). On a GPU the whole block of images goes to the
-    device in one pinned copy and the results come back in one copy.
+    device in one pinned copy and the results come back in one copy. The passes run in ``precision``
+    (:func:`sr4zct.run.devices.autocast`; None: the device's default); the result is float32.
     """
     if max_pixels is None:
         max_pixels = default_pass_pixels(device)
@@ -210,7 +212,7 @@ def predict_images(
     src = _to_device(images, device)
     out = torch.empty_like(src) if src.device.type != "cpu" else torch.empty_like(images)
     tiles = _tile_plan(h, w, max_pixels=max_pixels, halo=halo, multiple=multiple)
-    with autocast(device):
+    with autocast(device, precision):
         if tiles is None:
             per_batch = max(1, max_pixels // (h * w))
             for i in range(0, n, per_batch):
@@ -290,6 +292,7 @@ def _run_orientation(
     total: int,
     messages: list[str],
     timings: dict[str, float],
+    precision: str | None = None,
 ) -> int:
     """Enhance the coronal (``coronal=True``) or sagittal images of ``volume`` inside ``box`` into ``dest``.
 
@@ -320,7 +323,9 @@ def _run_orientation(
         _add(timings, "gather", t1 - t0)
         try:
             with torch.inference_mode():
-                pred = predict_images(model, images, device=device, max_pixels=max_pixels)
+                pred = predict_images(
+                    model, images, device=device, max_pixels=max_pixels, precision=precision
+                )
         except RuntimeError as exc:
             if not is_out_of_memory(exc) or max_pixels <= 4096:
                 raise
@@ -359,6 +364,7 @@ def enhance_array(
     max_pixels: int | None = None,
     test_time_flips: bool = False,
     reporter: ProgressReporter | None = None,
+    precision: str | None = None,
 ) -> InferenceResult:
     """Enhance the through-plane resolution of ``array_hu`` (``(slice, row, column)``, HU).
 
@@ -377,6 +383,8 @@ def enhance_array(
     max_pixels : pixels per forward pass (memory bound); default :func:`default_pass_pixels`.
     test_time_flips : average the network over the four flips of every image (:class:`FlipAverage`).
     reporter : receives ``infer`` progress and is polled for cancellation.
+    precision : the forward passes' autocast type, ``"fp32"``, ``"bf16"`` or ``"fp16"``; None: the device's
+        default (:func:`sr4zct.run.devices.amp_dtype`).
 
     Returns
     -------
@@ -413,7 +421,8 @@ def enhance_array(
         reporter.report("infer", 0, total)
     coronal = up_c.copy()
     _add(timings, "resample", time.perf_counter() - t0)
-    common = {"box": box, "norm": norm, "device": device, "max_pixels": max_pixels, "reporter": reporter}
+    common = {"box": box, "norm": norm, "device": device, "max_pixels": max_pixels, "reporter": reporter,
+              "precision": precision}  # fmt: skip
     done = 0
     if model is not None:
         done = _run_orientation(

@@ -94,6 +94,9 @@ class TrainingConfig:
     sample_flat: float = 0.25
     # intensity augmentation: both patches of a pair scaled about air by a factor in [1/(1+s), 1+s]; 0 = off
     intensity_scale: float = 0.0
+    # thick-slice noise added to the degraded inputs (sr4zct.method.noise.TrainingNoise); 0 = off
+    noise_sigma_hu: float = 0.0
+    noise_correlation: float = 0.0
 
 
 @dataclass
@@ -181,6 +184,7 @@ class PatchSampler:
         n_phases: int = 16,
         flat_weight: float = 0.25,
         intensity_scale: float = 0.0,
+        noise: Any = None,
     ):
         if images.ndim != 3:
             raise ValueError("images must be (n, rows, columns)")
@@ -200,6 +204,7 @@ class PatchSampler:
         self.hi = flat.amax(dim=1)
         self.flat_weight = float(flat_weight)
         self.intensity_scale = float(intensity_scale)
+        self.noise = noise  # a TrainingNoise for the inputs, or None
         self._weights(body_threshold)
 
     def _weights(self, body_threshold: float, stride: int = 8) -> None:
@@ -266,6 +271,8 @@ class PatchSampler:
         inputs[h] = torch.bmm(ops, strips.transpose(1, 2))
         targets[h] = strips[torch.arange(kh.numel(), device=dev)[:, None], :, ch[:, None] + span]
         inputs = torch.maximum(torch.minimum(inputs, self.hi[k][:, None, None]), self.lo[k][:, None, None])
+        if self.noise is not None:
+            inputs = self.noise.add(inputs, phase, r, c, rng)
         if augment:
             flips = torch.from_numpy(rng.random((count, 2)) < 0.5).to(dev)
             fv = flips[:, 0][:, None, None]
@@ -305,10 +312,16 @@ def _split(n_images: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     return train, val
 
 
-def _evaluate(model: nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], loss_fn, device) -> float:
+def _evaluate(
+    model: nn.Module,
+    data: list[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn,
+    device,
+    precision: str | None = None,
+) -> float:
     model.eval()
     total, count = 0.0, 0
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), autocast(device, precision):
         for inp, tgt in data:
             out = model(inp.to(device)).float()
             total += float(loss_fn(out, tgt.to(device), reduction="sum"))
@@ -335,6 +348,9 @@ def _training_data(
         "n_phases": cfg.n_phases,
         "flat_weight": cfg.sample_flat,
     }
+    common["noise"] = _training_noise(
+        cfg, images.shape, pixel_spacing_mm, thickness_mm, spacing_mm, profile, norm, images.device
+    )
     sampler = PatchSampler(images[train_idx], **common, intensity_scale=cfg.intensity_scale)
     val_sampler = PatchSampler(images[val_idx], **common)
     val_rng = np.random.default_rng(cfg.seed + 7919)
@@ -345,6 +361,22 @@ def _training_data(
         val_data.append(val_sampler.sample(chunk, val_rng, augment=False))
         remaining -= chunk
     return sampler, val_data
+
+
+def _training_noise(
+    cfg: TrainingConfig, shape, pixel_spacing_mm, thickness_mm, spacing_mm, profile, norm, device
+):
+    """The thick-slice noise both samplers add to their inputs (None when ``cfg.noise_sigma_hu`` is 0)."""
+    if cfg.noise_sigma_hu <= 0:
+        return None
+    from sr4zct.method.noise import TrainingNoise
+
+    return TrainingNoise(
+        cfg.noise_sigma_hu / norm.scale, cfg.noise_correlation, sizes=(shape[1], shape[2]),
+        pixel_spacing_mm=pixel_spacing_mm, thickness_mm=thickness_mm, spacing_mm=spacing_mm, profile=profile,
+        phases_mm=[spacing_mm * k / cfg.n_phases for k in range(cfg.n_phases)], patch_px=cfg.patch_px,
+        device=device,
+    )  # fmt: skip
 
 
 class _CosineSchedule:
@@ -377,10 +409,12 @@ class _BestCheckpoint:
     """Validates the model, keeps the best weights and the validation history, and hands each result to
     ``on_validation``."""
 
-    def __init__(self, model, val_data, loss_fn, device, on_validation, t0: float):
+    def __init__(
+        self, model, val_data, loss_fn, device, on_validation, t0: float, precision: str | None = None
+    ):
         self.model, self.val_data, self.loss_fn, self.device = model, val_data, loss_fn, device
-        self.on_validation, self.t0 = on_validation, t0
-        self.identity_loss = _evaluate(model, val_data, loss_fn, device)
+        self.on_validation, self.t0, self.precision = on_validation, t0, precision
+        self.identity_loss = _evaluate(model, val_data, loss_fn, device, precision)
         self.loss, self.state, self.step = self.identity_loss, copy.deepcopy(model.state_dict()), 0
         self.history: list[dict[str, float]] = []
 
@@ -397,7 +431,7 @@ class _BestCheckpoint:
             self.validate(step, train_loss or 0.0, lr)
 
     def validate(self, step: int, train_loss: float, lr: float, timer: InferenceTimer | None = None) -> None:
-        val = _evaluate(self.model, self.val_data, self.loss_fn, self.device)
+        val = _evaluate(self.model, self.val_data, self.loss_fn, self.device, self.precision)
         if timer is not None:
             timer.maybe_measure(self.model)
         self.history.append({"step": step, "train_loss": train_loss, "val_loss": val, "lr": lr})
@@ -408,12 +442,24 @@ class _BestCheckpoint:
 
 
 class _Optimiser:
-    """Adam steps on random training patches; halves the batch on an out-of-memory error."""
+    """Adam steps on random training patches, the forward pass in ``precision`` (weights, optimiser state and
+    loss in fp32); halves the batch on an out-of-memory error."""
 
-    def __init__(self, model, cfg: TrainingConfig, sampler: PatchSampler, loss_fn, device, rng, messages):
+    def __init__(
+        self,
+        model,
+        cfg: TrainingConfig,
+        sampler: PatchSampler,
+        loss_fn,
+        device,
+        rng,
+        messages,
+        precision=None,
+    ):
         self.model, self.sampler, self.loss_fn, self.device, self.rng = model, sampler, loss_fn, device, rng
         self.optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
-        self.scaler = grad_scaler(device)
+        self.precision = precision
+        self.scaler = grad_scaler(device, precision)
         self.batch = int(cfg.batch)
         self.messages = messages
 
@@ -436,7 +482,7 @@ class _Optimiser:
 
     def _step(self, inp: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         inp, tgt = inp.to(self.device, non_blocking=True), tgt.to(self.device, non_blocking=True)
-        with autocast(self.device):
+        with autocast(self.device, self.precision):
             out = self.model(inp)
         loss = self.loss_fn(out.float(), tgt)
         self.optimiser.zero_grad(set_to_none=True)
@@ -509,6 +555,7 @@ def train_model(
     budget: TimeBudget | None = None,
     on_validation: Callable[[Checkpoint], None] | None = None,
     should_finish: Callable[[], bool] | None = None,
+    precision: str | None = None,
 ) -> TrainingResult:
     """Train a network to undo the simulated through-plane degradation of the axial images.
 
@@ -528,6 +575,8 @@ def train_model(
     on_validation : called with a :class:`Checkpoint` after every validation (the live preview).
     should_finish : polled every step; True ends training at once with the best checkpoint so far (the
         one the last :class:`Checkpoint` carried), without a further validation.
+    precision : ``"fp32"``, ``"bf16"`` or ``"fp16"``: the forward passes' autocast type (weights and loss stay
+        fp32); None: the device's default (:func:`sr4zct.run.devices.amp_dtype`).
 
     Returns
     -------
@@ -547,8 +596,8 @@ def train_model(
     # channels_last: oneDNN (CPU) and cuDNN pick their fastest convolution kernels for it
     model = build_network(cfg.network, cfg.network_config).to(device, memory_format=torch.channels_last)
     messages: list[str] = []
-    optimiser = _Optimiser(model, cfg, sampler, loss_fn, device, rng, messages)
-    best = _BestCheckpoint(model, val_data, loss_fn, device, on_validation, t0)
+    optimiser = _Optimiser(model, cfg, sampler, loss_fn, device, rng, messages, precision)
+    best = _BestCheckpoint(model, val_data, loss_fn, device, on_validation, t0, precision)
     budget = _time_budget(cfg, budget, inference_timer, t0, model)
     timer = getattr(budget, "timer", None)
     best.publish(0)  # the starting point: linear interpolation

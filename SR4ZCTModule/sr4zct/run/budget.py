@@ -36,6 +36,8 @@ class InferenceTimer:
         against about 98 s of forward passes at the rate measured for its pass shape; 1.15 let that run end
         17 s past its limit.
     remeasure_s : minimum seconds between two timings (:meth:`maybe_measure`).
+    precision : the autocast type inference will run in (:func:`sr4zct.run.devices.autocast`; None: the
+        device's default).
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class InferenceTimer:
         passes: int = 1,
         margin: float = 1.3,
         remeasure_s: float = 30.0,
+        precision: str | None = None,
     ):
         if pixels < 0 or min(pass_shape) < 1:
             raise ValueError("pixels must be >= 0 and every pass dimension >= 1")
@@ -56,6 +59,7 @@ class InferenceTimer:
         self.passes = int(passes)
         self.margin = float(margin)
         self.remeasure_s = float(remeasure_s)
+        self.precision = precision
         self.best_rate_px_s = 0.0
         self.timings = 0
         self._last = -math.inf
@@ -78,7 +82,7 @@ class InferenceTimer:
         x = torch.zeros((self.pass_shape[0], 1, *self.pass_shape[1:]), device=self.device)
         x = x.contiguous(memory_format=torch.channels_last)
         try:
-            with torch.inference_mode(), autocast(self.device):
+            with torch.inference_mode(), autocast(self.device, self.precision):
                 for i in range(repeats + (1 if self.timings == 0 else 0)):
                     self._sync()
                     t0 = time.perf_counter()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,7 +15,11 @@ from sr4zct.run.threads import cpu_thread_count
 from sr4zct.system import total_memory_bytes
 
 __all__ = [
+    "AMP_DTYPES",
+    "DeviceChoice",
+    "amp_dtype",
     "autocast",
+    "choose_device",
     "configure_device",
     "free_memory_bytes",
     "gpu_pass_pixels",
@@ -31,8 +37,41 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def resolve_device(spec: str = "auto") -> tuple[torch.device, str]:
-    """Turn a user's device choice into a :class:`torch.device` and a one-line description.
+@dataclass(frozen=True)
+class DeviceChoice:
+    """Where a run computes and, when ``auto`` chose it for want of a GPU, why.
+
+    Attributes
+    ----------
+    device : torch.device
+    name : what it is, e.g. ``"CPU"``, ``"CUDA GPU NVIDIA H100"``.
+    threads : CPU threads (None for a GPU).
+    reason : a clause that completes "ran on <name>", e.g. ``"as no CUDA GPU is available"``; empty when the
+        device was asked for or is the first choice.
+    """
+
+    device: torch.device
+    name: str
+    threads: int | None = None
+    reason: str = ""
+
+    def description(self, precision: str | None = None) -> str:
+        """One phrase for the output's parameters, the events and the final line, e.g.
+        ``"CPU (2 threads, bf16), as no CUDA GPU is available"``."""
+        details = [f"{self.threads} threads"] if self.threads is not None else []
+        details += [precision] if precision else []
+        text = f"{self.name} ({', '.join(details)})" if details else self.name
+        return f"{text}, {self.reason}" if self.reason else text
+
+
+def _no_gpu_reason() -> str:
+    if sys.platform == "darwin":
+        return "as neither a CUDA GPU nor Apple MPS is available"
+    return "as no CUDA GPU is available"
+
+
+def choose_device(spec: str = "auto") -> DeviceChoice:
+    """Turn a user's device choice into a :class:`DeviceChoice`.
 
     ``"auto"`` picks CUDA, then Apple MPS, then the CPU and says why. An explicit device that is not
     available raises :class:`~sr4zct.errors.ResourceError`; an unknown name raises
@@ -42,36 +81,47 @@ def resolve_device(spec: str = "auto") -> tuple[torch.device, str]:
     if spec == "auto":
         if torch.cuda.is_available():
             dev = torch.device("cuda", torch.cuda.current_device())
-            return dev, f"CUDA GPU {torch.cuda.get_device_name(dev)} (auto)"
+            return DeviceChoice(dev, f"CUDA GPU {torch.cuda.get_device_name(dev)}")
         if _mps_available():
-            return torch.device("mps"), "Apple MPS GPU (auto)"
-        return torch.device("cpu"), f"CUDA not available, using CPU ({_cpu_threads()} threads)"
+            return DeviceChoice(torch.device("mps"), "Apple MPS GPU")
+        return DeviceChoice(torch.device("cpu"), "CPU", _cpu_threads(), _no_gpu_reason())
     if spec == "cpu":
-        return torch.device("cpu"), f"CPU ({_cpu_threads()} threads)"
+        return DeviceChoice(torch.device("cpu"), "CPU", _cpu_threads())
     if spec == "mps":
         if not _mps_available():
             raise ResourceError(
                 "Device 'mps' was requested but Apple MPS is not available; use --device cpu."
             )
-        return torch.device("mps"), "Apple MPS GPU"
+        return DeviceChoice(torch.device("mps"), "Apple MPS GPU")
     if spec == "cuda" or spec.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ResourceError(
-                f"Device {spec!r} was requested but CUDA is not available in this PyTorch "
-                f"({torch.__version__}); use --device cpu or install a CUDA build of PyTorch."
-            )
-        index = 0
-        if ":" in spec:
-            try:
-                index = int(spec.split(":", 1)[1])
-            except ValueError:
-                raise ParameterError(f"Invalid device {spec!r}; use cuda or cuda:N.") from None
-        count = torch.cuda.device_count()
-        if not 0 <= index < count:
-            raise ResourceError(f"Device {spec!r} does not exist: this machine has {count} CUDA device(s).")
-        dev = torch.device("cuda", index)
-        return dev, f"CUDA GPU {index}: {torch.cuda.get_device_name(dev)}"
+        dev = _cuda_device(spec)
+        return DeviceChoice(dev, f"CUDA GPU {dev.index}: {torch.cuda.get_device_name(dev)}")
     raise ParameterError(f"Unknown device {spec!r}; choose auto, cpu, cuda, cuda:N or mps.")
+
+
+def _cuda_device(spec: str) -> torch.device:
+    """The CUDA device ``cuda`` or ``cuda:N`` names; ResourceError when it does not exist here."""
+    if not torch.cuda.is_available():
+        raise ResourceError(
+            f"Device {spec!r} was requested but CUDA is not available in this PyTorch "
+            f"({torch.__version__}); use --device cpu or install a CUDA build of PyTorch."
+        )
+    index = 0
+    if ":" in spec:
+        try:
+            index = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise ParameterError(f"Invalid device {spec!r}; use cuda or cuda:N.") from None
+    count = torch.cuda.device_count()
+    if not 0 <= index < count:
+        raise ResourceError(f"Device {spec!r} does not exist: this machine has {count} CUDA device(s).")
+    return torch.device("cuda", index)
+
+
+def resolve_device(spec: str = "auto") -> tuple[torch.device, str]:
+    """The device of :func:`choose_device` and its description (without the precision)."""
+    choice = choose_device(spec)
+    return choice.device, choice.description()
 
 
 def _cpu_threads() -> int:
@@ -126,25 +176,41 @@ def describe_devices() -> list[dict[str, Any]]:
     return devices
 
 
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed-precision type for ``device``: bf16 on CUDA GPUs that support it, else fp16; None on CPU/MPS."""
+#: autocast type of each precision name (fp32: no autocast)
+AMP_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(device: torch.device, precision: str | None = None) -> torch.dtype | None:
+    """The autocast type of the forward passes on ``device``; None runs them in fp32.
+
+    Parameters
+    ----------
+    device : where the passes run.
+    precision : ``"fp32"``, ``"bf16"`` or ``"fp16"`` (:func:`sr4zct.run.precision.choose_precision`); None:
+        the device's default, mixed precision on CUDA GPUs (bf16 where supported, else fp16), fp32 elsewhere.
+    """
+    if precision is not None:
+        if precision not in AMP_DTYPES:
+            raise ParameterError(f"Unknown precision {precision!r}; use one of {', '.join(AMP_DTYPES)}.")
+        return AMP_DTYPES[precision]
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def autocast(device: torch.device):
-    """Context manager running the forward pass in mixed precision where it pays (CUDA); no-op elsewhere."""
-    dtype = amp_dtype(device)
+def autocast(device: torch.device, precision: str | None = None):
+    """Context manager running the forward pass in ``precision`` (see :func:`amp_dtype`): weights, and
+    whatever the caller computes outside it (the loss), stay fp32."""
+    dtype = amp_dtype(device, precision)
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def grad_scaler(device: torch.device) -> torch.amp.GradScaler | None:
+def grad_scaler(device: torch.device, precision: str | None = None) -> torch.amp.GradScaler | None:
     """A GradScaler when training in fp16 (bf16 and fp32 need none)."""
-    if amp_dtype(device) == torch.float16:
-        return torch.amp.GradScaler("cuda")
+    if amp_dtype(device, precision) == torch.float16:
+        return torch.amp.GradScaler(device.type)
     return None
 
 

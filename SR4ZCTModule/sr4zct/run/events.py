@@ -75,8 +75,10 @@ def make_event(event: str, **fields: Any) -> dict:
 
 
 def encode_event(event: dict) -> str:
-    """One line of strict JSON (no NaN, no newline inside), without the trailing newline."""
-    return json.dumps(_clean(event), allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    """One line of strict ASCII JSON (no NaN, no newline inside), without the trailing newline: a path with
+    bytes that are not UTF-8 (lone surrogates) or a line separator from DICOM text is an escape (``\\u...``), so
+    the event can always be written (a write that failed broke the event stream)."""
+    return json.dumps(_clean(event), allow_nan=False, ensure_ascii=True, separators=(",", ":"))
 
 
 def log_event(message: str, level: str = "info", **fields: Any) -> dict:

@@ -3,7 +3,7 @@
 The Python API (:func:`sr4zct.enhance`, :func:`sr4zct.enhance_file`), the command line
 (``sr4zct enhance``), the background process and the Slicer module all take their options, defaults,
 allowed values, units and help texts from here; so do the vocabularies :data:`PROFILES`, :data:`NETWORKS`,
-:data:`DEVICES` and the preset names (:data:`sr4zct.run.presets.PRESETS`).
+:data:`DEVICES`, :data:`PRECISIONS` and the preset names (:data:`sr4zct.run.presets.PRESETS`).
 
 Importing this module is cheap (no torch): the Slicer GUI uses it.
 
@@ -30,14 +30,20 @@ from typing import Any
 from sr4zct.errors import ParameterError
 from sr4zct.run.presets import PRESETS, Preset
 
-__all__ = ["DEVICES", "NETWORKS", "OUTPUT_DTYPES", "PROFILES", "EnhanceOptions", "flag_of"]
+__all__ = ["DEVICES", "NETWORKS", "OUTPUT_DTYPES", "PRECISIONS", "PROFILES", "EnhanceOptions", "flag_of"]
 
 #: slice sensitivity profiles of the acquisition model (docs/method.md, section 2)
 PROFILES = ("box", "gaussian")
+#: the profile option's choices: ``auto`` estimates the family from the scan (sr4zct.method.profile)
+PROFILE_CHOICES = ("auto", *PROFILES)
+#: noise-aware training: ``auto`` adds the slice noise measured in the scan to the training inputs
+NOISE_CHOICES = ("auto", "off")
 #: network architectures (sr4zct.method.networks)
 NETWORKS = ("default", "msd")
 #: device choices; ``cuda:N`` picks one GPU
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: numeric precision of the network's passes (sr4zct.run.precision); ``auto``: bf16 on a CPU that has it natively
+PRECISIONS = ("auto", "fp32", "bf16")
 #: data type of the enhanced volume; ``auto`` keeps integer HU as int16
 OUTPUT_DTYPES = ("auto", "int16", "float32")
 
@@ -92,16 +98,21 @@ class EnhanceOptions:
     target_spacing_mm : float or None
         Output slice spacing in mm; default the in-plane row pixel size (isotropic). Must be < d.
     profile : str
-        Slice sensitivity profile, one of :data:`PROFILES`: ``box`` (as in the paper) or ``gaussian``
-        (FWHM = T, closer to helical CT).
+        Slice sensitivity profile, one of :data:`PROFILE_CHOICES`: ``auto`` (the family, box or Gaussian,
+        estimated from the scan itself, :mod:`sr4zct.method.profile`; width T), ``box`` (as in the paper) or
+        ``gaussian`` (FWHM = T, closer to helical CT).
+    noise : str
+        Noise-aware training, one of :data:`NOISE_CHOICES`: ``auto`` measures the slice noise of the scan and
+        adds it to the simulated thick slices of the training inputs (the network learns not to sharpen it);
+        ``off`` trains on the axial images' own noise only.
     preset : str or Preset
         Training budget, one of :data:`sr4zct.run.presets.PRESETS`, or (Python API only) a custom
         :class:`~sr4zct.run.presets.Preset`.
     network : str
         Architecture, one of :data:`NETWORKS`: ``default`` (fast residual CNN) or ``msd`` (the paper's).
     seed : int
-        Seeds every random draw: same seed, device and threads give the same output (unless the time limit
-        cuts training short).
+        Seeds every random draw: same seed, device, threads and precision give the same output (unless the
+        time limit cuts training short).
     max_minutes : float or None
         Wall-time cap of the whole run in minutes; default the preset's.
     model_path : str or None
@@ -112,6 +123,9 @@ class EnhanceOptions:
         ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     allow_cpu_fallback : bool
         When the GPU runs out of memory even with smaller batches and tiles, run again on the CPU.
+    precision : str
+        One of :data:`PRECISIONS`: ``auto`` (bf16 on a CPU with native bf16 where a short probe finds it
+        faster, mixed precision on a CUDA GPU, else fp32), ``fp32`` or ``bf16`` (weights and loss stay fp32).
     series_uid : str or None
         SeriesInstanceUID to read when a DICOM folder holds several series.
     slice_axis : int or None
@@ -151,8 +165,12 @@ class EnhanceOptions:
         flag="--target-spacing", unit="mm", metavar="MM", label="the output slice spacing", group="acquisition",
     )  # fmt: skip
     profile: str = _option(
-        "box", "slice sensitivity profile: box (as in the paper) or gaussian (FWHM = thickness)", kind=str,
-        choices=PROFILES, group="acquisition",
+        "auto", "slice sensitivity profile: auto (box or gaussian, estimated from the scan), box (as in the "
+        "paper) or gaussian (FWHM = thickness)", kind=str, choices=PROFILE_CHOICES, group="acquisition",
+    )  # fmt: skip
+    noise: str = _option(
+        "auto", "noise-aware training: auto (add the scan's measured slice noise to the training inputs) or off",
+        kind=str, choices=NOISE_CHOICES, group="training",
     )  # fmt: skip
     preset: str | Preset = _option(
         "balanced", "training budget: fast, balanced or best (about 5 / 15 / 45 min at most on a 2-core CPU)",
@@ -184,6 +202,10 @@ class EnhanceOptions:
     allow_cpu_fallback: bool = _option(
         False, "when the GPU runs out of memory, run again on the CPU", kind=bool, flag="--cpu-fallback",
         group="device",
+    )  # fmt: skip
+    precision: str = _option(
+        "auto", "numeric precision of the network: auto (bf16 on a CPU that runs it natively and faster, "
+        "mixed precision on a CUDA GPU, else fp32), fp32 or bf16", kind=str, choices=PRECISIONS, group="device",
     )  # fmt: skip
     series_uid: str | None = _option(
         None, "SeriesInstanceUID when the folder holds several series", kind=str, flag="--series",
@@ -301,7 +323,12 @@ class EnhanceOptions:
         return cls(**{name: getattr(namespace, name) for name in cls.names() if hasattr(namespace, name)})
 
     def to_args(self) -> list[str]:
-        """Command-line arguments that reproduce these options (defaults left out)."""
+        """Command-line arguments that reproduce these options (defaults left out).
+
+        Every valued option is one argument ``--flag=value``, so that a value that looks like an option
+        (``series_uid="-o"``, ``preview_path="--overwrite"``) stays the option's value: argparse takes what
+        follows the first ``=`` as it is.
+        """
         args: list[str] = []
         if isinstance(self.preset, Preset):
             raise ParameterError("A custom Preset cannot be passed on the command line; use a preset name.")
@@ -312,7 +339,8 @@ class EnhanceOptions:
             if f.metadata["kind"] is bool:
                 args.append(flag_of(f.name))
             else:
-                args += [flag_of(f.name), format(value, ".17g") if isinstance(value, float) else str(value)]
+                text = format(value, ".17g") if isinstance(value, float) else str(value)
+                args.append(f"{flag_of(f.name)}={text}")
         return args
 
 
@@ -364,6 +392,8 @@ def _checked_text(name: str, value: Any, meta: Any) -> Any:
         value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
         raise ParameterError(f"{name} must be a non-empty text, got {value!r}.")
+    if "\0" in value:  # no file name or command line can hold it
+        raise ParameterError(f"{name} must not contain a NUL character, got {value!r}.")
     if meta["choices"] is not None and value not in meta["choices"]:
         raise ParameterError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}.")
     if name == "device" and not _DEVICE_PATTERN.match(value):
@@ -371,7 +401,7 @@ def _checked_text(name: str, value: Any, meta: Any) -> Any:
     return value
 
 
-_REQUIRED_VALUES = ("profile", "preset", "network", "seed", "device", "output_dtype")
+_REQUIRED_VALUES = ("profile", "noise", "preset", "network", "seed", "device", "precision", "output_dtype")
 
 
 def _kind_words(kind: type) -> str:

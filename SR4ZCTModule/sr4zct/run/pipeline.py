@@ -185,22 +185,30 @@ def _enhance(
         vol, thickness_mm=options.thickness_mm, spacing_mm=options.spacing_mm,
         target_spacing_mm=options.target_spacing_mm, uncertainty=uncertainty, allow_non_ct=options.allow_non_ct,
     )  # fmt: skip
-    from sr4zct.run.devices import resolve_device, set_cpu_threads
+    from sr4zct.run.devices import choose_device, set_cpu_threads
 
     if options.device in ("auto", "cpu"):
         set_cpu_threads()
-    device, device_text = resolve_device(options.device)
+    choice = choose_device(options.device)
+    device, precision = choice.device, _precision(options, preset, acquisition, vol, choice.device)
+    device_text = choice.description(precision.name)
     array = np.asarray(vol.array, dtype=np.float32)
     warnings = list(vol.geometry.warnings) + [
         w for w in acquisition.warnings if w not in vol.geometry.warnings
     ]
+    slice_model = _slice_model(array, options, acquisition, _pixel_mm(vol), reporter)
+    warnings += slice_model.warnings
+    warnings += [precision.warning] if precision.warning else []
     timings = {"prepare": time.monotonic() - t_start}
     reporter.report("prepare", 1, 1)
 
     if options.model_path is not None:
         trained = _load_trained(options, acquisition, _pixel_mm(vol), device, reporter)
     else:
-        trained = _train(vol, array, options, preset, acquisition, device, reporter, t_start, hooks)
+        trained = _train(
+            vol, array, options, preset, acquisition, device, reporter, t_start, hooks, slice_model,
+            precision.name,
+        )
     timings["train"] = trained.seconds
     warnings += trained.warnings
 
@@ -219,6 +227,7 @@ def _enhance(
         uncertainty=uncertainty or options.uncertainty_path is not None,
         test_time_flips=preset.test_time_flips,
         reporter=reporter,
+        precision=precision.name,
     )
     timings["infer"] = time.monotonic() - t_infer
     if trained.planned_inference_s is not None:
@@ -228,6 +237,8 @@ def _enhance(
     warnings += inferred.messages
 
     parameters = _parameters(options, preset, acquisition, trained, device_text)
+    parameters.update(slice_model.parameters(options, trained))
+    parameters.update(precision=precision.name, precision_reason=precision.reason)
     out_geometry = _output_geometry(vol.geometry, inferred.positions_mm, acquisition.target_spacing_mm)
     out_array = _cast_output(inferred.array, options.output_dtype, hooks.integer_input)
     out = Volume(out_array, out_geometry, metadata=dict(parameters))
@@ -240,6 +251,84 @@ def _enhance(
         )
     timings["total"] = time.monotonic() - t_start
     return EnhanceResult(out, unc, parameters, timings, device=device_text, warnings=warnings)
+
+
+@dataclass
+class _SliceModel:
+    """The slice profile and noise a run trains for: the user's profile, or the one estimated from the scan
+    (``profile="auto"``), and the measured slice noise (``noise="auto"``)."""
+
+    profile: str
+    estimate: Any = None  # sr4zct.method.profile.ProfileEstimate
+    noise: Any = None  # sr4zct.method.noise.NoiseEstimate
+    warnings: list[str] = field(default_factory=list)
+
+    def parameters(self, options: EnhanceOptions, trained: _Trained) -> dict[str, str]:
+        """What the output records: the profile used and asked for, the estimate, the noise."""
+        out = {"profile": str(trained.info.get("profile", self.profile)), "profile_option": options.profile}
+        if self.estimate is not None:
+            out.update(self.estimate.to_parameters())
+        if self.noise is not None:
+            out.update(self.noise.to_parameters())
+        out["training_noise"] = "on" if trained.info.get("noise_sigma_hu", 0.0) > 0 else "off"
+        return out
+
+
+def _slice_model(array: np.ndarray, options: EnhanceOptions, acq, pixel, reporter) -> _SliceModel:
+    """Estimate what ``auto`` leaves open (a saved model brings its own profile; nothing is estimated)."""
+    from sr4zct.errors import SR4ZCTError
+
+    if options.model_path is not None or options.profile != "auto":
+        model = _SliceModel(options.profile if options.profile != "auto" else "box")
+    else:
+        from sr4zct.method.profile import estimate_profile
+
+        reporter.report("prepare", 0, 1, message="estimating the slice profile from the scan")
+        try:
+            estimate = estimate_profile(
+                array, pixel_spacing_mm=pixel, spacing_mm=acq.spacing_mm, nominal_mm=acq.thickness_mm
+            )
+        except SR4ZCTError as exc:
+            model = _SliceModel("box", warnings=[
+                f"The slice profile could not be estimated from the scan ({exc.message}); the box profile is "
+                "used. Choose the profile (box or gaussian) to silence this."])  # fmt: skip
+        else:
+            model = _SliceModel(estimate.family, estimate, warnings=_estimate_warnings(estimate))
+            log.info("Slice profile estimated from the scan: %s.", estimate.describe())
+    if options.noise == "auto" and options.model_path is None:
+        from sr4zct.method.noise import estimate_noise
+
+        model.noise = estimate_noise(array)
+    return model
+
+
+def _estimate_warnings(estimate) -> list[str]:
+    """A warning when the estimate disagrees with the slice thickness, and one when the family is unclear."""
+    out = []
+    if estimate.disagrees_with_nominal:
+        out.append(
+            f"The slice profile estimated from the scan ({estimate.describe()}) disagrees with the slice "
+            f"thickness of {estimate.nominal_mm:g} mm; the model uses {estimate.nominal_mm:g} mm. Check the "
+            "thickness (give the right one with the thickness option)."
+        )
+    if not estimate.family_certain:
+        out.append(
+            f"The scan does not tell a box from a Gaussian slice profile clearly; the one that fits better "
+            f"({estimate.family}) is used. Choose the profile if you know the scanner's."
+        )
+    return out
+
+
+def _precision(options: EnhanceOptions, preset: Preset, acq: AcquisitionParameters, vol: Volume, device):
+    """The run's :class:`~sr4zct.run.precision.PrecisionChoice` (``auto`` probes bf16 unless the run is small)."""
+    from sr4zct.method.acquisition import output_positions_mm
+    from sr4zct.run.precision import choose_precision, is_small_run
+
+    training_px = 0 if options.model_path is not None else preset.steps * preset.batch * preset.patch_px**2
+    _, rows, cols = vol.array.shape
+    inference_px = len(output_positions_mm(acq.positions_mm, _pixel_mm(vol)[0])) * 2 * rows * cols
+    small = is_small_run(_limit_s(options, preset), training_px, inference_px)
+    return choose_precision(options.precision, device, network=options.network, small_run=small)
 
 
 def _pixel_mm(vol: Volume) -> tuple[float, float]:
@@ -268,13 +357,16 @@ def _load_trained(
     from sr4zct.method.training import Normalisation
 
     model, info = load_model(options.model_path, device=device)
+    profile = info.get("profile") if options.profile == "auto" else options.profile  # auto: the model's
     check_model_geometry(
-        info, thickness=acq.thickness_mm, spacing=acq.spacing_mm, pixel=pixel, profile=options.profile,
+        info, thickness=acq.thickness_mm, spacing=acq.spacing_mm, pixel=pixel, profile=profile,
         path=options.model_path,
     )  # fmt: skip
     norm = Normalisation(**info["normalisation"]) if "normalisation" in info else Normalisation()
     reporter.report("train", 1, 1, message=f"using saved model {options.model_path}")
-    return _Trained(model, norm, str(info.get("network", options.network)), seconds=0.0)
+    return _Trained(
+        model, norm, str(info.get("network", options.network)), seconds=0.0, info={"profile": str(profile)}
+    )
 
 
 def _train(
@@ -287,24 +379,29 @@ def _train(
     reporter: ProgressReporter,
     t_start: float,
     hooks: _Hooks,
+    slice_model: _SliceModel,
+    precision: str,
 ) -> _Trained:
     from sr4zct.method import training
 
     pixel = _pixel_mm(vol)
+    noise = slice_model.noise
     config = training.TrainingConfig(
         steps=preset.steps, patch_px=preset.patch_px, batch=preset.batch, lr=preset.lr, loss=preset.loss,
         network=options.network,
         network_config=dict(preset.network_config) if options.network == "default" else {},
         validate_every=preset.validate_every, seed=options.seed,
+        noise_sigma_hu=0.0 if noise is None else noise.sigma_hu,
+        noise_correlation=0.0 if noise is None else noise.correlation,
     )  # fmt: skip
-    budget = _time_budget(array, options, preset, acq, pixel, config, device, reporter, t_start)
+    budget = _time_budget(array, options, preset, acq, pixel, config, (device, precision), reporter, t_start)
     norm = training.Normalisation()
     preview = _preview_publisher(vol, array, options, acq, config, norm, device, hooks)
     t_train = time.monotonic()
     result = training.train_model(
         array, pixel_spacing_mm=pixel, thickness_mm=acq.thickness_mm, spacing_mm=acq.spacing_mm,
-        profile=options.profile, config=config, normalisation=norm, device=device, reporter=reporter,
-        budget=budget, on_validation=preview, should_finish=hooks.should_finish,
+        profile=slice_model.profile, config=config, normalisation=norm, device=device, reporter=reporter,
+        budget=budget, on_validation=preview, should_finish=hooks.should_finish, precision=precision,
     )  # fmt: skip
     warnings = list(result.warnings)
     if budget.over_limit():
@@ -320,6 +417,8 @@ def _train(
         "validation_gain_db": result.validation_gain_db,
         "used_identity": result.used_identity,
         "finished_early": result.finished_early,
+        "profile": slice_model.profile,
+        "noise_sigma_hu": config.noise_sigma_hu,
     }
     if options.save_model_path is not None:
         from sr4zct.io.model_file import save_model
@@ -327,7 +426,7 @@ def _train(
         save_model(
             options.save_model_path, result.model, network=options.network,
             info={"normalisation": norm.to_dict(), "thickness_mm": acq.thickness_mm, "spacing_mm": acq.spacing_mm,
-                  "profile": options.profile, "pixel_spacing_mm": pixel, "seed": options.seed,
+                  "profile": slice_model.profile, "pixel_spacing_mm": pixel, "seed": options.seed,
                   "preset": preset.name, "training": info},
         )  # fmt: skip
     return _Trained(
@@ -360,10 +459,10 @@ def _limit_s(options: EnhanceOptions, preset: Preset) -> float:
     return 60.0 * (preset.max_minutes if options.max_minutes is None else options.max_minutes)
 
 
-def _time_budget(array, options, preset, acq, pixel, config, device, reporter, t_start):
+def _time_budget(array, options, preset, acq, pixel, config, compute, reporter, t_start):
     """The run's :class:`~sr4zct.run.budget.TimeBudget`: its limit, the timed cost of inference (a timer that
-    training keeps re-timing) and what is kept back for writing. Training stops at its deadline; the
-    progress model's ETA and fraction follow it (``reporter.plan``)."""
+    training keeps re-timing, on ``compute = (device, precision)``) and what is kept back for writing.
+    Training stops at its deadline; the progress model's ETA and fraction follow it (``reporter.plan``)."""
     import torch
 
     from sr4zct.method.acquisition import output_positions_mm
@@ -373,13 +472,14 @@ def _time_budget(array, options, preset, acq, pixel, config, device, reporter, t
     from sr4zct.run.budget import InferenceTimer, TimeBudget
 
     limit_s = _limit_s(options, preset)
+    device, precision = compute
     probe = build_network(config.network, config.network_config).to(device)
     n_out = len(output_positions_mm(acq.positions_mm, pixel[0]))
     pixels, pass_shape = inference_workload(
         probe, array.shape, n_out, body_box(array), max_pixels=default_pass_pixels(device)
     )
     passes = len(FlipAverage.FLIPS) if preset.test_time_flips else 1
-    timer = InferenceTimer(pixels, pass_shape, device, passes=passes)
+    timer = InferenceTimer(pixels, pass_shape, device, passes=passes, precision=precision)
     timer.measure(probe.to(memory_format=torch.channels_last))
     budget = TimeBudget(
         limit_s, start=t_start, timer=timer, output_voxels=n_out * array.shape[1] * array.shape[2],
@@ -399,7 +499,6 @@ def _parameters(
         "thickness_mm": f"{acq.thickness_mm:g}",
         "spacing_mm": f"{acq.spacing_mm:g}",
         "target_spacing_mm": f"{acq.target_spacing_mm:g}",
-        "profile": options.profile,
         "preset": preset.name,
         "network": trained.network,
         "device": device_text,
@@ -410,7 +509,7 @@ def _parameters(
         "sr4zct_version": __version__,
         "torch_version": str(torch.__version__),
     }
-    if trained.info:
+    if "validation_gain_db" in trained.info:
         parameters["validation_gain_db"] = f"{trained.info['validation_gain_db']:.2f}"
         parameters["used_identity"] = str(trained.info["used_identity"]).lower()
         parameters["finished_early"] = str(trained.info["finished_early"]).lower()
@@ -481,8 +580,10 @@ def enhance_file(
     and ``model_path`` before the input is read. Outputs are written under temporary names and moved into
     place at the end, the saved model with them: a failed or cancelled run leaves none of them behind.
     """
+    from sr4zct.io import as_path
+
     options = _merge_options(options, changes)
-    inp, out = Path(input_path), Path(output_path)
+    inp, out = as_path(input_path, "input_path"), as_path(output_path, "output_path")  # "" is refused
     targets = _check_targets(inp, out, options)
     reporter = ProgressReporter(progress, should_stop)
     reporter.report("prepare", 0, 1, message=f"reading {inp}")
@@ -506,31 +607,53 @@ def _check_targets(inp: Path, out: Path, options: EnhanceOptions) -> dict[str, A
     from sr4zct.run.validation import validate_model_file
 
     volumes = [out] + ([Path(options.uncertainty_path)] if options.uncertainty_path is not None else [])
-    resolved = [check_output(target, overwrite=options.overwrite, input_path=inp) for target in volumes]
+    resolved = [
+        check_output(target, overwrite=options.overwrite, input_path=inp, content=content)
+        for target, content in zip(volumes, ("volume", "uncertainty"), strict=False)
+    ]
     model = None
     if options.save_model_path is not None:
         inputs = [inp] + ([inp.parent] if inp.is_file() and image_suffix(inp) is None else [])
-        model = check_output_path(options.save_model_path, overwrite=options.overwrite, inputs=inputs)
+        model = check_output_path(
+            options.save_model_path, overwrite=options.overwrite, inputs=inputs, content="model"
+        )
         resolved.append(model)
     if options.preview_path is not None:
         resolved.append(_check_preview_path(options.preview_path, inp))
-    if len(set(resolved)) < len(resolved):
-        raise OutputError(
-            "The output, the uncertainty output, the saved model and the preview must be different paths."
-        )
+    _check_distinct(resolved)
     if options.model_path is not None:
         validate_model_file(options.model_path)
     return {"volumes": volumes, "model": model}
+
+
+def _check_distinct(resolved: list[Path]) -> None:
+    """The outputs, and the NIfTI sidecars they bring (``ct.nii.gz`` -> ``ct.json``), are different files."""
+    from sr4zct.io import image_suffix
+    from sr4zct.io.image import sidecar_path
+
+    files = [str(p).lower() if os.name == "nt" else str(p) for p in resolved]
+    files += [
+        str(sidecar_path(p)).lower() if os.name == "nt" else str(sidecar_path(p))
+        for p in resolved
+        if image_suffix(p) in (".nii", ".nii.gz")
+    ]
+    if len(set(files)) < len(files):
+        raise OutputError(
+            "The output, the uncertainty output, the saved model and the preview (and the .json sidecar of a "
+            "NIfTI output) must be different paths."
+        )
 
 
 def _check_preview_path(path: str, inp: Path) -> Path:
     """The live preview goes to a PNG (side by side) or an NRRD (the coronal image, for Slicer), which each
     update replaces: only a file SR4ZCT wrote may be there already."""
     from sr4zct.io import check_output
+    from sr4zct.io.atomic import unfollowed_path
     from sr4zct.run.preview import check_preview_path
 
     suffix = Path(path).suffix.lower()
     if suffix == ".png":
+        unfollowed_path(path)  # a link there is refused, never followed
         return check_preview_path(path)
     if suffix == ".nrrd":
         resolved = check_output(path, overwrite=True, input_path=inp)
@@ -574,7 +697,6 @@ def _enhance_and_write(
     reporter: ProgressReporter,
     hooks: _Hooks,
 ) -> EnhanceResult:
-    from sr4zct.io import write_volume
     from sr4zct.io.atomic import remove_stale_temporaries, temporary_name
 
     model_target = targets["model"]
@@ -592,30 +714,7 @@ def _enhance_and_write(
         count = len(targets["volumes"])
         reporter.report("write", 0, count, message=f"writing {out}")
         t0 = time.monotonic()
-        written: list[Path] = []
-        try:
-            written.append(
-                Path(
-                    write_volume(result.volume, out, metadata=result.parameters, overwrite=options.overwrite)
-                )
-            )
-            if options.uncertainty_path is not None and result.uncertainty is not None:
-                meta = {**result.parameters, "content": "uncertainty |coronal - sagittal| HU"}
-                written.append(
-                    Path(write_volume(result.uncertainty, options.uncertainty_path, metadata=meta,
-                                      overwrite=options.overwrite))
-                )  # fmt: skip
-            if model_tmp is not None and model_tmp.exists():
-                try:
-                    os.replace(model_tmp, model_target)
-                except OSError as exc:
-                    raise OutputError(
-                        f"Cannot save the model to {model_target}: {exc.strerror or exc}."
-                    ) from exc
-        except BaseException:
-            for path in written:  # written by this call a moment ago: nothing else is removed
-                _remove(path)
-            raise
+        _write_outputs(result, out, options, model_tmp, model_target)
     finally:
         if model_tmp is not None:
             _remove(model_tmp)
@@ -625,6 +724,31 @@ def _enhance_and_write(
     except Cancelled:
         pass  # everything is written: a cancel arriving now does not undo a finished run
     return result
+
+
+def _write_outputs(
+    result: EnhanceResult,
+    out: Path,
+    options: EnhanceOptions,
+    model_tmp: Path | None,
+    model_target: Path | None,
+) -> None:
+    """Every output (volume, its sidecar, uncertainty map, saved model) is written under a temporary name
+    first and all are moved into place together (:func:`sr4zct.io.atomic.staged_outputs`): with
+    ``overwrite``, an earlier result is replaced only once every new file is complete, and a failure at any
+    write leaves it exactly as it was."""
+    from sr4zct.io import write_volume
+    from sr4zct.io.atomic import staged_outputs
+
+    with staged_outputs() as staged:
+        write_volume(result.volume, out, metadata=result.parameters, overwrite=options.overwrite)
+        if options.uncertainty_path is not None and result.uncertainty is not None:
+            meta = {**result.parameters, "content": "uncertainty |coronal - sagittal| HU"}
+            write_volume(
+                result.uncertainty, options.uncertainty_path, metadata=meta, overwrite=options.overwrite
+            )
+        if model_tmp is not None and model_tmp.exists():
+            staged.add(model_tmp, model_target)
 
 
 def _remove(path: Path) -> None:

@@ -11,6 +11,8 @@ are in BENCHMARKS.md (``python -m benchmarks.run``).
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,8 +49,87 @@ class Preset:
     validate_every: int = 100
     test_time_flips: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip() or "\0" in self.name:
+            raise ParameterError(f"A Preset needs a name (non-empty text), got {self.name!r}.")
+        for name in ("steps", "patch_px", "batch", "validate_every"):
+            _whole(self, name, *LIMITS[name])
+        for name in ("max_minutes", "lr"):
+            _positive(self, name, LIMITS[name][1])
+        if self.loss not in ("l1", "l2"):
+            raise ParameterError(f"Preset {self.name!r}: loss must be 'l1' or 'l2', got {self.loss!r}.")
+        if not isinstance(self.test_time_flips, bool):
+            raise ParameterError(
+                f"Preset {self.name!r}: test_time_flips must be True or False, got {self.test_time_flips!r}."
+            )
+        _check_network_config(self)
+
     def replace(self, **changes: Any) -> Preset:
         return dataclasses.replace(self, **changes)
+
+
+#: Bounds of the Preset fields: (lowest, highest), both allowed.
+LIMITS: dict[str, tuple[float, float]] = {
+    "steps": (1, 10_000_000),
+    "patch_px": (8, 4096),
+    "batch": (1, 4096),
+    "validate_every": (1, 10_000_000),
+    "max_minutes": (0.0, 60.0 * 24 * 365),
+    "lr": (0.0, 1.0),
+}
+
+
+def _whole(preset: Preset, name: str, low: float, high: float) -> None:
+    value = getattr(preset, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise ParameterError(
+            f"Preset {preset.name!r}: {name} must be a whole number from {low} to {high}, got {value!r}."
+        )
+
+
+def _positive(preset: Preset, name: str, high: float) -> None:
+    value = getattr(preset, name)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    if not ok or not 0 < float(value) <= high:
+        raise ParameterError(
+            f"Preset {preset.name!r}: {name} must be a number above 0 and at most {high:g}, got {value!r}."
+        )
+
+
+def _check_network_config(preset: Preset) -> None:
+    """The default network's constructor arguments: known names, whole numbers within the limits a saved
+    model may have (:data:`sr4zct.io.model_file.NETWORK_LIMITS`)."""
+    from sr4zct.io.model_file import NETWORK_LIMITS
+
+    config, limits = preset.network_config, NETWORK_LIMITS["default"]
+    if not isinstance(config, dict):
+        raise ParameterError(f"Preset {preset.name!r}: network_config must be a dict, got {config!r}.")
+    for key, value in config.items():
+        allowed = limits.get(key)
+        if allowed is None:
+            raise ParameterError(
+                f"Preset {preset.name!r}: network_config has an unknown key {key!r}; the keys are "
+                f"{', '.join(limits)}."
+            )
+        whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        inside = whole and (
+            value in allowed if isinstance(allowed, set) else allowed[0] <= value <= allowed[1]
+        )
+        if not inside:
+            shown = (
+                ", ".join(map(str, sorted(allowed)))
+                if isinstance(allowed, set)
+                else "{} to {}".format(*allowed)
+            )
+            raise ParameterError(
+                f"Preset {preset.name!r}: network_config {key} must be a whole number ({shown}), got {value!r}."
+            )
+    unshuffle = config.get("unshuffle", 1)
+    if preset.patch_px % unshuffle:
+        raise ParameterError(
+            f"Preset {preset.name!r}: patch_px ({preset.patch_px}) must be a multiple of network_config unshuffle "
+            f"({unshuffle})."
+        )
 
 
 PRESETS: dict[str, Preset] = {

@@ -41,6 +41,7 @@ __all__ = [
     "available_memory_bytes",
     "check_dtype",
     "check_finite",
+    "check_hu_range",
     "check_memory",
     "check_modality",
     "check_output_geometry",
@@ -387,6 +388,27 @@ def check_finite(
     return out, n_bad
 
 
+def check_hu_range(array: np.ndarray) -> None:
+    """Refuse values beyond +-1e6 HU (:data:`sr4zct.io.dicom.MAX_ABS_HU`), as every reader does: far outside
+    any CT scale (the array is not HU, or is damaged). Integer arrays of at most 16 bits cannot exceed it."""
+    from sr4zct.io.dicom import MAX_ABS_HU
+
+    a = np.asarray(array)
+    if a.size == 0 or (a.dtype.kind in "iu" and a.dtype.itemsize <= 2):
+        return
+    flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(1, -1)
+    worst = 0.0
+    for plane in flat:
+        values = plane[np.isfinite(plane)] if plane.dtype.kind == "f" else plane.astype(np.float64)
+        if values.size:
+            worst = max(worst, abs(float(values.min())), abs(float(values.max())))
+    if worst > MAX_ABS_HU:
+        raise InputError(
+            f"The volume holds values up to {worst:.3g}, far outside any CT scale (|HU| <= {MAX_ABS_HU:g}); "
+            "SR4ZCT needs CT values in HU."
+        )
+
+
 def check_modality(modality: str | None, *, allow_non_ct: bool = False) -> str | None:
     """Refuse a DICOM modality other than CT unless ``allow_non_ct``; returns a warning then.
 
@@ -545,6 +567,7 @@ def validate_for_enhancement(
         volume.geometry, thickness_mm=thickness_mm, spacing_mm=spacing_mm, target_spacing_mm=target_spacing_mm
     )
     check_finite(volume.array, policy="error")
+    check_hu_range(volume.array)
     shape = volume.array.shape
     pixel = volume.geometry.pixel_spacing_mm
     need = estimate_memory_bytes(
