@@ -176,6 +176,28 @@ def test_bad_options_are_refused_before_anything_starts(tiny_nrrd, tmp_path):
         job_for(tiny_nrrd, tmp_path / "o.nrrd", colour="red")
 
 
+@pytest.mark.parametrize("which", ["input", "output"])
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_an_empty_path_is_refused_not_taken_as_the_current_folder(tiny_nrrd, tmp_path, which, empty):
+    paths = {"input": tiny_nrrd, "output": tmp_path / "o.nrrd", which: empty}
+    with pytest.raises(ParameterError, match=f"{which}_path must name a file"):
+        BackgroundJob(paths["input"], paths["output"], thickness_mm=THICKNESS_MM)
+    with pytest.raises(ParameterError, match=f"{which}_path must be a file or folder path"):
+        BackgroundJob(*[None if k == which else v for k, v in paths.items()], thickness_mm=THICKNESS_MM)
+
+
+def test_options_may_be_a_dict_of_option_names(tiny_nrrd, tmp_path):
+    from sr4zct.run.options import EnhanceOptions
+
+    job = BackgroundJob(tiny_nrrd, tmp_path / "o.nrrd", {"thickness_mm": 3.0, "preset": "fast"}, seed=5)
+    assert job.options == EnhanceOptions(thickness_mm=3.0, preset="fast", seed=5)
+    assert "--preset=fast" in job._command and "--seed=5" in job._command
+    with pytest.raises(ParameterError, match="Unknown option"):
+        BackgroundJob(tiny_nrrd, tmp_path / "o.nrrd", {"thickness": 3.0})
+    with pytest.raises(TypeError, match="an EnhanceOptions or a dict of option names, got str"):
+        BackgroundJob(tiny_nrrd, tmp_path / "o.nrrd", "fast")
+
+
 @pytest.mark.parametrize(
     ("changes", "code", "exit_code", "fragment"),
     [

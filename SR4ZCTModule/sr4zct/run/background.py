@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from sr4zct import errors
+from sr4zct.io import as_path
 from sr4zct.run.events import CODE_CRASHED, TERMINAL_EVENTS, make_event, parse_line
 from sr4zct.run.options import EnhanceOptions
 from sr4zct.system import pid_exists
@@ -118,8 +119,9 @@ class BackgroundJob:
     ----------
     input_path, output_path : path-like
         As for :func:`sr4zct.enhance_file`.
-    options : EnhanceOptions, optional
-        The options; ``changes`` override single ones (``BackgroundJob(a, b, thickness_mm=3.0)``).
+    options : EnhanceOptions or dict, optional
+        The options (a dict of option names is read with :meth:`EnhanceOptions.from_dict`); ``changes``
+        override single ones (``BackgroundJob(a, b, thickness_mm=3.0)``).
     python_executable : str, optional
         The interpreter (or a launcher of it); default :func:`python_for_background`.
     env : dict, optional
@@ -144,9 +146,11 @@ class BackgroundJob:
         env: dict[str, str | None] | None = None,
         **changes: Any,
     ):
-        options = options or EnhanceOptions()
+        options = _as_options(options)
         self.options = options.replace(**changes) if changes else options
-        self.input_path, self.output_path = os.path.abspath(input_path), os.path.abspath(output_path)
+        # An empty path would become the current folder: refused before it is made absolute.
+        self.input_path = os.path.abspath(as_path(input_path, "input_path"))
+        self.output_path = os.path.abspath(as_path(output_path, "output_path"))
         python = os.fspath(python_executable or python_for_background())
         self._command = [python, "-u", "-m", "sr4zct", "enhance", self.input_path, "-o", self.output_path,
                          *_absolute_paths(self.options).to_args(), "--events"]  # fmt: skip
@@ -448,6 +452,19 @@ class BackgroundJob:
                 self.state = "failed"
                 break
         return events
+
+
+def _as_options(options: Any) -> EnhanceOptions:
+    """``options`` as :class:`EnhanceOptions`: None gives the defaults, a dict is read by option names."""
+    if options is None:
+        return EnhanceOptions()
+    if isinstance(options, dict):
+        return EnhanceOptions.from_dict(options)
+    if not isinstance(options, EnhanceOptions):
+        raise TypeError(
+            f"options must be an EnhanceOptions or a dict of option names, got {type(options).__name__}."
+        )
+    return options
 
 
 def _absolute_paths(options: EnhanceOptions) -> EnhanceOptions:
