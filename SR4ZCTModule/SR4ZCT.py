@@ -65,6 +65,7 @@ checkSlicerVersion()
 import sr4zct  # noqa: E402
 from sr4zct.app import node_geometry, results  # noqa: E402
 from sr4zct.app.environment import device_lines, gui_run_environment  # noqa: E402
+from sr4zct.app.estimates import result_lines, start_estimate  # noqa: E402
 from sr4zct.app.panel_options import option_name, options_from_panel, panel_fields, panel_number  # noqa: E402
 from sr4zct.app.run_folder import make_run_folder, run_options  # noqa: E402
 from sr4zct.app.study_queue import is_enhanceable  # noqa: E402
@@ -188,8 +189,9 @@ def _parameterNodeClass():
     defaults, choices and limits). Saved with the scene.
 
     inputVolume - the thick-slice CT volume.
-    thicknessMm, spacingMm, targetSpacingMm, profile, preset, device, seed, modelPath, saveModelPath - the
-        options of the same names (``sr4zct enhance --help``); 0 or empty text = the option's default.
+    thicknessMm, spacingMm, targetSpacingMm, profile, noise, preset, device, precision, seed, modelPath,
+        saveModelPath - the options of the same names (``sr4zct enhance --help``); 0 or empty text = the
+        option's default.
     keepTempFiles - keep the temporary input/output files (for debugging).
     showUncertainty - also compute and overlay where the coronal and sagittal estimates disagree.
     outputVolume - the last result.
@@ -251,6 +253,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._geometryNodeId: str | None = None
         self._job = None  # the running sr4zct.BackgroundJob
         self._batch = None  # or the running sr4zct.batch.Batch of several volumes
+        self._estimate = None  # the slice profile being estimated: (node ID, concurrent.futures.Future)
         self._timer = None
 
     def setup(self) -> None:
@@ -273,6 +276,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.finishButton.connect("clicked(bool)", self.onFinishButton)
         self.ui.queueButton.connect("clicked(bool)", self.onQueueButton)
         self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
+        self.ui.estimateProfileButton.connect("clicked(bool)", self.onEstimateProfile)
 
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
@@ -352,6 +356,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._geometryNodeId = nodeId
         self._geometry = None
+        self.ui.profileEstimateLabel.text = "-"  # an estimate in progress is for the volume it started on
         if node is None:
             self.showGeometry(None)
             return
@@ -409,6 +414,31 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             self.ui.deviceInfoLabel.text = self.logic.deviceDescription()
 
+    def onEstimateProfile(self) -> None:
+        """Estimate the selected volume's slice profile in a thread (:mod:`sr4zct.app.estimates`); the timer
+        shows it when done."""
+        node = self._parameterNode.inputVolume if self._parameterNode else None
+        with slicer.util.tryWithErrorDisplay(_("Failed to estimate the slice profile."), waitCursor=True):
+            if node is None or self._geometry is None or not self.logic.ensureTorch(askConfirmation=True):
+                return
+            future = start_estimate(slicer.util.arrayFromVolume(node), node.GetSpacing(), self._geometry,
+                                    self._parameterNode.thicknessMm or None)  # fmt: skip
+            self._estimate = (node.GetID(), future)
+            self.ui.profileEstimateLabel.text = _("Estimating...")
+            self.ui.estimateProfileButton.enabled = False
+            self._timer.start()
+
+    def _showEstimateWhenDone(self) -> None:
+        if self._estimate is None or not self._estimate[1].done():
+            return
+        nodeId, future = self._estimate
+        self._estimate = None
+        self.ui.estimateProfileButton.enabled = True
+        if nodeId == self._geometryNodeId:
+            error = future.exception()
+            self.ui.profileEstimateLabel.text = future.result() if error is None else _(
+                "Slice profile not estimated: {error}").format(error=error)  # fmt: skip
+
     def _checkCanApply(self, caller=None, event=None) -> None:
         job = self._job if self._batch is None or self._batch.done else None
         training = (
@@ -461,6 +491,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.logTextEdit.clear()
                 self.ui.progressBar.setValue(0)
                 self.ui.progressBar.visible = True
+                self.ui.resultInfoLabel.text = ""
                 self.ui.statusLabel.text = _("Starting...")
                 start()
                 self._timer.start()
@@ -492,16 +523,14 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return options_from_panel(values, measured_spacing_mm=measured)
 
     def onTimer(self) -> None:
+        self._showEstimateWhenDone()
         if self._batch is not None and not self._batch.done:
             for event in self.logic.pollQueue(self._batch):  # results are loaded in here, on the main thread
                 self.handleQueueEvent(event)
         elif self._job is not None:
             for event in self._job.poll():  # the result is loaded in here, on the main thread
                 self.handleEvent(event)
-        else:
-            self._timer.stop()
-            return
-        if not self._running():
+        if not self._running() and self._estimate is None:
             self._timer.stop()
             self._checkCanApply()
 
@@ -571,6 +600,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if node is not None and self._parameterNode:
             self._parameterNode.outputVolume = node
         self._showStatus(_("Done: {name}").format(name=node.GetName() if node else ""))
+        self.ui.resultInfoLabel.text = "\n".join(result_lines(event))
 
     def _showCancelled(self, event: dict) -> None:
         self._showStatus(_("Cancelled; nothing was written."))

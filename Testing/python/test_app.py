@@ -49,6 +49,11 @@ def test_panel_fields_carry_the_options_defaults_choices_and_limits():
         0.0, 0.0, 50.0
     )  # fmt: skip
     assert fields["model_path"].default == ""
+    # what issues 20 and 23 added: the estimated profile by default, measured noise, the precision
+    assert (fields["profile"].default, fields["profile"].choices) == ("auto", ("auto", "box", "gaussian"))
+    assert (fields["noise"].default, fields["noise"].choices) == ("auto", ("auto", "off"))
+    assert (fields["precision"].default, fields["precision"].choices) == ("auto", ("auto", "fp32", "bf16"))
+    assert (fields["noise"].name, fields["precision"].name) == ("noise", "precision")
 
 
 def test_the_panels_values_become_options():
@@ -275,3 +280,52 @@ def test_a_volume_and_a_node_matrix_carry_the_same_geometry():
     back = kji_geometry((6, 8, 10), spacing, directions, matrix[:3, 3], thickness_mm=3.0, name="CT")
     assert np.allclose(back.axes_lps, axes) and back.origin_lps == pytest.approx(geometry.origin_lps)
     assert back.spacing_mm == pytest.approx((2.5, 0.7, 0.8)) and back.slice_thickness_mm == 3.0
+
+
+# --- what the panel shows of the slice model and the precision ------------------------------------------
+
+
+@pytest.mark.parametrize("axis", [2, 0])  # the node's IJK slice axis: K (axial), I (slices along I)
+def test_the_panels_profile_estimate_runs_in_a_thread_and_flags_a_wrong_thickness(axis):
+    from sr4zct.app.estimates import start_estimate
+    from test_profile import isotropic_texture, thick_slices
+
+    thick = thick_slices(isotropic_texture(), 6.0, 3.0, "gaussian")  # (slice, row, column), 1 mm pixels
+    kji = thick if axis == 2 else np.moveaxis(thick, 0, 2)  # slices along the node's axis
+    voxel_ijk = [1.0, 1.0, 1.0]
+    voxel_ijk[axis] = 3.0
+    geometry = geometry_of_node(dimensions=kji.shape[::-1], spacing_mm=voxel_ijk, directions_ras=AXIAL_RAS,
+                                thickness_mm=6.0, source="test")  # fmt: skip
+    assert geometry.axis == axis
+    right = start_estimate(kji, voxel_ijk, geometry)
+    kji[...] = -1000.0  # the user changes the node meanwhile: the estimate works on its own copy
+    text = right.result(timeout=120)
+    assert text.startswith("Estimated from the scan: gaussian, FWHM ") and "\u26a0" not in text
+    assert float(text.split("FWHM ")[1].split(" mm")[0]) == pytest.approx(6.0, rel=0.15)
+    thick = thick_slices(isotropic_texture(), 6.0, 3.0, "gaussian")
+    wrong = start_estimate(thick if axis == 2 else np.moveaxis(thick, 0, 2), voxel_ijk, geometry, 3.0)
+    assert "\u26a0 Far from the slice thickness of 3 mm" in wrong.result(timeout=120)
+    air = start_estimate(np.full_like(kji, -1000.0), voxel_ijk, geometry)
+    assert air.result(timeout=120).startswith("Slice profile not estimated: Too little")
+
+
+def test_what_a_finished_run_shows_of_its_profile_noise_and_precision():
+    from sr4zct.app.estimates import result_lines
+
+    finished = {
+        "parameters": {
+            "profile": "gaussian", "profile_option": "auto", "profile_estimate": "gaussian, FWHM 3.10 mm",
+            "noise_sigma_hu": "8.20", "training_noise": "on", "precision": "bf16",
+            "precision_reason": "the CPU has native bf16",
+        },
+        "warnings": ["The slice profile estimated from the scan disagrees with the slice thickness."],
+    }  # fmt: skip
+    assert result_lines(finished) == [
+        "Slice profile: gaussian (estimated from the scan): gaussian, FWHM 3.10 mm",
+        "Slice noise: 8.20 HU, added to the training inputs",
+        "Precision: bf16 (the CPU has native bf16)",
+        "\u26a0 The slice profile estimated from the scan disagrees with the slice thickness.",
+    ]
+    given = {"parameters": {"profile": "box", "profile_option": "box", "precision": "fp32"}}
+    assert result_lines(given) == ["Slice profile: box (given)", "Precision: fp32"]
+    assert result_lines({}) == []

@@ -23,8 +23,8 @@ __all__ = [
 
 #: the options the panel shows, in its order
 PANEL_OPTIONS = (
-    "thickness_mm", "spacing_mm", "target_spacing_mm", "profile", "preset", "device", "seed", "model_path",
-    "save_model_path",
+    "thickness_mm", "spacing_mm", "target_spacing_mm", "profile", "noise", "preset", "device", "precision", "seed",
+    "model_path", "save_model_path",
 )  # fmt: skip
 #: upper limits of the millimetre options: the values the run itself accepts (run/validation.py)
 _MAX_MM = {

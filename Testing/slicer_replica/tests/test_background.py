@@ -57,6 +57,16 @@ def test_console_example_on_a_real_mrml_l291_crop(l291_crop):
     assert out.GetImageData().GetDimensions()[:2] == crop.GetImageData().GetDimensions()[:2]
     assert out.GetAttribute("SR4ZCT.preset") == "fast"
     assert [e["event"] for e in events][-1] == "finished" and any(e["event"] == "progress" for e in events)
+    # the slice model and precision the run used (issues 20 and 23) are recorded on the node
+    parameters = events[-1]["parameters"]
+    assert parameters["profile_option"] == "auto" and parameters["profile"] in ("box", "gaussian")
+    assert parameters["precision"] in ("fp32", "bf16") and parameters["precision_reason"]
+    assert float(parameters["noise_sigma_hu"]) >= 0 and parameters["training_noise"] in ("on", "off")
+    estimated = [k for k in parameters if k.startswith("profile_estimate")]
+    assert estimated or any("could not be estimated" in w for w in events[-1]["warnings"])
+    for key in ["profile", "profile_option", "noise_sigma_hu", "noise_correlation", "training_noise", "precision",
+                "precision_reason", *estimated]:  # fmt: skip
+        assert out.GetAttribute(f"SR4ZCT.{key}") == parameters[key], key
     assert replica.app.processEventsCalls > 0  # Slicer kept redrawing while it waited
     assert list(Path(slicer.app.temporaryPath).iterdir()) == []  # temporary files removed
 

@@ -92,6 +92,30 @@ def test_l291_panel_shows_thickness_spacing_overlap(l291_replica):
     assert parameterNode.GetNodeReferenceID("inputVolume") == node.GetID()
 
 
+def test_the_slice_profile_is_estimated_on_request_without_blocking_the_panel(l291_replica):
+    replica, node = l291_replica
+    widget = _widget(replica)
+    widget.ui.inputSelector.setCurrentNode(node)
+    ui = widget.ui
+    assert ui.profileEstimateLabel.text == "-"
+    ui.estimateProfileButton.click()  # returns at once: the estimate runs in a thread, the timer shows it
+    assert ui.profileEstimateLabel.text == "Estimating..." and not ui.estimateProfileButton.enabled
+    assert widget._timer.isActive() and widget._job is None
+    _drain(widget)
+    text = ui.profileEstimateLabel.text
+    assert text.startswith("Estimated from the scan: ") and ui.estimateProfileButton.enabled, text
+    fwhm = float(text.split("FWHM ")[1].split(" mm")[0])
+    assert 2.0 < fwhm < 4.5 and "\u26a0" not in text  # plausible for L291's 3 mm helical slices
+    ui.thicknessSpinBox.setValue(8.0)  # a thickness far from the images' is flagged
+    ui.estimateProfileButton.click()
+    _drain(widget)
+    assert "\u26a0 Far from the slice thickness of 8 mm" in ui.profileEstimateLabel.text
+    ui.estimateProfileButton.click()
+    widget.ui.inputSelector.setCurrentNode(_ct_node(replica))  # another volume: its estimate is not shown
+    _drain(widget)
+    assert ui.profileEstimateLabel.text == "-" and ui.estimateProfileButton.enabled
+
+
 def test_non_dicom_volume_needs_a_thickness(replica):
     node = _ct_node(replica, thickness=None)
     widget = _widget(replica)
@@ -289,6 +313,9 @@ def test_full_run_from_the_panel(replica, python_slicer, monkeypatch):
     out = widget.logic.resultNode(job)
     assert out.GetName() == "CT SR4ZCT" and widget._parameterNode.outputVolume.GetID() == out.GetID()
     assert "Done" in widget.ui.statusLabel.text and widget.ui.progressBar.value == 1000
+    info = widget.ui.resultInfoLabel.text.splitlines()  # what the run used, from its parameters
+    assert info[0].startswith("Slice profile: ") and "(estimated from the scan)" in info[0]
+    assert any(line.startswith(f"Precision: {job.result['parameters']['precision']} (") for line in info)
     assert "Worker started" in widget.ui.logTextEdit.toPlainText()
     assert widget.ui.applyButton.text == "Enhance through-plane"
     assert not Path(tempDir).exists()
