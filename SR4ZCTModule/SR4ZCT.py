@@ -64,13 +64,12 @@ checkSlicerVersion()
 # The core package ships in this module's folder, which Slicer puts on sys.path.
 import sr4zct  # noqa: E402
 from sr4zct.app import node_geometry, results  # noqa: E402
-from sr4zct.app.environment import device_lines, gui_run_environment  # noqa: E402
+from sr4zct.app.environment import device_lines  # noqa: E402
 from sr4zct.app.estimates import result_lines, start_estimate  # noqa: E402
 from sr4zct.app.panel_options import option_name, options_from_panel, panel_fields, panel_number  # noqa: E402
-from sr4zct.app.run_folder import make_run_folder, run_options  # noqa: E402
+from sr4zct.app.run_folder import make_run_folder, start_run  # noqa: E402
 from sr4zct.app.study_queue import is_enhanceable  # noqa: E402
 from sr4zct.errors import OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
-from sr4zct.run.background import python_for_background  # noqa: E402
 from sr4zct.run.options import EnhanceOptions  # noqa: E402
 from sr4zct.run.progress import format_duration  # noqa: E402
 
@@ -86,21 +85,10 @@ UNCERTAINTY_COLOR_NODE_ID = "vtkMRMLColorTableNodeRainbow"
 UNCERTAINTY_OPACITY = 0.4
 UNCERTAINTY_WINDOW_HU = 200.0
 POLL_INTERVAL_MS = 250
-# The layout of a run with a live preview: original (Red) and preview or result (Yellow) side by side, the
-# validation-gain chart in a plot view below (Slicer's own layouts have no plot view beside two slice views).
+# The layout of a run with a live preview (Resources/UI/SR4ZCTPreviewLayout.xml): original and preview or
+# result side by side, the validation-gain chart below (Slicer's own layouts have no plot view beside two views).
 LAYOUT_ID = 19190
-LAYOUT_XML = """<layout type="vertical" split="true">
- <item splitSize="700"><layout type="horizontal">
-  <item><view class="vtkMRMLSliceNode" singletontag="Red"><property name="orientation" action="default">Coronal</property>
-   <property name="viewlabel" action="default">R</property><property name="viewcolor" action="default">#F34A33</property>
-  </view></item>
-  <item><view class="vtkMRMLSliceNode" singletontag="Yellow"><property name="orientation" action="default">Coronal</property>
-   <property name="viewlabel" action="default">Y</property><property name="viewcolor" action="default">#EDD54C</property>
-  </view></item>
- </layout></item>
- <item splitSize="300"><view class="vtkMRMLPlotViewNode" singletontag="PlotView1">
-  <property name="viewlabel" action="default">P</property></view></item>
-</layout>"""
+LAYOUT_FILE = os.path.join(os.path.dirname(__file__), "Resources", "UI", "SR4ZCTPreviewLayout.xml")
 SELFTEST_MINUTES = 1.0  # training budget of the self-test's short job
 
 # The DICOM modality of a node's first instance decides whether the queue takes it.
@@ -768,8 +756,6 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         progressCallback : callable, optional
             With ``wait=True``, called with every background event (docs/events.md).
         """
-        from sr4zct.run.background import BackgroundJob
-
         if inputVolumeNode is None:
             raise ParameterError(_("No input volume given."))
         geometry, name = self.readGeometry(inputVolumeNode), inputVolumeNode.GetName()
@@ -778,21 +764,17 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         run = {"inputNode": inputVolumeNode, "outputName": outputName or self.uniqueNodeName(name + results.OUTPUT_SUFFIX),
                "tempDir": tempDir, "keepTempFiles": keepTempFiles, "showResult": showResult, "outputNode": None,
                "discard": False, "previewNode": None, "gainChart": None}  # fmt: skip
-        job = None
-        try:
-            options = run_options(
-                options, geometry, name, tempDir, preview=showResult, uncertainty=uncertainty
-            )
-            job = BackgroundJob(os.path.join(tempDir, "input.nrrd"), os.path.join(tempDir, "output.nrrd"), options,
-                                python_executable=python_for_background(), env=gui_run_environment(options.device))  # fmt: skip
-            self.writeVolumeFile(inputVolumeNode, job.input_path)
+
+        def register(job) -> None:
             self._runs[job] = run
             job.add_done_callback(self._onJobDone)
             logging.info(f"SR4ZCT: enhancing '{name}' ({geometry!r}) in {tempDir}")
-            job.start()
+
+        try:
+            job = start_run(options, geometry, name, tempDir, lambda path: self.writeVolumeFile(inputVolumeNode, path),
+                            preview=showResult, uncertainty=uncertainty, before_start=register)  # fmt: skip
         except BaseException:
-            self._runs.pop(job, None)
-            shutil.rmtree(tempDir, ignore_errors=True)
+            self._runs = {j: r for j, r in self._runs.items() if r is not run}
             raise
         return self.waitForResult(job, progressCallback=progressCallback) if wait else job
 
@@ -963,20 +945,17 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         environment of a single run (:mod:`sr4zct.app.study_queue`).
         """
         from sr4zct.app.study_queue import StudyQueue
-        from sr4zct.batch.local_engine import LocalEngine
 
         options = (options or EnhanceOptions()).replace(**{option_name(k): v for k, v in changes.items()})
         queue = StudyQueue(self.makeRunFolder(), options)
         try:
-            for node in volumeNodes:
+            for node in volumeNodes:  # one that cannot be enhanced is recorded as failed
                 queue.add(node, node.GetName(), lambda node=node: self.readGeometry(node),
                           lambda path, node=node: self.writeVolumeFile(node, path))  # fmt: skip
-            engine = LocalEngine(python_executable=python_for_background(), device=options.device,
-                                 env=gui_run_environment(options.device))  # fmt: skip
-            batch = queue.start(outputFolder, engine, uncertainty=uncertainty)
         except BaseException:
             queue.remove_folder()
             raise
+        batch = queue.start(outputFolder, uncertainty=uncertainty)  # removes its folder if it cannot start
         self._queues[batch] = queue
         return batch
 
@@ -1029,17 +1008,12 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         for viewName in ("Yellow", "Red", "Green"):
             sliceWidget = layoutManager.sliceWidget(viewName)
             sliceNode = sliceWidget.mrmlSliceNode() if sliceWidget is not None else None
-            if sliceNode is None or sliceNode.GetOrientation() != "Coronal":
-                continue
-            sliceToRas = sliceNode.GetSliceToRAS()
-            point = [sliceToRas.GetElement(i, 3) for i in range(3)] + [1.0]
-            rasToIjk = vtk.vtkMatrix4x4()
-            inputNode.GetRASToIJKMatrix(rasToIjk)
-            ijk = rasToIjk.MultiplyPoint(point)[:3]
-            axis = self.readGeometry(inputNode).axis
-            rowAxis = [a for a in (1, 0) if a != axis][0]  # NumPy order (K, J, I): the first in-plane axis
-            dims = inputNode.GetImageData().GetDimensions()
-            return int(min(max(round(ijk[rowAxis]), 0), dims[rowAxis] - 1))
+            if sliceNode is not None and sliceNode.GetOrientation() == "Coronal":
+                rasToIjk = vtk.vtkMatrix4x4()
+                inputNode.GetRASToIJKMatrix(rasToIjk)
+                return node_geometry.row_at([sliceNode.GetSliceToRAS().GetElement(i, 3) for i in range(3)],
+                                            [[rasToIjk.GetElement(r, c) for c in range(4)] for r in range(4)],
+                                            self.readGeometry(inputNode).axis, inputNode.GetImageData().GetDimensions())  # fmt: skip
         return None
 
     def showPreview(self, job, event: dict) -> bool:
@@ -1117,15 +1091,11 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             )
         uid = outputNode.GetAttribute(results.REFERENCE_ATTRIBUTE)
         attributes = {name: outputNode.GetAttribute(name) for name in outputNode.GetAttributeNames() or ()}
-        folder = self.makeRunFolder()
-        try:
-            series, seriesUid = results.write_dicom_export(self.volumeFromNode(outputNode), folder, attributes,
-                                                   outputNode.GetName(), database.fileForInstance(uid) if uid else None)  # fmt: skip
+        with results.dicom_export(self.volumeFromNode(outputNode), attributes, outputNode.GetName(),
+                                  database.fileForInstance(uid) if uid else None, slicer.app.temporaryPath) as (series, seriesUid):  # fmt: skip
             if not DICOMUtils.importDicom(str(series), database, copyFiles=True):
                 raise OutputError(_("Slicer could not import the written DICOM series into its database."))
-            return seriesUid
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        return seriesUid
 
     @staticmethod
     def showSideBySide(
@@ -1142,7 +1112,8 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         else:
             layoutNode = layoutManager.layoutLogic().GetLayoutNode()
             if not layoutNode.IsLayoutDescription(LAYOUT_ID):
-                layoutNode.AddLayoutDescription(LAYOUT_ID, LAYOUT_XML)
+                with open(LAYOUT_FILE, encoding="utf-8") as f:
+                    layoutNode.AddLayoutDescription(LAYOUT_ID, f.read())
             layoutManager.setLayout(LAYOUT_ID)
             selection = slicer.app.applicationLogic().GetSelectionNode()
             selection.SetActivePlotChartID(chart.GetID())

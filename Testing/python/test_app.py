@@ -211,6 +211,37 @@ def test_a_results_attributes_and_its_dicom_export_metadata():
     assert export_metadata(node, "renamed")["series_description"] == "renamed SR4ZCT"
 
 
+def test_a_dicom_export_is_written_in_a_run_folder_that_goes_afterwards(tmp_path):
+    from sr4zct.app.results import dicom_export
+
+    volume = sr4zct.Volume(
+        np.zeros((3, 8, 8), np.float32), sr4zct.make_geometry((3, 8, 8), slice_spacing_mm=1.0)
+    )
+    with dicom_export(volume, {"SR4ZCT.preset": "fast"}, "CT SR4ZCT", None, tmp_path) as (series, uid):
+        files = sorted(series.iterdir())
+        first = pydicom.dcmread(files[0])
+        assert len(files) == 3 and first.SeriesInstanceUID == uid and first.SeriesDescription == "CT SR4ZCT"
+        assert "fast" in str(first.ImageComments)
+    assert list((tmp_path).iterdir()) == []  # the run folder went with the export
+
+
+def test_a_run_that_cannot_start_leaves_no_run_folder(tmp_path):
+    from sr4zct.app.run_folder import make_run_folder, start_run
+
+    folder = make_run_folder(tmp_path)
+    node = _node()
+
+    def write(path):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        start_run(EnhanceOptions(), node, "CT", folder, write, preview=True, uncertainty=False)
+    with pytest.raises(ParameterError, match="slice thickness of 'CT' is unknown"):
+        start_run(EnhanceOptions(), _node(thickness_mm=None), "CT", make_run_folder(tmp_path), write,
+                  preview=False, uncertainty=False)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("class_name", "made", "modality", "taken"),
     [
@@ -329,3 +360,20 @@ def test_what_a_finished_run_shows_of_its_profile_noise_and_precision():
     given = {"parameters": {"profile": "box", "profile_option": "box", "precision": "fp32"}}
     assert result_lines(given) == ["Slice profile: box (given)", "Precision: fp32"]
     assert result_lines({}) == []
+
+
+@pytest.mark.parametrize("axis", [2, 1, 0])
+def test_the_preview_row_under_a_slice_view_is_the_row_the_core_shows(axis):
+    """The row of the point a coronal view shows is the row that holds it once the core has read the run's
+    file (slice axis first, the others in file order), for slices along K, J and I."""
+    from sr4zct.app.node_geometry import row_at
+    from sr4zct.io.image import permutation
+
+    dimensions = (7, 9, 11)  # I, J, K
+    identity = [[float(r == c) for c in range(4)] for r in range(4)]  # RAS = IJK
+    ijk = (5, 3, 8)
+    kji = np.zeros(dimensions[::-1])
+    kji[ijk[2], ijk[1], ijk[0]] = 1.0
+    core = np.transpose(kji, permutation(2 - axis))  # (slice, row, column) as the core reads the file
+    assert row_at(ijk, identity, axis, dimensions) == int(np.argwhere(core == 1.0)[0][1])
+    assert row_at((-40.0, -40.0, -40.0), identity, axis, dimensions) == 0  # clipped to the volume

@@ -19,7 +19,7 @@ from sr4zct.volume import SeriesGeometry, make_geometry
 
 __all__ = [
     "LPS_TO_RAS", "NodeGeometry", "check_dimensions", "geometry_of_node", "ijk_to_ras", "kji_geometry",
-    "series_geometry", "split_dicom_value", "thickness_from_file",
+    "row_at", "series_geometry", "split_dicom_value", "thickness_from_file",
 ]  # fmt: skip
 
 #: patient LPS coordinates to Slicer's RAS, per axis
@@ -242,3 +242,19 @@ def kji_geometry(
     return make_geometry(tuple(shape), slice_spacing_mm=spacing_mm[2], pixel_spacing_mm=(spacing_mm[1], spacing_mm[0]),
                          slice_thickness_mm=thickness_mm, origin_lps=[LPS_TO_RAS[r] * origin_ras[r] for r in range(3)],
                          axes_lps=axes_lps, description=name)  # fmt: skip
+
+
+def row_at(
+    point_ras: Sequence[float], ras_to_ijk: Sequence[Sequence[float]], axis: int, dimensions: Sequence[int]
+) -> int:
+    """The row (coronal image, as the core's live preview counts them) of a node through ``point_ras``.
+
+    ``ras_to_ijk`` is the node's 4 x 4 RAS-to-IJK matrix, ``axis`` its IJK slice axis, ``dimensions`` its I, J,
+    K sizes. The file written for the run holds the array ``(K, J, I)``; the core puts the slice axis first
+    and keeps the other two in file order, so the rows run along the first other NumPy axis: J for slices
+    along K, K for slices along I or J. The row is clipped to the volume.
+    """
+    point = [*point_ras[:3], 1.0]
+    ijk = [sum(ras_to_ijk[r][c] * point[c] for c in range(4)) for r in range(3)]
+    row_axis = 2 - next(n for n in range(3) if n != 2 - axis)  # NumPy axis n is IJK axis 2 - n
+    return int(min(max(round(ijk[row_axis]), 0), dimensions[row_axis] - 1))

@@ -4,17 +4,19 @@ of a DICOM export.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from sr4zct import __version__
 
 __all__ = [
-    "ATTRIBUTE_PREFIX", "OUTPUT_SUFFIX", "REFERENCE_ATTRIBUTE", "THICKNESS_ATTRIBUTE", "export_metadata",
-    "made_by_sr4zct", "result_attributes", "write_dicom_export",
+    "ATTRIBUTE_PREFIX", "OUTPUT_SUFFIX", "REFERENCE_ATTRIBUTE", "THICKNESS_ATTRIBUTE", "dicom_export",
+    "export_metadata", "made_by_sr4zct", "result_attributes", "write_dicom_export",
 ]  # fmt: skip
 
 #: node attributes SR4ZCT writes start with this
@@ -74,3 +76,18 @@ def write_dicom_export(
     write_volume(volume, series, metadata=export_metadata(attributes, name))
     first = sorted(series.iterdir())[0]
     return series, str(pydicom.dcmread(first, stop_before_pixels=True).SeriesInstanceUID)
+
+
+@contextlib.contextmanager
+def dicom_export(
+    volume: Any, attributes: Mapping[str, str], name: str, reference: str | None, parent: str | os.PathLike
+) -> Iterator[tuple[Path, str]]:
+    """:func:`write_dicom_export` into a run folder of ``parent`` (Slicer's temporary folder): gives the series
+    folder and its SeriesInstanceUID while the caller imports it; the folder is removed afterwards."""
+    from sr4zct.app.run_folder import make_run_folder
+
+    folder = make_run_folder(parent)
+    try:
+        yield write_dicom_export(volume, folder, attributes, name, reference)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

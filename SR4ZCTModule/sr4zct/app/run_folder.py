@@ -11,13 +11,19 @@ A run folder is named as the core names every temporary (:func:`sr4zct.io.atomic
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sr4zct.errors import ParameterError
 from sr4zct.io.atomic import remove_stale_temporaries, temporary_name
 from sr4zct.run.options import EnhanceOptions
 
-__all__ = ["RUN_FOLDER", "make_run_folder", "run_options"]
+if TYPE_CHECKING:
+    from sr4zct.run.background import BackgroundJob
+
+__all__ = ["RUN_FOLDER", "make_run_folder", "run_options", "start_run"]
 
 #: the name run folders are temporaries of
 RUN_FOLDER = "SR4ZCT-run"
@@ -61,3 +67,38 @@ def run_options(
     if uncertainty and options.uncertainty_path is None:
         changes["uncertainty_path"] = os.path.join(folder, "uncertainty.nrrd")
     return options.replace(**changes)
+
+
+def start_run(
+    options: EnhanceOptions,
+    geometry,
+    name: str,
+    folder: str | os.PathLike,
+    write_input: Callable[[str], None],
+    *,
+    preview: bool,
+    uncertainty: bool,
+    before_start: Callable[[BackgroundJob], None] | None = None,
+) -> BackgroundJob:
+    """Start the background run of a GUI on a volume node in its run ``folder`` (:func:`make_run_folder`).
+
+    The run's options are :func:`run_options`; the process is the core's command line under the interpreter
+    for background processes (``PythonSlicer`` in Slicer) with a GUI run's environment
+    (:func:`sr4zct.app.environment.gui_run_environment`). ``write_input(path)`` writes the node to the input
+    file; ``before_start(job)`` is called just before the process starts (to register the job and its done
+    callbacks). When anything fails before the process runs, ``folder`` is removed and the error raised.
+    """
+    from sr4zct.app.environment import gui_run_environment
+    from sr4zct.run.background import BackgroundJob, python_for_background
+
+    try:
+        options = run_options(options, geometry, name, folder, preview=preview, uncertainty=uncertainty)
+        job = BackgroundJob(os.path.join(folder, "input.nrrd"), os.path.join(folder, "output.nrrd"), options,
+                            python_executable=python_for_background(), env=gui_run_environment(options.device))  # fmt: skip
+        write_input(job.input_path)
+        if before_start is not None:
+            before_start(job)
+        return job.start()
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -86,18 +86,31 @@ class StudyQueue:
         self._keys[job.job_id] = key
         self._jobs.append(job)
 
-    def start(self, output_folder: str | os.PathLike, engine: Any, *, uncertainty: bool = False):
-        """Start the batch (results and ledger in ``output_folder``) on ``engine``; returns it."""
-        from sr4zct.batch import Batch
+    def start(self, output_folder: str | os.PathLike, engine: Any = None, *, uncertainty: bool = False):
+        """Start the batch (results and ledger in ``output_folder``) on ``engine``; returns it.
 
-        if not self._jobs:
-            reasons = "; ".join(e["record"]["error_message"] for e in self._backlog)
-            raise ParameterError(f"None of the volumes can be enhanced: {reasons}")
-        options = self.options.replace(thickness_mm=None, spacing_mm=None)
-        if uncertainty:
-            options = options.replace(uncertainty_path=str(self.folder / "disagreement"))
-        self.batch = Batch(output_folder, self._jobs, options, engine=engine)
-        self.batch.start()
+        The default engine runs one job at a time with the interpreter for background processes
+        (``PythonSlicer`` in Slicer) in a GUI run's environment, as a single run. When the batch cannot start,
+        the queue's folder is removed and the error raised."""
+        from sr4zct.app.environment import gui_run_environment
+        from sr4zct.batch import Batch
+        from sr4zct.batch.local_engine import LocalEngine
+        from sr4zct.run.background import python_for_background
+
+        try:
+            if not self._jobs:
+                reasons = "; ".join(e["record"]["error_message"] for e in self._backlog)
+                raise ParameterError(f"None of the volumes can be enhanced: {reasons}")
+            options = self.options.replace(thickness_mm=None, spacing_mm=None)
+            if uncertainty:
+                options = options.replace(uncertainty_path=str(self.folder / "disagreement"))
+            engine = engine or LocalEngine(python_executable=python_for_background(), device=options.device,
+                                           env=gui_run_environment(options.device))  # fmt: skip
+            self.batch = Batch(output_folder, self._jobs, options, engine=engine)
+            self.batch.start()
+        except BaseException:
+            self.remove_folder()
+            raise
         return self.batch
 
     def poll(self, load: Callable[[Any, dict], Any]) -> list[dict]:
