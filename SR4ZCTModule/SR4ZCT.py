@@ -1,11 +1,9 @@
 """3D Slicer module "SR4ZCT": enhance the through-plane resolution of a CT volume.
 
-A thin layer over the Slicer-free core package ``sr4zct`` (bundled next to this file): it reads the
-acquisition geometry of the selected volume (from the DICOM database when the volume came from DICOM),
-writes the volume to a temporary NRRD file, runs the core's command line as a background process with
-Slicer's Python (``PythonSlicer -m sr4zct enhance ... --events``, through :class:`sr4zct.BackgroundJob`),
-shows progress, and loads the result as a new volume node with the input's parent transform, window/level
-and place in the subject hierarchy.
+GUI and scene work over the Slicer-free core package ``sr4zct`` (bundled next to this file; what the module
+needs beyond GUI and scene is in ``sr4zct.app``): the geometry of the selected volume (from the DICOM database
+when it came from DICOM), the run in a background process (``PythonSlicer -m sr4zct enhance ... --events``),
+its progress and live preview, and the result as a node placed, displayed and annotated like its input.
 
 Scripting (Python console)::
 
@@ -51,12 +49,9 @@ def checkSlicerVersion(app=None) -> None:
     app = app if app is not None else slicer.app
     version = (int(app.majorVersion), int(app.minorVersion))
     if version < MINIMUM_SLICER_VERSION:
-        raise RuntimeError(
-            _(
-                "SR4ZCT needs 3D Slicer {minimum} or later (with its Python 3.12); this is 3D Slicer {version}. "
-                "Install a current 3D Slicer from https://download.slicer.org."
-            ).format(minimum=".".join(map(str, MINIMUM_SLICER_VERSION)), version=".".join(map(str, version)))
-        )
+        raise RuntimeError(_("SR4ZCT needs 3D Slicer {minimum} or later (with its Python 3.12); this is 3D Slicer "
+                             "{version}. Install a current 3D Slicer from https://download.slicer.org.").format(
+            minimum=".".join(map(str, MINIMUM_SLICER_VERSION)), version=".".join(map(str, version))))  # fmt: skip
 
 
 checkSlicerVersion()
@@ -68,16 +63,15 @@ from sr4zct.app.environment import device_lines  # noqa: E402
 from sr4zct.app.estimates import result_lines, start_estimate  # noqa: E402
 from sr4zct.app.panel_options import option_name, options_from_panel, panel_fields, panel_number  # noqa: E402
 from sr4zct.app.run_folder import make_run_folder, start_run  # noqa: E402
-from sr4zct.app.study_queue import is_enhanceable  # noqa: E402
+from sr4zct.app.study_queue import is_enhanceable, job_ended_line  # noqa: E402
 from sr4zct.errors import OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
 from sr4zct.run.options import EnhanceOptions  # noqa: E402
 from sr4zct.run.progress import format_duration  # noqa: E402
 
 TORCH_REQUIREMENT = ">=2.1"
-TORCH_MISSING_FOR_TEST = _(
-    "PyTorch is not installed: the parts of the SR4ZCT self-test that need it were skipped. Install the "
-    "PyTorch extension (or press Enhance once: it offers to install PyTorch), then run the self-test again."
-)
+TORCH_MISSING_FOR_TEST = _("PyTorch is not installed: the parts of the SR4ZCT self-test that need it were skipped. "
+                           "Install the PyTorch extension (or press Enhance once: it offers to install PyTorch), then "
+                           "run the self-test again.")  # fmt: skip
 # Where the panel's queue of several volumes keeps its results and ledger (under Slicer's temporary folder).
 QUEUE_FOLDER = "SR4ZCT batch"
 # The disagreement overlay: colour map, opacity and the HU difference shown at full colour.
@@ -93,11 +87,6 @@ SELFTEST_MINUTES = 1.0  # training budget of the self-test's short job
 
 # The DICOM modality of a node's first instance decides whether the queue takes it.
 TAG_MODALITY = "0008,0060"
-
-
-#
-# SR4ZCT
-#
 
 
 class SR4ZCT(ScriptedLoadableModule):
@@ -152,14 +141,10 @@ def registerSampleData():
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="SR4ZCT",
-        sampleName=PHANTOM_SAMPLE_NAME,
+        category="SR4ZCT", sampleName=PHANTOM_SAMPLE_NAME, uris=pathlib.Path(path).resolve().as_uri(),
         thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "SR4ZCT.png"),
-        uris=pathlib.Path(path).resolve().as_uri(),
-        fileNames=PHANTOM_FILE_NAME,
-        nodeNames=PHANTOM_SAMPLE_NAME,
-        checksums=f"SHA256:{digest}",
-    )
+        fileNames=PHANTOM_FILE_NAME, nodeNames=PHANTOM_SAMPLE_NAME, checksums=f"SHA256:{digest}",
+    )  # fmt: skip
 
 
 # The parameter node's own fields beside the panel's options: (type, default; None for a node).
@@ -172,18 +157,10 @@ MODULE_FIELDS = {
 
 
 def _parameterNodeClass():
-    """The parameter node: :data:`MODULE_FIELDS` and the panel's options as
-    :func:`sr4zct.app.panel_options.panel_fields` lists them (names in Slicer's spelling, the options'
-    defaults, choices and limits). Saved with the scene.
-
-    inputVolume - the thick-slice CT volume.
-    thicknessMm, spacingMm, targetSpacingMm, profile, noise, preset, device, precision, seed, modelPath,
-        saveModelPath - the options of the same names (``sr4zct enhance --help``); 0 or empty text = the
-        option's default.
-    keepTempFiles - keep the temporary input/output files (for debugging).
-    showUncertainty - also compute and overlay where the coronal and sagittal estimates disagree.
-    outputVolume - the last result.
-    """
+    """The parameter node (saved with the scene): :data:`MODULE_FIELDS` and the panel's options as
+    :func:`sr4zct.app.panel_options.panel_fields` lists them (``thicknessMm``, ``profile``, ``noise``,
+    ``precision``, ...: names in Slicer's spelling, the options' defaults, choices and limits; 0 or empty
+    text = the option's default)."""
     annotations = {name: kind for name, (kind, _default) in MODULE_FIELDS.items()}
     defaults = {name: default for name, (_kind, default) in MODULE_FIELDS.items() if default is not None}
     for field in panel_fields():
@@ -221,11 +198,6 @@ def progressText(event: dict) -> str:
     if eta:
         line += " - " + _("about {eta} left").format(eta=eta)
     return line
-
-
-#
-# SR4ZCTWidget
-#
 
 
 class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -271,17 +243,14 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer.connect("timeout()", self.onTimer)
 
         self.ui.progressBar.setRange(0, 1000)
-        self.ui.progressBar.setValue(0)
         self.ui.progressBar.visible = False
-        self.ui.logTextEdit.setReadOnly(True)
         self.ui.warningLabel.visible = False
         self.ui.deviceInfoLabel.text = _("Press Detect to list the GPUs PyTorch can use.")
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """The module is closed (Slicer quits or the module is unloaded): a running enhancement or queue is
-        cancelled."""
+        """The module is closed (Slicer quits, the module is unloaded): a running enhancement or queue ends."""
         self.stopRunning()
         if self._timer is not None:
             self._timer.stop()
@@ -333,12 +302,9 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- inputs ---------------------------------------------------------------------------------------
     def onInputChanged(self, node=None) -> None:
-        """Read the geometry of the newly selected volume and fill in thickness and spacing.
-
-        Uses the node the selector reports. The selector's signal can arrive before the parameter node has
-        been updated; writing thickness/spacing into a stale parameter node would make it push its old
-        (empty) input back into the selector, so the input is stored first.
-        """
+        """Read the geometry of the newly selected volume and fill in thickness and spacing. The input is stored
+        first: the selector's signal can come before the parameter node knows it, which would then push its
+        old input back into the selector."""
         nodeId = node.GetID() if node else None
         if nodeId == self._geometryNodeId and self._geometry is not None:
             return
@@ -373,13 +339,9 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.sourceValueLabel.text = geometry.source
         rowMm, columnMm = geometry.in_plane_spacing_mm
         self.ui.inPlaneValueLabel.text = f"{rowMm:.4g} x {columnMm:.4g} mm"
-        self.ui.slicesValueLabel.text = _("{n} slices along {axis}").format(
-            n=geometry.n_slices, axis="IJK"[geometry.axis]
-        )
+        self.ui.slicesValueLabel.text = _("{n} slices along {axis}").format(n=geometry.n_slices, axis="IJK"[geometry.axis])  # fmt: skip
         thicknessHint = "" if geometry.thickness_mm else _("Slice thickness unknown: enter it (required).")
-        self.ui.thicknessSpinBox.toolTip = thicknessHint or _("Slice thickness read from {source}.").format(
-            source=geometry.source
-        )
+        self.ui.thicknessSpinBox.toolTip = thicknessHint or _("Slice thickness read from {source}.").format(source=geometry.source)  # fmt: skip
         messages = list(geometry.warnings) + ([thicknessHint] if thicknessHint else [])
         self.ui.warningLabel.text = "\n".join(f"\u26a0 {m}" for m in messages)
         self.ui.warningLabel.visible = bool(messages)
@@ -403,8 +365,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceInfoLabel.text = self.logic.deviceDescription()
 
     def onEstimateProfile(self) -> None:
-        """Estimate the selected volume's slice profile in a thread (:mod:`sr4zct.app.estimates`); the timer
-        shows it when done."""
+        """Estimate the volume's slice profile in a thread (sr4zct.app.estimates); the timer shows it."""
         node = self._parameterNode.inputVolume if self._parameterNode else None
         with slicer.util.tryWithErrorDisplay(_("Failed to estimate the slice profile."), waitCursor=True):
             if node is None or self._geometry is None or not self.logic.ensureTorch(askConfirmation=True):
@@ -428,38 +389,31 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 "Slice profile not estimated: {error}").format(error=error)  # fmt: skip
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        job = self._job if self._batch is None or self._batch.done else None
-        training = (
-            job is not None and self._running() and (job.progress or {}).get("stage") in ("prepare", "train")
-        )
-        self.ui.finishButton.enabled = bool(training)
-        output = self._parameterNode.outputVolume if self._parameterNode else None
-        self.ui.exportDicomButton.enabled = output is not None and not self._running()
-        self.ui.queueButton.enabled = (
-            bool(self._parameterNode and self._parameterNode.inputVolume) and not self._running()
-        )
-        if self._running():
-            self.ui.applyButton.text = _("Cancel")
+        running, p = self._running(), self._parameterNode
+        job = self._job if running and (self._batch is None or self._batch.done) else None
+        stage = (job.progress or {}).get("stage") if job is not None else None
+        self.ui.finishButton.enabled = stage in ("prepare", "train")
+        self.ui.exportDicomButton.enabled = bool(p and p.outputVolume) and not running
+        self.ui.queueButton.enabled = bool(p and p.inputVolume) and not running
+        self._showApplyButton(running, p.thicknessMm if p and p.inputVolume else None)
+
+    def _showApplyButton(self, running: bool, thicknessMm: float | None) -> None:
+        """Enhance (with an input volume and a thickness) or Cancel (while running)."""
+        self.ui.applyButton.text = _("Cancel") if running else _("Enhance through-plane")
+        self.ui.applyButton.enabled = running or (thicknessMm or 0) > 0
+        if running:
             self.ui.applyButton.toolTip = _("Stop the running enhancement; nothing is written.")
-            self.ui.applyButton.enabled = True
-            return
-        self.ui.applyButton.text = _("Enhance through-plane")
-        node = self._parameterNode.inputVolume if self._parameterNode else None
-        if node is None:
+        elif thicknessMm is None:
             self.ui.applyButton.toolTip = _("Select an input volume.")
-            self.ui.applyButton.enabled = False
-        elif self._parameterNode.thicknessMm <= 0:
+        elif thicknessMm <= 0:
             self.ui.applyButton.toolTip = _("Enter the slice thickness.")
-            self.ui.applyButton.enabled = False
         else:
             self.ui.applyButton.toolTip = _("Train on this volume and write an enhanced copy.")
-            self.ui.applyButton.enabled = True
 
     # -- run ------------------------------------------------------------------------------------------
     def _running(self) -> bool:
-        if self._batch is not None and not self._batch.done:
-            return True
-        return self._job is not None and self._job.state not in ("finished", "cancelled", "failed")
+        batch, job = self._batch, self._job
+        return (batch is not None and not batch.done) or (job is not None and job.state not in ("finished", "cancelled", "failed"))  # fmt: skip
 
     def onApplyButton(self) -> None:
         if self._running():
@@ -499,9 +453,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         folder = os.path.join(slicer.app.temporaryPath, QUEUE_FOLDER)
         nodes = self.logic.studyVolumes(p.inputVolume)
         self._batch = self.logic.enhanceQueue(nodes, folder, uncertainty=p.showUncertainty, **options)
-        self.appendLog(
-            _("Queued {n} volume(s); ledger in {folder}.").format(n=len(self._batch.jobs), folder=folder)
-        )
+        self.appendLog(_("Queued {n} volume(s); ledger in {folder}.").format(n=len(self._batch.jobs), folder=folder))  # fmt: skip
 
     def panelOptions(self) -> dict:
         """The enhancement options set in the panel (by option name, as :meth:`SR4ZCTLogic.enhance` takes them);
@@ -523,24 +475,14 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
 
     def handleQueueEvent(self, event: dict) -> None:
-        kind = event.get("event")
-        done = len(self.logic.queueOutputNodes(self._batch))
-        total = len(self._batch.jobs)
+        kind, (done, total, fraction) = event.get("event"), self.logic.queueProgress(self._batch, event)
+        self.ui.progressBar.setValue(int(round(1000 * fraction)))
         if kind == "job_progress":
-            fraction = (done + float(event.get("fraction") or 0.0)) / max(total, 1)
-            self.ui.progressBar.setValue(int(round(1000 * fraction)))
-            self.ui.statusLabel.text = _("Volume {i} of {n}: {text}").format(
-                i=done + 1, n=total, text=progressText(event)
-            )
+            self.ui.statusLabel.text = _("Volume {i} of {n}: {text}").format(i=done + 1, n=total, text=progressText(event))  # fmt: skip
         elif kind == "job_ended":
-            record = event.get("record") or {}
-            message = record.get("error_message")
-            name = record.get("description") or event["job_id"]
-            self.appendLog(f"{name}: {event['status']}" + (f" ({message})" if message else ""))
+            self.appendLog(job_ended_line(event))
         elif kind == "batch_ended":
-            self.ui.progressBar.setValue(1000)
-            self.ui.statusLabel.text = _("Done: {done} of {n} volume(s) enhanced.").format(done=done, n=total)
-            self.appendLog(self.ui.statusLabel.text)
+            self._showStatus(_("Done: {done} of {n} volume(s) enhanced.").format(done=done, n=total))
 
     def onFinishButton(self) -> None:
         if self._running():
@@ -549,9 +491,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.finishButton.enabled = False
 
     def onExportDicomButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(
-            _("Failed to add the result to the DICOM database."), waitCursor=True
-        ):
+        with slicer.util.tryWithErrorDisplay(_("Failed to add the result to the DICOM database."), waitCursor=True):  # fmt: skip
             seriesUid = self.logic.exportToDicomDatabase(self._parameterNode.outputVolume)
             self.appendLog(_("Added to the DICOM database as series {uid}.").format(uid=seriesUid))
 
@@ -569,9 +509,7 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showPreview(self, event: dict) -> None:
         if self.logic.showPreview(self._job, event):
-            self.ui.previewLabel.text = _("Live preview (right view): {caption}").format(
-                caption=event.get("caption", "")
-            )
+            self.ui.previewLabel.text = _("Live preview (right view): {caption}").format(caption=event.get("caption", ""))  # fmt: skip
         else:
             self.ui.previewLabel.text = _("The live preview could not be shown; training goes on.")
 
@@ -608,11 +546,6 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.logTextEdit.appendPlainText(text)
 
 
-#
-# SR4ZCTLogic
-#
-
-
 class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     """Everything the module does, usable from the Python console without the GUI."""
 
@@ -638,35 +571,22 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         return bool(PyTorchUtils.PyTorchUtilsLogic().torchInstalled())
 
     def ensureTorch(self, askConfirmation: bool = True) -> bool:
-        """Make sure PyTorch is installed, offering to install it through the PyTorch extension.
-
-        Returns False when the user declined. Raises ``ResourceError`` when PyTorch is missing and the
-        PyTorch extension is not installed either.
-        """
+        """Make sure PyTorch is installed, offering to install it through the PyTorch extension: False when the
+        user declined, ``ResourceError`` when the PyTorch extension is missing too."""
         if self.torchInstalled():
             return True
         try:
             import PyTorchUtils
         except ImportError:
-            raise ResourceError(
-                _(
-                    "PyTorch is not installed. Install the 'PyTorch' extension from the Extensions Manager, "
-                    "restart Slicer, and try again."
-                )
-            ) from None
-        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-            _(
-                "SR4ZCT needs PyTorch. It will now be downloaded and installed through the PyTorch "
-                "extension, which picks the build that fits your GPU driver (or the CPU build). "
-                "This may take several minutes; Slicer may look busy meanwhile."
-            ),
-            windowTitle=_("Install PyTorch"),
-        ):
+            raise ResourceError(_("PyTorch is not installed. Install the 'PyTorch' extension from the Extensions "
+                                  "Manager, restart Slicer, and try again.")) from None  # fmt: skip
+        if askConfirmation and not slicer.util.confirmOkCancelDisplay(_(
+            "SR4ZCT needs PyTorch. It will now be downloaded and installed through the PyTorch extension, which picks "
+            "the build that fits your GPU driver (or the CPU build). This may take several minutes; Slicer may look "
+            "busy meanwhile."), windowTitle=_("Install PyTorch")):  # fmt: skip
             return False
-        logic = PyTorchUtils.PyTorchUtilsLogic()
-        return (
-            logic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT) is not None
-        )
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT)  # fmt: skip
+        return torch is not None
 
     @staticmethod
     def deviceDescription() -> str:
@@ -681,9 +601,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         dimensions = volumeNode.GetImageData().GetDimensions()
         node_geometry.check_dimensions(volumeNode.GetName(), dimensions)
         series, missing = self.dicomSeries(volumeNode)
-        thickness, source = (
-            (series.slice_thickness_mm, "DICOM") if series else self.thicknessOfVolume(volumeNode)
-        )
+        thickness, source = (series.slice_thickness_mm, "DICOM") if series else self.thicknessOfVolume(volumeNode)  # fmt: skip
         transform = volumeNode.GetParentTransformNode()
         return node_geometry.geometry_of_node(
             dimensions=dimensions, spacing_mm=volumeNode.GetSpacing(), directions_ras=ijkToRasDirections(volumeNode),
@@ -704,18 +622,13 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def thicknessOfVolume(volumeNode) -> tuple[float | None, str]:
-        """The slice thickness of a volume not from DICOM, and where it comes from: the node attribute
-        ``SR4ZCT.sliceThicknessMm``, else the header of the file the node was loaded from when SR4ZCT recorded
-        it there (the sample phantom, volumes the core wrote), else unknown."""
+        """The slice thickness of a volume not from DICOM and its source: the attribute ``SR4ZCT.sliceThicknessMm``,
+        else the header of the node's file where SR4ZCT recorded it (the sample phantom, the core's outputs)."""
         attribute = volumeNode.GetAttribute(results.THICKNESS_ATTRIBUTE)
         if attribute:
-            return float(attribute), _("volume node (thickness from attribute {name})").format(
-                name=results.THICKNESS_ATTRIBUTE
-            )
+            return float(attribute), _("volume node (thickness from attribute {name})").format(name=results.THICKNESS_ATTRIBUTE)  # fmt: skip
         storageNode = volumeNode.GetStorageNode()
-        thickness = node_geometry.thickness_from_file(
-            storageNode.GetFileName() if storageNode is not None else None
-        )
+        thickness = node_geometry.thickness_from_file(storageNode.GetFileName() if storageNode else None)
         if thickness:
             return thickness, _("volume file (thickness from its header)")
         return None, _("volume node (not DICOM)")
@@ -736,25 +649,14 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     ):
         """Enhance the through-plane resolution of ``inputVolumeNode`` (a CT in HU) in a background process.
 
-        Parameters
-        ----------
-        options : sr4zct.EnhanceOptions, optional
-            Every option; ``changes`` override single ones by the core's names or in Slicer spelling
-            (``thicknessMm=3.0``, ``preset="fast"``, ``maxMinutes=5``; ``sr4zct enhance --help``). The thickness
-            defaults to the node's (DICOM, the attribute ``SR4ZCT.sliceThicknessMm``, its file's header).
-        keepTempFiles : bool
-            Keep the temporary files (their folder is logged).
-        outputName : str, optional
-            Name of the new node; default "<input name> SR4ZCT" (made unique).
-        showResult : bool
-            Show the live preview while it trains, then input and output side by side (coronal, linked).
-        uncertainty : bool
-            Also overlay where the coronal and sagittal estimates disagree on the result.
-        wait : bool
-            Block until done (Slicer keeps redrawing) and return the output node; with False return the
-            running :class:`sr4zct.BackgroundJob` (``poll()``, ``cancel()``, ``finish()``; :meth:`waitForResult`).
-        progressCallback : callable, optional
-            With ``wait=True``, called with every background event (docs/events.md).
+        ``options`` (:class:`sr4zct.EnhanceOptions`) and ``changes`` (single options by the core's names or in
+        Slicer spelling: ``thicknessMm=3.0``, ``preset="fast"``, ``maxMinutes=5``) as ``sr4zct enhance --help``
+        describes them; the thickness defaults to the node's (DICOM, the attribute ``SR4ZCT.sliceThicknessMm``,
+        its file's header). ``keepTempFiles`` keeps the run folder (logged); ``outputName`` defaults to "<input>
+        SR4ZCT" (made unique); ``showResult`` shows the live preview, then input and output side by side;
+        ``uncertainty`` overlays where the coronal and sagittal estimates disagree. With ``wait`` it blocks (Slicer
+        keeps redrawing; ``progressCallback`` gets every event, docs/events.md) and returns the output node, else
+        the running :class:`sr4zct.BackgroundJob` (``poll()``, ``cancel()``, ``finish()``, :meth:`waitForResult`).
         """
         if inputVolumeNode is None:
             raise ParameterError(_("No input volume given."))
@@ -764,18 +666,11 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         run = {"inputNode": inputVolumeNode, "outputName": outputName or self.uniqueNodeName(name + results.OUTPUT_SUFFIX),
                "tempDir": tempDir, "keepTempFiles": keepTempFiles, "showResult": showResult, "outputNode": None,
                "discard": False, "previewNode": None, "gainChart": None}  # fmt: skip
-
-        def register(job) -> None:
-            self._runs[job] = run
-            job.add_done_callback(self._onJobDone)
-            logging.info(f"SR4ZCT: enhancing '{name}' ({geometry!r}) in {tempDir}")
-
-        try:
-            job = start_run(options, geometry, name, tempDir, lambda path: self.writeVolumeFile(inputVolumeNode, path),
-                            preview=showResult, uncertainty=uncertainty, before_start=register)  # fmt: skip
-        except BaseException:
-            self._runs = {j: r for j, r in self._runs.items() if r is not run}
-            raise
+        job = start_run(options, geometry, name, tempDir, lambda path: self.writeVolumeFile(inputVolumeNode, path),
+                        preview=showResult, uncertainty=uncertainty)  # fmt: skip
+        self._runs[job] = run  # its done callbacks run in the thread that polls it: this one
+        job.add_done_callback(self._onJobDone)
+        logging.info(f"SR4ZCT: enhancing '{name}' ({geometry!r}) in {tempDir}")
         return self.waitForResult(job, progressCallback=progressCallback) if wait else job
 
     def waitForResult(
@@ -814,7 +709,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             if job.state == "finished" and not run["discard"]:
                 run["outputNode"] = self.loadResult(run, job.result)
         finally:
-            if run.get("previewNode") is not None:  # cancelled or failed: the preview goes with the run
+            if run.get("previewNode") is not None:  # the preview goes with the run (the result replaces it)
                 slicer.mrmlScene.RemoveNode(run["previewNode"])
                 run["previewNode"] = None
             self.removeTempFiles(run)
@@ -836,13 +731,12 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def makeRunFolder() -> str:
-        """A new folder for one run's temporary files in Slicer's temporary folder, named for this process;
-        those of Slicers that ended without removing theirs are removed first (:mod:`sr4zct.app.run_folder`)."""
+        """A new run folder in Slicer's temporary folder, after removing stale ones (:mod:`sr4zct.app.run_folder`)."""
         return str(make_run_folder(slicer.app.temporaryPath))
 
     @staticmethod
     def removeTempFiles(run: dict) -> None:
-        """Remove the run's temporary folder (made for it by ``slicer.util.tempDirectory``)."""
+        """Remove the run's folder (:meth:`makeRunFolder`) unless it is to be kept."""
         if run.get("keepTempFiles"):
             logging.info(f"SR4ZCT: temporary files kept in {run['tempDir']}")
         else:
@@ -851,27 +745,20 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def uniqueNodeName(name: str) -> str:
         """``name``, or ``name_2``, ``name_3`` ... when the scene already has a node of that name."""
-        return (
-            slicer.mrmlScene.GenerateUniqueName(name) if slicer.mrmlScene.GetFirstNodeByName(name) else name
-        )
+        scene = slicer.mrmlScene
+        return scene.GenerateUniqueName(name) if scene.GetFirstNodeByName(name) else name
 
     @staticmethod
     def writeVolumeFile(volumeNode, path: str) -> None:
-        """Write ``volumeNode`` to ``path`` (NRRD keeps the geometry) without touching the node.
-
-        ``slicer.util.saveNode`` would re-point the node's own storage node at the temporary file (and
-        change its compression setting); a detached storage node leaves the user's node as it was.
-        """
+        """Write ``volumeNode`` to ``path`` (NRRD keeps the geometry) through a detached storage node:
+        ``slicer.util.saveNode`` would re-point the node's own one at the file (and change its compression)."""
         storageNode = slicer.mrmlScene.CreateNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
         try:
             storageNode.SetFileName(path)
             storageNode.UseCompressionOff()
             if not storageNode.WriteData(volumeNode):
-                raise OutputError(
-                    _(
-                        "Could not write the input volume to the temporary file {path} (disk full or not writable?)."
-                    ).format(path=path)
-                )
+                raise OutputError(_("Could not write the input volume to the temporary file {path} (disk full or "
+                                    "not writable?).").format(path=path))  # fmt: skip
         finally:
             storageNode.UnRegister(None)
 
@@ -890,9 +777,6 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         uids = (inputNode.GetAttribute("DICOM.instanceUIDs") or "").split()
         if uids:  # the study a DICOM export joins
             outputNode.SetAttribute(results.REFERENCE_ATTRIBUTE, uids[0])
-        if run.get("previewNode") is not None:
-            slicer.mrmlScene.RemoveNode(run["previewNode"])
-            run["previewNode"] = None
         overlay = self.loadUncertainty(finished, outputNode)
         if run["showResult"]:
             self.showSideBySide(inputNode, outputNode, overlay=overlay, chart=run.get("gainChart"))
@@ -934,28 +818,19 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         self, volumeNodes, outputFolder: str, options: EnhanceOptions | None = None, *, uncertainty: bool = False,
         **changes,
     ):  # fmt: skip
-        """Enhance several volumes one after another in the background, with the batch ledger of
-        ``sr4zct batch`` (``<outputFolder>/batch.jsonl``): a volume done earlier with the same options is not
-        redone. Returns the started :class:`sr4zct.batch.Batch`; drain it with :meth:`pollQueue`.
-
-        The options (and ``changes``, Slicer-style names as for :meth:`enhance`) apply to every volume, except
-        the thickness and spacing, which apply to the first volume (the panel's) only: the others use their
-        own. A volume that cannot be enhanced (not 3-D, thickness unknown, ...) is recorded as failed (a
-        ``job_ended`` event of :meth:`pollQueue`) and the others go on. Each job runs in the background
-        environment of a single run (:mod:`sr4zct.app.study_queue`).
-        """
+        """Enhance several volumes one after another in the background with the ledger of ``sr4zct batch``
+        (``<outputFolder>/batch.jsonl``: what was done with the same options is not redone); returns the started
+        :class:`sr4zct.batch.Batch`, drained by :meth:`pollQueue`. The options (as for :meth:`enhance`) apply
+        to every volume, the thickness and spacing to the first only; a volume that cannot be enhanced is
+        recorded as failed and the others go on (:class:`sr4zct.app.study_queue.StudyQueue`)."""
         from sr4zct.app.study_queue import StudyQueue
 
         options = (options or EnhanceOptions()).replace(**{option_name(k): v for k, v in changes.items()})
         queue = StudyQueue(self.makeRunFolder(), options)
-        try:
-            for node in volumeNodes:  # one that cannot be enhanced is recorded as failed
-                queue.add(node, node.GetName(), lambda node=node: self.readGeometry(node),
-                          lambda path, node=node: self.writeVolumeFile(node, path))  # fmt: skip
-        except BaseException:
-            queue.remove_folder()
-            raise
-        batch = queue.start(outputFolder, uncertainty=uncertainty)  # removes its folder if it cannot start
+        for node in volumeNodes:  # the queue removes its folder on an error that is not the volume's
+            queue.add(node, node.GetName(), lambda node=node: self.readGeometry(node),
+                      lambda path, node=node: self.writeVolumeFile(node, path))  # fmt: skip
+        batch = queue.start(outputFolder, uncertainty=uncertainty)
         self._queues[batch] = queue
         return batch
 
@@ -976,6 +851,10 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         """The result nodes of ``batch`` so far, in the order the volumes were given."""
         return self._queues[batch].outputs()
 
+    def queueProgress(self, batch, event: dict) -> tuple[int, int, float]:
+        """Volumes done, volumes queued and the fraction of the whole queue after ``event`` of ``batch``."""
+        return self._queues[batch].progress(event)
+
     @staticmethod
     def isEnhanceable(node) -> bool:
         """A CT scalar volume (:func:`sr4zct.app.study_queue.is_enhanceable`): not a label map, vector or tensor
@@ -985,9 +864,8 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
         database = getattr(slicer, "dicomDatabase", None)
         modality = database.instanceValue(uids[0], TAG_MODALITY) if uids and database is not None else ""
-        return is_enhanceable(
-            node.GetClassName(), results.made_by_sr4zct(node.GetAttributeNames() or ()), modality
-        )
+        made = results.made_by_sr4zct(node.GetAttributeNames() or ())
+        return is_enhanceable(node.GetClassName(), made, modality)
 
     def studyVolumes(self, volumeNode) -> list:
         """Every CT scalar volume in ``volumeNode``'s study (subject hierarchy), ``volumeNode`` first
@@ -1017,19 +895,15 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         return None
 
     def showPreview(self, job, event: dict) -> bool:
-        """Show a ``preview`` event: its coronal image as ``"<input> SR4ZCT preview"`` in the right view
-        (the original in the left one, linked), and its gain on the ``"<input> SR4ZCT validation gain"`` plot.
-
-        Returns False when the image could not be shown (the run goes on: a preview is only a look)."""
+        """Show a ``preview`` event: its coronal image as ``"<input> SR4ZCT preview"`` beside the original, its
+        gain on the validation-gain chart; False when the image could not be shown (the run goes on)."""
         run = self._runs.get(job)
         if run is None or run["discard"] or not os.path.isfile(event.get("path", "")):
             return False
         inputNode = run["inputNode"]
         previous = run["previewNode"]
         try:
-            node = self._loadVolume(
-                event["path"], inputNode.GetName() + " SR4ZCT preview", inputNode, role="preview"
-            )
+            node = self._loadVolume(event["path"], inputNode.GetName() + " SR4ZCT preview", inputNode, role="preview")  # fmt: skip
         except RuntimeError as exc:  # e.g. the disk is full: the run itself may still succeed
             logging.warning(_("SR4ZCT: the live preview could not be loaded: {error}").format(error=exc))
             return False
@@ -1086,9 +960,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             raise ParameterError(_("No enhanced volume to export."))
         database = getattr(slicer, "dicomDatabase", None)
         if database is None:
-            raise ResourceError(
-                _("The DICOM database is not open: open the DICOM module once, then try again.")
-            )
+            raise ResourceError(_("The DICOM database is not open: open the DICOM module once, then try again."))  # fmt: skip
         uid = outputNode.GetAttribute(results.REFERENCE_ATTRIBUTE)
         attributes = {name: outputNode.GetAttribute(name) for name in outputNode.GetAttributeNames() or ()}
         with results.dicom_export(self.volumeFromNode(outputNode), attributes, outputNode.GetName(),
@@ -1142,11 +1014,8 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         """Add a core :class:`~sr4zct.volume.Volume` (array ``(slice, row, column)``) as a scalar volume node."""
         import numpy as np
 
-        ijkToRas = vtk.vtkMatrix4x4()
-        for row, values in enumerate(node_geometry.ijk_to_ras(volume.geometry)):
-            for column, value in enumerate(values):
-                ijkToRas.SetElement(row, column, value)
         array = np.ascontiguousarray(volume.array, dtype=np.float32)
+        ijkToRas = np.array(node_geometry.ijk_to_ras(volume.geometry))
         node = slicer.util.addVolumeFromArray(array, ijkToRAS=ijkToRas, name=name)
         if volume.geometry.slice_thickness_mm:
             node.SetAttribute(results.THICKNESS_ATTRIBUTE, f"{volume.geometry.slice_thickness_mm:g}")
@@ -1163,15 +1032,9 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         return sr4zct.Volume(array, geometry)
 
 
-#
-# SR4ZCTTest
-#
-
-
 class SR4ZCTTest(ScriptedLoadableModuleTest):
-    """The self-test. "Reload and Test" calls :meth:`runTest`; ctest (Slicer's ``testing.runUnitTest``) loads the
-    ``test_*`` methods by name and never calls ``runTest``, so each test that needs PyTorch skips itself
-    without it (the Extensions Index's build machines have no PyTorch)."""
+    """The self-test. "Reload and Test" calls :meth:`runTest`; ctest loads the ``test_*`` methods by name, so each
+    test that needs PyTorch skips itself without it (the Extensions Index's build machines have none)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -1195,11 +1058,8 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
         array = np.full((12, 40, 48), -1000, dtype=np.int16)  # (K, J, I): 12 slices every 2 mm
         node = slicer.util.addVolumeFromArray(array, ijkToRAS=np.diag([0.75, 0.75, 2.0, 1.0]), name="thick")
         node.SetAttribute(results.THICKNESS_ATTRIBUTE, "3")
-        geometry = SR4ZCTLogic().readGeometry(node)
-        self.assertEqual(geometry.axis, 2)
-        self.assertAlmostEqual(geometry.thickness_mm, 3.0)
-        self.assertAlmostEqual(geometry.spacing_mm, 2.0)
-        self.assertAlmostEqual(geometry.overlap_mm, 1.0)
+        g = SR4ZCTLogic().readGeometry(node)
+        self.assertEqual((g.axis, g.thickness_mm, g.spacing_mm, g.overlap_mm), (2, 3.0, 2.0, 1.0))
 
     def test_sample_data(self):
         """The phantom of Sample Data loads without PyTorch, its thickness read from its file."""
@@ -1207,11 +1067,9 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
 
         registerSampleData()
         node = SampleData.SampleDataLogic().downloadSample(PHANTOM_SAMPLE_NAME)
-        geometry = SR4ZCTLogic().readGeometry(node)
-        self.assertEqual(node.GetName(), PHANTOM_SAMPLE_NAME)
-        self.assertEqual(geometry.n_slices, 44)
-        self.assertAlmostEqual(geometry.thickness_mm, 3.0)
-        self.assertAlmostEqual(geometry.spacing_mm, 2.0)
+        g = SR4ZCTLogic().readGeometry(node)
+        self.assertEqual((node.GetName(), g.n_slices), (PHANTOM_SAMPLE_NAME, 44))
+        self.assertEqual((g.thickness_mm, g.spacing_mm), (3.0, 2.0))
 
     def test_enhance_beats_linear(self):
         self.requireTorch()
@@ -1219,14 +1077,10 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
         from sr4zct.demo.phantom import make_demo_case
 
         self.delayDisplay("Building a small phantom (3 mm slices every 2 mm)")
-        groundTruth, thick = make_demo_case(
-            thickness_mm=3.0, spacing_mm=2.0, shape=(48, 80, 80), voxel_mm=0.75
-        )
+        groundTruth, thick = make_demo_case(thickness_mm=3.0, spacing_mm=2.0, shape=(48, 80, 80), voxel_mm=0.75)  # fmt: skip
         inputNode = SR4ZCTLogic.addVolumeNode(thick, "thick")
         self.delayDisplay("Running a short SR4ZCT job")
-        outputNode = SR4ZCTLogic().enhance(
-            inputNode, preset="fast", maxMinutes=SELFTEST_MINUTES, showResult=False
-        )
+        outputNode = SR4ZCTLogic().enhance(inputNode, preset="fast", maxMinutes=SELFTEST_MINUTES, showResult=False)  # fmt: skip
 
         self.assertEqual(outputNode.GetName(), "thick" + results.OUTPUT_SUFFIX)
         spacing = outputNode.GetSpacing()

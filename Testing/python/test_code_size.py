@@ -12,8 +12,8 @@ from radon.visitors import ComplexityVisitor
 MAX_BODY_LINES = 80
 MAX_COMPLEXITY = 15
 #: the Slicer module file: GUI, scene, DICOM-attribute and node conversion work only, the rest is the core's
-#: (1,687 lines before sr4zct.app took the rest; the aim is about 1,100)
-MAX_MODULE_LINES = 1250
+#: (1,687 lines before sr4zct.app took the rest)
+MAX_MODULE_LINES = 1100
 
 # Functions that may exceed the limits for now, as "path relative to sr4zct/::qualified name".
 ALLOWED = {}

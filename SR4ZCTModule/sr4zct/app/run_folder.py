@@ -78,15 +78,13 @@ def start_run(
     *,
     preview: bool,
     uncertainty: bool,
-    before_start: Callable[[BackgroundJob], None] | None = None,
 ) -> BackgroundJob:
     """Start the background run of a GUI on a volume node in its run ``folder`` (:func:`make_run_folder`).
 
     The run's options are :func:`run_options`; the process is the core's command line under the interpreter
     for background processes (``PythonSlicer`` in Slicer) with a GUI run's environment
     (:func:`sr4zct.app.environment.gui_run_environment`). ``write_input(path)`` writes the node to the input
-    file; ``before_start(job)`` is called just before the process starts (to register the job and its done
-    callbacks). When anything fails before the process runs, ``folder`` is removed and the error raised.
+    file. When anything fails before the process runs, ``folder`` is removed and the error raised.
     """
     from sr4zct.app.environment import gui_run_environment
     from sr4zct.run.background import BackgroundJob, python_for_background
@@ -96,8 +94,6 @@ def start_run(
         job = BackgroundJob(os.path.join(folder, "input.nrrd"), os.path.join(folder, "output.nrrd"), options,
                             python_executable=python_for_background(), env=gui_run_environment(options.device))  # fmt: skip
         write_input(job.input_path)
-        if before_start is not None:
-            before_start(job)
         return job.start()
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

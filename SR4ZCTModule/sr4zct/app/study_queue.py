@@ -19,7 +19,7 @@ from typing import Any
 from sr4zct.errors import ParameterError, SR4ZCTError
 from sr4zct.run.options import EnhanceOptions
 
-__all__ = ["StudyQueue", "is_enhanceable"]
+__all__ = ["StudyQueue", "is_enhanceable", "job_ended_line"]
 
 #: the node class of a scalar volume (label maps, vector and tensor volumes have their own)
 SCALAR_VOLUME_CLASS = "vtkMRMLScalarVolumeNode"
@@ -31,6 +31,15 @@ def is_enhanceable(class_name: str, made_by_sr4zct: bool, modality: str | None) 
     if class_name != SCALAR_VOLUME_CLASS or made_by_sr4zct:
         return False
     return not modality or modality.strip().upper() == "CT"
+
+
+def job_ended_line(event: dict) -> str:
+    """The log line of a ``job_ended`` event: the volume, its status and why it failed."""
+    record = event.get("record") or {}
+    message = record.get("error_message")
+    return f"{record.get('description') or event['job_id']}: {event['status']}" + (
+        f" ({message})" if message else ""
+    )
 
 
 class StudyQueue:
@@ -59,7 +68,7 @@ class StudyQueue:
     def add(self, key: Any, name: str, geometry: Callable[[], Any], write: Callable[[str], None]) -> None:
         """Queue one volume: ``geometry()`` gives its :class:`~sr4zct.app.node_geometry.NodeGeometry` and
         ``write(path)`` writes its file. A volume that cannot be enhanced is recorded as failed (a
-        ``job_ended`` event of :meth:`poll`)."""
+        ``job_ended`` event of :meth:`poll`); any other error removes the queue's folder and is raised."""
         from sr4zct.batch import BatchJob
         from sr4zct.batch.jobs import safe_name
 
@@ -75,6 +84,9 @@ class StudyQueue:
             self._backlog.append({"event": "job_ended", "job_id": f"slicer:{name}", "status": "failed",
                                   "record": {"description": name, "error_message": exc.message}})  # fmt: skip
             return
+        except BaseException:
+            self.remove_folder()
+            raise
         options: dict[str, Any] = {"thickness_mm": float(thickness), "slice_axis": 2 - node.axis}
         if index == 0 and self.options.spacing_mm is not None:
             options["spacing_mm"] = float(self.options.spacing_mm)
@@ -133,6 +145,15 @@ class StudyQueue:
         self.discard = True
         if self.batch is not None:
             self.batch.cancel()
+
+    def progress(self, event: dict) -> tuple[int, int, float]:
+        """Volumes done, volumes queued, and the fraction of the whole queue done after ``event`` (a
+        ``job_progress`` event adds its volume's fraction; ``batch_ended`` is 1)."""
+        done, total = len(self._outputs), len(self._jobs)
+        if event.get("event") == "batch_ended":
+            return done, total, 1.0
+        within = float(event.get("fraction") or 0.0) if event.get("event") == "job_progress" else 0.0
+        return done, total, min(1.0, (done + within) / max(total, 1))
 
     def outputs(self) -> list:
         """The results so far, in the order the volumes were queued."""
