@@ -284,6 +284,33 @@ def test_the_queue_records_what_it_cannot_enhance_and_names_its_jobs(tmp_path):
     assert "thickness is unknown" in failed["CT c"] and "not a 3-D volume" in failed["localizer"]
 
 
+def test_the_queues_progress_and_log_lines():
+    from sr4zct.app.study_queue import job_ended_line
+
+    queue = StudyQueue("unused", EnhanceOptions())
+    queue._jobs, queue._outputs = ["j1", "j2", "j3", "j4"], {"j1": "node 1"}  # one of four volumes done
+    assert queue.progress({"event": "job_progress", "fraction": 0.5}) == (1, 4, 0.375)
+    assert queue.progress({"event": "job_ended"}) == (1, 4, 0.25)
+    assert queue.progress({"event": "batch_ended"}) == (1, 4, 1.0)
+    failed = {"event": "job_ended", "job_id": "slicer:CT c", "status": "failed",
+              "record": {"description": "CT c", "error_message": "its slice thickness is unknown"}}  # fmt: skip
+    assert job_ended_line(failed) == "CT c: failed (its slice thickness is unknown)"
+    assert job_ended_line({"job_id": "dicom:1.2.3", "status": "done", "record": {}}) == "dicom:1.2.3: done"
+
+
+def test_a_volume_that_cannot_be_written_for_an_unexpected_reason_removes_the_queues_folder(tmp_path):
+    folder = tmp_path / "q"
+    folder.mkdir()
+    queue = StudyQueue(folder, EnhanceOptions(thickness_mm=3.0))
+
+    def write(path):
+        raise OSError("the disk went away")
+
+    with pytest.raises(OSError, match="disk went away"):
+        queue.add("a", "CT a", _node, write)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_queue_of_volumes_that_cannot_be_enhanced_does_not_start(tmp_path):
     queue = StudyQueue(tmp_path / "q", EnhanceOptions())
     (tmp_path / "q").mkdir()

@@ -508,3 +508,29 @@ def test_windows_kill_reaches_an_interpreter_whose_launcher_has_gone(monkeypatch
     assert job.wait(WAIT_S)["event"] == "cancelled"
     assert ["taskkill", "/T", "/F", "/PID", str(interpreter)] in calls.taskkills
     assert_gone([interpreter])
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in interpreter is a POSIX shell script")
+def test_a_local_engine_hands_its_environment_to_every_job(tiny_nrrd, tmp_path, monkeypatch):
+    """``LocalEngine(env=...)`` (what the Slicer queue passes: the GUI run's threads and GPU choice) reaches each
+    job's process through the public argument; a variable given as None is removed."""
+    from sr4zct.batch import Batch, BatchJob
+    from sr4zct.batch.local_engine import LocalEngine
+    from sr4zct.run.options import EnhanceOptions
+
+    seen = tmp_path / "seen.txt"
+    failed = json.dumps(
+        {"event": "failed", "version": 2, "time": 0, "message": "stand-in", "code": "internal"}
+    )
+    wrapper = tmp_path / "python-env"
+    wrapper.write_text(f"#!/bin/sh\necho \"$SR4ZCT_TEST_VALUE|${{SR4ZCT_TEST_GONE-removed}}\" >> '{seen}'\n"
+                       f"echo '{failed}'\nexit 1\n")  # fmt: skip
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("SR4ZCT_TEST_GONE", "inherited")
+    engine = LocalEngine(
+        python_executable=str(wrapper), env={"SR4ZCT_TEST_VALUE": "given", "SR4ZCT_TEST_GONE": None}
+    )
+    jobs = [BatchJob.for_file(tiny_nrrd, output_name="tiny", thickness_mm=THICKNESS_MM)]
+    result = Batch(tmp_path / "out", jobs, EnhanceOptions(device="cpu"), engine=engine).run()
+    assert [row["status"] for row in result.rows] == ["failed"]
+    assert seen.read_text().splitlines() == ["given|removed"]
