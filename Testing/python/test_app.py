@@ -379,7 +379,7 @@ def test_what_a_finished_run_shows_of_its_profile_noise_and_precision():
         "warnings": ["The slice profile estimated from the scan disagrees with the slice thickness."],
     }  # fmt: skip
     assert result_lines(finished) == [
-        "Slice profile: gaussian (estimated from the scan): gaussian, FWHM 3.10 mm",
+        "Slice profile: gaussian (estimated from the scan: gaussian, FWHM 3.10 mm)",
         "Slice noise: 8.20 HU, added to the training inputs",
         "Precision: bf16 (the CPU has native bf16)",
         "\u26a0 The slice profile estimated from the scan disagrees with the slice thickness.",
@@ -387,6 +387,8 @@ def test_what_a_finished_run_shows_of_its_profile_noise_and_precision():
     given = {"parameters": {"profile": "box", "profile_option": "box", "precision": "fp32"}}
     assert result_lines(given) == ["Slice profile: box (given)", "Precision: fp32"]
     assert result_lines({}) == []
+    fallback = {"parameters": {"profile": "box", "profile_option": "auto"}}  # the estimate failed
+    assert result_lines(fallback) == ["Slice profile: box (auto, not estimated from the scan)"]
 
 
 @pytest.mark.parametrize("axis", [2, 1, 0])

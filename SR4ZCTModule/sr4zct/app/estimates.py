@@ -89,10 +89,13 @@ def result_lines(finished: Mapping[str, Any]) -> list[str]:
     p = finished.get("parameters") or {}
     lines = []
     if p.get("profile"):
-        how = "estimated from the scan" if p.get("profile_option") == "auto" else "given"
+        if p.get("profile_option") != "auto":
+            how = "given"
+        elif p.get("profile_estimate"):
+            how = f"estimated from the scan: {p['profile_estimate']}"
+        else:  # too little body, or a saved model that brings its own profile
+            how = "auto, not estimated from the scan"
         lines.append(f"Slice profile: {p['profile']} ({how})")
-        if p.get("profile_estimate"):
-            lines[-1] += f": {p['profile_estimate']}"
     if p.get("noise_sigma_hu"):
         training = "added to the training inputs" if p.get("training_noise") == "on" else "not added"
         lines.append(f"Slice noise: {p['noise_sigma_hu']} HU, {training}")

@@ -314,7 +314,12 @@ def test_full_run_from_the_panel(replica, python_slicer, monkeypatch):
     assert out.GetName() == "CT SR4ZCT" and widget._parameterNode.outputVolume.GetID() == out.GetID()
     assert "Done" in widget.ui.statusLabel.text and widget.ui.progressBar.value == 1000
     info = widget.ui.resultInfoLabel.text.splitlines()  # what the run used, from its parameters
-    assert info[0].startswith("Slice profile: ") and "(estimated from the scan)" in info[0]
+    parameters = job.result["parameters"]
+    assert (
+        info[0].startswith(f"Slice profile: {parameters['profile']} (")
+        and parameters["profile_option"] == "auto"
+    )
+    assert ("estimated from the scan: " in info[0]) == ("profile_estimate" in parameters)
     assert any(line.startswith(f"Precision: {job.result['parameters']['precision']} (") for line in info)
     assert "Worker started" in widget.ui.logTextEdit.toPlainText()
     assert widget.ui.applyButton.text == "Enhance through-plane"
