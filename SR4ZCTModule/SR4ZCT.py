@@ -1,11 +1,9 @@
 """3D Slicer module "SR4ZCT": enhance the through-plane resolution of a CT volume.
 
-A thin layer over the Slicer-free core package ``sr4zct`` (bundled next to this file): it reads the
-acquisition geometry of the selected volume (from the DICOM database when the volume came from DICOM),
-writes the volume to a temporary NRRD file, runs the core's command line as a background process with
-Slicer's Python (``PythonSlicer -m sr4zct enhance ... --events``, through :class:`sr4zct.BackgroundJob`),
-shows progress, and loads the result as a new volume node with the input's parent transform, window/level
-and place in the subject hierarchy.
+GUI and scene work over the Slicer-free core package ``sr4zct`` (bundled next to this file; what the module
+needs beyond GUI and scene is in ``sr4zct.app``): the geometry of the selected volume (from the DICOM database
+when it came from DICOM), the run in a background process (``PythonSlicer -m sr4zct enhance ... --events``),
+its progress and live preview, and the result as a node placed, displayed and annotated like its input.
 
 Scripting (Python console)::
 
@@ -18,14 +16,9 @@ Scripting (Python console)::
 from __future__ import annotations
 
 import contextlib
-import glob
-import json
 import logging
-import math
 import os
-import re
 import shutil
-import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -56,83 +49,44 @@ def checkSlicerVersion(app=None) -> None:
     app = app if app is not None else slicer.app
     version = (int(app.majorVersion), int(app.minorVersion))
     if version < MINIMUM_SLICER_VERSION:
-        raise RuntimeError(
-            _(
-                "SR4ZCT needs 3D Slicer {minimum} or later (with its Python 3.12); this is 3D Slicer {version}. "
-                "Install a current 3D Slicer from https://download.slicer.org."
-            ).format(minimum=".".join(map(str, MINIMUM_SLICER_VERSION)), version=".".join(map(str, version)))
-        )
+        raise RuntimeError(_("SR4ZCT needs 3D Slicer {minimum} or later (with its Python 3.12); this is 3D Slicer "
+                             "{version}. Install a current 3D Slicer from https://download.slicer.org.").format(
+            minimum=".".join(map(str, MINIMUM_SLICER_VERSION)), version=".".join(map(str, version))))  # fmt: skip
 
 
 checkSlicerVersion()
 
 # The core package ships in this module's folder, which Slicer puts on sys.path.
 import sr4zct  # noqa: E402
-from sr4zct.errors import GeometryError, OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
-from sr4zct.run.options import DEVICES, PROFILES, EnhanceOptions  # noqa: E402
-from sr4zct.run.presets import PRESETS  # noqa: E402
+from sr4zct.app import node_geometry, results  # noqa: E402
+from sr4zct.app.environment import device_lines  # noqa: E402
+from sr4zct.app.estimates import result_lines, start_estimate  # noqa: E402
+from sr4zct.app.panel_options import option_name, options_from_panel, panel_fields, panel_number  # noqa: E402
+from sr4zct.app.run_folder import make_run_folder, start_run  # noqa: E402
+from sr4zct.app.study_queue import is_enhanceable, job_ended_line  # noqa: E402
+from sr4zct.errors import OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
+from sr4zct.run.options import EnhanceOptions  # noqa: E402
+from sr4zct.run.progress import format_duration  # noqa: E402
 
 TORCH_REQUIREMENT = ">=2.1"
-TORCH_MISSING_FOR_TEST = _(
-    "PyTorch is not installed: the parts of the SR4ZCT self-test that need it were skipped. Install the "
-    "PyTorch extension (or press Enhance once: it offers to install PyTorch), then run the self-test again."
-)
-# Non-DICOM volumes may carry their slice thickness in this node attribute (else: SR4ZCT's key in their file header).
-THICKNESS_ATTRIBUTE = "SR4ZCT.sliceThicknessMm"
-ATTRIBUTE_PREFIX = "SR4ZCT."
-OUTPUT_SUFFIX = " SR4ZCT"
+TORCH_MISSING_FOR_TEST = _("PyTorch is not installed: the parts of the SR4ZCT self-test that need it were skipped. "
+                           "Install the PyTorch extension (or press Enhance once: it offers to install PyTorch), then "
+                           "run the self-test again.")  # fmt: skip
 # Where the panel's queue of several volumes keeps its results and ledger (under Slicer's temporary folder).
 QUEUE_FOLDER = "SR4ZCT batch"
 # The disagreement overlay: colour map, opacity and the HU difference shown at full colour.
 UNCERTAINTY_COLOR_NODE_ID = "vtkMRMLColorTableNodeRainbow"
 UNCERTAINTY_OPACITY = 0.4
 UNCERTAINTY_WINDOW_HU = 200.0
-# Each run's temporary files live in <Slicer temp>/SR4ZCT<date time>/, marked by this file (pid, host).
-RUN_FOLDER_PREFIX = "SR4ZCT"
-RUN_MARKER = "sr4zct-run.json"
 POLL_INTERVAL_MS = 250
-# The layout of a run with a live preview: original (Red) and preview or result (Yellow) side by side, the
-# validation-gain chart in a plot view below (Slicer's own layouts have no plot view beside two slice views).
+# The layout of a run with a live preview (Resources/UI/SR4ZCTPreviewLayout.xml): original and preview or
+# result side by side, the validation-gain chart below (Slicer's own layouts have no plot view beside two views).
 LAYOUT_ID = 19190
-LAYOUT_XML = """
-<layout type="vertical" split="true">
- <item splitSize="700">
-  <layout type="horizontal">
-   <item><view class="vtkMRMLSliceNode" singletontag="Red">
-    <property name="orientation" action="default">Coronal</property>
-    <property name="viewlabel" action="default">R</property>
-    <property name="viewcolor" action="default">#F34A33</property>
-   </view></item>
-   <item><view class="vtkMRMLSliceNode" singletontag="Yellow">
-    <property name="orientation" action="default">Coronal</property>
-    <property name="viewlabel" action="default">Y</property>
-    <property name="viewcolor" action="default">#EDD54C</property>
-   </view></item>
-  </layout>
- </item>
- <item splitSize="300"><view class="vtkMRMLPlotViewNode" singletontag="PlotView1">
-  <property name="viewlabel" action="default">P</property>
- </view></item>
-</layout>
-"""
+LAYOUT_FILE = os.path.join(os.path.dirname(__file__), "Resources", "UI", "SR4ZCTPreviewLayout.xml")
 SELFTEST_MINUTES = 1.0  # training budget of the self-test's short job
-LPS_TO_RAS = (-1.0, -1.0, 1.0)
 
-# DICOM tags read per slice (group,element as ctkDICOMDatabase expects them).
-TAG_POSITION = "0020,0032"
-TAG_ORIENTATION = "0020,0037"
-TAG_PIXEL_SPACING = "0028,0030"
-TAG_THICKNESS = "0018,0050"
-TAG_ROWS = "0028,0010"
-TAG_COLUMNS = "0028,0011"
+# The DICOM modality of a node's first instance decides whether the queue takes it.
 TAG_MODALITY = "0008,0060"
-TAG_SERIES_UID = "0020,000E"
-TAG_SERIES_DESCRIPTION = "0008,103E"
-
-
-#
-# SR4ZCT
-#
 
 
 class SR4ZCT(ScriptedLoadableModule):
@@ -163,10 +117,6 @@ Enhancement for CT Images with Arbitrary Resolution and Overlap", MLMI 2023.
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
-#
-# Sample data: a synthetic phantom shipped with the module (no download, no PyTorch)
-#
-
 PHANTOM_SAMPLE_NAME = "SR4ZCTPhantom"
 PHANTOM_FILE_NAME = "SR4ZCTPhantom.mha"  # made by Resources/make_sample_data.py; its header has the thickness
 
@@ -191,65 +141,43 @@ def registerSampleData():
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="SR4ZCT",
-        sampleName=PHANTOM_SAMPLE_NAME,
+        category="SR4ZCT", sampleName=PHANTOM_SAMPLE_NAME, uris=pathlib.Path(path).resolve().as_uri(),
         thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "SR4ZCT.png"),
-        uris=pathlib.Path(path).resolve().as_uri(),
-        fileNames=PHANTOM_FILE_NAME,
-        nodeNames=PHANTOM_SAMPLE_NAME,
-        checksums=f"SHA256:{digest}",
-    )
+        fileNames=PHANTOM_FILE_NAME, nodeNames=PHANTOM_SAMPLE_NAME, checksums=f"SHA256:{digest}",
+    )  # fmt: skip
 
 
-#
-# Parameter node
-#
+# The parameter node's own fields beside the panel's options: (type, default; None for a node).
+MODULE_FIELDS = {
+    "inputVolume": (vtkMRMLScalarVolumeNode, None),
+    "keepTempFiles": (bool, False),
+    "showUncertainty": (bool, False),
+    "outputVolume": (vtkMRMLScalarVolumeNode, None),
+}
 
 
-@parameterNodeWrapper
-class SR4ZCTParameterNode:
-    """Everything the module needs to run, saved with the scene.
-
-    inputVolume - the thick-slice CT volume.
-    thicknessMm - slice thickness T (0 = unknown; required).
-    spacingMm - slice spacing d between slice centres (read from the data; editable).
-    targetSpacingMm - output slice spacing (0 = isotropic, the in-plane pixel size).
-    profile - slice sensitivity profile: box (paper) or gaussian (FWHM = T).
-    preset - speed/quality budget.
-    device - where training runs.
-    seed - random seed (same seed, same result).
-    modelPath - apply this saved model instead of training (empty = train).
-    saveModelPath - also save the trained model here (empty = do not save).
-    keepTempFiles - keep the temporary input/output files (for debugging).
-    showUncertainty - also compute and overlay where the coronal and sagittal estimates disagree.
-    outputVolume - the last result.
-    """
-
-    inputVolume: vtkMRMLScalarVolumeNode
-    thicknessMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
-    spacingMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
-    targetSpacingMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
-    profile: Annotated[str, Choice(list(PROFILES))] = "box"
-    preset: Annotated[str, Choice(list(PRESETS))] = "balanced"
-    device: Annotated[str, Choice(list(DEVICES))] = "auto"
-    seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
-    modelPath: str = ""
-    saveModelPath: str = ""
-    keepTempFiles: bool = False
-    showUncertainty: bool = False
-    outputVolume: vtkMRMLScalarVolumeNode
+def _parameterNodeClass():
+    """The parameter node (saved with the scene): :data:`MODULE_FIELDS` and the panel's options as
+    :func:`sr4zct.app.panel_options.panel_fields` lists them (``thicknessMm``, ``profile``, ``noise``,
+    ``precision``, ...: names in Slicer's spelling, the options' defaults, choices and limits; 0 or empty
+    text = the option's default)."""
+    annotations = {name: kind for name, (kind, _default) in MODULE_FIELDS.items()}
+    defaults = {name: default for name, (_kind, default) in MODULE_FIELDS.items() if default is not None}
+    for field in panel_fields():
+        validators = [Choice(list(field.choices))] if field.choices else []
+        if field.minimum is not None:
+            validators.append(WithinRange(field.minimum, field.maximum))
+        annotations[field.name] = Annotated[(field.kind, *validators)] if validators else field.kind
+        defaults[field.name] = field.default
+    namespace = {
+        "__annotations__": annotations,
+        "__module__": __name__,
+        "__doc__": _parameterNodeClass.__doc__,
+    }
+    return parameterNodeWrapper(type("SR4ZCTParameterNode", (), {**namespace, **defaults}))
 
 
-#
-# Helpers without any GUI (used by the logic; pure functions where possible)
-#
-
-
-def _splitDicomValue(value: str | None) -> list[float]:
-    """Numbers of a multi-valued DICOM string such as ``"-1.5\\2\\3"`` (empty list for empty values)."""
-    if not value:
-        return []
-    return [float(v) for v in str(value).replace(",", "\\").split("\\") if v.strip()]
+SR4ZCTParameterNode = _parameterNodeClass()
 
 
 def ijkToRasDirections(volumeNode) -> list[list[float]]:
@@ -259,41 +187,6 @@ def ijkToRasDirections(volumeNode) -> list[list[float]]:
     return [[matrix.GetElement(row, axis) for row in range(3)] for axis in range(3)]
 
 
-def throughPlaneAxis(directionsRas, spacingMm, stackingDirectionRas=None) -> int:
-    """Which IJK axis (0, 1, 2) of a volume node runs through the slices: the core's rule
-    (:func:`sr4zct.method.geometry.through_plane_axis`; the DICOM stacking direction when known)."""
-    from sr4zct.method.geometry import through_plane_axis
-
-    return through_plane_axis(spacingMm, directionsRas, stackingDirectionRas)[0]
-
-
-def optionName(slicerName: str) -> str:
-    """The core's option name for a Slicer-style keyword: ``thicknessMm`` -> ``thickness_mm``."""
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", slicerName).lower()
-
-
-def logText(event: dict) -> str:
-    """A one-line rendering of a background event for the panel's log."""
-    kind = event.get("event")
-    if kind == "log":
-        return f"[{event.get('level', 'info')}] {event.get('message', '')}"
-    if kind == "failed":
-        return f"failed ({event.get('code')}): {event.get('message')}"
-    return f"{kind}: {event.get('message') or event.get('output_path') or ''}".rstrip(": ")
-
-
-def formatDuration(seconds: float | None) -> str:
-    """``"1 h 05 min"``, ``"4 min 10 s"``, ``"12 s"``; empty for unknown."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return ""
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
-
-
 def progressText(event: dict) -> str:
     """Status line for a ``progress`` event: stage, step and remaining time."""
     stage = str(event.get("stage") or "")
@@ -301,55 +194,10 @@ def progressText(event: dict) -> str:
     line = text.get(stage, stage.capitalize())
     if event.get("total"):
         line += f" {event.get('step', 0)}/{event['total']}"
-    eta = formatDuration(event.get("eta_s"))
+    eta = format_duration(event.get("eta_s"))
     if eta:
         line += " - " + _("about {eta} left").format(eta=eta)
     return line
-
-
-class VolumeGeometry:
-    """What the module shows about the selected volume, and what it passes to the worker.
-
-    ``geometry`` is the core's :class:`~sr4zct.volume.SeriesGeometry` for DICOM volumes, else ``None``.
-    """
-
-    def __init__(
-        self,
-        *,
-        source: str,
-        axis: int,
-        inPlaneSpacingMm: tuple[float, float],
-        nodeSpacingMm: float,
-        spacingMm: float,
-        thicknessMm: float | None,
-        numberOfSlices: int,
-        warnings: list[str],
-        geometry=None,
-    ):
-        self.source = source
-        self.axis = axis
-        self.inPlaneSpacingMm = inPlaneSpacingMm
-        self.nodeSpacingMm = nodeSpacingMm
-        self.spacingMm = spacingMm
-        self.thicknessMm = thicknessMm
-        self.numberOfSlices = numberOfSlices
-        self.warnings = warnings
-        self.geometry = geometry
-
-    @property
-    def overlapMm(self) -> float | None:
-        return None if self.thicknessMm is None else self.thicknessMm - self.spacingMm
-
-    def __repr__(self) -> str:
-        return (
-            f"VolumeGeometry(source={self.source!r}, axis={'IJK'[self.axis]}, thickness={self.thicknessMm}, "
-            f"spacing={self.spacingMm}, slices={self.numberOfSlices}, warnings={self.warnings})"
-        )
-
-
-#
-# SR4ZCTWidget
-#
 
 
 class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -361,10 +209,11 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._geometry: VolumeGeometry | None = None
+        self._geometry: node_geometry.NodeGeometry | None = None
         self._geometryNodeId: str | None = None
         self._job = None  # the running sr4zct.BackgroundJob
         self._batch = None  # or the running sr4zct.batch.Batch of several volumes
+        self._estimate = None  # the slice profile being estimated: (node ID, concurrent.futures.Future)
         self._timer = None
 
     def setup(self) -> None:
@@ -387,23 +236,21 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.finishButton.connect("clicked(bool)", self.onFinishButton)
         self.ui.queueButton.connect("clicked(bool)", self.onQueueButton)
         self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
+        self.ui.estimateProfileButton.connect("clicked(bool)", self.onEstimateProfile)
 
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self.onTimer)
 
         self.ui.progressBar.setRange(0, 1000)
-        self.ui.progressBar.setValue(0)
         self.ui.progressBar.visible = False
-        self.ui.logTextEdit.setReadOnly(True)
         self.ui.warningLabel.visible = False
         self.ui.deviceInfoLabel.text = _("Press Detect to list the GPUs PyTorch can use.")
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """The module is closed (Slicer quits or the module is unloaded): a running enhancement or queue is
-        cancelled."""
+        """The module is closed (Slicer quits, the module is unloaded): a running enhancement or queue ends."""
         self.stopRunning()
         if self._timer is not None:
             self._timer.stop()
@@ -455,17 +302,15 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- inputs ---------------------------------------------------------------------------------------
     def onInputChanged(self, node=None) -> None:
-        """Read the geometry of the newly selected volume and fill in thickness and spacing.
-
-        Uses the node the selector reports. The selector's signal can arrive before the parameter node has
-        been updated; writing thickness/spacing into a stale parameter node would make it push its old
-        (empty) input back into the selector, so the input is stored first.
-        """
+        """Read the geometry of the newly selected volume and fill in thickness and spacing. The input is stored
+        first: the selector's signal can come before the parameter node knows it, which would then push its
+        old input back into the selector."""
         nodeId = node.GetID() if node else None
         if nodeId == self._geometryNodeId and self._geometry is not None:
             return
         self._geometryNodeId = nodeId
         self._geometry = None
+        self.ui.profileEstimateLabel.text = "-"  # an estimate in progress is for the volume it started on
         if node is None:
             self.showGeometry(None)
             return
@@ -478,11 +323,11 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             if self._parameterNode.inputVolume is not node:
                 self._parameterNode.inputVolume = node
-            self._parameterNode.thicknessMm = geometry.thicknessMm or 0.0
-            self._parameterNode.spacingMm = geometry.spacingMm
+            self._parameterNode.thicknessMm = panel_number("thicknessMm", geometry.thickness_mm)
+            self._parameterNode.spacingMm = panel_number("spacingMm", geometry.spacing_mm)
         self.showGeometry(geometry)
 
-    def showGeometry(self, geometry: VolumeGeometry | None, error: str | None = None) -> None:
+    def showGeometry(self, geometry: node_geometry.NodeGeometry | None, error: str | None = None) -> None:
         if geometry is None:
             for label in (self.ui.sourceValueLabel, self.ui.inPlaneValueLabel, self.ui.slicesValueLabel):
                 label.text = "-"
@@ -492,15 +337,11 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
             return
         self.ui.sourceValueLabel.text = geometry.source
-        rowMm, columnMm = geometry.inPlaneSpacingMm
+        rowMm, columnMm = geometry.in_plane_spacing_mm
         self.ui.inPlaneValueLabel.text = f"{rowMm:.4g} x {columnMm:.4g} mm"
-        self.ui.slicesValueLabel.text = _("{n} slices along {axis}").format(
-            n=geometry.numberOfSlices, axis="IJK"[geometry.axis]
-        )
-        thicknessHint = "" if geometry.thicknessMm else _("Slice thickness unknown: enter it (required).")
-        self.ui.thicknessSpinBox.toolTip = thicknessHint or _("Slice thickness read from {source}.").format(
-            source=geometry.source
-        )
+        self.ui.slicesValueLabel.text = _("{n} slices along {axis}").format(n=geometry.n_slices, axis="IJK"[geometry.axis])  # fmt: skip
+        thicknessHint = "" if geometry.thickness_mm else _("Slice thickness unknown: enter it (required).")
+        self.ui.thicknessSpinBox.toolTip = thicknessHint or _("Slice thickness read from {source}.").format(source=geometry.source)  # fmt: skip
         messages = list(geometry.warnings) + ([thicknessHint] if thicknessHint else [])
         self.ui.warningLabel.text = "\n".join(f"\u26a0 {m}" for m in messages)
         self.ui.warningLabel.visible = bool(messages)
@@ -523,39 +364,56 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return
             self.ui.deviceInfoLabel.text = self.logic.deviceDescription()
 
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        job = self._job if self._batch is None or self._batch.done else None
-        training = (
-            job is not None and self._running() and (job.progress or {}).get("stage") in ("prepare", "train")
-        )
-        self.ui.finishButton.enabled = bool(training)
-        output = self._parameterNode.outputVolume if self._parameterNode else None
-        self.ui.exportDicomButton.enabled = output is not None and not self._running()
-        self.ui.queueButton.enabled = (
-            bool(self._parameterNode and self._parameterNode.inputVolume) and not self._running()
-        )
-        if self._running():
-            self.ui.applyButton.text = _("Cancel")
-            self.ui.applyButton.toolTip = _("Stop the running enhancement; nothing is written.")
-            self.ui.applyButton.enabled = True
-            return
-        self.ui.applyButton.text = _("Enhance through-plane")
+    def onEstimateProfile(self) -> None:
+        """Estimate the volume's slice profile in a thread (sr4zct.app.estimates); the timer shows it."""
         node = self._parameterNode.inputVolume if self._parameterNode else None
-        if node is None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to estimate the slice profile."), waitCursor=True):
+            if node is None or self._geometry is None or not self.logic.ensureTorch(askConfirmation=True):
+                return
+            future = start_estimate(slicer.util.arrayFromVolume(node), node.GetSpacing(), self._geometry,
+                                    self._parameterNode.thicknessMm or None)  # fmt: skip
+            self._estimate = (node.GetID(), future)
+            self.ui.profileEstimateLabel.text = _("Estimating...")
+            self.ui.estimateProfileButton.enabled = False
+            self._timer.start()
+
+    def _showEstimateWhenDone(self) -> None:
+        if self._estimate is None or not self._estimate[1].done():
+            return
+        nodeId, future = self._estimate
+        self._estimate = None
+        self.ui.estimateProfileButton.enabled = True
+        if nodeId == self._geometryNodeId:
+            error = future.exception()
+            self.ui.profileEstimateLabel.text = future.result() if error is None else _(
+                "Slice profile not estimated: {error}").format(error=error)  # fmt: skip
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        running, p = self._running(), self._parameterNode
+        job = self._job if running and (self._batch is None or self._batch.done) else None
+        stage = (job.progress or {}).get("stage") if job is not None else None
+        self.ui.finishButton.enabled = stage in ("prepare", "train")
+        self.ui.exportDicomButton.enabled = bool(p and p.outputVolume) and not running
+        self.ui.queueButton.enabled = bool(p and p.inputVolume) and not running
+        self._showApplyButton(running, p.thicknessMm if p and p.inputVolume else None)
+
+    def _showApplyButton(self, running: bool, thicknessMm: float | None) -> None:
+        """Enhance (with an input volume and a thickness) or Cancel (while running)."""
+        self.ui.applyButton.text = _("Cancel") if running else _("Enhance through-plane")
+        self.ui.applyButton.enabled = running or (thicknessMm or 0) > 0
+        if running:
+            self.ui.applyButton.toolTip = _("Stop the running enhancement; nothing is written.")
+        elif thicknessMm is None:
             self.ui.applyButton.toolTip = _("Select an input volume.")
-            self.ui.applyButton.enabled = False
-        elif self._parameterNode.thicknessMm <= 0:
+        elif thicknessMm <= 0:
             self.ui.applyButton.toolTip = _("Enter the slice thickness.")
-            self.ui.applyButton.enabled = False
         else:
             self.ui.applyButton.toolTip = _("Train on this volume and write an enhanced copy.")
-            self.ui.applyButton.enabled = True
 
     # -- run ------------------------------------------------------------------------------------------
     def _running(self) -> bool:
-        if self._batch is not None and not self._batch.done:
-            return True
-        return self._job is not None and self._job.state not in ("finished", "cancelled", "failed")
+        batch, job = self._batch, self._job
+        return (batch is not None and not batch.done) or (job is not None and job.state not in ("finished", "cancelled", "failed"))  # fmt: skip
 
     def onApplyButton(self) -> None:
         if self._running():
@@ -563,94 +421,68 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self._batch if self._batch is not None and not self._batch.done else self._job).cancel()
             self.ui.applyButton.enabled = False
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the enhancement."), waitCursor=True):
-            if not self.logic.ensureTorch(askConfirmation=True):
-                return
-            p = self._parameterNode
-            self.ui.logTextEdit.clear()
-            self.ui.progressBar.setValue(0)
-            self.ui.progressBar.visible = True
-            self.ui.statusLabel.text = _("Starting...")
-            self._job = self.logic.enhance(
-                p.inputVolume, **self.panelOptions(), keepTempFiles=p.keepTempFiles, uncertainty=p.showUncertainty,
-                previewRow=self.logic.previewRow(p.inputVolume), wait=False,
-            )  # fmt: skip
-            self._timer.start()
+        self._startRunning(self._startJob, _("Failed to start the enhancement."))
+
+    def onQueueButton(self) -> None:
+        self._startRunning(self._startQueue, _("Failed to start the enhancements."))
+
+    def _startRunning(self, start: Callable[[], None], failure: str) -> None:
+        """Start a run or a queue (once PyTorch is there); the timer shows its progress."""
+        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
+            if self.logic.ensureTorch(askConfirmation=True):
+                self.ui.logTextEdit.clear()
+                self.ui.progressBar.setValue(0)
+                self.ui.progressBar.visible = True
+                self.ui.resultInfoLabel.text = ""
+                self.ui.statusLabel.text = _("Starting...")
+                start()
+                self._timer.start()
         self._checkCanApply()
 
-    def panelOptions(self) -> dict:
-        """The enhancement options set in the panel (Slicer-style names, as :meth:`SR4ZCTLogic.enhance` takes
-        them)."""
+    def _startJob(self) -> None:
         p = self._parameterNode
-        return {
-            "thicknessMm": p.thicknessMm, "spacingMm": self._spacingOverride(),
-            "targetSpacingMm": p.targetSpacingMm or None, "profile": p.profile, "preset": p.preset,
-            "device": p.device, "seed": p.seed, "modelPath": p.modelPath or None,
-            "saveModelPath": p.saveModelPath or None,
-        }  # fmt: skip
+        self._job = self.logic.enhance(
+            p.inputVolume, **self.panelOptions(), keepTempFiles=p.keepTempFiles, uncertainty=p.showUncertainty,
+            previewRow=self.logic.previewRow(p.inputVolume), wait=False,
+        )  # fmt: skip
 
-    def _spacingOverride(self) -> float | None:
-        """The spacing field's value when the user changed it, else None (the worker measures it)."""
-        spacing = self._parameterNode.spacingMm
-        if self._geometry is not None and math.isclose(spacing, self._geometry.spacingMm, abs_tol=1e-4):
-            return None
-        return spacing
+    def _startQueue(self) -> None:
+        p, options = self._parameterNode, self.panelOptions()
+        if options.pop("save_model_path"):
+            self.appendLog(_("The queue saves no model: volumes of one protocol share one trained model."))
+        folder = os.path.join(slicer.app.temporaryPath, QUEUE_FOLDER)
+        nodes = self.logic.studyVolumes(p.inputVolume)
+        self._batch = self.logic.enhanceQueue(nodes, folder, uncertainty=p.showUncertainty, **options)
+        self.appendLog(_("Queued {n} volume(s); ledger in {folder}.").format(n=len(self._batch.jobs), folder=folder))  # fmt: skip
+
+    def panelOptions(self) -> dict:
+        """The enhancement options set in the panel (by option name, as :meth:`SR4ZCTLogic.enhance` takes them);
+        the spacing only when the user changed the measured one."""
+        values = {field.name: getattr(self._parameterNode, field.name) for field in panel_fields()}
+        measured = self._geometry.spacing_mm if self._geometry is not None else None
+        return options_from_panel(values, measured_spacing_mm=measured)
 
     def onTimer(self) -> None:
+        self._showEstimateWhenDone()
         if self._batch is not None and not self._batch.done:
             for event in self.logic.pollQueue(self._batch):  # results are loaded in here, on the main thread
                 self.handleQueueEvent(event)
         elif self._job is not None:
             for event in self._job.poll():  # the result is loaded in here, on the main thread
                 self.handleEvent(event)
-        else:
-            self._timer.stop()
-            return
-        if not self._running():
+        if not self._running() and self._estimate is None:
             self._timer.stop()
             self._checkCanApply()
 
-    def onQueueButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the enhancements."), waitCursor=True):
-            if not self.logic.ensureTorch(askConfirmation=True):
-                return
-            p = self._parameterNode
-            nodes = self.logic.studyVolumes(p.inputVolume)
-            folder = os.path.join(slicer.app.temporaryPath, QUEUE_FOLDER)
-            options = self.panelOptions()
-            if options.pop("saveModelPath"):
-                self.appendLog(
-                    _("The queue saves no model: volumes of one protocol share one trained model.")
-                )
-            self.ui.logTextEdit.clear()
-            self._batch = self.logic.enhanceQueue(nodes, folder, uncertainty=p.showUncertainty, **options)
-            self.appendLog(
-                _("Queued {n} volume(s); ledger in {folder}.").format(n=len(self._batch.jobs), folder=folder)
-            )
-            self.ui.progressBar.setValue(0)
-            self.ui.progressBar.visible = True
-            self._timer.start()
-        self._checkCanApply()
-
     def handleQueueEvent(self, event: dict) -> None:
-        kind = event.get("event")
-        done = len(self.logic.queueOutputNodes(self._batch))
-        total = len(self._batch.jobs)
+        kind, (done, total, fraction) = event.get("event"), self.logic.queueProgress(self._batch, event)
+        self.ui.progressBar.setValue(int(round(1000 * fraction)))
         if kind == "job_progress":
-            fraction = (done + float(event.get("fraction") or 0.0)) / max(total, 1)
-            self.ui.progressBar.setValue(int(round(1000 * fraction)))
-            self.ui.statusLabel.text = _("Volume {i} of {n}: {text}").format(
-                i=done + 1, n=total, text=progressText(event)
-            )
+            self.ui.statusLabel.text = _("Volume {i} of {n}: {text}").format(i=done + 1, n=total, text=progressText(event))  # fmt: skip
         elif kind == "job_ended":
-            record = event.get("record") or {}
-            message = record.get("error_message")
-            name = record.get("description") or event["job_id"]
-            self.appendLog(f"{name}: {event['status']}" + (f" ({message})" if message else ""))
+            self.appendLog(job_ended_line(event))
         elif kind == "batch_ended":
-            self.ui.progressBar.setValue(1000)
-            self.ui.statusLabel.text = _("Done: {done} of {n} volume(s) enhanced.").format(done=done, n=total)
-            self.appendLog(self.ui.statusLabel.text)
+            self._showStatus(_("Done: {done} of {n} volume(s) enhanced.").format(done=done, n=total))
 
     def onFinishButton(self) -> None:
         if self._running():
@@ -659,55 +491,59 @@ class SR4ZCTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.finishButton.enabled = False
 
     def onExportDicomButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(
-            _("Failed to add the result to the DICOM database."), waitCursor=True
-        ):
+        with slicer.util.tryWithErrorDisplay(_("Failed to add the result to the DICOM database."), waitCursor=True):  # fmt: skip
             seriesUid = self.logic.exportToDicomDatabase(self._parameterNode.outputVolume)
             self.appendLog(_("Added to the DICOM database as series {uid}.").format(uid=seriesUid))
 
     def handleEvent(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "progress":
-            self.ui.progressBar.setValue(int(round(1000 * float(event.get("fraction") or 0.0))))
-            self.ui.statusLabel.text = progressText(event)
-            self._checkCanApply()
-        elif kind == "preview":
-            if self.logic.showPreview(self._job, event):
-                self.ui.previewLabel.text = _("Live preview (right view): {caption}").format(
-                    caption=event.get("caption", "")
-                )
-            else:
-                self.ui.previewLabel.text = _("The live preview could not be shown; training goes on.")
-        elif kind == "started":
-            device = event.get("device_description") or event.get("device") or "?"
-            self.appendLog(_("Worker started on {device}.").format(device=device))
-        elif kind == "log":
-            self.appendLog(logText(event))
-        elif kind == "finished":
-            self.ui.progressBar.setValue(1000)
-            node = self.logic.resultNode(self._job) if self._job else None
-            if node is not None and self._parameterNode:
-                self._parameterNode.outputVolume = node
-            self.ui.statusLabel.text = _("Done: {name}").format(name=node.GetName() if node else "")
-            self.appendLog(self.ui.statusLabel.text)
-        elif kind == "cancelled":
-            self.ui.statusLabel.text = _("Cancelled; nothing was written.")
-            self.appendLog(self.ui.statusLabel.text)
-        elif kind == "failed":
-            message = str(event.get("message") or _("The enhancement failed."))
-            self.ui.statusLabel.text = _("Failed: {message}").format(message=message)
-            self.appendLog(self.ui.statusLabel.text)
-            if event.get("detail"):
-                self.appendLog(str(event["detail"]))
-            slicer.util.errorDisplay(message, detailedText=str(event.get("detail") or ""))
+        """Show one event of the running job (docs/events.md); unknown ones are ignored."""
+        handlers = {"progress": self._showProgress, "preview": self._showPreview, "started": self._showStarted,
+                    "log": self._showLog, "finished": self._showFinished,
+                    "cancelled": self._showCancelled, "failed": self._showFailed}  # fmt: skip
+        handlers.get(event.get("event"), lambda e: None)(event)
+
+    def _showProgress(self, event: dict) -> None:
+        self.ui.progressBar.setValue(int(round(1000 * float(event.get("fraction") or 0.0))))
+        self.ui.statusLabel.text = progressText(event)
+        self._checkCanApply()
+
+    def _showPreview(self, event: dict) -> None:
+        if self.logic.showPreview(self._job, event):
+            self.ui.previewLabel.text = _("Live preview (right view): {caption}").format(caption=event.get("caption", ""))  # fmt: skip
+        else:
+            self.ui.previewLabel.text = _("The live preview could not be shown; training goes on.")
+
+    def _showStarted(self, event: dict) -> None:
+        device = event.get("device_description") or event.get("device") or "?"
+        self.appendLog(_("Worker started on {device}.").format(device=device))
+
+    def _showLog(self, event: dict) -> None:
+        self.appendLog(f"[{event.get('level', 'info')}] {event.get('message', '')}")
+
+    def _showFinished(self, event: dict) -> None:
+        self.ui.progressBar.setValue(1000)
+        node = self.logic.resultNode(self._job) if self._job else None
+        if node is not None and self._parameterNode:
+            self._parameterNode.outputVolume = node
+        self._showStatus(_("Done: {name}").format(name=node.GetName() if node else ""))
+        self.ui.resultInfoLabel.text = "\n".join(result_lines(event))
+
+    def _showCancelled(self, event: dict) -> None:
+        self._showStatus(_("Cancelled; nothing was written."))
+
+    def _showFailed(self, event: dict) -> None:
+        message = str(event.get("message") or _("The enhancement failed."))
+        self._showStatus(_("Failed: {message}").format(message=message))
+        if event.get("detail"):
+            self.appendLog(str(event["detail"]))
+        slicer.util.errorDisplay(message, detailedText=str(event.get("detail") or ""))
+
+    def _showStatus(self, text: str) -> None:
+        self.ui.statusLabel.text = text
+        self.appendLog(text)
 
     def appendLog(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
-
-
-#
-# SR4ZCTLogic
-#
 
 
 class SR4ZCTLogic(ScriptedLoadableModuleLogic):
@@ -735,201 +571,67 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         return bool(PyTorchUtils.PyTorchUtilsLogic().torchInstalled())
 
     def ensureTorch(self, askConfirmation: bool = True) -> bool:
-        """Make sure PyTorch is installed, offering to install it through the PyTorch extension.
-
-        Returns False when the user declined. Raises ``ResourceError`` when PyTorch is missing and the
-        PyTorch extension is not installed either.
-        """
+        """Make sure PyTorch is installed, offering to install it through the PyTorch extension: False when the
+        user declined, ``ResourceError`` when the PyTorch extension is missing too."""
         if self.torchInstalled():
             return True
         try:
             import PyTorchUtils
         except ImportError:
-            raise ResourceError(
-                _(
-                    "PyTorch is not installed. Install the 'PyTorch' extension from the Extensions Manager, "
-                    "restart Slicer, and try again."
-                )
-            ) from None
-        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-            _(
-                "SR4ZCT needs PyTorch. It will now be downloaded and installed through the PyTorch "
-                "extension, which picks the build that fits your GPU driver (or the CPU build). "
-                "This may take several minutes; Slicer may look busy meanwhile."
-            ),
-            windowTitle=_("Install PyTorch"),
-        ):
+            raise ResourceError(_("PyTorch is not installed. Install the 'PyTorch' extension from the Extensions "
+                                  "Manager, restart Slicer, and try again.")) from None  # fmt: skip
+        if askConfirmation and not slicer.util.confirmOkCancelDisplay(_(
+            "SR4ZCT needs PyTorch. It will now be downloaded and installed through the PyTorch extension, which picks "
+            "the build that fits your GPU driver (or the CPU build). This may take several minutes; Slicer may look "
+            "busy meanwhile."), windowTitle=_("Install PyTorch")):  # fmt: skip
             return False
-        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
-            askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT
-        )
-        if torch is None:
-            return False
-        return True
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT)  # fmt: skip
+        return torch is not None
 
     @staticmethod
     def deviceDescription() -> str:
-        """One line per device PyTorch can use here, e.g. ``"cuda:0: NVIDIA RTX A5000 (24.0 GB)"``."""
-        from sr4zct.run.devices import describe_devices
-
-        lines = []
-        for device in describe_devices():
-            memory = f" ({device['memory_gb']:g} GB)" if device.get("memory_gb") else ""
-            lines.append(f"{device['id']}: {device['name']}{memory}")
-        if not any(d.startswith("cuda") or d.startswith("mps") for d in lines):
-            lines.append(_("No GPU found: training runs on the CPU (slower; use the fast preset)."))
-        return "\n".join(lines)
+        """One line per device PyTorch can use here (:func:`sr4zct.app.environment.device_lines`)."""
+        return "\n".join(device_lines())
 
     # -- geometry -------------------------------------------------------------------------------------
-    def readGeometry(self, volumeNode) -> VolumeGeometry:
+    def readGeometry(self, volumeNode) -> node_geometry.NodeGeometry:
         """Acquisition geometry of ``volumeNode``: from its DICOM headers when it has them, else from the node."""
         if volumeNode is None or volumeNode.GetImageData() is None:
             raise ParameterError(_("The selected volume has no image data."))
-        dims = volumeNode.GetImageData().GetDimensions()
-        if sum(1 for d in dims if d > 1) < 3:
-            raise GeometryError(
-                _("'{name}' is not a 3-D volume (size {x} x {y} x {z}).").format(
-                    name=volumeNode.GetName(), x=dims[0], y=dims[1], z=dims[2]
-                )
-            )
-        directions = ijkToRasDirections(volumeNode)
-        spacing = tuple(float(s) for s in volumeNode.GetSpacing())
-        warnings: list[str] = []
-        geometry = stackingRas = None
+        dimensions = volumeNode.GetImageData().GetDimensions()
+        node_geometry.check_dimensions(volumeNode.GetName(), dimensions)
+        series, missing = self.dicomSeries(volumeNode)
+        thickness, source = (series.slice_thickness_mm, "DICOM") if series else self.thicknessOfVolume(volumeNode)  # fmt: skip
+        transform = volumeNode.GetParentTransformNode()
+        return node_geometry.geometry_of_node(
+            dimensions=dimensions, spacing_mm=volumeNode.GetSpacing(), directions_ras=ijkToRasDirections(volumeNode),
+            thickness_mm=thickness, source=source, series=series, dicom_missing=missing,
+            transform_name=(transform.GetName() or "") if transform is not None else None,
+        )  # fmt: skip
+
+    @staticmethod
+    def dicomSeries(volumeNode):
+        """The node's DICOM series geometry (:func:`sr4zct.app.node_geometry.series_geometry`) when the node
+        came from DICOM and the database has its instances, else None; and whether the database lacks them."""
         uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
         database = getattr(slicer, "dicomDatabase", None)  # absent until the DICOM module has loaded
         files = [database.fileForInstance(uid) for uid in uids] if uids and database is not None else []
-        if uids and not all(files):
-            # a scene saved and opened on another machine, or a copy that kept the attribute
-            warnings.append(
-                _(
-                    "The volume's DICOM instances are not in this Slicer's DICOM database: its geometry is "
-                    "read from the volume itself; check the slice thickness."
-                )
-            )
         if files and all(files):
-            geometry = self.geometryFromDicomDatabase(uids, database, files)
-            stackingRas = [LPS_TO_RAS[i] * geometry.axes_lps[0][i] for i in range(3)]
-            thickness, source = geometry.slice_thickness_mm, "DICOM"
-            warnings.extend(geometry.warnings)
-        else:
-            thickness, source = self.thicknessOfVolume(volumeNode)
-        axis = throughPlaneAxis(directions, spacing, stackingRas)
-        inPlane = tuple(spacing[a] for a in (1, 0, 2) if a != axis)  # (row = J-ish, column = I-ish)
-        spacingMm = spacing[axis]
-        if geometry is not None:
-            inPlane, spacingMm = tuple(geometry.pixel_spacing_mm), float(geometry.slice_spacing_mm)
-            if geometry.n_slices != dims[axis]:
-                warnings.append(
-                    _(
-                        "The DICOM series has {n} slices but the volume has {m} along {axis}; check that the "
-                        "volume was loaded from a single series."
-                    ).format(n=geometry.n_slices, m=dims[axis], axis="IJK"[axis])
-                )
-        warnings += self._spacingAndTransformWarnings(volumeNode, spacingMm, inPlane)
-        return VolumeGeometry(
-            source=source, axis=axis, inPlaneSpacingMm=(float(inPlane[0]), float(inPlane[1])),
-            nodeSpacingMm=spacing[axis], spacingMm=spacingMm, thicknessMm=thickness, numberOfSlices=dims[axis],
-            warnings=warnings, geometry=geometry,
-        )  # fmt: skip
+            return node_geometry.series_geometry(uids, database.instanceValue, files), False
+        return None, bool(files)
 
     @staticmethod
     def thicknessOfVolume(volumeNode) -> tuple[float | None, str]:
-        """The slice thickness of a volume not from DICOM, and where it comes from: the node attribute
-        ``SR4ZCT.sliceThicknessMm``, else the header of the file the node was loaded from when SR4ZCT recorded
-        it there (``sr4zct_slice_thickness_mm``: the sample phantom, volumes the core wrote), else unknown."""
-        attribute = volumeNode.GetAttribute(THICKNESS_ATTRIBUTE)
+        """The slice thickness of a volume not from DICOM and its source: the attribute ``SR4ZCT.sliceThicknessMm``,
+        else the header of the node's file where SR4ZCT recorded it (the sample phantom, the core's outputs)."""
+        attribute = volumeNode.GetAttribute(results.THICKNESS_ATTRIBUTE)
         if attribute:
-            source = _("volume node (thickness from attribute {name})").format(name=THICKNESS_ATTRIBUTE)
-            return float(attribute), source
+            return float(attribute), _("volume node (thickness from attribute {name})").format(name=results.THICKNESS_ATTRIBUTE)  # fmt: skip
         storageNode = volumeNode.GetStorageNode()
-        path = storageNode.GetFileName() if storageNode is not None else None
-        if path and os.path.isfile(path) and path.lower().endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
-            from sr4zct.io import read_geometry
-
-            with contextlib.suppress(SR4ZCTError, OSError, RuntimeError):
-                thickness = read_geometry(path).slice_thickness_mm
-                if thickness:
-                    return float(thickness), _("volume file (thickness from its header)")
+        thickness = node_geometry.thickness_from_file(storageNode.GetFileName() if storageNode else None)
+        if thickness:
+            return thickness, _("volume file (thickness from its header)")
         return None, _("volume node (not DICOM)")
-
-    @staticmethod
-    def _spacingAndTransformWarnings(volumeNode, spacingMm: float, inPlane) -> list[str]:
-        warnings = []
-        if spacingMm < min(inPlane) - 1e-6:
-            warnings.append(
-                _(
-                    "The slice spacing ({spacing} mm) is finer than the in-plane pixel size; SR4ZCT expects "
-                    "thicker slices than pixels."
-                ).format(spacing=f"{spacingMm:g}")
-            )
-        transformNode = volumeNode.GetParentTransformNode()
-        if transformNode is not None:
-            name = transformNode.GetName() or ""
-            if "acquisition transform" in name.lower():
-                warnings.append(
-                    _(
-                        "Slicer regularised an irregular acquisition with the transform '{name}'; the result "
-                        "gets the same transform, but check the slice spacing."
-                    ).format(name=name)
-                )
-            else:
-                warnings.append(
-                    _("The volume is under the transform '{name}'; the result gets the same one.").format(
-                        name=name
-                    )
-                )
-        return warnings
-
-    @staticmethod
-    def geometryFromDicomDatabase(instanceUids: list[str], database, files: list[str] | None = None):
-        """The core's :class:`~sr4zct.volume.SeriesGeometry` from the per-slice DICOM attributes.
-
-        Positions, orientations and the image size come from the database's tag cache (the DICOM
-        scalar-volume plugin has them cached at import); SliceThickness and PixelSpacing, which it does not
-        cache, from one header read per file with pydicom (asking the database would read each header once
-        per tag, on the GUI thread).
-        """
-        import pydicom
-        import pydicom.errors
-        from sr4zct.method.geometry import geometry_from_slices
-
-        files = files or [database.fileForInstance(uid) for uid in instanceUids]
-        positions, orientations = [], []
-        for uid in instanceUids:
-            position = _splitDicomValue(database.instanceValue(uid, TAG_POSITION))
-            if len(position) != 3:
-                raise GeometryError(
-                    _(
-                        "Slice {uid} has no valid ImagePositionPatient; the slice positions cannot be measured."
-                    ).format(uid=uid)
-                )
-            positions.append(position)
-            orientations.append(_splitDicomValue(database.instanceValue(uid, TAG_ORIENTATION)))
-        spacings, thicknesses, modality = [], [], None
-        for path in files:
-            try:
-                header = pydicom.dcmread(
-                    path,
-                    stop_before_pixels=True,
-                    specific_tags=["PixelSpacing", "SliceThickness", "Modality"],
-                )
-            except (OSError, pydicom.errors.InvalidDicomError) as exc:
-                raise GeometryError(
-                    _("Cannot read the DICOM header of {path}: {error}.").format(path=path, error=exc)
-                ) from None
-            spacings.append([float(v) for v in header.get("PixelSpacing") or []])
-            thicknesses.append(header.get("SliceThickness"))
-            modality = modality or header.get("Modality")
-        first = instanceUids[0]
-        rows = int(_splitDicomValue(database.instanceValue(first, TAG_ROWS))[0])
-        columns = int(_splitDicomValue(database.instanceValue(first, TAG_COLUMNS))[0])
-        geometry, _order = geometry_from_slices(
-            positions, orientations, spacings, rows, columns, thicknesses,
-            description=database.instanceValue(first, TAG_SERIES_DESCRIPTION) or "",
-            series_uid=database.instanceValue(first, TAG_SERIES_UID) or None, modality=modality or None,
-        )  # fmt: skip
-        return geometry
 
     # -- run ------------------------------------------------------------------------------------------
     def enhance(
@@ -945,120 +647,52 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         progressCallback: Callable[[dict], None] | None = None,
         **changes,
     ):
-        """Enhance the through-plane resolution of ``inputVolumeNode`` in a background process.
+        """Enhance the through-plane resolution of ``inputVolumeNode`` (a CT in HU) in a background process.
 
-        Parameters
-        ----------
-        inputVolumeNode : vtkMRMLScalarVolumeNode
-            The thick-slice CT (HU).
-        options : sr4zct.EnhanceOptions, optional
-            Every option of the enhancement; ``changes`` override single ones, by the core's names or their
-            Slicer-style spelling (``thicknessMm=3.0``, ``preset="fast"``, ``maxMinutes=5``; see
-            ``sr4zct enhance --help``). The thickness defaults to the one read from DICOM (or the node
-            attribute ``SR4ZCT.sliceThicknessMm``) and is required for other volumes.
-        keepTempFiles : bool
-            Keep the temporary NRRD files (their folder is logged).
-        outputName : str, optional
-            Name of the new node; default "<input name> SR4ZCT" (made unique).
-        showResult : bool
-            Show input and output side by side (coronal, linked) when done, and the live preview while it
-            trains.
-        uncertainty : bool
-            Also compute where the coronal and sagittal estimates disagree and overlay it on the result.
-        wait : bool
-            Block until done (Slicer keeps redrawing) and return the output node; with False return the
-            running :class:`sr4zct.BackgroundJob` (``poll()``, ``cancel()``, ``finish()``, ``state``); then
-            :meth:`waitForResult` gives the node.
-        progressCallback : callable, optional
-            With ``wait=True``, called with every background event (dicts, see docs/events.md).
-
-        Returns
-        -------
-        vtkMRMLScalarVolumeNode, or sr4zct.BackgroundJob when ``wait`` is False.
+        ``options`` (:class:`sr4zct.EnhanceOptions`) and ``changes`` (single options by the core's names or in
+        Slicer spelling: ``thicknessMm=3.0``, ``preset="fast"``, ``maxMinutes=5``) as ``sr4zct enhance --help``
+        describes them; the thickness defaults to the node's (DICOM, the attribute ``SR4ZCT.sliceThicknessMm``,
+        its file's header). ``keepTempFiles`` keeps the run folder (logged); ``outputName`` defaults to "<input>
+        SR4ZCT" (made unique); ``showResult`` shows the live preview, then input and output side by side;
+        ``uncertainty`` overlays where the coronal and sagittal estimates disagree. With ``wait`` it blocks (Slicer
+        keeps redrawing; ``progressCallback`` gets every event, docs/events.md) and returns the output node, else
+        the running :class:`sr4zct.BackgroundJob` (``poll()``, ``cancel()``, ``finish()``, :meth:`waitForResult`).
         """
-        from sr4zct.run.background import BackgroundJob
-
         if inputVolumeNode is None:
             raise ParameterError(_("No input volume given."))
-        geometry = self.readGeometry(inputVolumeNode)
-        options = (options or EnhanceOptions()).replace(**{optionName(k): v for k, v in changes.items()})
-        if options.thickness_mm is None:
-            if geometry.thicknessMm is None:
-                raise ParameterError(
-                    _(
-                        "The slice thickness of '{name}' is unknown (it was not loaded from DICOM): pass "
-                        "thicknessMm, the real slice thickness in millimetres."
-                    ).format(name=inputVolumeNode.GetName())
-                )
-            options = options.replace(thickness_mm=float(geometry.thicknessMm))
-        # The NRRD keeps the node's IJK axes, so the through-plane axis shown in the panel (which may come
-        # from the DICOM stacking direction) is NumPy axis 2 - IJK axis of the file.
-        options = options.replace(slice_axis=2 - geometry.axis)
+        geometry, name = self.readGeometry(inputVolumeNode), inputVolumeNode.GetName()
+        options = (options or EnhanceOptions()).replace(**{option_name(k): v for k, v in changes.items()})
         tempDir = self.makeRunFolder()
-        inputPath = os.path.join(tempDir, "input.nrrd")
-        if showResult and options.preview_path is None:
-            options = options.replace(preview_path=os.path.join(tempDir, "preview.nrrd"))
-        if uncertainty and options.uncertainty_path is None:
-            options = options.replace(uncertainty_path=os.path.join(tempDir, "uncertainty.nrrd"))
-        job = None
-        try:
-            job = BackgroundJob(
-                inputPath, os.path.join(tempDir, "output.nrrd"), options,
-                python_executable=self.pythonSlicer(),
-                env=self.backgroundEnvironment(options),
-            )  # fmt: skip
-            self.writeVolumeFile(inputVolumeNode, inputPath)
-            self._runs[job] = {
-                "inputNode": inputVolumeNode,
-                "outputName": outputName or self.uniqueNodeName(inputVolumeNode.GetName() + OUTPUT_SUFFIX),
-                "tempDir": tempDir,
-                "keepTempFiles": keepTempFiles,
-                "showResult": showResult,
-                "outputNode": None,
-                "discard": False,
-                "previewNode": None,
-                "gainChart": None,
-            }
-            job.add_done_callback(self._onJobDone)
-            logging.info(f"SR4ZCT: enhancing '{inputVolumeNode.GetName()}' ({geometry!r}) in {tempDir}")
-            job.start()
-        except BaseException:
-            self._runs.pop(job, None)
-            shutil.rmtree(tempDir, ignore_errors=True)
-            raise
-        if not wait:
-            return job
-        return self.waitForResult(job, progressCallback=progressCallback)
+        run = {"inputNode": inputVolumeNode, "outputName": outputName or self.uniqueNodeName(name + results.OUTPUT_SUFFIX),
+               "tempDir": tempDir, "keepTempFiles": keepTempFiles, "showResult": showResult, "outputNode": None,
+               "discard": False, "previewNode": None, "gainChart": None}  # fmt: skip
+        job = start_run(options, geometry, name, tempDir, lambda path: self.writeVolumeFile(inputVolumeNode, path),
+                        preview=showResult, uncertainty=uncertainty)  # fmt: skip
+        self._runs[job] = run  # its done callbacks run in the thread that polls it: this one
+        job.add_done_callback(self._onJobDone)
+        logging.info(f"SR4ZCT: enhancing '{name}' ({geometry!r}) in {tempDir}")
+        return self.waitForResult(job, progressCallback=progressCallback) if wait else job
 
     def waitForResult(
         self, job, progressCallback: Callable[[dict], None] | None = None, timeoutS: float | None = None
     ):
         """Block until ``job`` ends (Slicer keeps redrawing, the live preview is shown); return the output node
         or raise the job's error. ``timeoutS`` limits the whole wait (the job is then cancelled)."""
-        from sr4zct.run.background import error_from_event
 
-        deadline = None if timeoutS is None else time.monotonic() + timeoutS
-        while job.state not in ("finished", "cancelled", "failed"):
-            for event in job.poll():
-                if event.get("event") == "preview":
-                    self.showPreview(job, event)
-                if progressCallback is not None:
-                    progressCallback(event)
-            if deadline is not None and time.monotonic() > deadline and not job.done:
-                job.cancel()
-                raise ResourceError(
-                    _("The enhancement did not finish within {seconds} s and was cancelled.").format(
-                        seconds=f"{timeoutS:g}"
-                    )
-                )
-            slicer.app.processEvents()
-            time.sleep(0.05)
-        terminal = job.terminal
-        if terminal["event"] == "finished":
-            return self.resultNode(job)
-        if terminal["event"] == "cancelled":
-            raise sr4zct.Cancelled(terminal.get("message") or _("Cancelled; nothing was written."))
-        raise error_from_event(terminal)
+        def onEvent(event: dict) -> None:
+            if event.get("event") == "preview":
+                self.showPreview(job, event)
+            if progressCallback is not None:
+                progressCallback(event)
+
+        try:
+            job.wait(timeoutS, while_waiting=slicer.app.processEvents, on_event=onEvent)
+        except TimeoutError:
+            job.cancel()
+            raise ResourceError(_("The enhancement did not finish within {seconds} s and was cancelled.").format(
+                seconds=f"{timeoutS:g}")) from None  # fmt: skip
+        job.outcome()  # raises sr4zct.Cancelled or the job's error
+        return self.resultNode(job)
 
     def resultNode(self, job):
         """The output node of a finished ``job`` (None before, or when it did not finish)."""
@@ -1075,7 +709,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             if job.state == "finished" and not run["discard"]:
                 run["outputNode"] = self.loadResult(run, job.result)
         finally:
-            if run.get("previewNode") is not None:  # cancelled or failed: the preview goes with the run
+            if run.get("previewNode") is not None:  # the preview goes with the run (the result replaces it)
                 slicer.mrmlScene.RemoveNode(run["previewNode"])
                 run["previewNode"] = None
             self.removeTempFiles(run)
@@ -1092,279 +726,146 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             self.removeTempFiles(run)
         for batch, queue in list(self._queues.items()):
             if not batch.done:
-                self.cancelQueue(batch)
-            shutil.rmtree(queue["tempDir"], ignore_errors=True)
-
-    @staticmethod
-    def backgroundEnvironment(options: EnhanceOptions) -> dict:
-        """Variables of the background run: passive OpenMP waiting, a core left to Slicer's GUI on machines
-        with 4 cores or more (unless SR4ZCT_LEAVE_CORES is set), and no GPU when the CPU was chosen."""
-        from sr4zct.run.threads import cores_for_a_gui, worker_environment
-
-        env = worker_environment(leave_free=cores_for_a_gui())
-        if options.device == "cpu":
-            env["CUDA_VISIBLE_DEVICES"] = "-1"
-        return env
+                queue.cancel()
+            queue.remove_folder()
 
     @staticmethod
     def makeRunFolder() -> str:
-        """A new folder for one run's temporary files, marked as ours; stale ones of runs whose Slicer has gone
-        (a crash, a kill) are removed first."""
-        import socket
-
-        from sr4zct.system import pid_exists
-
-        for path in glob.glob(os.path.join(slicer.app.temporaryPath, RUN_FOLDER_PREFIX + "*")):
-            marker = os.path.join(path, RUN_MARKER)
-            try:
-                with open(marker, encoding="utf-8") as f:
-                    owner = json.load(f)
-            except (OSError, ValueError):
-                continue  # not made by this module (or still being made): never touched
-            if owner.get("host") == socket.gethostname() and not pid_exists(int(owner.get("pid", 0))):
-                shutil.rmtree(path, ignore_errors=True)
-        folder = slicer.util.tempDirectory(RUN_FOLDER_PREFIX)
-        with open(os.path.join(folder, RUN_MARKER), "w", encoding="utf-8") as f:
-            json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
-        return folder
+        """A new run folder in Slicer's temporary folder, after removing stale ones (:mod:`sr4zct.app.run_folder`)."""
+        return str(make_run_folder(slicer.app.temporaryPath))
 
     @staticmethod
     def removeTempFiles(run: dict) -> None:
-        """Remove the run's temporary folder (made for it by ``slicer.util.tempDirectory``)."""
+        """Remove the run's folder (:meth:`makeRunFolder`) unless it is to be kept."""
         if run.get("keepTempFiles"):
             logging.info(f"SR4ZCT: temporary files kept in {run['tempDir']}")
         else:
             shutil.rmtree(run["tempDir"], ignore_errors=True)
 
     @staticmethod
-    def pythonSlicer() -> str:
-        found = shutil.which("PythonSlicer")
-        if found is None:
-            raise ResourceError(
-                _("Cannot find Slicer's Python launcher 'PythonSlicer' to run the enhancement.")
-            )
-        return found
-
-    @staticmethod
     def uniqueNodeName(name: str) -> str:
         """``name``, or ``name_2``, ``name_3`` ... when the scene already has a node of that name."""
-        return (
-            slicer.mrmlScene.GenerateUniqueName(name) if slicer.mrmlScene.GetFirstNodeByName(name) else name
-        )
+        scene = slicer.mrmlScene
+        return scene.GenerateUniqueName(name) if scene.GetFirstNodeByName(name) else name
 
     @staticmethod
     def writeVolumeFile(volumeNode, path: str) -> None:
-        """Write ``volumeNode`` to ``path`` (NRRD keeps the geometry) without touching the node.
-
-        ``slicer.util.saveNode`` would re-point the node's own storage node at the temporary file (and
-        change its compression setting); a detached storage node leaves the user's node as it was.
-        """
+        """Write ``volumeNode`` to ``path`` (NRRD keeps the geometry) through a detached storage node:
+        ``slicer.util.saveNode`` would re-point the node's own one at the file (and change its compression)."""
         storageNode = slicer.mrmlScene.CreateNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
         try:
             storageNode.SetFileName(path)
             storageNode.UseCompressionOff()
             if not storageNode.WriteData(volumeNode):
-                raise OutputError(
-                    _(
-                        "Could not write the input volume to the temporary file {path} (disk full or not writable?)."
-                    ).format(path=path)
-                )
+                raise OutputError(_("Could not write the input volume to the temporary file {path} (disk full or "
+                                    "not writable?).").format(path=path))  # fmt: skip
         finally:
             storageNode.UnRegister(None)
 
     def loadResult(self, run: dict, finished: dict):
         """Load the background process's output as a new node placed, displayed and annotated like its input."""
         inputNode = run["inputNode"]
-        outputNode = slicer.util.loadVolume(
-            finished["output_path"], {"name": run["outputName"], "show": False}
-        )
-        outputNode.SetName(run["outputName"])
-        # The temporary file is deleted next: detach it, so that saving the scene writes the volume anew
-        # instead of referring to a file that no longer exists.
-        storageNode = outputNode.GetStorageNode()
-        if storageNode is not None:
-            outputNode.SetAndObserveStorageNodeID(None)
-            slicer.mrmlScene.RemoveNode(storageNode)
-        outputNode.SetAndObserveTransformNodeID(inputNode.GetTransformNodeID())
-
+        outputNode = self._loadVolume(finished["output_path"], run["outputName"], inputNode)
         inputDisplay = inputNode.GetScalarVolumeDisplayNode()
-        outputDisplay = outputNode.GetScalarVolumeDisplayNode()
-        if inputDisplay is not None and outputDisplay is not None:
-            outputDisplay.AutoWindowLevelOff()
-            outputDisplay.SetWindowLevel(inputDisplay.GetWindow(), inputDisplay.GetLevel())
-            if inputDisplay.GetColorNodeID():
-                outputDisplay.SetAndObserveColorNodeID(inputDisplay.GetColorNodeID())
-
+        if inputDisplay is not None and inputDisplay.GetColorNodeID():
+            outputNode.GetScalarVolumeDisplayNode().SetAndObserveColorNodeID(inputDisplay.GetColorNodeID())
         shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
         inputItem = shNode.GetItemByDataNode(inputNode)
         shNode.SetItemParent(shNode.GetItemByDataNode(outputNode), shNode.GetItemParent(inputItem))
-
-        for key, value in self.resultAttributes(inputNode, finished).items():
-            outputNode.SetAttribute(ATTRIBUTE_PREFIX + key, value)
+        for name, value in results.result_attributes(inputNode.GetName(), finished).items():
+            outputNode.SetAttribute(name, value)
         uids = (inputNode.GetAttribute("DICOM.instanceUIDs") or "").split()
         if uids:  # the study a DICOM export joins
-            outputNode.SetAttribute(ATTRIBUTE_PREFIX + "referenceInstanceUID", uids[0])
-        if run.get("previewNode") is not None:
-            slicer.mrmlScene.RemoveNode(run["previewNode"])
-            run["previewNode"] = None
-        overlay = self.loadUncertainty(run, finished, outputNode)
+            outputNode.SetAttribute(results.REFERENCE_ATTRIBUTE, uids[0])
+        overlay = self.loadUncertainty(finished, outputNode)
         if run["showResult"]:
             self.showSideBySide(inputNode, outputNode, overlay=overlay, chart=run.get("gainChart"))
         return outputNode
 
-    def loadUncertainty(self, run: dict, finished: dict, outputNode):
+    def loadUncertainty(self, finished: dict, outputNode):
         """The coronal-sagittal disagreement as a node ``"<result> disagreement"`` (a colour overlay), if made."""
         path = finished.get("uncertainty_path")
         if not path or not os.path.isfile(path):
             return None
-        node = slicer.util.loadVolume(path, {"name": outputNode.GetName() + " disagreement", "show": False})
-        self._detachStorage(node)
-        node.SetAttribute(ATTRIBUTE_PREFIX + "role", "disagreement")
-        node.SetAndObserveTransformNodeID(outputNode.GetTransformNodeID())
+        node = self._loadVolume(path, outputNode.GetName() + " disagreement", outputNode, role="disagreement")
         display = node.GetScalarVolumeDisplayNode()
         if display is not None:
             display.SetAndObserveColorNodeID(UNCERTAINTY_COLOR_NODE_ID)
-            display.AutoWindowLevelOff()
             display.SetWindowLevel(UNCERTAINTY_WINDOW_HU, UNCERTAINTY_WINDOW_HU / 2)
         return node
 
     @staticmethod
-    def _detachStorage(node) -> None:
+    def _loadVolume(path: str, name: str, like, role: str | None = None):
+        """``path`` as a hidden node ``name`` under ``like``'s transform, with its window/level. The file goes
+        with the run folder: the node is detached from it, so that saving the scene writes the volume anew."""
+        node = slicer.util.loadVolume(path, {"name": name, "show": False})
+        node.SetName(name)
         storageNode = node.GetStorageNode()
         if storageNode is not None:
             node.SetAndObserveStorageNodeID(None)
             slicer.mrmlScene.RemoveNode(storageNode)
+        node.SetAndObserveTransformNodeID(like.GetTransformNodeID())
+        if role is not None:
+            node.SetAttribute(results.ATTRIBUTE_PREFIX + "role", role)
+        likeDisplay, display = like.GetScalarVolumeDisplayNode(), node.GetScalarVolumeDisplayNode()
+        if likeDisplay is not None and display is not None:
+            display.AutoWindowLevelOff()
+            display.SetWindowLevel(likeDisplay.GetWindow(), likeDisplay.GetLevel())
+        return node
 
     # -- several volumes: a batch with its ledger on disk ---------------------------------------------
     def enhanceQueue(
         self, volumeNodes, outputFolder: str, options: EnhanceOptions | None = None, *, uncertainty: bool = False,
         **changes,
     ):  # fmt: skip
-        """Enhance several volumes one after another in the background, with the batch ledger of
-        ``sr4zct batch`` (``<outputFolder>/batch.jsonl``): a volume done earlier with the same options is not
-        redone. Returns the started :class:`sr4zct.batch.Batch`; drain it with :meth:`pollQueue`.
+        """Enhance several volumes one after another in the background with the ledger of ``sr4zct batch``
+        (``<outputFolder>/batch.jsonl``: what was done with the same options is not redone); returns the started
+        :class:`sr4zct.batch.Batch`, drained by :meth:`pollQueue`. The options (as for :meth:`enhance`) apply
+        to every volume, the thickness and spacing to the first only; a volume that cannot be enhanced is
+        recorded as failed and the others go on (:class:`sr4zct.app.study_queue.StudyQueue`)."""
+        from sr4zct.app.study_queue import StudyQueue
 
-        The options (and ``changes``, Slicer-style names as for :meth:`enhance`) apply to every volume, except
-        the thickness and spacing, which apply to the first volume (the panel's) only: the others use their
-        own. A volume that cannot be enhanced (not 3-D, thickness unknown, ...) is recorded as failed (a
-        ``job_ended`` event of :meth:`pollQueue`) and the others go on. Each job runs in the background
-        environment of a single run (:meth:`backgroundEnvironment`).
-        """
-        from sr4zct.batch import Batch
-
-        options = (options or EnhanceOptions()).replace(**{optionName(k): v for k, v in changes.items()})
-        folder = self.makeRunFolder()
-        queue = {"nodes": {}, "tempDir": folder, "outputNodes": {}, "backlog": [], "discard": False}
-        try:
-            jobs = [
-                job for i, node in enumerate(volumeNodes) if (job := self._queueJob(node, i, options, queue))
-            ]
-            if not jobs:
-                raise ParameterError(_("None of the volumes can be enhanced: {reasons}").format(
-                    reasons="; ".join(e["record"]["error_message"] for e in queue["backlog"])))  # fmt: skip
-            if uncertainty:
-                options = options.replace(uncertainty_path=os.path.join(folder, "disagreement"))
-            batch = Batch(outputFolder, jobs, options.replace(thickness_mm=None, spacing_mm=None),
-                          engine=self.queueEngine(options))  # fmt: skip
-            batch.start()
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
+        options = (options or EnhanceOptions()).replace(**{option_name(k): v for k, v in changes.items()})
+        queue = StudyQueue(self.makeRunFolder(), options)
+        for node in volumeNodes:  # the queue removes its folder on an error that is not the volume's
+            queue.add(node, node.GetName(), lambda node=node: self.readGeometry(node),
+                      lambda path, node=node: self.writeVolumeFile(node, path))  # fmt: skip
+        batch = queue.start(outputFolder, uncertainty=uncertainty)
         self._queues[batch] = queue
         return batch
-
-    def _queueJob(self, node, index: int, options: EnhanceOptions, queue: dict):
-        """The batch job of one volume (its file written), or None when it cannot be enhanced (recorded)."""
-        from sr4zct.batch import BatchJob
-        from sr4zct.batch.jobs import safe_name
-
-        try:
-            geometry = self.readGeometry(node)
-            thickness = (options.thickness_mm if index == 0 else None) or geometry.thicknessMm
-            if thickness is None:
-                raise ParameterError(_("its slice thickness is unknown: select it and enter the thickness"))
-            path = os.path.join(queue["tempDir"], f"{index:03d}.nrrd")
-            self.writeVolumeFile(node, path)
-        except SR4ZCTError as exc:
-            queue["backlog"].append({"event": "job_ended", "job_id": f"slicer:{node.GetID()}", "status": "failed",
-                                     "record": {"description": node.GetName(), "error_message": exc.message}})  # fmt: skip
-            return None
-        uid = geometry.geometry.series_uid if geometry.geometry is not None else None
-        jobOptions = {"thickness_mm": float(thickness), "slice_axis": 2 - geometry.axis}
-        if index == 0 and options.spacing_mm is not None:
-            jobOptions["spacing_mm"] = float(options.spacing_mm)
-        job = BatchJob(f"dicom:{uid}" if uid else f"slicer:{node.GetName()}", path,
-                       safe_name(node.GetName(), f"volume{index}"), jobOptions, node.GetName())  # fmt: skip
-        queue["nodes"][job.job_id] = node
-        return job
-
-    def queueEngine(self, options: EnhanceOptions):
-        """The batch engine of the queue: one job at a time with PythonSlicer, in the environment of a single run."""
-        from sr4zct.batch.local_engine import LocalEngine, _Running
-        from sr4zct.run.background import BackgroundJob
-
-        environment = self.backgroundEnvironment(options)
-
-        class SlicerEngine(LocalEngine):
-            """LocalEngine (one job at a time, no GPU pinning) whose job processes get the single run's
-            background environment (LocalEngine itself takes no environment yet)."""
-
-            def submit(self, run) -> None:
-                job = BackgroundJob(run.job.input_path, run.output, run.options,
-                                    python_executable=self.python_executable, env=environment)  # fmt: skip
-                self._running.append(_Running(run, job, None))
-                try:
-                    job.start()
-                except Exception:
-                    self._running.pop()
-                    raise
-
-        return SlicerEngine(python_executable=self.pythonSlicer(), device=options.device)
 
     def pollQueue(self, batch) -> list[dict]:
         """Batch events since the last call (first the volumes that could not be queued, recorded as failed);
         each volume done is loaded like a single result (main thread)."""
-        queue = self._queues[batch]
-        events, queue["backlog"] = queue["backlog"] + batch.poll(), []
-        for event in events:
-            if event.get("event") == "job_ended" and event["status"] == "done" and not queue["discard"]:
-                record = event["record"]
-                inputNode = queue["nodes"][event["job_id"]]
-                run = {"inputNode": inputNode, "showResult": False,
-                       "outputName": self.uniqueNodeName(inputNode.GetName() + OUTPUT_SUFFIX)}  # fmt: skip
-                finished = {"output_path": record["output"], "parameters": record.get("parameters") or {},
-                            "uncertainty_path": (record.get("options") or {}).get("uncertainty_path")}  # fmt: skip
-                queue["outputNodes"][event["job_id"]] = self.loadResult(run, finished)
-            if event.get("event") == "batch_ended":
-                shutil.rmtree(queue["tempDir"], ignore_errors=True)
-        return events
+        return self._queues[batch].poll(self._loadQueueResult)
+
+    def _loadQueueResult(self, inputNode, finished: dict):
+        name = self.uniqueNodeName(inputNode.GetName() + results.OUTPUT_SUFFIX)
+        return self.loadResult({"inputNode": inputNode, "showResult": False, "outputName": name}, finished)
 
     def cancelQueue(self, batch) -> None:
         """Stop ``batch``: no new volume starts, the running one is cancelled, no further result is loaded."""
-        if batch in self._queues:
-            self._queues[batch]["discard"] = True
-        batch.cancel()
+        self._queues[batch].cancel()
 
     def queueOutputNodes(self, batch) -> list:
         """The result nodes of ``batch`` so far, in the order the volumes were given."""
-        queue = self._queues[batch]
-        return [queue["outputNodes"][job.job_id] for job in batch.jobs if job.job_id in queue["outputNodes"]]
+        return self._queues[batch].outputs()
+
+    def queueProgress(self, batch, event: dict) -> tuple[int, int, float]:
+        """Volumes done, volumes queued and the fraction of the whole queue after ``event`` of ``batch``."""
+        return self._queues[batch].progress(event)
 
     @staticmethod
     def isEnhanceable(node) -> bool:
-        """A CT scalar volume: not a label map, vector or tensor volume, nothing this module made (results,
-        previews, disagreement maps carry ``SR4ZCT.`` attributes), and CT when its DICOM modality is known."""
-        if node is None or node.GetClassName() != "vtkMRMLScalarVolumeNode":
-            return False
-        if any(
-            name.startswith(ATTRIBUTE_PREFIX) and name != THICKNESS_ATTRIBUTE
-            for name in node.GetAttributeNames() or ()
-        ):
+        """A CT scalar volume (:func:`sr4zct.app.study_queue.is_enhanceable`): not a label map, vector or tensor
+        volume, nothing this module made, and CT when its DICOM modality is known."""
+        if node is None:
             return False
         uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
         database = getattr(slicer, "dicomDatabase", None)
         modality = database.instanceValue(uids[0], TAG_MODALITY) if uids and database is not None else ""
-        return not modality or modality.strip().upper() == "CT"
+        made = results.made_by_sr4zct(node.GetAttributeNames() or ())
+        return is_enhanceable(node.GetClassName(), made, modality)
 
     def studyVolumes(self, volumeNode) -> list:
         """Every CT scalar volume in ``volumeNode``'s study (subject hierarchy), ``volumeNode`` first
@@ -1385,43 +886,27 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         for viewName in ("Yellow", "Red", "Green"):
             sliceWidget = layoutManager.sliceWidget(viewName)
             sliceNode = sliceWidget.mrmlSliceNode() if sliceWidget is not None else None
-            if sliceNode is None or sliceNode.GetOrientation() != "Coronal":
-                continue
-            sliceToRas = sliceNode.GetSliceToRAS()
-            point = [sliceToRas.GetElement(i, 3) for i in range(3)] + [1.0]
-            rasToIjk = vtk.vtkMatrix4x4()
-            inputNode.GetRASToIJKMatrix(rasToIjk)
-            ijk = rasToIjk.MultiplyPoint(point)[:3]
-            axis = self.readGeometry(inputNode).axis
-            rowAxis = [a for a in (1, 0) if a != axis][0]  # NumPy order (K, J, I): the first in-plane axis
-            dims = inputNode.GetImageData().GetDimensions()
-            return int(min(max(round(ijk[rowAxis]), 0), dims[rowAxis] - 1))
+            if sliceNode is not None and sliceNode.GetOrientation() == "Coronal":
+                rasToIjk = vtk.vtkMatrix4x4()
+                inputNode.GetRASToIJKMatrix(rasToIjk)
+                return node_geometry.row_at([sliceNode.GetSliceToRAS().GetElement(i, 3) for i in range(3)],
+                                            [[rasToIjk.GetElement(r, c) for c in range(4)] for r in range(4)],
+                                            self.readGeometry(inputNode).axis, inputNode.GetImageData().GetDimensions())  # fmt: skip
         return None
 
     def showPreview(self, job, event: dict) -> bool:
-        """Show a ``preview`` event: its coronal image as ``"<input> SR4ZCT preview"`` in the right view
-        (the original in the left one, linked), and its gain on the ``"<input> SR4ZCT validation gain"`` plot.
-
-        Returns False when the image could not be shown (the run goes on: a preview is only a look)."""
+        """Show a ``preview`` event: its coronal image as ``"<input> SR4ZCT preview"`` beside the original, its
+        gain on the validation-gain chart; False when the image could not be shown (the run goes on)."""
         run = self._runs.get(job)
         if run is None or run["discard"] or not os.path.isfile(event.get("path", "")):
             return False
         inputNode = run["inputNode"]
         previous = run["previewNode"]
         try:
-            node = slicer.util.loadVolume(
-                event["path"], {"name": inputNode.GetName() + " SR4ZCT preview", "show": False}
-            )
+            node = self._loadVolume(event["path"], inputNode.GetName() + " SR4ZCT preview", inputNode, role="preview")  # fmt: skip
         except RuntimeError as exc:  # e.g. the disk is full: the run itself may still succeed
             logging.warning(_("SR4ZCT: the live preview could not be loaded: {error}").format(error=exc))
             return False
-        self._detachStorage(node)
-        node.SetAttribute(ATTRIBUTE_PREFIX + "role", "preview")
-        node.SetAndObserveTransformNodeID(inputNode.GetTransformNodeID())
-        inputDisplay, display = inputNode.GetScalarVolumeDisplayNode(), node.GetScalarVolumeDisplayNode()
-        if inputDisplay is not None and display is not None:
-            display.AutoWindowLevelOff()
-            display.SetWindowLevel(inputDisplay.GetWindow(), inputDisplay.GetLevel())
         run["previewNode"] = node
         if previous is not None:
             slicer.mrmlScene.RemoveNode(previous)
@@ -1448,7 +933,7 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
             nodes[className] = slicer.mrmlScene.GetFirstNode(name, className, None, True)
             if nodes[className] is None:
                 nodes[className] = slicer.mrmlScene.AddNewNodeByClass(className, name)
-                nodes[className].SetAttribute(ATTRIBUTE_PREFIX + "role", "validation gain")
+                nodes[className].SetAttribute(results.ATTRIBUTE_PREFIX + "role", "validation gain")
         table, series, chart = nodes.values()
         table.RemoveAllColumns()
         for column in ("elapsed_s", "validation_gain_db"):
@@ -1470,58 +955,19 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         ending in "SR4ZCT", ImageType DERIVED\\SECONDARY, the parameters in ImageComments) and import it into
         Slicer's DICOM database; returns the new SeriesInstanceUID."""
         from DICOMLib import DICOMUtils
-        from sr4zct.io import write_volume
-        from sr4zct.io.dicom import reference_attributes
 
         if outputNode is None:
             raise ParameterError(_("No enhanced volume to export."))
         database = getattr(slicer, "dicomDatabase", None)
         if database is None:
-            raise ResourceError(
-                _("The DICOM database is not open: open the DICOM module once, then try again.")
-            )
-        volume = self.volumeFromNode(outputNode)
-        uid = outputNode.GetAttribute(ATTRIBUTE_PREFIX + "referenceInstanceUID")
-        reference = database.fileForInstance(uid) if uid else ""
-        if reference:
-            volume.geometry.extra["dicom"] = reference_attributes(reference)
-        prefix = len(ATTRIBUTE_PREFIX)
-        names = outputNode.GetAttributeNames() or ()
-        metadata = {
-            name[prefix:]: outputNode.GetAttribute(name)
-            for name in names
-            if name.startswith(ATTRIBUTE_PREFIX)
-        }
-        metadata.pop("referenceInstanceUID", None)
-        name = outputNode.GetName()
-        metadata["series_description"] = (
-            name if name.endswith(OUTPUT_SUFFIX.strip()) else name + OUTPUT_SUFFIX
-        )
-        folder = self.makeRunFolder()
-        try:
-            series = os.path.join(folder, "series")
-            write_volume(volume, series, metadata=metadata)
-            if not DICOMUtils.importDicom(series, database, copyFiles=True):
+            raise ResourceError(_("The DICOM database is not open: open the DICOM module once, then try again."))  # fmt: skip
+        uid = outputNode.GetAttribute(results.REFERENCE_ATTRIBUTE)
+        attributes = {name: outputNode.GetAttribute(name) for name in outputNode.GetAttributeNames() or ()}
+        with results.dicom_export(self.volumeFromNode(outputNode), attributes, outputNode.GetName(),
+                                  database.fileForInstance(uid) if uid else None, slicer.app.temporaryPath) as (series, seriesUid):  # fmt: skip
+            if not DICOMUtils.importDicom(str(series), database, copyFiles=True):
                 raise OutputError(_("Slicer could not import the written DICOM series into its database."))
-            import pydicom
-
-            first = sorted(os.listdir(series))[0]
-            return str(
-                pydicom.dcmread(os.path.join(series, first), stop_before_pixels=True).SeriesInstanceUID
-            )
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
-    @staticmethod
-    def resultAttributes(inputNode, finished: dict) -> dict[str, str]:
-        """Node attributes recording how the result was made (``SR4ZCT.<name>`` on the output node)."""
-        attributes = {"inputVolume": inputNode.GetName(), "version": sr4zct.__version__}
-        for key, value in (finished.get("parameters") or {}).items():
-            if value is not None:
-                attributes[key] = value if isinstance(value, str) else json.dumps(value)
-        if finished.get("timings_s"):
-            attributes["timings_s"] = json.dumps(finished["timings_s"])
-        return attributes
+        return seriesUid
 
     @staticmethod
     def showSideBySide(
@@ -1538,7 +984,8 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         else:
             layoutNode = layoutManager.layoutLogic().GetLayoutNode()
             if not layoutNode.IsLayoutDescription(LAYOUT_ID):
-                layoutNode.AddLayoutDescription(LAYOUT_ID, LAYOUT_XML)
+                with open(LAYOUT_FILE, encoding="utf-8") as f:
+                    layoutNode.AddLayoutDescription(LAYOUT_ID, f.read())
             layoutManager.setLayout(LAYOUT_ID)
             selection = slicer.app.applicationLogic().GetSelectionNode()
             selection.SetActivePlotChartID(chart.GetID())
@@ -1567,20 +1014,11 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         """Add a core :class:`~sr4zct.volume.Volume` (array ``(slice, row, column)``) as a scalar volume node."""
         import numpy as np
 
-        geometry = volume.geometry
-        ijkToRas = vtk.vtkMatrix4x4()
-        # IJK = (column, row, slice) = array axes (2, 1, 0); their LPS directions go RAS-wards.
-        for ijk, arrayAxis in enumerate((2, 1, 0)):
-            step = geometry.spacing_mm[arrayAxis]
-            for row in range(3):
-                ijkToRas.SetElement(row, ijk, LPS_TO_RAS[row] * geometry.axes_lps[arrayAxis][row] * step)
-        for row in range(3):
-            ijkToRas.SetElement(row, 3, LPS_TO_RAS[row] * geometry.origin_lps[row])
-        node = slicer.util.addVolumeFromArray(
-            np.ascontiguousarray(volume.array, dtype=np.float32), ijkToRAS=ijkToRas, name=name
-        )
-        if geometry.slice_thickness_mm:
-            node.SetAttribute(THICKNESS_ATTRIBUTE, f"{geometry.slice_thickness_mm:g}")
+        array = np.ascontiguousarray(volume.array, dtype=np.float32)
+        ijkToRas = np.array(node_geometry.ijk_to_ras(volume.geometry))
+        node = slicer.util.addVolumeFromArray(array, ijkToRAS=ijkToRas, name=name)
+        if volume.geometry.slice_thickness_mm:
+            node.SetAttribute(results.THICKNESS_ATTRIBUTE, f"{volume.geometry.slice_thickness_mm:g}")
         return node
 
     @staticmethod
@@ -1588,32 +1026,15 @@ class SR4ZCTLogic(ScriptedLoadableModuleLogic):
         """The node's voxels as a core :class:`~sr4zct.volume.Volume` with K as the slice axis (array KJI)."""
         import numpy as np
 
-        directions = ijkToRasDirections(volumeNode)
-        spacing = volumeNode.GetSpacing()
-        axesLps = [[LPS_TO_RAS[row] * directions[ijk][row] for row in range(3)] for ijk in (2, 1, 0)]
-        originLps = [LPS_TO_RAS[row] * volumeNode.GetOrigin()[row] for row in range(3)]
         array = np.asarray(slicer.util.arrayFromVolume(volumeNode), dtype=np.float32)
-        geometry = sr4zct.make_geometry(
-            array.shape,
-            slice_spacing_mm=spacing[2],
-            pixel_spacing_mm=(spacing[1], spacing[0]),
-            slice_thickness_mm=thicknessMm,
-            origin_lps=originLps,
-            axes_lps=axesLps,
-            description=volumeNode.GetName(),
-        )
+        geometry = node_geometry.kji_geometry(array.shape, volumeNode.GetSpacing(), ijkToRasDirections(volumeNode),
+                                              volumeNode.GetOrigin(), thickness_mm=thicknessMm, name=volumeNode.GetName())  # fmt: skip
         return sr4zct.Volume(array, geometry)
 
 
-#
-# SR4ZCTTest
-#
-
-
 class SR4ZCTTest(ScriptedLoadableModuleTest):
-    """The self-test. "Reload and Test" calls :meth:`runTest`; ctest (Slicer's ``testing.runUnitTest``) loads the
-    ``test_*`` methods by name and never calls ``runTest``, so each test that needs PyTorch skips itself
-    without it (the Extensions Index's build machines have no PyTorch)."""
+    """The self-test. "Reload and Test" calls :meth:`runTest`; ctest loads the ``test_*`` methods by name, so each
+    test that needs PyTorch skips itself without it (the Extensions Index's build machines have none)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -1636,12 +1057,9 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
 
         array = np.full((12, 40, 48), -1000, dtype=np.int16)  # (K, J, I): 12 slices every 2 mm
         node = slicer.util.addVolumeFromArray(array, ijkToRAS=np.diag([0.75, 0.75, 2.0, 1.0]), name="thick")
-        node.SetAttribute(THICKNESS_ATTRIBUTE, "3")
-        geometry = SR4ZCTLogic().readGeometry(node)
-        self.assertEqual(geometry.axis, 2)
-        self.assertAlmostEqual(geometry.thicknessMm, 3.0)
-        self.assertAlmostEqual(geometry.spacingMm, 2.0)
-        self.assertAlmostEqual(geometry.overlapMm, 1.0)
+        node.SetAttribute(results.THICKNESS_ATTRIBUTE, "3")
+        g = SR4ZCTLogic().readGeometry(node)
+        self.assertEqual((g.axis, g.thickness_mm, g.spacing_mm, g.overlap_mm), (2, 3.0, 2.0, 1.0))
 
     def test_sample_data(self):
         """The phantom of Sample Data loads without PyTorch, its thickness read from its file."""
@@ -1649,11 +1067,9 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
 
         registerSampleData()
         node = SampleData.SampleDataLogic().downloadSample(PHANTOM_SAMPLE_NAME)
-        geometry = SR4ZCTLogic().readGeometry(node)
-        self.assertEqual(node.GetName(), PHANTOM_SAMPLE_NAME)
-        self.assertEqual(geometry.numberOfSlices, 44)
-        self.assertAlmostEqual(geometry.thicknessMm, 3.0)
-        self.assertAlmostEqual(geometry.spacingMm, 2.0)
+        g = SR4ZCTLogic().readGeometry(node)
+        self.assertEqual((node.GetName(), g.n_slices), (PHANTOM_SAMPLE_NAME, 44))
+        self.assertEqual((g.thickness_mm, g.spacing_mm), (3.0, 2.0))
 
     def test_enhance_beats_linear(self):
         self.requireTorch()
@@ -1661,16 +1077,12 @@ class SR4ZCTTest(ScriptedLoadableModuleTest):
         from sr4zct.demo.phantom import make_demo_case
 
         self.delayDisplay("Building a small phantom (3 mm slices every 2 mm)")
-        groundTruth, thick = make_demo_case(
-            thickness_mm=3.0, spacing_mm=2.0, shape=(48, 80, 80), voxel_mm=0.75
-        )
+        groundTruth, thick = make_demo_case(thickness_mm=3.0, spacing_mm=2.0, shape=(48, 80, 80), voxel_mm=0.75)  # fmt: skip
         inputNode = SR4ZCTLogic.addVolumeNode(thick, "thick")
         self.delayDisplay("Running a short SR4ZCT job")
-        outputNode = SR4ZCTLogic().enhance(
-            inputNode, preset="fast", maxMinutes=SELFTEST_MINUTES, showResult=False
-        )
+        outputNode = SR4ZCTLogic().enhance(inputNode, preset="fast", maxMinutes=SELFTEST_MINUTES, showResult=False)  # fmt: skip
 
-        self.assertEqual(outputNode.GetName(), "thick" + OUTPUT_SUFFIX)
+        self.assertEqual(outputNode.GetName(), "thick" + results.OUTPUT_SUFFIX)
         spacing = outputNode.GetSpacing()
         self.assertAlmostEqual(spacing[2], 0.75, places=4)
         self.assertAlmostEqual(spacing[0], inputNode.GetSpacing()[0], places=4)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from sr4zct.errors import ParameterError
+from sr4zct.errors import Cancelled, ParameterError
 from sr4zct.run import background
 from sr4zct.run.background import BackgroundJob, error_from_event
 from sr4zct.run.events import TERMINAL_EVENTS
@@ -176,6 +176,28 @@ def test_bad_options_are_refused_before_anything_starts(tiny_nrrd, tmp_path):
         job_for(tiny_nrrd, tmp_path / "o.nrrd", colour="red")
 
 
+@pytest.mark.parametrize("which", ["input", "output"])
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_an_empty_path_is_refused_not_taken_as_the_current_folder(tiny_nrrd, tmp_path, which, empty):
+    paths = {"input": tiny_nrrd, "output": tmp_path / "o.nrrd", which: empty}
+    with pytest.raises(ParameterError, match=f"{which}_path must name a file"):
+        BackgroundJob(paths["input"], paths["output"], thickness_mm=THICKNESS_MM)
+    with pytest.raises(ParameterError, match=f"{which}_path must be a file or folder path"):
+        BackgroundJob(*[None if k == which else v for k, v in paths.items()], thickness_mm=THICKNESS_MM)
+
+
+def test_options_may_be_a_dict_of_option_names(tiny_nrrd, tmp_path):
+    from sr4zct.run.options import EnhanceOptions
+
+    job = BackgroundJob(tiny_nrrd, tmp_path / "o.nrrd", {"thickness_mm": 3.0, "preset": "fast"}, seed=5)
+    assert job.options == EnhanceOptions(thickness_mm=3.0, preset="fast", seed=5)
+    assert "--preset=fast" in job._command and "--seed=5" in job._command
+    with pytest.raises(ParameterError, match="Unknown option"):
+        BackgroundJob(tiny_nrrd, tmp_path / "o.nrrd", {"thickness": 3.0})
+    with pytest.raises(TypeError, match="an EnhanceOptions or a dict of option names, got str"):
+        BackgroundJob(tiny_nrrd, tmp_path / "o.nrrd", "fast")
+
+
 @pytest.mark.parametrize(
     ("changes", "code", "exit_code", "fragment"),
     [
@@ -294,6 +316,30 @@ def test_text_that_is_not_an_event_becomes_log_lines():
     logs = [e["message"] for e in events if e["event"] == "log"]
     assert "a library printing on stdout" in logs and "{not json" in logs and "on stderr" in logs
     assert job.result["output_path"] == "x"
+
+
+def test_wait_shows_every_event_and_outcome_gives_the_result_or_the_error():
+    job = stand_in(
+        """
+        emit("started")
+        emit("progress", stage="train", step=1, total=2, fraction=0.5)
+        emit("finished", output_path="x")
+        """
+    ).start()
+    seen = []
+    assert job.wait(WAIT_S, on_event=seen.append)["event"] == "finished"
+    assert [e["event"] for e in seen] == ["started", "progress", "finished"]
+    assert job.outcome()["output_path"] == "x"
+    failed = stand_in('emit("failed", message="bad thickness", code="parameter")\n').start()
+    failed.wait(WAIT_S)
+    with pytest.raises(ParameterError, match="bad thickness"):
+        failed.outcome()
+    cancelled = stand_in('emit("cancelled", message="stopped by the user")\n').start()
+    cancelled.wait(WAIT_S)
+    with pytest.raises(Cancelled, match="stopped by the user"):
+        cancelled.outcome()
+    with pytest.raises(RuntimeError, match="has not ended"):
+        stand_in("time.sleep(1)\n").outcome()
 
 
 def test_a_process_that_ignores_cancel_is_killed(tmp_path):
@@ -462,3 +508,29 @@ def test_windows_kill_reaches_an_interpreter_whose_launcher_has_gone(monkeypatch
     assert job.wait(WAIT_S)["event"] == "cancelled"
     assert ["taskkill", "/T", "/F", "/PID", str(interpreter)] in calls.taskkills
     assert_gone([interpreter])
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in interpreter is a POSIX shell script")
+def test_a_local_engine_hands_its_environment_to_every_job(tiny_nrrd, tmp_path, monkeypatch):
+    """``LocalEngine(env=...)`` (what the Slicer queue passes: the GUI run's threads and GPU choice) reaches each
+    job's process through the public argument; a variable given as None is removed."""
+    from sr4zct.batch import Batch, BatchJob
+    from sr4zct.batch.local_engine import LocalEngine
+    from sr4zct.run.options import EnhanceOptions
+
+    seen = tmp_path / "seen.txt"
+    failed = json.dumps(
+        {"event": "failed", "version": 2, "time": 0, "message": "stand-in", "code": "internal"}
+    )
+    wrapper = tmp_path / "python-env"
+    wrapper.write_text(f"#!/bin/sh\necho \"$SR4ZCT_TEST_VALUE|${{SR4ZCT_TEST_GONE-removed}}\" >> '{seen}'\n"
+                       f"echo '{failed}'\nexit 1\n")  # fmt: skip
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("SR4ZCT_TEST_GONE", "inherited")
+    engine = LocalEngine(
+        python_executable=str(wrapper), env={"SR4ZCT_TEST_VALUE": "given", "SR4ZCT_TEST_GONE": None}
+    )
+    jobs = [BatchJob.for_file(tiny_nrrd, output_name="tiny", thickness_mm=THICKNESS_MM)]
+    result = Batch(tmp_path / "out", jobs, EnhanceOptions(device="cpu"), engine=engine).run()
+    assert [row["status"] for row in result.rows] == ["failed"]
+    assert seen.read_text().splitlines() == ["given|removed"]

@@ -212,3 +212,23 @@ def test_a_command_after_the_run_has_ended_interrupts_nothing(tmp_path):
         _wait(control.should_finish)
     control.command("cancel")  # the block has ended: nothing is raised
     assert control.should_stop()
+
+
+# --- the time left, one format for every client (run/progress.py) ---------------------------------------
+
+
+def test_the_time_left_is_written_one_way_by_every_client():
+    from sr4zct.cli.progress_bar import describe
+    from sr4zct.run.progress import format_duration
+
+    assert [format_duration(s) for s in (None, -1.0, math.inf, 12.4, 250, 3900)] == [
+        "", "", "", "12 s", "4 min 10 s", "1 h 05 min"
+    ]  # fmt: skip
+    record = Progress(
+        stage="train", step=120, total=3000, fraction=0.1, elapsed_s=30.0, eta_s=151, loss=0.0123
+    )
+    assert describe(record) == ("train 120/3000", "loss 0.0123, ETA 2 min 31 s")
+    assert describe(Progress(stage="prepare", step=0, total=1, fraction=0.0, elapsed_s=0.0)) == (
+        "prepare",
+        "",
+    )

@@ -245,9 +245,16 @@ def _ui_names_used_by_module() -> set[str]:
 
 
 def _parameter_fields() -> dict[str, str]:
+    """The parameter node's fields and their kinds: the module's own (``MODULE_FIELDS`` in SR4ZCT.py) and
+    the panel's options (``sr4zct.app.panel_options``, from which the module builds the rest)."""
+    from sr4zct.app.panel_options import panel_fields
+
     tree = ast.parse(MODULE_FILE.read_text())
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SR4ZCTParameterNode")
-    return {n.target.id: ast.unparse(n.annotation) for n in cls.body if isinstance(n, ast.AnnAssign)}
+    own = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "MODULE_FIELDS")
+    fields = {key.value: ast.unparse(value.elts[0]) for key, value in zip(own.keys, own.values, strict=True)}
+    for field in panel_fields():
+        fields[field.name] = "choice" if field.choices else field.kind.__name__
+    return fields
 
 
 # How the module uses each widget determines the class it needs (PythonQt API of that class).
@@ -305,8 +312,7 @@ def test_every_slicer_parameter_name_is_a_parameter_node_field_with_a_fitting_wi
     assert set(fields) - set(bound) == {"outputVolume"}, "every input parameter has a widget"
     for name, widget_class in bound.items():
         annotation = fields[name]
-        kind = "choice" if "Choice(" in annotation else re.sub(r"Annotated\[(\w+),.*", r"\1", annotation)
-        assert widget_class in CONNECTABLE[kind], f"{name}: {annotation} cannot bind to {widget_class}"
+        assert widget_class in CONNECTABLE[annotation], f"{name}: {annotation} cannot bind to {widget_class}"
 
 
 @pytest.fixture(scope="module")

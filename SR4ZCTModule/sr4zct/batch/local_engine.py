@@ -53,6 +53,9 @@ class LocalEngine:
         The batch's ``device`` option (``cpu`` means no GPU pinning).
     gpus : list of str, optional
         GPU ids to pin to (default :func:`visible_gpus`).
+    env : dict, optional
+        Variables for every job process (as :class:`~sr4zct.run.background.BackgroundJob` takes them; the
+        3D Slicer module's: threads, a core left to its GUI); the GPU pinning is added to them.
     """
 
     name = "local"
@@ -64,10 +67,12 @@ class LocalEngine:
         python_executable: str | None = None,
         device: str = "auto",
         gpus: list[str] | None = None,
+        env: dict[str, str | None] | None = None,
     ):
         if not isinstance(jobs, int) or jobs < 1:
             raise ParameterError(f"jobs must be a whole number >= 1, got {jobs!r}.")
         self.python_executable = python_executable
+        self.env = dict(env or {})
         self.note: str | None = None
         self._gpus: list[str] = []
         if jobs > 1:
@@ -99,7 +104,7 @@ class LocalEngine:
 
         used = {r.gpu for r in self._running}
         gpu = next((g for g in self._gpus if g not in used), None)
-        env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else None
+        env = {**self.env, "CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else self.env
         job = BackgroundJob(
             run.job.input_path, run.output, run.options, python_executable=self.python_executable, env=env
         )

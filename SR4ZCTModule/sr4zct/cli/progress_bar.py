@@ -8,18 +8,19 @@ from __future__ import annotations
 import sys
 import time
 
+from sr4zct.run.progress import format_duration
+
 __all__ = ["ProgressBar", "describe"]
 
 
 def describe(p) -> tuple[str, str]:
-    """``(stage text, details)`` of a progress record: ``("train 120/3000", "loss 0.0123, ETA 2:31")``."""
+    """``(stage text, details)`` of a progress record: ``("train 120/3000", "loss 0.0123, ETA 2 min 31 s")``."""
     stage = f"{p.stage} {p.step}/{p.total}" if p.total > 1 else p.stage
     details = []
     if p.loss is not None:
         details.append(f"loss {p.loss:.4f}")
-    if p.eta_s is not None:
-        minutes, seconds = divmod(int(p.eta_s), 60)
-        details.append(f"ETA {minutes}:{seconds:02d}")
+    if format_duration(p.eta_s):
+        details.append(f"ETA {format_duration(p.eta_s)}")
     return stage, ", ".join(details)
 
 

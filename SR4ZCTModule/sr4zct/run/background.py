@@ -1,22 +1,16 @@
 """An enhancement in a background process: :class:`BackgroundJob`.
 
-The process is the command line itself, ``python -m sr4zct enhance IN -o OUT [options] --events
---control-file -``, started in a process group of its own. Its stdout carries the events of
-docs/events.md, its stderr its log, and its stdin the client's commands (``finish``, ``cancel``): a
-launcher such as 3D Slicer's ``PythonSlicer`` (which starts the interpreter as a child and forwards no
-signals) hands these three pipes to the interpreter itself, on every OS. The process reads its stdin from
-its start, before it imports torch, and cancels itself when its stdin closes (the client ended, even
-killed): it never outlives its client.
+The process is the command line, ``python -m sr4zct enhance IN -o OUT [options] --events --control-file -``,
+in a process group of its own. Its stdout carries the events of docs/events.md, its stderr its log, its stdin
+the client's commands (``finish``, ``cancel``). A launcher such as 3D Slicer's ``PythonSlicer`` (which starts
+the interpreter as a child and forwards no signal) hands the three pipes to the interpreter, on every OS; the
+interpreter reads its stdin from its start and cancels itself when stdin closes (the client ended, even
+killed), so it never outlives its client.
 
-One reader thread per pipe puts events on a queue; a watcher thread notices the end (the launcher has
-exited and the pipes are closed) and enforces the cancel's grace period. :meth:`BackgroundJob.poll` drains
-the queue without blocking (call it from a GUI timer), :meth:`iter_events` and :meth:`wait` block (scripts).
-Cancelling is one path on every OS: ``cancel`` on stdin, then, if the process has not ended after the grace
-period, the whole process tree is killed (:func:`kill_tree`: the process group on POSIX, ``taskkill /T /F``
-on Windows). No signal is sent otherwise. A process that dies without a terminal event is reported as
-``failed`` with code ``crashed``.
-
-Importing this module is cheap (no torch): the Slicer GUI uses it.
+One reader thread per pipe; the stdout reader ends the job once the process has exited. Cancelling is one
+path on every OS: ``cancel`` on stdin, then, if the process is still there after the grace period, its whole
+tree is killed (:func:`kill_tree`). No signal is sent otherwise. A process that dies without a terminal event
+is reported as ``failed`` with code ``crashed``. Importing this module is cheap (no torch).
 
 Examples
 --------
@@ -24,7 +18,7 @@ Examples
 >>> job.start()                                   # doctest: +SKIP
 >>> for event in job.iter_events():               # doctest: +SKIP
 ...     print(event["event"], event.get("fraction"))
->>> job.result["output_path"]                     # doctest: +SKIP
+>>> job.outcome()["output_path"]                  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -44,21 +38,19 @@ from pathlib import Path
 from typing import Any
 
 from sr4zct import errors
+from sr4zct.io import as_path
 from sr4zct.run.events import CODE_CRASHED, TERMINAL_EVENTS, make_event, parse_line
 from sr4zct.run.options import EnhanceOptions
 from sr4zct.system import pid_exists
 
 __all__ = ["BackgroundJob", "error_from_event", "kill_tree", "python_for_background"]
 
-STATES = ("created", "running", "cancelling", "finished", "cancelled", "failed")
 WINDOWS = os.name == "nt"
 # Windows process creation flags (the subprocess module defines them on Windows only).
 CREATE_NEW_PROCESS_GROUP = 0x00000200
 CREATE_NO_WINDOW = 0x08000000
-#: How often the watcher looks at the process (s).
-WATCH_S = 0.1
-#: How long pipes may stay open after the launcher has exited (left-over children), or the launcher may
-#: linger after the interpreter has closed its pipes, before the tree is killed (s).
+#: How long the launcher may linger after the pipes closed, or the pipes stay open after the launcher exited
+#: (held by children of a crashed process, not by its interpreter), before the tree is killed (s).
 STRAGGLER_S = 2.0
 
 
@@ -77,17 +69,13 @@ def python_for_background() -> str:
 def error_from_event(event: dict) -> errors.SR4ZCTError:
     """The :class:`~sr4zct.errors.SR4ZCTError` (subclass chosen by ``code``) for a ``failed`` event."""
     code = event.get("code") or CODE_CRASHED
-    message = event.get("message") or "The background job failed."
     classes, todo = [], [errors.SR4ZCTError]
     while todo:
-        cls = todo.pop()
-        classes.append(cls)
-        todo.extend(cls.__subclasses__())
-    for cls in classes:
-        if cls.code == code:
-            return cls(message, detail=event.get("detail"))
-    exc = errors.SR4ZCTError(message, detail=event.get("detail"))
-    exc.code = code  # "internal" or "crashed": no class of their own
+        classes.append(todo.pop())
+        todo.extend(classes[-1].__subclasses__())
+    cls = next((c for c in classes if c.code == code), errors.SR4ZCTError)
+    exc = cls(event.get("message") or "The background job failed.", detail=event.get("detail"))
+    exc.code = code  # "internal" and "crashed" have no class of their own
     return exc
 
 
@@ -99,32 +87,29 @@ def start_options() -> dict[str, Any]:
 
 
 def kill_tree(leader: int, interpreter: int | None = None) -> None:
-    """Kill the process tree of a job at once (no clean-up by the processes).
+    """Kill a job's process tree at once (no clean-up by the processes).
 
     Parameters
     ----------
     leader : int
         The process the client started (the launcher, or the interpreter itself), leader of its group.
     interpreter : int, optional
-        The interpreter's own pid (its ``started`` event) when it may still run; it matters on Windows
-        when the launcher has already exited (then ``/T`` from the launcher finds nothing).
+        The interpreter's own pid (its ``started`` event) while it may still run: on Windows it is reached
+        even when the launcher has already exited (then ``/T`` from the launcher finds nothing).
 
     Notes
     -----
-    POSIX: ``SIGKILL`` to the process group (the launcher, the interpreter it started, their children).
-    Windows: ``taskkill /T /F /PID`` for the leader and the interpreter (the OS's own tree kill; Slicer
-    bundles no psutil).
+    POSIX: ``SIGKILL`` to the process group. Windows: ``taskkill /T /F /PID`` for the leader and the
+    interpreter (the OS's own tree kill; Slicer bundles no psutil).
     """
-    if WINDOWS:
-        for pid in dict.fromkeys(p for p in (leader, interpreter) if p):
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(
-                    ["taskkill", "/T", "/F", "/PID", str(pid)], stdin=subprocess.DEVNULL,
-                    capture_output=True, creationflags=CREATE_NO_WINDOW, timeout=30, check=False,
-                )  # fmt: skip
+    if not WINDOWS:
+        with contextlib.suppress(OSError):
+            os.killpg(leader, signal.SIGKILL)
         return
-    with contextlib.suppress(OSError):
-        os.killpg(leader, signal.SIGKILL)
+    for pid in dict.fromkeys(p for p in (leader, interpreter) if p):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["taskkill", "/T", "/F", "/PID", str(pid)], stdin=subprocess.DEVNULL,
+                           capture_output=True, creationflags=CREATE_NO_WINDOW, timeout=30, check=False)  # fmt: skip
 
 
 class BackgroundJob:
@@ -134,8 +119,9 @@ class BackgroundJob:
     ----------
     input_path, output_path : path-like
         As for :func:`sr4zct.enhance_file`.
-    options : EnhanceOptions, optional
-        The options; ``changes`` override single ones (``BackgroundJob(a, b, thickness_mm=3.0)``).
+    options : EnhanceOptions or dict, optional
+        The options (a dict of option names is read with :meth:`EnhanceOptions.from_dict`); ``changes``
+        override single ones (``BackgroundJob(a, b, thickness_mm=3.0)``).
     python_executable : str, optional
         The interpreter (or a launcher of it); default :func:`python_for_background`.
     env : dict, optional
@@ -145,9 +131,9 @@ class BackgroundJob:
     -----
     States: ``created`` -> ``running`` -> (``cancelling``) -> ``finished`` / ``cancelled`` / ``failed``
     once the process has exited (:attr:`done`). :attr:`progress`, :attr:`started`, :attr:`terminal`,
-    :attr:`result` and :attr:`error` are always current. Callbacks registered with
-    :meth:`add_done_callback` run in the thread that calls :meth:`poll`, :meth:`iter_events` or :meth:`wait`
-    (a GUI's main thread); one that raises turns the job into ``failed``.
+    :attr:`result` and :attr:`error` are always current. Callbacks of :meth:`add_done_callback` run in the
+    thread that calls :meth:`poll`, :meth:`iter_events` or :meth:`wait` (a GUI's main thread); one that
+    raises turns the job into ``failed``. Those calls also end a tree that outlives its launcher.
     """
 
     def __init__(
@@ -160,13 +146,14 @@ class BackgroundJob:
         env: dict[str, str | None] | None = None,
         **changes: Any,
     ):
-        options = options or EnhanceOptions()
+        options = _as_options(options)
         self.options = options.replace(**changes) if changes else options
-        self.input_path = os.path.abspath(input_path)
-        self.output_path = os.path.abspath(output_path)
+        # An empty path would become the current folder: refused before it is made absolute.
+        self.input_path = os.path.abspath(as_path(input_path, "input_path"))
+        self.output_path = os.path.abspath(as_path(output_path, "output_path"))
         python = os.fspath(python_executable or python_for_background())
-        command = [python, "-u", "-m", "sr4zct", "enhance", self.input_path, "-o", self.output_path]
-        self._command = command + _absolute_paths(self.options).to_args() + ["--events"]
+        self._command = [python, "-u", "-m", "sr4zct", "enhance", self.input_path, "-o", self.output_path,
+                         *_absolute_paths(self.options).to_args(), "--events"]  # fmt: skip
         self._env = dict(env or {})
         self.state = "created"
         self.progress: dict | None = None
@@ -181,30 +168,28 @@ class BackgroundJob:
         self._readers: list[threading.Thread] = []
         self._callbacks: list[Callable[[BackgroundJob], Any]] = []
         self._settled = False
-        self._kill_at: float | None = None  # cancel's deadline (monotonic s)
+        self._orphaned_since: float | None = None
 
     @classmethod
     def from_command(
         cls, command: Sequence[str], *, env: dict[str, str | None] | None = None
     ) -> BackgroundJob:
         """A job running any ``command`` that speaks the event protocol (and takes ``--control-file -``)."""
-        job = cls.__new__(cls)
-        cls.__init__(job, os.devnull, os.devnull, env=env, python_executable=sys.executable)
+        job = cls(os.devnull, os.devnull, env=env, python_executable=sys.executable)
         job._command = list(command)
         return job
 
     # -- state ------------------------------------------------------------------------------------------
     @property
     def pid(self) -> int | None:
-        """The process the client started (with ``PythonSlicer``, the launcher; ``started["pid"]`` is the
-        interpreter's)."""
+        """The process the client started (with ``PythonSlicer``, the launcher)."""
         return None if self._process is None else self._process.pid
 
     @property
     def interpreter_pid(self) -> int | None:
         """The interpreter's own pid, from its ``started`` event (None before)."""
         pid = (self.started or {}).get("pid")
-        return int(pid) if isinstance(pid, int) and pid > 0 else None
+        return pid if isinstance(pid, int) and pid > 0 else None
 
     @property
     def done(self) -> bool:
@@ -230,6 +215,17 @@ class BackgroundJob:
         """Call ``callback(job)`` once the job has ended (see the class notes for the thread)."""
         self._callbacks.append(callback)
 
+    def outcome(self) -> dict:
+        """The ``finished`` event of an ended job; for a cancelled or failed one, raises
+        :class:`~sr4zct.errors.Cancelled` or its error (:func:`error_from_event`)."""
+        if not self._settled:
+            raise RuntimeError("The background job has not ended yet.")
+        if self.terminal["event"] == "cancelled":
+            raise errors.Cancelled(self.terminal.get("message") or "Cancelled; nothing was written.")
+        if self.terminal["event"] == "failed":
+            raise error_from_event(self.terminal)
+        return self.terminal
+
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> BackgroundJob:
         """Start the process; returns ``self``."""
@@ -246,46 +242,52 @@ class BackgroundJob:
         except OSError as exc:
             self.state = "failed"
             raise errors.ResourceError(f"Cannot start {command[0]}: {exc.strerror or exc}.") from None
-        for stream in ("stdout", "stderr"):
-            reader = threading.Thread(target=self._read, args=(stream,), name=f"sr4zct-{stream}", daemon=True)
+        self._readers = [threading.Thread(target=self._read, args=(stream,), name=f"sr4zct-{stream}", daemon=True)
+                         for stream in ("stdout", "stderr")]  # fmt: skip
+        for reader in self._readers:
             reader.start()
-            self._readers.append(reader)
-        threading.Thread(target=self._watch, name="sr4zct-watch", daemon=True).start()
         return self
 
     def poll(self) -> list[dict]:
         """Events that arrived since the last call; never blocks."""
+        self._check()
         events = []
-        while True:
-            try:
+        with contextlib.suppress(queue.Empty):
+            while True:
                 events.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
         return self._settle(events)
 
     def iter_events(self, timeout: float | None = None) -> Iterator[dict]:
         """Yield events as they arrive, up to the terminal one; ``TimeoutError`` after ``timeout`` s of silence."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        last = time.monotonic()
         while not self._settled:
-            try:
-                event = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError("No event from the background job in time.") from None
-                continue
-            deadline = None if timeout is None else time.monotonic() + timeout
-            yield from self._settle([event])
+            events = self.poll()
+            yield from events
+            if events:
+                last = time.monotonic()
+            elif timeout is not None and time.monotonic() - last > timeout:
+                raise TimeoutError("No event from the background job in time.")
+            else:
+                time.sleep(0.05)
 
-    def wait(self, timeout: float | None = None, while_waiting: Callable[[], Any] | None = None) -> dict:
+    def wait(
+        self,
+        timeout: float | None = None,
+        while_waiting: Callable[[], Any] | None = None,
+        on_event: Callable[[dict], Any] | None = None,
+    ) -> dict:
         """Block until the job has ended; return its terminal event (also for failed and cancelled jobs).
 
-        ``while_waiting`` is called about every 50 ms (e.g. ``slicer.app.processEvents``).
+        ``while_waiting`` is called about every 50 ms (e.g. ``slicer.app.processEvents``), ``on_event`` with
+        every event; ``TimeoutError`` after ``timeout`` s.
         """
         if self._process is None:
             raise RuntimeError("The job was not started.")
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._settled:
-            self.poll()
+            for event in self.poll():
+                if on_event is not None:
+                    on_event(event)
             if self._settled:
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -293,7 +295,6 @@ class BackgroundJob:
             if while_waiting is not None:
                 while_waiting()
             time.sleep(0.05)
-        assert self.terminal is not None
         return self.terminal
 
     def cancel(self, grace_s: float = 5.0) -> None:
@@ -303,8 +304,10 @@ class BackgroundJob:
             if self._process is None or self.done or self.state == "cancelling":
                 return
             self.state = "cancelling"
-            self._kill_at = time.monotonic() + max(0.0, grace_s)
         self._send("cancel", close=True)
+        timer = threading.Timer(max(0.0, grace_s), self._kill_after_grace)
+        timer.daemon = True
+        timer.start()
 
     def finish(self) -> None:
         """Ask training to stop now and go on to inference with the best model so far."""
@@ -336,11 +339,9 @@ class BackgroundJob:
     def _process_env(self) -> dict[str, str]:
         env = dict(os.environ)
         # The process must import this very sr4zct, also where it is not installed (Slicer's module folder).
-        package_parent = str(Path(__file__).resolve().parents[2])
-        parts = [package_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        env.update(
-            PYTHONPATH=os.pathsep.join(dict.fromkeys(parts)), PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8"
-        )
+        parts = [str(Path(__file__).resolve().parents[2]), *env.get("PYTHONPATH", "").split(os.pathsep)]
+        env.update(PYTHONPATH=os.pathsep.join(dict.fromkeys(p for p in parts if p)), PYTHONUNBUFFERED="1",
+                   PYTHONIOENCODING="utf-8")  # fmt: skip
         for key, value in self._env.items():
             if value is None:
                 env.pop(key, None)
@@ -355,11 +356,13 @@ class BackgroundJob:
             if event is not None:
                 self._handle(event)
         pipe.close()
+        if stream == "stdout":
+            self._end()
 
     def _handle(self, event: dict) -> None:
         kind = event.get("event")
         with self._lock:
-            if kind == "log":  # queued even after the terminal event: stderr is read on its own thread
+            if kind == "log":  # kept even after the terminal event: stderr is read on its own thread
                 self._log.append(str(event.get("message", "")))
             elif self.terminal is not None:
                 return  # a second terminal event or progress after the end: ignored
@@ -369,62 +372,51 @@ class BackgroundJob:
                 self.progress = event
             elif kind in TERMINAL_EVENTS:
                 self.terminal = event
-                return  # queued by _watch once the process has exited
+                return  # queued by _end once the process has exited
         self._queue.put(event)
 
-    def _watch(self) -> None:
-        """Wait until the launcher has exited and the pipes are closed; enforce the cancel's grace period;
-        end stragglers (children of a crashed process holding the pipes, a launcher that lingers)."""
-        process, straggling_since, killed = self._process, None, False
-        while True:
-            returncode = process.poll()
-            reading = any(reader.is_alive() for reader in self._readers)
-            if returncode is not None and not reading:
-                break
-            now = time.monotonic()
-            if self._kill_at is not None and now >= self._kill_at:
-                self._kill_at = None
-                with self._lock:
-                    self._log.append("The process did not stop within the grace period; killing it.")
-                self.kill()
-            if not self._straggling(returncode, reading):
-                straggling_since = None
-                time.sleep(WATCH_S)
-                continue
-            straggling_since = straggling_since or now
-            if now - straggling_since > STRAGGLER_S and not killed:
-                self.kill()
-                killed = True
-            if now - straggling_since > STRAGGLER_S + 3.0:
-                break
-            time.sleep(WATCH_S)
-        self._end(process)
+    def _end(self) -> None:
+        """The process closed its stdout: wait for it (a launcher that lingers is killed) and for its last
+        log lines, then queue the terminal event."""
+        process = self._process
+        try:
+            process.wait(STRAGGLER_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5.0)
+        self._readers[1].join(STRAGGLER_S)  # stderr: the last words of a crash
+        returncode = process.returncode if process.returncode is not None else -int(signal.SIGKILL)
+        with self._lock:
+            self.returncode = returncode
+            self.terminal = self.terminal or self._missing_terminal(returncode)
+            self.terminal.setdefault("exit_code", returncode)
+            with contextlib.suppress(OSError, ValueError):
+                process.stdin.close()
+        self._exited.set()
+        self._queue.put(self.terminal)
 
-    def _straggling(self, returncode: int | None, reading: bool) -> bool:
-        """Only one side has ended: the launcher lingers after the pipes closed, or the pipes stay open after
-        the launcher exited and not because its interpreter runs on (its events still come, a cancel still
-        reaches it)."""
-        lingering = returncode is None and not reading
-        return lingering or (returncode is not None and reading and not self._interpreter_running())
+    def _check(self) -> None:
+        """End a tree that outlives its launcher: pipes still open after it exited, and not because its
+        interpreter runs on (its events still come, a cancel still reaches it)."""
+        process = self._process
+        if process is None or self.done or process.poll() is None or self._interpreter_running():
+            self._orphaned_since = None
+            return
+        now = time.monotonic()
+        self._orphaned_since = self._orphaned_since or now
+        if now - self._orphaned_since > STRAGGLER_S:
+            self.kill()
 
     def _interpreter_running(self) -> bool:
         pid = self.interpreter_pid
         return pid is not None and pid != self._process.pid and pid_exists(pid)
 
-    def _end(self, process: subprocess.Popen) -> None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(5.0)
-        returncode = process.returncode if process.returncode is not None else -int(signal.SIGKILL)
-        with self._lock:
-            self.returncode = returncode
-            if self.terminal is None:
-                self.terminal = self._missing_terminal(returncode)
-            self.terminal.setdefault("exit_code", returncode)
-            with contextlib.suppress(OSError, ValueError):
-                if process.stdin is not None:
-                    process.stdin.close()
-        self._exited.set()
-        self._queue.put(self.terminal)
+    def _kill_after_grace(self) -> None:
+        if not self.done:
+            with self._lock:
+                self._log.append("The process did not stop within the grace period; killing it.")
+            self.kill()
 
     def _missing_terminal(self, returncode: int) -> dict:
         """The terminal event of a process that ended without one (killed, crashed)."""
@@ -440,14 +432,14 @@ class BackgroundJob:
             message += (
                 " This is often the system running out of memory: try the fast preset or a smaller volume."
             )
-        tail = self.last_log_lines[-20:]
-        return make_event("failed", message=message, code=CODE_CRASHED, detail="\n".join(tail) or None,
-                          exit_code=returncode)  # fmt: skip
+        return make_event("failed", message=message, code=CODE_CRASHED,
+                          detail="\n".join(self.last_log_lines[-20:]) or None, exit_code=returncode)  # fmt: skip
 
     def _settle(self, events: list[dict]) -> list[dict]:
         """When ``events`` hold the terminal event (queued only once the process has exited): the final state
         and the done callbacks; a callback that fails replaces the terminal event with a ``failed`` one."""
-        if not events or events[-1].get("event") not in TERMINAL_EVENTS or self._settled:
+        end = next((i for i, e in enumerate(events) if e.get("event") in TERMINAL_EVENTS), None)
+        if end is None or self._settled:
             return events
         self._settled = True
         self.state = self.terminal["event"]
@@ -455,12 +447,24 @@ class BackgroundJob:
             try:
                 callback(self)
             except Exception as exc:  # e.g. the result cannot be loaded: the user must see a failure
-                self.terminal = make_event("failed", message=f"The result could not be used: {exc}",
-                                           code="internal", detail=repr(exc), exit_code=self.returncode)  # fmt: skip
-                events[-1] = self.terminal
+                self.terminal = events[end] = make_event("failed", message=f"The result could not be used: {exc}",
+                                                        code="internal", detail=repr(exc), exit_code=self.returncode)  # fmt: skip
                 self.state = "failed"
                 break
         return events
+
+
+def _as_options(options: Any) -> EnhanceOptions:
+    """``options`` as :class:`EnhanceOptions`: None gives the defaults, a dict is read by option names."""
+    if options is None:
+        return EnhanceOptions()
+    if isinstance(options, dict):
+        return EnhanceOptions.from_dict(options)
+    if not isinstance(options, EnhanceOptions):
+        raise TypeError(
+            f"options must be an EnhanceOptions or a dict of option names, got {type(options).__name__}."
+        )
+    return options
 
 
 def _absolute_paths(options: EnhanceOptions) -> EnhanceOptions:

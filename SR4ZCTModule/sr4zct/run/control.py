@@ -1,21 +1,16 @@
 """How a running enhancement is told to stop: signals, a control channel, a client that went away.
 
-SIGINT, SIGTERM and SIGHUP (what Ctrl+C, ``kill``, a batch scheduler and closing a terminal send) all cancel
-a run the same way: :class:`Interrupted` is raised where the program is, every output still under its
-temporary name is removed on the way out, and the process exits with ``128 + signal number``. The
-first signal interrupts; later ones are ignored until the clean-up is done. SIGUSR1 (POSIX) finishes now.
+SIGINT, SIGTERM and SIGHUP (Ctrl+C, ``kill``, a batch scheduler, a closed terminal) cancel a run: the first one
+raises :class:`Interrupted` where the program is (later ones are ignored until the clean-up is done), every
+output still under its temporary name is removed on the way out, and the process exits with ``128 + signal
+number``. SIGUSR1 (POSIX) finishes now.
 
-A client that starts the command-line process names a *control channel* with ``--control-file``:
-
-* ``-``: the process's standard input. This is what :class:`~sr4zct.run.background.BackgroundJob` uses:
-  a launcher such as 3D Slicer's ``PythonSlicer`` hands its standard input to the interpreter it starts
-  (it forwards no signals), so the lines reach the interpreter on every OS; and when the client ends, even
-  killed, its end of the pipe closes: end of file cancels the run (the process never outlives its client).
-* a path: a file the client writes a command into (polled every :data:`POLL_S` s).
-
-Commands, one a line: ``cancel`` (the run is interrupted where it is, as by SIGINT) and ``finish`` (training
-stops now and keeps its best model). A thread reads the channel from the moment the run starts, before
-torch is imported.
+A client names a *control channel* with ``--control-file``: ``-`` is the process's standard input (what
+:class:`~sr4zct.run.background.BackgroundJob` uses: a launcher such as 3D Slicer's ``PythonSlicer`` hands it
+to the interpreter, on every OS, and when the client ends, even killed, the end of the file cancels the run);
+a path is a file the client writes into (read every :data:`POLL_S` s). Commands, one a line: ``cancel`` (the
+run is interrupted where it is, as by SIGINT) and ``finish`` (training stops now and keeps its best model).
+One thread reads the channel from the moment the run starts, before torch is imported.
 """
 
 from __future__ import annotations
@@ -54,8 +49,7 @@ class Interrupted(KeyboardInterrupt):
 
 def exit_code_for_signal(signal_name: str) -> int:
     """``128 + signal number`` (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP)."""
-    number = getattr(signal, signal_name, signal.SIGINT)
-    return 128 + int(number)
+    return 128 + int(getattr(signal, signal_name, signal.SIGINT))
 
 
 class RunControl:
@@ -87,7 +81,6 @@ class RunControl:
         self._lock = threading.RLock()  # re-entrant: a handler may run inside command() on the main thread
         self._armed = False  # inside signals(): a cancel command interrupts the main thread
         self._ended = threading.Event()
-        self._watcher: threading.Thread | None = None
 
     def should_stop(self) -> bool:
         """True once cancelling was asked for (polled by the pipeline between steps)."""
@@ -116,14 +109,12 @@ class RunControl:
     def signals(self) -> Iterator[RunControl]:
         """Within this block, SIGINT/SIGTERM/SIGHUP and a ``cancel`` command raise :class:`Interrupted` (once)
         where the run is; SIGUSR1 and ``finish`` ask to finish. The control channel is read from the start."""
-        previous = {}
-        handlers = {name: self._on_cancel for name in _CANCEL_SIGNALS} | {"SIGUSR1": self._on_finish}
-        for name, handler in handlers.items():
-            if hasattr(signal, name):
-                previous[name] = signal.signal(getattr(signal, name), handler)
+        names = [n for n in (*_CANCEL_SIGNALS, "SIGUSR1") if hasattr(signal, n)]
+        previous = {name: signal.signal(getattr(signal, name), self._on_signal) for name in names}
         with self._lock:
             self._armed = True
-        self._start_watching()
+        if self.control_file is not None:
+            threading.Thread(target=self._read_channel, name="sr4zct-control", daemon=True).start()
         try:
             yield self
         finally:
@@ -134,26 +125,29 @@ class RunControl:
                 signal.signal(getattr(signal, name), handler)
 
     # -- internals --------------------------------------------------------------------------------------
-    def _on_cancel(self, signum, frame) -> None:
+    def _on_signal(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if name == "SIGUSR1":
+            self.finish_requested = True
+            return
         with self._lock:
             if self._signal_seen is not None or not self._armed:
                 return  # cleaning up after the first one, or the run has ended
-            self._signal_seen = signal.Signals(signum).name
+            self._signal_seen = name
             reason = self.cancel_reason
-            self.cancel_reason = reason or self._signal_seen
-        raise Interrupted(self._signal_seen, reason)
+            self.cancel_reason = reason or name
+        raise Interrupted(name, reason)
 
-    def _on_finish(self, signum, frame) -> None:
-        self.finish_requested = True
-
-    def _start_watching(self) -> None:
-        if self.control_file is None or self._watcher is not None:
+    def _read_channel(self) -> None:
+        for line in self._stdin_lines() if self.control_file == STDIN else self._file_lines():
+            self.command(line)
+        if self.control_file != STDIN or self._ended.is_set():
             return
-        target = self._read_stdin if self.control_file == STDIN else self._poll_file
-        self._watcher = threading.Thread(target=target, name="sr4zct-control", daemon=True)
-        self._watcher.start()
+        self.command("cancel", reason=CLIENT_GONE)  # the end of stdin: the client has gone
+        if not self._ended.wait(CLIENT_GONE_EXIT_S):
+            os._exit(exit_code_for_signal("SIGINT"))  # the clean-up is stuck: never outlive the client
 
-    def _read_stdin(self) -> None:
+    def _stdin_lines(self) -> Iterator[str]:
         # The descriptor itself, not sys.stdin: a daemon thread blocked in a buffered read would make the
         # interpreter's shutdown abort ("could not acquire lock for <stdin>").
         pending = b""
@@ -163,22 +157,12 @@ class RunControl:
             except OSError:
                 chunk = b""  # a closed or broken standard input: the client is gone as well
             if not chunk:
-                break
+                return
             *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                self.command(line.decode("utf-8", "replace"))
-        if self._ended.is_set():
-            return
-        self.command("cancel", reason=CLIENT_GONE)
-        if not self._ended.wait(CLIENT_GONE_EXIT_S):
-            os._exit(exit_code_for_signal("SIGINT"))  # the clean-up is stuck: never outlive the client
+            yield from (line.decode("utf-8", "replace") for line in lines)
 
-    def _poll_file(self) -> None:
+    def _file_lines(self) -> Iterator[str]:
         path = Path(self.control_file)
         while not self._ended.wait(POLL_S):
-            try:
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-            for line in text.splitlines():
-                self.command(line)
+            with contextlib.suppress(OSError):
+                yield from path.read_text(encoding="utf-8", errors="replace").splitlines()

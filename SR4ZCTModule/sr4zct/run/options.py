@@ -48,7 +48,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 OUTPUT_DTYPES = ("auto", "int16", "float32")
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-_SEED_LIMIT = 2**32
+#: the largest seed: NumPy's generators take seeds below 2**32
+SEED_MAX = 2**32 - 1
 
 
 def _option(
@@ -62,6 +63,8 @@ def _option(
     metavar: str | None = None,
     label: str | None = None,
     group: str,
+    minimum: int | None = None,
+    maximum: int | None = None,
 ) -> Any:
     return field(
         default=default,
@@ -74,6 +77,8 @@ def _option(
             "metavar": metavar,
             "label": label,
             "group": group,
+            "minimum": minimum,  # integer options: the smallest and largest value allowed (None: no limit)
+            "maximum": maximum,
         },
     )
 
@@ -176,8 +181,9 @@ class EnhanceOptions:
         choices=NETWORKS, group="training",
     )  # fmt: skip
     seed: int = _option(
-        0, "random seed (same seed, same result)", kind=int, label="the random seed", group="training"
-    )
+        0, "random seed (same seed, same result)", kind=int, label="the random seed", group="training",
+        minimum=0, maximum=SEED_MAX,
+    )  # fmt: skip
     max_minutes: float | None = _option(
         None, "wall-time cap of the whole run (default: the preset's)", kind=float, unit="min",
         metavar="MIN", label="the time limit", group="training",
@@ -226,7 +232,7 @@ class EnhanceOptions:
     )  # fmt: skip
     preview_row: int | None = _option(
         None, "which coronal image the preview shows (row index; default the middle of the body)", kind=int,
-        metavar="ROW", label="the preview's coronal row", group="output",
+        metavar="ROW", label="the preview's coronal row", group="output", minimum=0,
     )  # fmt: skip
     output_dtype: str = _option(
         "auto", "auto: int16 HU when the input is integer, else float32", kind=str, choices=OUTPUT_DTYPES,
@@ -422,8 +428,8 @@ def _checked_int(name: str, value: Any, meta: Any) -> int:
     number = int(value)
     if meta["choices"] is not None and number not in meta["choices"]:
         raise ParameterError(f"{name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}.")
-    if meta["label"] == "the preview's coronal row" and number < 0:
-        raise ParameterError(f"{name} must be 0 or more, got {value!r}.")
-    if meta["kind"] is int and meta["label"] == "the random seed" and not 0 <= number < _SEED_LIMIT:
-        raise ParameterError(f"{name} must be an integer from 0 to 2**32 - 1, got {value!r}.")
+    low, high = meta["minimum"], meta["maximum"]
+    if (low is not None and number < low) or (high is not None and number > high):
+        limits = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise ParameterError(f"{name} must be an integer {limits}, got {value!r}.")
     return number

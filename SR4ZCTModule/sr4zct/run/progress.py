@@ -2,11 +2,13 @@
 
 The pipeline reports :class:`Progress` records through a plain callback and polls a ``should_stop``
 callable between steps; it never prints. The CLI turns records into a tqdm bar, the background worker
-into JSON lines (see ``docs/events.md``), the Slicer module into a progress bar.
+into JSON lines (see ``docs/events.md``), the Slicer module into a progress bar. Every one of them shows
+the time left as :func:`format_duration` writes it.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -37,6 +39,19 @@ class Progress:
 
 ProgressCallback = Callable[[Progress], None]
 StopCheck = Callable[[], bool]
+
+
+def format_duration(seconds: float | None) -> str:
+    """A duration as every client shows the time left: ``"1 h 05 min"``, ``"4 min 10 s"``, ``"12 s"``;
+    empty when unknown (None, negative, not finite)."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return ""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
 
 
 class ProgressReporter:

@@ -119,6 +119,8 @@ def _connector(widget, name: str, base: Any, validators: list) -> _Connector:
         return _Connector(widget, "toggled(bool)", lambda: bool(widget.checked),
                           lambda v: setattr(widget, "checked", bool(v)))  # fmt: skip
     if base in (float, int) and W in (qt.QDoubleSpinBox, ctk.ctkDoubleSpinBox, ctk.ctkSliderWidget):
+        if base is int:  # as Slicer's QDoubleSpinBoxCtkSliderWidgetToFloatIntConnector: whole numbers
+            widget.decimals = 0
         for v in validators:
             if isinstance(v, WithinRange):
                 widget.setRange(v.minimum, v.maximum)

@@ -147,6 +147,8 @@ def test_folders_named_like_temporaries_are_never_touched(setup):
         folders.slicer_temp / "SR4ZCT-user-data": None,  # no run marker: not the module's
         folders.slicer_temp / "SR4ZCT2026-01-01_00+00+02.000": ended,
         folders.slicer_temp / "SR4ZCT2026-01-01_00+00+03.000": "not json",
+        folders.slicer_temp
+        / ".SR4ZCT-run.sr4zct-tmp-00000000-4206641-0123456789ab": None,  # another host's run
         folders.tmp / "sr4zct-control-abc123": None,
         folders.tmp / "sr4zct-job-7": None,
         folders.results / "sr4zct-job-1": None,

@@ -36,10 +36,10 @@ def test_l291_geometry_read_through_the_dicom_database(l291):
     replica, node = l291
     geometry = replica.module.SR4ZCTLogic().readGeometry(node)
     assert geometry.source == "DICOM"
-    assert (geometry.thicknessMm, geometry.spacingMm, geometry.overlapMm) == pytest.approx((3.0, 2.0, 1.0))
-    assert geometry.numberOfSlices == 343
+    assert (geometry.thickness_mm, geometry.spacing_mm, geometry.overlap_mm) == pytest.approx((3.0, 2.0, 1.0))
+    assert geometry.n_slices == 343
     assert geometry.axis == 2
-    assert geometry.inPlaneSpacingMm == pytest.approx((0.7421875, 0.7421875))
+    assert geometry.in_plane_spacing_mm == pytest.approx((0.7421875, 0.7421875))
     assert geometry.warnings == []
     db = slicer.dicomDatabase
     assert db.totalCalls >= 343  # it asked the database's cache per slice (positions, orientations) ...
@@ -72,14 +72,14 @@ def test_geometry_of_a_sagittal_non_dicom_volume_uses_the_coarse_axis(replica):
         np.zeros((40, 32, 12), np.float32), ijkToRAS=np.diag([3.0, 0.8, 0.8, 1])
     )
     geometry = replica.module.SR4ZCTLogic().readGeometry(node)
-    assert (geometry.axis, geometry.numberOfSlices, geometry.thicknessMm) == (0, 12, None)
-    assert geometry.spacingMm == pytest.approx(3.0)
-    assert geometry.inPlaneSpacingMm == (0.8, 0.8)
+    assert (geometry.axis, geometry.n_slices, geometry.thickness_mm) == (0, 12, None)
+    assert geometry.spacing_mm == pytest.approx(3.0)
+    assert geometry.in_plane_spacing_mm == (0.8, 0.8)
 
 
 def test_volume_without_dicom_database_reads_the_thickness_attribute(replica):
     geometry = replica.module.SR4ZCTLogic().readGeometry(_ct_node(replica, thickness="2.5"))
-    assert (geometry.thicknessMm, geometry.spacingMm, geometry.overlapMm) == (2.5, 2.0, 0.5)
+    assert (geometry.thickness_mm, geometry.spacing_mm, geometry.overlap_mm) == (2.5, 2.0, 0.5)
     assert "attribute" in geometry.source
 
 
@@ -130,7 +130,7 @@ def test_core_volume_round_trips_through_a_real_node(replica):
     assert np.allclose(back.geometry.axes_lps, axes)
     assert back.geometry.origin_lps == pytest.approx(volume.geometry.origin_lps)
     geometry = replica.module.SR4ZCTLogic().readGeometry(node)
-    assert (geometry.axis, geometry.thicknessMm, geometry.spacingMm) == (2, 3.0, 2.5)
+    assert (geometry.axis, geometry.thickness_mm, geometry.spacing_mm) == (2, 3.0, 2.5)
 
 
 def test_result_node_is_placed_displayed_and_annotated_like_its_input(l291, tmp_path):
@@ -222,46 +222,45 @@ def _crop(replica, node, slices, size_mm):
 
 
 def test_stale_run_folders_of_a_crashed_session_are_removed_at_the_next_run(replica):
-    import json
     import os
-    import socket
     import subprocess
     import sys
+
+    from sr4zct.io.atomic import temporary_name
 
     module, temp = replica.module, Path(slicer.app.temporaryPath)
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
+    ours = temporary_name(temp / "SR4ZCT-run").name  # .SR4ZCT-run.sr4zct-tmp-<host>-<pid>-<random>
+    host = ours.split("sr4zct-tmp-")[1].split("-")[0]
 
-    def folder(name, marker):
+    def folder(name):
         path = temp / name
         path.mkdir()
         (path / "input.nrrd").write_bytes(b"x" * 1000)
-        if marker is not None:
-            (path / module.RUN_MARKER).write_text(json.dumps(marker))
         return path
 
-    crashed = folder("SR4ZCT2026-01-01_00+00+00.000", {"pid": ended.pid, "host": socket.gethostname()})
-    running = folder("SR4ZCT2026-01-01_00+00+01.000", {"pid": os.getpid(), "host": socket.gethostname()})
-    other_host = folder("SR4ZCT2026-01-01_00+00+02.000", {"pid": ended.pid, "host": "another-machine"})
-    not_ours = folder("SR4ZCT-user-data", None)
+    crashed = folder(ours.replace(f"-{os.getpid()}-", f"-{ended.pid}-"))
+    running = folder(ours.replace(ours[-12:], "0" * 12))  # this process's: a run still going
+    other_host = folder(crashed.name.replace(host, "f" * 8 if host != "f" * 8 else "e" * 8))
+    not_ours = folder("SR4ZCT-user-data")
     new = Path(module.SR4ZCTLogic.makeRunFolder())
     assert not crashed.exists()
     assert running.exists() and other_host.exists() and not_ours.exists()  # never touched
-    assert new.parent == temp and (new / module.RUN_MARKER).is_file()
+    assert new.parent == temp and f"-{os.getpid()}-" in new.name and list(new.iterdir()) == []  # ours, empty
 
 
 def test_the_background_run_waits_passively_and_leaves_a_gui_core_where_it_can(replica, monkeypatch):
-    from sr4zct.run.options import EnhanceOptions
+    from sr4zct.app.environment import gui_run_environment  # what the module's runs and queue get
     from sr4zct.run.threads import LEAVE_CORES_ENV, cores_for_a_gui
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv(LEAVE_CORES_ENV, raising=False)
-    logic = replica.module.SR4ZCTLogic
-    env = logic.backgroundEnvironment(EnhanceOptions(device="cpu"))
+    env = gui_run_environment("cpu")
     assert env == {
         "OMP_WAIT_POLICY": "PASSIVE",
         LEAVE_CORES_ENV: str(cores_for_a_gui()),
         "CUDA_VISIBLE_DEVICES": "-1",
     }
     monkeypatch.setenv(LEAVE_CORES_ENV, "0")  # the user's choice reaches the process unchanged
-    assert logic.backgroundEnvironment(EnhanceOptions(device="auto")) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert gui_run_environment("auto") == {"OMP_WAIT_POLICY": "PASSIVE"}

@@ -92,6 +92,30 @@ def test_l291_panel_shows_thickness_spacing_overlap(l291_replica):
     assert parameterNode.GetNodeReferenceID("inputVolume") == node.GetID()
 
 
+def test_the_slice_profile_is_estimated_on_request_without_blocking_the_panel(l291_replica):
+    replica, node = l291_replica
+    widget = _widget(replica)
+    widget.ui.inputSelector.setCurrentNode(node)
+    ui = widget.ui
+    assert ui.profileEstimateLabel.text == "-"
+    ui.estimateProfileButton.click()  # returns at once: the estimate runs in a thread, the timer shows it
+    assert ui.profileEstimateLabel.text == "Estimating..." and not ui.estimateProfileButton.enabled
+    assert widget._timer.isActive() and widget._job is None
+    _drain(widget)
+    text = ui.profileEstimateLabel.text
+    assert text.startswith("Estimated from the scan: ") and ui.estimateProfileButton.enabled, text
+    fwhm = float(text.split("FWHM ")[1].split(" mm")[0])
+    assert 2.0 < fwhm < 4.5 and "\u26a0" not in text  # plausible for L291's 3 mm helical slices
+    ui.thicknessSpinBox.setValue(8.0)  # a thickness far from the images' is flagged
+    ui.estimateProfileButton.click()
+    _drain(widget)
+    assert "\u26a0 Far from the slice thickness of 8 mm" in ui.profileEstimateLabel.text
+    ui.estimateProfileButton.click()
+    widget.ui.inputSelector.setCurrentNode(_ct_node(replica))  # another volume: its estimate is not shown
+    _drain(widget)
+    assert ui.profileEstimateLabel.text == "-" and ui.estimateProfileButton.enabled
+
+
 def test_non_dicom_volume_needs_a_thickness(replica):
     node = _ct_node(replica, thickness=None)
     widget = _widget(replica)
@@ -127,6 +151,34 @@ def test_parameter_node_round_trip_through_the_panel(replica):
     assert [node.GetParameter(n) for n in ("preset", "seed", "keepTempFiles")] == ["fast", "7", "True"]
     p.targetSpacingMm = 1.0  # a scripted change shows in the GUI
     assert ui.targetSpacingSpinBox.value == 1.0
+
+
+def test_the_panels_options_are_the_cores_defaults_choices_and_limits(replica):
+    """The parameter node and the widgets are derived from EnhanceOptions: nothing to drift apart."""
+    from sr4zct.app.panel_options import options_from_panel, panel_fields
+    from sr4zct.run.options import SEED_MAX, EnhanceOptions
+
+    widget = _widget(replica)
+    p = widget._parameterNode
+    widgets = {w.property("SlicerParameterName"): w for w in vars(widget.ui).values()
+               if hasattr(w, "property") and w.property("SlicerParameterName")}  # fmt: skip
+    defaults = EnhanceOptions()
+    fields = panel_fields()
+    unset = options_from_panel({f.name: getattr(p, f.name) for f in fields})  # a fresh node: the defaults
+    assert unset == {f.option: getattr(defaults, f.option) for f in fields}
+    for field in fields:
+        shown = widgets[field.name]
+        if field.choices:
+            assert [shown.itemText(i) for i in range(shown.count)] == [str(c) for c in field.choices]
+        if field.minimum is not None:
+            assert (shown.minimum, shown.maximum) == (field.minimum, field.maximum)
+    assert widgets["thicknessMm"].maximum == 50.0  # what the run accepts (run/validation.py)
+    widget.ui.seedSpinBox.setValue(SEED_MAX)  # the core's largest seed fits the panel
+    assert p.seed == SEED_MAX and widget.panelOptions()["seed"] == SEED_MAX
+    assert (
+        EnhanceOptions(**options_from_panel({f.name: getattr(p, f.name) for f in panel_fields()})).seed
+        == SEED_MAX
+    )
 
 
 def test_selecting_another_volume_updates_parameter_node_and_panel(replica):
@@ -197,9 +249,11 @@ def test_bad_option_is_refused_before_anything_is_written(replica, python_slicer
 
 
 def test_progress_text_and_durations(replica):
+    from sr4zct.run.progress import format_duration  # the one format of the time left (CLI, Slicer)
+
     module = replica.module
-    assert (module.formatDuration(None), module.formatDuration(12.4)) == ("", "12 s")
-    assert (module.formatDuration(250), module.formatDuration(3900)) == ("4 min 10 s", "1 h 05 min")
+    assert (format_duration(None), format_duration(12.4)) == ("", "12 s")
+    assert (format_duration(250), format_duration(3900)) == ("4 min 10 s", "1 h 05 min")
     event = {"event": "progress", "stage": "train", "step": 120, "total": 3000, "eta_s": 250}
     assert module.progressText(event) == "Training 120/3000 - about 4 min 10 s left"
 
@@ -212,8 +266,8 @@ def test_the_phantom_sample_loads_as_slicer_loads_samples(replica):
     )  # a script's way, as in Slicer
     assert node.GetName() == "SR4ZCTPhantom"
     geometry = module.SR4ZCTLogic().readGeometry(node)
-    assert (geometry.thicknessMm, geometry.spacingMm, geometry.overlapMm) == (3.0, 2.0, 1.0)
-    assert "header" in geometry.source and geometry.numberOfSlices == 44
+    assert (geometry.thickness_mm, geometry.spacing_mm, geometry.overlap_mm) == (3.0, 2.0, 1.0)
+    assert "header" in geometry.source and geometry.n_slices == 44
     assert (
         replica.sampleData.SampleDataLogic()
         .clickTile("SR4ZCTPhantom")[0]
@@ -259,6 +313,14 @@ def test_full_run_from_the_panel(replica, python_slicer, monkeypatch):
     out = widget.logic.resultNode(job)
     assert out.GetName() == "CT SR4ZCT" and widget._parameterNode.outputVolume.GetID() == out.GetID()
     assert "Done" in widget.ui.statusLabel.text and widget.ui.progressBar.value == 1000
+    info = widget.ui.resultInfoLabel.text.splitlines()  # what the run used, from its parameters
+    parameters = job.result["parameters"]
+    assert (
+        info[0].startswith(f"Slice profile: {parameters['profile']} (")
+        and parameters["profile_option"] == "auto"
+    )
+    assert ("estimated from the scan: " in info[0]) == ("profile_estimate" in parameters)
+    assert any(line.startswith(f"Precision: {job.result['parameters']['precision']} (") for line in info)
     assert "Worker started" in widget.ui.logTextEdit.toPlainText()
     assert widget.ui.applyButton.text == "Enhance through-plane"
     assert not Path(tempDir).exists()
@@ -329,7 +391,7 @@ def test_sample_data_loads_in_a_slicer_without_torch_and_asks_nothing(monkeypatc
     with standins.without_torch(monkeypatch):
         tile = replica.sampleData.SampleDataLogic().clickTile("SR4ZCTPhantom")[0]
         scripted = replica.sampleData.SampleDataLogic().downloadSample("SR4ZCTPhantom")
-        assert replica.module.SR4ZCTLogic().readGeometry(scripted).thicknessMm == 3.0
+        assert replica.module.SR4ZCTLogic().readGeometry(scripted).thickness_mm == 3.0
     assert tile.GetImageData().GetDimensions() == scripted.GetImageData().GetDimensions() == (160, 160, 44)
     assert ctk.ctkMessageBox.shown == [] and replica.pytorchCalls == []
 
