@@ -71,7 +71,7 @@ from sr4zct.app.study_queue import is_enhanceable  # noqa: E402
 from sr4zct.errors import OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
 from sr4zct.run.background import python_for_background  # noqa: E402
 from sr4zct.run.options import EnhanceOptions  # noqa: E402
-from sr4zct.run.progress import format_duration  # noqa: E402
+from sr4zct.system.progress import format_duration  # noqa: E402
 
 TORCH_REQUIREMENT = ">=2.1"
 TORCH_MISSING_FOR_TEST = _(
