@@ -10,11 +10,11 @@ From the bottom up (docs/architecture.md, "Layers"):
 5. ``cli`` and ``app``: the command line, and the Slicer module's Slicer-free part; neither imports the other.
 6. ``__main__``: ``python -m sr4zct``.
 
-The Slicer module ``SR4ZCT.py`` sits on top of all of them. A module may import its own package and any
-lower layer. Every import counts: top-level ones and those inside functions, ``import a.b``, ``from a import
-b``, relative ones (``from . import x``, ``from ..io import atomic``), a name the facade loads lazily
-(``from sr4zct import enhance`` is ``sr4zct.run.pipeline``) and ``importlib.import_module("sr4zct....")``
-with a literal name.
+The Slicer module ``SR4ZCT.py`` sits on top of all of them: no core module imports it or Slicer's own
+modules (:data:`SLICER_MODULES`). A module may import its own package and any lower layer. Every import
+counts: top-level ones and those inside functions, ``import a.b``, ``from a import b``, relative ones
+(``from . import x``, ``from ..io import atomic``), a name the facade loads lazily (``from sr4zct import
+enhance`` is ``sr4zct.run.pipeline``) and ``importlib.import_module("sr4zct....")`` with a literal name.
 
 Fast: it parses the source files; nothing is imported.
 """
@@ -42,6 +42,9 @@ LAYERS: tuple[tuple[str, frozenset[str], bool], ...] = (
     ("cli/app", frozenset({"cli", "app"}), False),
     ("entry point", frozenset({"__main__"}), False),
 )
+
+#: The top: the Slicer module and what only Slicer has; the core (tested with plain pytest) imports none of them.
+SLICER_MODULES = frozenset({"SR4ZCT", "slicer", "qt", "ctk", "vtk", "mrml", "DICOMLib"})
 
 
 @dataclass(frozen=True)
@@ -132,45 +135,54 @@ def _import_module_target(node: ast.Call) -> str | None:
     return text if text == "sr4zct" or text.startswith("sr4zct.") else None
 
 
+_WATCHED = SLICER_MODULES | {"sr4zct"}
+
+
 def imports_of(source: str, importer: str, *, is_package: bool = False, package_dir: Path = PACKAGE_DIR):
-    """``(line, imported module)`` for every ``sr4zct`` import in ``source``, at any depth."""
+    """``(line, imported module)`` for every ``sr4zct`` (or Slicer) import in ``source``, at any depth."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "sr4zct"]
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] in _WATCHED]
         elif isinstance(node, ast.ImportFrom):
+            if not node.level and (node.module or "").split(".")[0] in SLICER_MODULES:
+                found.append((node.lineno, node.module))
             found += [(node.lineno, t) for t in _from_targets(node, importer, is_package, package_dir)]
         elif isinstance(node, ast.Call) and (target := _import_module_target(node)):
             found.append((node.lineno, target))
     return found
 
 
+def forbidden_because(importer: str, imported: str) -> str | None:
+    """Why ``importer`` may not import ``imported``; None when it may."""
+    if imported.split(".")[0] in SLICER_MODULES:
+        return "the Slicer module and Slicer's own modules are above the whole core"
+    own, part = part_of(importer), part_of(imported)
+    if part == own:
+        return None
+    own_layer = layer_of(own)
+    try:
+        their_layer = layer_of(part)
+    except KeyError:
+        return f"'{part}' is in no layer of test_layers.LAYERS"
+    if their_layer < own_layer or (their_layer == own_layer and LAYERS[own_layer][2]):
+        return None
+    if their_layer == own_layer:
+        return f"'{own}' and '{part}' are siblings in the {LAYERS[own_layer][0]} layer"
+    return (
+        f"the {LAYERS[their_layer][0]} layer is above the {LAYERS[own_layer][0]} layer of '{own or 'sr4zct'}'"
+    )
+
+
 def check_source(
     source: str, importer: str, path: str, *, is_package: bool = False, package_dir: Path = PACKAGE_DIR
 ) -> list[Violation]:
     """The imports in ``source`` (the module ``importer``) that point to a higher layer or a sibling."""
-    own = part_of(importer)
-    own_layer = layer_of(own)
     violations = []
     for line, imported in imports_of(source, importer, is_package=is_package, package_dir=package_dir):
-        part = part_of(imported)
-        if part == own:
-            continue
-        try:
-            their_layer = layer_of(part)
-        except KeyError:
-            reason = f"'{part}' is in no layer of test_layers.LAYERS"
-        else:
-            if their_layer < own_layer or (their_layer == own_layer and LAYERS[own_layer][2]):
-                continue
-            if their_layer == own_layer:
-                reason = f"'{own}' and '{part}' are siblings in the {LAYERS[own_layer][0]} layer"
-            else:
-                reason = (
-                    f"the {LAYERS[their_layer][0]} layer is above the {LAYERS[own_layer][0]} layer "
-                    f"of '{own or 'sr4zct'}'"
-                )
-        violations.append(Violation(path, line, importer, imported, reason))
+        reason = forbidden_because(importer, imported)
+        if reason is not None:
+            violations.append(Violation(path, line, importer, imported, reason))
     return violations
 
 
@@ -253,6 +265,8 @@ def _check(source: str, importer: str, *, is_package: bool = False) -> list[Viol
         ("sr4zct.method", "from . import acquisition\nfrom ..io import atomic\n", 2, "sr4zct.io.atomic",
          "siblings"),
         ("sr4zct.run.pipeline", "from sr4zct.gui import x\n", 1, "sr4zct.gui", "no layer"),
+        ("sr4zct.app.results", "def f():\n    import slicer\n", 2, "slicer", "Slicer"),
+        ("sr4zct.app.results", "from SR4ZCT import SR4ZCTLogic\n", 1, "SR4ZCT", "Slicer"),
     ],
 )  # fmt: skip
 def test_a_forbidden_import_is_named_with_its_line(importer, source, line, imported, reason):
