@@ -66,7 +66,7 @@ from sr4zct.app.run_folder import make_run_folder, start_run  # noqa: E402
 from sr4zct.app.study_queue import is_enhanceable, job_ended_line  # noqa: E402
 from sr4zct.errors import OutputError, ParameterError, ResourceError, SR4ZCTError  # noqa: E402
 from sr4zct.run.options import EnhanceOptions  # noqa: E402
-from sr4zct.run.progress import format_duration  # noqa: E402
+from sr4zct.system.progress import format_duration  # noqa: E402
 
 TORCH_REQUIREMENT = ">=2.1"
 TORCH_MISSING_FOR_TEST = _("PyTorch is not installed: the parts of the SR4ZCT self-test that need it were skipped. "

@@ -6,7 +6,7 @@ timings, parameters and device, the peak GPU memory and the progress the user sa
 seconds since the call, stage, fraction, ETA) are written as JSON to the file named by the
 environment variable ``SR4ZCT_BENCH_RECORD``, and ``SR4ZCT_BENCH_THREADS`` (when set) fixes the number of
 CPU threads the pipeline picks by default. Before torch loads, ``OMP_WAIT_POLICY`` is set to ``PASSIVE``
-unless set (:func:`sr4zct.run.threads.prepare_openmp`, the rule the CLI and the worker should apply).
+unless set (:func:`sr4zct.system.threads.prepare_openmp`, the rule the CLI and the worker should apply).
 """
 
 from __future__ import annotations
@@ -73,10 +73,10 @@ def _install_recorder(record_path: str) -> None:
 def _pin_threads(n_threads: int) -> None:
     """Make the pipeline's default CPU thread choice ``n_threads``.
 
-    ``sr4zct.run.devices.set_cpu_threads()`` leaves out the cores other processes use at start-up; pinning
+    ``sr4zct.system.devices.set_cpu_threads()`` leaves out the cores other processes use at start-up; pinning
     keeps the timings comparable between runs whatever else the machine did at that moment.
     """
-    import sr4zct.run.devices as devices
+    import sr4zct.system.devices as devices
 
     original = devices.set_cpu_threads
 
@@ -87,9 +87,9 @@ def _pin_threads(n_threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sr4zct.run.threads import prepare_openmp
+    from sr4zct.system.threads import prepare_openmp
 
-    prepare_openmp()  # before torch loads: idle OpenMP threads wait passively (see sr4zct.run.threads)
+    prepare_openmp()  # before torch loads: idle OpenMP threads wait passively (see sr4zct.system.threads)
     record_path = os.environ.get("SR4ZCT_BENCH_RECORD")
     if record_path:
         _install_recorder(record_path)

@@ -25,7 +25,7 @@ def profile_network(preset_name: str, model_path: Path | None = None):
     from sr4zct.run.presets import get_preset
 
     if model_path is not None:
-        from sr4zct.io.model_file import load_model
+        from sr4zct.run.model_file import load_model
 
         model, _ = load_model(model_path, device=torch.device("cpu"))
         return model
@@ -50,8 +50,8 @@ def profile_rows(
     import torch
     from sr4zct.io import read_volume
     from sr4zct.method.inference import enhance_array
-    from sr4zct.run.devices import set_cpu_threads
     from sr4zct.run.presets import get_preset
+    from sr4zct.system.devices import set_cpu_threads
 
     n_threads = set_cpu_threads(threads or None)
     preset = get_preset(preset_name)

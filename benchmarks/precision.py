@@ -79,7 +79,7 @@ def _pixel(volume) -> tuple[float, float]:
 def _train(thick, config, precision: str, progress=None):
     """``train_model`` on the thick volume's axial images in ``precision``; (result, seconds)."""
     from sr4zct.method.training import train_model
-    from sr4zct.run.progress import ProgressReporter
+    from sr4zct.system.progress import ProgressReporter
 
     t0 = time.perf_counter()
     result = train_model(
@@ -201,7 +201,7 @@ def cli_rows(part: str, series: Path, workdir: Path, *, preset: str, repeats: in
 
 
 def _threads() -> int:
-    from sr4zct.run.threads import cpu_thread_count
+    from sr4zct.system.threads import cpu_thread_count
 
     return cpu_thread_count(leave_free=0)
 
@@ -416,7 +416,7 @@ def _smoke(args: argparse.Namespace, folder: Path) -> None:
 
 
 def run(args: argparse.Namespace, folder: Path) -> dict:
-    from sr4zct.run.devices import set_cpu_threads
+    from sr4zct.system.devices import set_cpu_threads
 
     from .machine import machine_info, machine_line
     from .quality import DATA_DIR, VHM_HEAD, crop_volume, load_ground_truth

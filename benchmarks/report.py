@@ -749,7 +749,7 @@ def _thread_section(rows: list[dict], run_index: dict) -> list[str]:
 
 
 def _thread_rule_summary(by_comp: dict[int, list[dict]]) -> list[str]:
-    """How the rule in use (every core, passive waiting: ``sr4zct.run.threads``) fares against each group's
+    """How the rule in use (every core, passive waiting: ``sr4zct.system.threads``) fares against each group's
     best variant and against the default spinning wait."""
     parts = []
     for comp in sorted(by_comp):

@@ -43,7 +43,7 @@ def child_rate(images: np.ndarray, threads: int, seconds: float, *, pixel_mm: fl
     from sr4zct.errors import Cancelled
     from sr4zct.method.training import TrainingConfig, train_model
     from sr4zct.run.presets import get_preset
-    from sr4zct.run.progress import ProgressReporter
+    from sr4zct.system.progress import ProgressReporter
 
     torch.set_num_threads(int(threads))
     preset = get_preset("fast")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from sr4zct.method.body import body_box
+from sr4zct.method.budget import InferenceTimer, TimeBudget
 from sr4zct.method.inference import _tile_plan, enhance_array, inference_workload
 from sr4zct.method.training import TrainingConfig, train_model
-from sr4zct.run.budget import InferenceTimer, TimeBudget
-from sr4zct.run.progress import ProgressReporter
+from sr4zct.system.progress import ProgressReporter
 from test_training import SMALL_NET, synthetic_ct
 from torch import nn
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from sr4zct.errors import ParameterError
-from sr4zct.run.devices import set_cpu_threads
-from sr4zct.run.threads import (
+from sr4zct.system.devices import set_cpu_threads
+from sr4zct.system.threads import (
     LEAVE_CORES_ENV,
     WAIT_POLICY,
     cores_for_a_gui,
@@ -139,6 +139,6 @@ def test_thread_rule_needs_no_torch():
 
     package_parent = str(Path(sr4zct.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")]))
-    code = "import sys, sr4zct.run.threads as t; t.cpu_thread_count(); print('torch' in sys.modules)"
+    code = "import sys, sr4zct.system.threads as t; t.cpu_thread_count(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "False"

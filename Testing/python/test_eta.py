@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from sr4zct.run.budget import InferenceTimer, TimeBudget
-from sr4zct.run.progress import ProgressReporter
+from sr4zct.method.budget import InferenceTimer, TimeBudget
+from sr4zct.system.progress import ProgressReporter
 
 
 class Clock:

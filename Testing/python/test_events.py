@@ -23,7 +23,7 @@ from sr4zct.run.events import (
     make_event,
     parse_line,
 )
-from sr4zct.run.progress import Progress
+from sr4zct.system.progress import Progress
 
 
 def test_make_event_has_common_fields():
@@ -214,12 +214,12 @@ def test_a_command_after_the_run_has_ended_interrupts_nothing(tmp_path):
     assert control.should_stop()
 
 
-# --- the time left, one format for every client (run/progress.py) ---------------------------------------
+# --- the time left, one format for every client (system/progress.py) ---------------------------------------
 
 
 def test_the_time_left_is_written_one_way_by_every_client():
     from sr4zct.cli.progress_bar import describe
-    from sr4zct.run.progress import format_duration
+    from sr4zct.system.progress import format_duration
 
     assert [format_duration(s) for s in (None, -1.0, math.inf, 12.4, 250, 3900)] == [
         "", "", "", "12 s", "4 min 10 s", "1 h 05 min"

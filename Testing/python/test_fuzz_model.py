@@ -21,9 +21,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sr4zct.errors import SR4ZCTError
-from sr4zct.io.model_file import check_model_geometry, load_model, save_model
 from sr4zct.method.networks import build_network
 from sr4zct.method.training import Normalisation
+from sr4zct.run.model_file import check_model_geometry, load_model, save_model
 from sr4zct.run.validation import validate_model_file
 
 FIELDS = (

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sr4zct.errors import GeometryError
-from sr4zct.method.geometry import MIN_SLICES, geometry_from_slices, slice_normal, spacing_tolerance_mm
+from sr4zct.volume.geometry import MIN_SLICES, geometry_from_slices, slice_normal, spacing_tolerance_mm
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
@@ -211,7 +211,7 @@ def test_to_dict_is_json_ready():
 
 
 def test_through_plane_axis_is_one_rule_for_files_and_nodes():
-    from sr4zct.method.geometry import through_plane_axis
+    from sr4zct.volume.geometry import through_plane_axis
 
     axial = np.eye(3)  # axis 2 runs along S-I
     assert through_plane_axis((0.7, 0.7, 3.0), axial) == (2, False)

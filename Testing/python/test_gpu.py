@@ -17,7 +17,7 @@ from sr4zct.method.inference import (
 )
 from sr4zct.method.networks import ResidualCNN
 from sr4zct.method.training import PatchSampler, TrainingConfig, train_model
-from sr4zct.run.devices import (
+from sr4zct.system.devices import (
     GPU_BYTES_PER_PIXEL,
     amp_dtype,
     autocast,

@@ -639,8 +639,8 @@ def test_overwrite_of_a_model_file(tmp_path):
     import torch
     from sr4zct.errors import OutputError
     from sr4zct.io.atomic import check_output_path
-    from sr4zct.io.model_file import save_model
     from sr4zct.method.networks import build_network
+    from sr4zct.run.model_file import save_model
 
     other = tmp_path / "weights.pt"
     torch.save({"format": "someone-else", "w": torch.zeros(2)}, other)
@@ -681,8 +681,8 @@ MODEL_INFO = {
 def model_file(path: Path, **changes) -> Path:
     """A small saved model, then ``changes`` written into its payload (``None`` deletes a field)."""
     import torch
-    from sr4zct.io.model_file import save_model
     from sr4zct.method.networks import build_network
+    from sr4zct.run.model_file import save_model
 
     model = build_network("default", {"layers": 2, "channels": 4, "unshuffle": 2})
     save_model(path, model, network="default", info=dict(MODEL_INFO))
@@ -741,7 +741,7 @@ def model_file(path: Path, **changes) -> Path:
 )
 def test_model_metadata_is_type_and_range_checked(tmp_path, capfd, changes, field):
     from sr4zct.errors import ModelError
-    from sr4zct.io.model_file import load_model
+    from sr4zct.run.model_file import load_model
     from sr4zct.run.validation import validate_model_file
 
     path = model_file(tmp_path / "m.pt", **changes)
@@ -763,7 +763,7 @@ def test_model_metadata_is_type_and_range_checked(tmp_path, capfd, changes, fiel
 
 def test_a_good_model_file_loads_and_fits(tmp_path):
     import torch
-    from sr4zct.io.model_file import check_model_geometry, load_model
+    from sr4zct.run.model_file import check_model_geometry, load_model
 
     model, info = load_model(model_file(tmp_path / "m.pt"))
     check_model_geometry(info, thickness=3.0, spacing=2.0, pixel=(0.8, 0.8), profile="box", path="m.pt")
@@ -772,12 +772,12 @@ def test_a_good_model_file_loads_and_fits(tmp_path):
 
 
 def test_network_too_large_for_the_memory(tmp_path, monkeypatch):
+    from sr4zct import system
     from sr4zct.errors import ResourceError
-    from sr4zct.io.model_file import load_model
-    from sr4zct.run import validation
+    from sr4zct.run.model_file import load_model
 
     path = model_file(tmp_path / "m.pt", network_config={"layers": 30, "channels": 256, "unshuffle": 2})
-    monkeypatch.setattr(validation, "available_memory_bytes", lambda: 50 * 2**20)
+    monkeypatch.setattr(system, "available_memory_bytes", lambda: 50 * 2**20)
     with pytest.raises(ResourceError, match="larger than this machine holds"):
         load_model(path)
 
@@ -785,8 +785,8 @@ def test_network_too_large_for_the_memory(tmp_path, monkeypatch):
 def test_a_model_with_nan_weights_is_never_saved(tmp_path):
     import torch
     from sr4zct.errors import OutputError
-    from sr4zct.io.model_file import save_model
     from sr4zct.method.networks import build_network
+    from sr4zct.run.model_file import save_model
 
     model = build_network("default", {"layers": 2, "channels": 4, "unshuffle": 2})
     with torch.no_grad():

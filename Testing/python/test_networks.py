@@ -6,7 +6,7 @@ import pytest
 import torch
 from sr4zct.errors import ParameterError, ResourceError
 from sr4zct.method.networks import NETWORKS, MSDNet, ResidualCNN, build_network, network_config
-from sr4zct.run.devices import describe_devices, resolve_device, set_cpu_threads, single_thread
+from sr4zct.system.devices import describe_devices, resolve_device, set_cpu_threads, single_thread
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))

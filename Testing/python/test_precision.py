@@ -16,9 +16,9 @@ from sr4zct.method.inference import enhance_array
 from sr4zct.method.networks import ResidualCNN
 from sr4zct.method.training import TrainingConfig, train_model
 from sr4zct.run import precision
-from sr4zct.run.devices import DeviceChoice, amp_dtype, autocast, grad_scaler
 from sr4zct.run.pipeline import EnhanceResult, enhance
 from sr4zct.run.precision import choose_precision, cpu_bf16_support, is_small_run
+from sr4zct.system.devices import DeviceChoice, amp_dtype, autocast, grad_scaler
 from sr4zct.volume import Volume, make_geometry
 from test_pipeline import TINY, thick_volume
 

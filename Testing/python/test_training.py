@@ -8,7 +8,7 @@ import torch
 from sr4zct.errors import Cancelled
 from sr4zct.method import acquisition
 from sr4zct.method.training import Normalisation, PatchSampler, TrainingConfig, train_model
-from sr4zct.run.progress import ProgressReporter
+from sr4zct.system.progress import ProgressReporter
 
 SMALL_NET = {"layers": 4, "channels": 16, "unshuffle": 2}
 

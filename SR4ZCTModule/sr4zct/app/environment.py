@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sr4zct.run.threads import cores_for_a_gui, worker_environment
+from sr4zct.system.threads import cores_for_a_gui, worker_environment
 
 __all__ = ["device_lines", "gui_run_environment"]
 
@@ -20,7 +20,7 @@ def gui_run_environment(device: str) -> dict[str, str]:
 def device_lines() -> list[str]:
     """One line per device PyTorch can use here (``"cuda:0: NVIDIA RTX A5000 (24 GB)"``), and a note when
     there is no GPU. Imports torch."""
-    from sr4zct.run.devices import describe_devices
+    from sr4zct.system.devices import describe_devices
 
     lines = []
     for device in describe_devices():

@@ -110,7 +110,7 @@ def series_geometry(
     import pydicom
     import pydicom.errors
 
-    from sr4zct.method.geometry import geometry_from_slices
+    from sr4zct.volume.geometry import geometry_from_slices
 
     positions, orientations = [], []
     for uid in instance_uids:
@@ -189,7 +189,7 @@ def geometry_of_node(
         warnings.append("The volume's DICOM instances are not in this Slicer's DICOM database: its geometry is "
                         "read from the volume itself; check the slice thickness.")  # fmt: skip
     stacking = None if series is None else [LPS_TO_RAS[i] * series.axes_lps[0][i] for i in range(3)]
-    from sr4zct.method.geometry import through_plane_axis
+    from sr4zct.volume.geometry import through_plane_axis
 
     axis = through_plane_axis(spacing_mm, directions_ras, stacking)[0]
     in_plane = tuple(float(spacing_mm[a]) for a in (1, 0, 2) if a != axis)  # (row = J-ish, column = I-ish)

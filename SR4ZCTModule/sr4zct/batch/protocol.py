@@ -2,7 +2,7 @@
 
 The network learns how the slice thickness T, the slice spacing d, the in-plane pixel size and the slice
 profile blur the image, so series that agree on all four (within the tolerance a saved model is accepted
-with, :data:`sr4zct.io.model_file.MODEL_TOLERANCE`) can share one model: the first trains and saves it,
+with, :data:`sr4zct.run.model_file.MODEL_TOLERANCE`) can share one model: the first trains and saves it,
 the others apply it. The model file's name holds the protocol and a hash of the training options
 (preset, network, seed, time limit), so a later run with other training options trains anew.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sr4zct.batch.jobs import BatchJob
 from sr4zct.errors import SR4ZCTError
-from sr4zct.io.model_file import MODEL_TOLERANCE
+from sr4zct.run.model_file import MODEL_TOLERANCE
 from sr4zct.run.options import EnhanceOptions
 
 __all__ = ["MODELS_FOLDER", "Protocol", "assign_protocols", "job_protocol", "model_file"]
@@ -38,7 +38,7 @@ class Protocol:
 
     def matches(self, other: Protocol) -> bool:
         """True when a model trained for ``self`` is accepted for ``other`` (as
-        :func:`~sr4zct.io.model_file.check_model_geometry` decides)."""
+        :func:`~sr4zct.run.model_file.check_model_geometry` decides)."""
         pairs = [
             (self.thickness_mm, other.thickness_mm),
             (self.spacing_mm, other.spacing_mm),

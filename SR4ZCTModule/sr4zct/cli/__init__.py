@@ -43,7 +43,7 @@ def _quiet_dicom_warnings() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sr4zct.run.threads import prepare_openmp
+    from sr4zct.system.threads import prepare_openmp
 
     prepare_openmp()  # before torch loads: idle OpenMP threads then yield their core to other work
     parser = build_parser()

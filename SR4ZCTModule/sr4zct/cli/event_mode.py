@@ -62,7 +62,7 @@ def run_with_events(
 
 
 def _started_event(input_path: str, output_path: str, options: EnhanceOptions) -> dict:
-    from sr4zct.run.devices import resolve_device
+    from sr4zct.system.devices import resolve_device
 
     device, description = resolve_device(options.device)
     return make_event(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
-from sr4zct.run.progress import format_duration
+from sr4zct.system.progress import format_duration
 
 __all__ = ["ProgressBar", "describe"]
 

@@ -2,7 +2,7 @@
 
 Files are recognised by content, not by name or extension (Siemens ``.IMA``, no extension, ``.dcm``):
 everything under the folder (recursively) is tried and non-DICOM files are skipped. Slices are grouped
-by SeriesInstanceUID and sorted by position (:func:`sr4zct.method.geometry.geometry_from_slices`), never by file
+by SeriesInstanceUID and sorted by position (:func:`sr4zct.volume.geometry.geometry_from_slices`), never by file
 name or InstanceNumber. Pixel values are converted to HU with RescaleSlope/RescaleIntercept (per slice).
 
 A series is one patient's and one study's: slices that share a SeriesInstanceUID but differ in PatientID,
@@ -26,8 +26,8 @@ import numpy as np
 
 from sr4zct.errors import GeometryError, InputError, ParameterError, ResourceError
 from sr4zct.io.files import require_regular_file, walk_files
-from sr4zct.method.geometry import geometry_from_slices
 from sr4zct.volume import SeriesGeometry, Volume
+from sr4zct.volume.geometry import geometry_from_slices
 
 #: Attributes copied from the first slice into ``geometry.extra["dicom"]`` so that a derived series can
 #: be written into the same study (see ``sr4zct.io.dicom_writer``).
@@ -701,8 +701,7 @@ def _raw_value(ds: Any, keyword: str) -> Any:
 
 
 def _check_fits_in_memory(n_bytes: int, folder: Path) -> None:
-    from sr4zct.run.validation import format_bytes
-    from sr4zct.system import available_memory_bytes
+    from sr4zct.system import available_memory_bytes, format_bytes
 
     available = available_memory_bytes()
     if available is not None and n_bytes > available:

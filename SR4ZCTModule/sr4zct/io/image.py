@@ -131,8 +131,8 @@ def permutation(source_slice_axis: int) -> tuple[int, int, int]:
 
 def choose_slice_axis(spacing_xyz: Any, direction: Any) -> tuple[int, bool]:
     """Through-plane NumPy axis from ITK spacing ``(x, y, z)`` and the 3x3 direction matrix
-    (:func:`sr4zct.method.geometry.through_plane_axis`); also whether a spacing tie was broken."""
-    from sr4zct.method.geometry import through_plane_axis
+    (:func:`sr4zct.volume.geometry.through_plane_axis`); also whether a spacing tie was broken."""
+    from sr4zct.volume.geometry import through_plane_axis
 
     d = np.asarray(direction, dtype=float).reshape(3, 3)
     # NumPy axis a is ITK axis 2 - a, whose direction is column 2 - a of the matrix
@@ -384,8 +384,7 @@ def read_image_geometry(
 
 def _check_fits_in_memory(geometry: SeriesGeometry, path: Path) -> None:
     from sr4zct.errors import ResourceError
-    from sr4zct.run.validation import format_bytes
-    from sr4zct.system import available_memory_bytes
+    from sr4zct.system import available_memory_bytes, format_bytes
 
     # float32 result plus SimpleITK's float32 image it is copied from
     n_bytes = 2 * 4 * int(np.prod(geometry.shape, dtype=np.int64))
@@ -471,7 +470,7 @@ def _check_value_range(array: np.ndarray, path: Path) -> None:
 
 
 def _regular_or_raise(geometry: SeriesGeometry, path: Path) -> None:
-    from sr4zct.method.geometry import spacing_tolerance_mm
+    from sr4zct.volume.geometry import spacing_tolerance_mm
 
     n = geometry.n_slices
     expected = np.arange(n) * geometry.slice_spacing_mm

@@ -9,7 +9,7 @@ A path is recognised by SR4ZCT's own metadata, never by its name:
   derived-series marker of :mod:`sr4zct.io.dicom_writer`); no sub-folders, no other files;
 * a model file: a torch archive whose payload has ``format`` ``"sr4zct-model"``;
 * a JSON report: an object with an ``sr4zct_version`` key;
-* a preview PNG: the text chunk ``sr4zct_preview`` (:data:`sr4zct.run.preview.PNG_MARKER`).
+* a preview PNG: the text chunk ``sr4zct_preview`` (:data:`PNG_MARKER`).
 
 :func:`foreign_reason` returns why a path is *not* such an output (None when it is); the output checks
 (:func:`sr4zct.io.atomic.check_output_path`) refuse to replace it with that reason, before any work.
@@ -30,6 +30,7 @@ from sr4zct.errors import SR4ZCTError
 __all__ = [
     "CONTENTS",
     "DICOM_MARK",
+    "PNG_MARKER",
     "content_of_metadata",
     "foreign_reason",
     "is_sr4zct_output",
@@ -49,6 +50,8 @@ CONTENTS = {
 DICOM_MARK = "SR4ZCT "
 _SLICE_AXIS_KEY = "sr4zct_slice_axis"
 _MODEL_FORMAT = b"sr4zct-model"
+#: text chunk key that marks a PNG as an SR4ZCT preview (only such a file is ever replaced)
+PNG_MARKER = "sr4zct_preview"
 _MAX_PICKLE_BYTES = 16 * 2**20
 
 
@@ -154,8 +157,6 @@ def foreign_reason(path: str | os.PathLike) -> str | None:
 
 
 def _png_reason(path: Path) -> str | None:
-    from sr4zct.run.preview import PNG_MARKER
-
     try:
         from PIL import Image
 

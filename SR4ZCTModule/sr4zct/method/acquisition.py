@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from sr4zct.errors import ParameterError
-from sr4zct.run.options import PROFILES
+from sr4zct.method import PROFILES
 
 __all__ = [
     "PROFILES",

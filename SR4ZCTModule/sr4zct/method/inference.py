@@ -25,14 +25,14 @@ from sr4zct.method import acquisition
 from sr4zct.method.body import body_box
 from sr4zct.method.fusion import fuse_estimates
 from sr4zct.method.training import Normalisation
-from sr4zct.run.devices import (
+from sr4zct.system.devices import (
     autocast,
     configure_device,
     free_memory_bytes,
     gpu_pass_pixels,
     is_out_of_memory,
 )
-from sr4zct.run.progress import ProgressReporter
+from sr4zct.system.progress import ProgressReporter
 
 __all__ = [
     "CPU_PASS_PIXELS",
@@ -89,7 +89,7 @@ GPU_PASS_PIXELS = 4_000_000
 
 def default_pass_pixels(device: torch.device | str) -> int:
     """Pixels per forward pass that suit ``device``: :data:`CPU_PASS_PIXELS` on the CPU, on CUDA what fits in
-    the free memory (:func:`sr4zct.run.devices.gpu_pass_pixels`), else :data:`GPU_PASS_PIXELS`."""
+    the free memory (:func:`sr4zct.system.devices.gpu_pass_pixels`), else :data:`GPU_PASS_PIXELS`."""
     device = torch.device(device)
     if device.type == "cpu":
         return CPU_PASS_PIXELS
@@ -202,7 +202,7 @@ def predict_images(
     :func:`default_pass_pixels`); larger images are cut into near-equal tiles that overlap by the
     network's receptive-field radius and are stitched (:func:`_tile_plan`). On a GPU the whole block of images goes to the
     device in one pinned copy and the results come back in one copy. The passes run in ``precision``
-    (:func:`sr4zct.run.devices.autocast`; None: the device's default); the result is float32.
+    (:func:`sr4zct.system.devices.autocast`; None: the device's default); the result is float32.
     """
     if max_pixels is None:
         max_pixels = default_pass_pixels(device)
@@ -384,7 +384,7 @@ def enhance_array(
     test_time_flips : average the network over the four flips of every image (:class:`FlipAverage`).
     reporter : receives ``infer`` progress and is polled for cancellation.
     precision : the forward passes' autocast type, ``"fp32"``, ``"bf16"`` or ``"fp16"``; None: the device's
-        default (:func:`sr4zct.run.devices.amp_dtype`).
+        default (:func:`sr4zct.system.devices.amp_dtype`).
 
     Returns
     -------

@@ -35,7 +35,7 @@ import numpy as np
 from sr4zct.errors import ParameterError
 from sr4zct.method.acquisition import PROFILES, gaussian_sigma_mm, profile_weights
 from sr4zct.method.body import BODY_THRESHOLD_HU, body_box
-from sr4zct.run.devices import single_thread
+from sr4zct.system.devices import single_thread
 
 __all__ = [
     "DISAGREEMENT",

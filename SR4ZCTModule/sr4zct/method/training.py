@@ -34,10 +34,10 @@ from torch import nn
 
 from sr4zct.method import acquisition
 from sr4zct.method.body import BODY_THRESHOLD_HU
+from sr4zct.method.budget import InferenceTimer, TimeBudget
 from sr4zct.method.networks import build_network
-from sr4zct.run.budget import InferenceTimer, TimeBudget
-from sr4zct.run.devices import autocast, configure_device, grad_scaler, is_out_of_memory, single_thread
-from sr4zct.run.progress import ProgressReporter
+from sr4zct.system.devices import autocast, configure_device, grad_scaler, is_out_of_memory, single_thread
+from sr4zct.system.progress import ProgressReporter
 
 __all__ = [
     "BODY_THRESHOLD_HU",
@@ -72,7 +72,7 @@ class Normalisation:
 class TrainingConfig:
     """What and how long to train. ``max_seconds=None`` trains for ``steps`` steps exactly.
 
-    With ``max_seconds`` (and no :class:`~sr4zct.run.budget.TimeBudget` given to :func:`train_model`),
+    With ``max_seconds`` (and no :class:`~sr4zct.method.budget.TimeBudget` given to :func:`train_model`),
     training stops when the time left of ``max_seconds`` is what the inference timer says inference will
     need, but never before ``min_seconds``.
     """
@@ -569,14 +569,14 @@ def train_model(
     device : torch device to train on.
     reporter : receives ``train`` progress (step, total, loss) and is polled for cancellation.
     inference_timer : when given (and ``config.max_seconds`` is set), training keeps back the time this
-        timer estimates for inference, re-timing the network as it validates (:mod:`sr4zct.run.budget`).
+        timer estimates for inference, re-timing the network as it validates (:mod:`sr4zct.method.budget`).
     budget : the run's time budget: training stops at its deadline (:meth:`TimeBudget.training_over`) and
         re-times its inference timer; ``config.max_seconds`` and ``inference_timer`` are then not used.
     on_validation : called with a :class:`Checkpoint` after every validation (the live preview).
     should_finish : polled every step; True ends training at once with the best checkpoint so far (the
         one the last :class:`Checkpoint` carried), without a further validation.
     precision : ``"fp32"``, ``"bf16"`` or ``"fp16"``: the forward passes' autocast type (weights and loss stay
-        fp32); None: the device's default (:func:`sr4zct.run.devices.amp_dtype`).
+        fp32); None: the device's default (:func:`sr4zct.system.devices.amp_dtype`).
 
     Returns
     -------

@@ -1,1 +1,1 @@
-"""Running an enhancement: options, pipeline, time budget, progress, events, background process."""
+"""Running an enhancement: options, checks, pipeline, model file, preview, events, background process."""

@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sr4zct.errors import ParameterError
+from sr4zct.method import PROFILES
 from sr4zct.run.presets import PRESETS, Preset
 
 __all__ = ["DEVICES", "NETWORKS", "OUTPUT_DTYPES", "PRECISIONS", "PROFILES", "EnhanceOptions", "flag_of"]
 
-#: slice sensitivity profiles of the acquisition model (docs/method.md, section 2)
-PROFILES = ("box", "gaussian")
 #: the profile option's choices: ``auto`` estimates the family from the scan (sr4zct.method.profile)
 PROFILE_CHOICES = ("auto", *PROFILES)
 #: noise-aware training: ``auto`` adds the slice noise measured in the scan to the training inputs

@@ -24,8 +24,8 @@ from sr4zct._version import __version__
 from sr4zct.errors import Cancelled, OutputError, ParameterError, ResourceError
 from sr4zct.run.options import EnhanceOptions
 from sr4zct.run.presets import Preset, get_preset
-from sr4zct.run.progress import Progress, ProgressReporter
 from sr4zct.run.validation import AcquisitionParameters
+from sr4zct.system.progress import Progress, ProgressReporter
 from sr4zct.volume import SeriesGeometry, Volume
 
 __all__ = ["EnhanceResult", "enhance", "enhance_file"]
@@ -95,7 +95,7 @@ def enhance(
     uncertainty : bool
         Also return ``|coronal - sagittal|`` as a volume.
     progress : callable, optional
-        Receives :class:`~sr4zct.run.progress.Progress` records.
+        Receives :class:`~sr4zct.system.progress.Progress` records.
     should_stop : callable, optional
         Polled between steps; returning True raises :class:`~sr4zct.errors.Cancelled`.
     should_finish : callable, optional
@@ -153,7 +153,7 @@ def _enhance_with_fallback(
     try:
         return _enhance(vol, options, reporter, hooks, uncertainty=uncertainty)
     except Exception as exc:
-        from sr4zct.run.devices import is_out_of_memory
+        from sr4zct.system.devices import is_out_of_memory
 
         if isinstance(exc, Cancelled) or options.device == "cpu" or not is_out_of_memory(exc):
             raise
@@ -185,7 +185,7 @@ def _enhance(
         vol, thickness_mm=options.thickness_mm, spacing_mm=options.spacing_mm,
         target_spacing_mm=options.target_spacing_mm, uncertainty=uncertainty, allow_non_ct=options.allow_non_ct,
     )  # fmt: skip
-    from sr4zct.run.devices import choose_device, set_cpu_threads
+    from sr4zct.system.devices import choose_device, set_cpu_threads
 
     if options.device in ("auto", "cpu"):
         set_cpu_threads()
@@ -353,8 +353,8 @@ class _Trained:
 def _load_trained(
     options: EnhanceOptions, acq: AcquisitionParameters, pixel: tuple[float, float], device, reporter
 ) -> _Trained:
-    from sr4zct.io.model_file import check_model_geometry, load_model
     from sr4zct.method.training import Normalisation
+    from sr4zct.run.model_file import check_model_geometry, load_model
 
     model, info = load_model(options.model_path, device=device)
     profile = info.get("profile") if options.profile == "auto" else options.profile  # auto: the model's
@@ -421,7 +421,7 @@ def _train(
         "noise_sigma_hu": config.noise_sigma_hu,
     }
     if options.save_model_path is not None:
-        from sr4zct.io.model_file import save_model
+        from sr4zct.run.model_file import save_model
 
         save_model(
             options.save_model_path, result.model, network=options.network,
@@ -460,16 +460,16 @@ def _limit_s(options: EnhanceOptions, preset: Preset) -> float:
 
 
 def _time_budget(array, options, preset, acq, pixel, config, compute, reporter, t_start):
-    """The run's :class:`~sr4zct.run.budget.TimeBudget`: its limit, the timed cost of inference (a timer that
+    """The run's :class:`~sr4zct.method.budget.TimeBudget`: its limit, the timed cost of inference (a timer that
     training keeps re-timing, on ``compute = (device, precision)``) and what is kept back for writing.
     Training stops at its deadline; the progress model's ETA and fraction follow it (``reporter.plan``)."""
     import torch
 
     from sr4zct.method.acquisition import output_positions_mm
     from sr4zct.method.body import body_box
+    from sr4zct.method.budget import InferenceTimer, TimeBudget
     from sr4zct.method.inference import FlipAverage, default_pass_pixels, inference_workload
     from sr4zct.method.networks import build_network
-    from sr4zct.run.budget import InferenceTimer, TimeBudget
 
     limit_s = _limit_s(options, preset)
     device, precision = compute

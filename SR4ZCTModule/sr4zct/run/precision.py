@@ -1,6 +1,6 @@
 """The numeric precision of a run (``--precision auto|fp32|bf16``): bf16 on a CPU that runs it natively.
 
-The network's forward passes run under ``torch.autocast`` (:func:`sr4zct.run.devices.autocast`); weights,
+The network's forward passes run under ``torch.autocast`` (:func:`sr4zct.system.devices.autocast`); weights,
 optimiser state and the loss stay fp32. On CUDA ``auto`` keeps the GPU's mixed precision (bf16, or fp16
 where the GPU has no bf16). On the CPU ``auto`` uses bf16 only where the processor has it natively
 (:func:`cpu_bf16_support`: AVX512-BF16 or AMX on x86, the BF16 extension on Arm) *and* a probe of about a
@@ -193,7 +193,7 @@ def _measure_speedup(model: torch.nn.Module, seconds: float) -> float:
 
 
 def _timed_step(model: torch.nn.Module, x: torch.Tensor, precision: str) -> float:
-    from sr4zct.run.devices import autocast
+    from sr4zct.system.devices import autocast
 
     t0 = time.perf_counter()
     with autocast(x.device, precision):

@@ -98,8 +98,8 @@ def _positive(preset: Preset, name: str, high: float) -> None:
 
 def _check_network_config(preset: Preset) -> None:
     """The default network's constructor arguments: known names, whole numbers within the limits a saved
-    model may have (:data:`sr4zct.io.model_file.NETWORK_LIMITS`)."""
-    from sr4zct.io.model_file import NETWORK_LIMITS
+    model may have (:data:`sr4zct.run.model_file.NETWORK_LIMITS`)."""
+    from sr4zct.run.model_file import NETWORK_LIMITS
 
     config, limits = preset.network_config, NETWORK_LIMITS["default"]
     if not isinstance(config, dict):

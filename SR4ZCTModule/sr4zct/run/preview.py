@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 
 from sr4zct.errors import OutputError
+from sr4zct.io.ownership import PNG_MARKER
 from sr4zct.volume import SeriesGeometry, Volume
 
 __all__ = ["PNG_MARKER", "CoronalPreview", "PreviewPublisher", "check_preview_path", "write_preview_png"]
 
-#: text chunk key that marks a PNG as an SR4ZCT preview (only such a file is ever replaced)
-PNG_MARKER = "sr4zct_preview"
 #: display window of the PNG, HU (soft tissue to bone edges: level 100, width 1000)
 WINDOW_HU = (-400.0, 600.0)
 

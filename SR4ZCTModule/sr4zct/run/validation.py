@@ -6,9 +6,8 @@ says what is wrong and what to do, or returns warnings (strings) for inputs that
 
 Limits (documented choices, see docs/errors.md):
 
-* :data:`MAX_THICKNESS_MM`, :data:`MAX_SPACING_MM`: no clinical CT has slices thicker or further apart than
-  50 mm; larger values are almost always a unit error (cm, um) or a damaged header.
-* :data:`MAX_PIXEL_SPACING_MM`: in-plane pixels larger than 10 mm are not a diagnostic CT.
+* :data:`MAX_THICKNESS_MM`, :data:`MAX_SPACING_MM`, :data:`MAX_PIXEL_SPACING_MM`: the limits of a CT
+  geometry, defined in :mod:`sr4zct.volume.geometry` (the model-file checks use them too).
 * :data:`MAX_TILT_DEG`: scanners tilt the gantry by at most 30 degrees.
 * :data:`MAX_GAP_FACTOR`: a gap wider than 4 slice spacings splits the series into separate ranges; smaller
   gaps (a few missing slices) are bridged by the z interpolation and reported.
@@ -25,9 +24,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sr4zct.errors import GeometryError, InputError, ModelError, ParameterError, ResourceError
-from sr4zct.system import available_memory_bytes
+from sr4zct.errors import GeometryError, InputError, ModelError, ParameterError
+from sr4zct.system import available_memory_bytes, check_memory, format_bytes
 from sr4zct.volume import SeriesGeometry, Volume
+from sr4zct.volume.geometry import MAX_PIXEL_SPACING_MM, MAX_SPACING_MM, MAX_THICKNESS_MM
 
 __all__ = [
     "MAX_GAP_FACTOR",
@@ -52,9 +52,6 @@ __all__ = [
     "validate_model_file",
 ]
 
-MAX_THICKNESS_MM = 50.0
-MAX_SPACING_MM = 50.0
-MAX_PIXEL_SPACING_MM = 10.0
 MAX_TILT_DEG = 30.0
 MAX_GAP_FACTOR = 4.0
 #: Memory the process needs beyond the volumes (torch, the network, training batches).
@@ -71,16 +68,6 @@ class AcquisitionParameters(NamedTuple):
     positions_mm: np.ndarray
     target_spacing_mm: float
     warnings: list[str]
-
-
-def format_bytes(n_bytes: float) -> str:
-    """``"1.5 GiB"`` style size."""
-    value = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"  # pragma: no cover
 
 
 def _api_name(parameter: str) -> str:
@@ -220,7 +207,7 @@ def _measured_spacing(g: SeriesGeometry, positions: np.ndarray, name: str) -> tu
             f"The measured slice spacing {d} mm is not positive; give it in millimetres with spacing_mm."
         )
     _not_absurd("The slice spacing", d, MAX_SPACING_MM, "spacing_mm", from_file=True)
-    from sr4zct.method.geometry import spacing_tolerance_mm
+    from sr4zct.volume.geometry import spacing_tolerance_mm
 
     gaps = np.diff(positions)
     tolerance = spacing_tolerance_mm(d)
@@ -456,25 +443,6 @@ def estimate_memory_bytes(
     return int(BASE_MEMORY_BYTES + plane * volumes)
 
 
-def check_memory(
-    required_bytes: int,
-    *,
-    available_bytes: int | None = None,
-    hint: str = "use a coarser target_spacing_mm, crop the volume or close other programs",
-) -> None:
-    """Raise :class:`ResourceError` when ``required_bytes`` exceeds the available memory.
-
-    The message gives both numbers so that the user can judge (``hint`` says what to change).
-    """
-    if available_bytes is None:
-        available_bytes = available_memory_bytes()
-    if available_bytes is not None and required_bytes > available_bytes:
-        raise ResourceError(
-            f"Not enough memory: enhancing needs about {format_bytes(required_bytes)} but only "
-            f"{format_bytes(available_bytes)} is available; {hint}."
-        )
-
-
 def _memory_hint(
     shape: Sequence[int], d: float, target: float, pixel: Sequence[float], available: int, held: int
 ) -> str:
@@ -515,7 +483,7 @@ def validate_model_file(path: str | os.PathLike) -> Path:
     """Check, before reading any data, that ``path`` is a usable SR4ZCT model file.
 
     Raises :class:`ModelError` for a missing path, a folder, an empty or truncated file, a file that is
-    not a torch archive, and any metadata field or weight that :func:`sr4zct.io.model_file.check_model_payload`
+    not a torch archive, and any metadata field or weight that :func:`sr4zct.run.model_file.check_model_payload`
     refuses (naming the field). Whether the model fits the data's geometry is checked when it is applied.
     """
     path = Path(path)
@@ -537,7 +505,7 @@ def validate_model_file(path: str | os.PathLike) -> Path:
         raise ModelError(
             f"The model file {path} is corrupt or not an SR4ZCT model (not a complete torch archive)."
         )
-    from sr4zct.io.model_file import read_model_file
+    from sr4zct.run.model_file import read_model_file
 
     read_model_file(path)
     return path

@@ -252,7 +252,7 @@ def test_stale_run_folders_of_a_crashed_session_are_removed_at_the_next_run(repl
 
 def test_the_background_run_waits_passively_and_leaves_a_gui_core_where_it_can(replica, monkeypatch):
     from sr4zct.app.environment import gui_run_environment  # what the module's runs and queue get
-    from sr4zct.run.threads import LEAVE_CORES_ENV, cores_for_a_gui
+    from sr4zct.system.threads import LEAVE_CORES_ENV, cores_for_a_gui
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv(LEAVE_CORES_ENV, raising=False)

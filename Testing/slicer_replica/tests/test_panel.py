@@ -249,7 +249,7 @@ def test_bad_option_is_refused_before_anything_is_written(replica, python_slicer
 
 
 def test_progress_text_and_durations(replica):
-    from sr4zct.run.progress import format_duration  # the one format of the time left (CLI, Slicer)
+    from sr4zct.system.progress import format_duration  # the one format of the time left (CLI, Slicer)
 
     module = replica.module
     assert (format_duration(None), format_duration(12.4)) == ("", "12 s")

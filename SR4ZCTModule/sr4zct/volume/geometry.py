@@ -16,6 +16,13 @@ Tolerances (documented choices):
 * Gantry tilt: reported when the angle between the slice normal and the first-to-last stacking direction
   exceeds :data:`TILT_TOLERANCE_DEG`. Below it the slice normal itself is used as the stacking axis.
 * Thickness values closer than 0.001 mm count as equal (mixed-thickness check).
+
+Limits of a CT geometry (documented choices, see docs/errors.md; the up-front checks in
+:mod:`sr4zct.run.validation` and the model-file checks use them):
+
+* :data:`MAX_THICKNESS_MM`, :data:`MAX_SPACING_MM`: no clinical CT has slices thicker or further apart than
+  50 mm; larger values are almost always a unit error (cm, um) or a damaged header.
+* :data:`MAX_PIXEL_SPACING_MM`: in-plane pixels larger than 10 mm are not a diagnostic CT.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ SPACING_RELATIVE_TOLERANCE = 0.01
 SPACING_ABSOLUTE_TOLERANCE_MM = 0.01
 #: Thicknesses closer than this are the same value.
 THICKNESS_TOLERANCE_MM = 1e-3
+MAX_THICKNESS_MM = 50.0
+MAX_SPACING_MM = 50.0
+MAX_PIXEL_SPACING_MM = 10.0
 # Direction cosines in DICOM are often written with ~6 significant digits.
 _ORIENTATION_TOLERANCE = 1e-3
 

@@ -66,7 +66,7 @@ class ProgressReporter:
 
     Attributes
     ----------
-    plan : the run's :class:`~sr4zct.run.budget.TimeBudget` once the pipeline has one (set it with the
+    plan : the run's :class:`~sr4zct.method.budget.TimeBudget` once the pipeline has one (set it with the
         same clock). From then on the ETA is the plan's (training's deadline or remaining steps, then the
         planned and the measured inference, then writing) and the whole-job fraction is
         ``elapsed / (elapsed + ETA)``, so that the bar and the ETA tell the same story; before it, the

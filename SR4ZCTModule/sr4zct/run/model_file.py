@@ -115,7 +115,7 @@ def _positive_mm(payload: dict, path: Path, field: str, limit: float) -> None:
 
 def _check_acquisition(payload: dict, path: Path) -> None:
     from sr4zct.method.acquisition import PROFILES
-    from sr4zct.run.validation import MAX_PIXEL_SPACING_MM, MAX_SPACING_MM, MAX_THICKNESS_MM
+    from sr4zct.volume.geometry import MAX_PIXEL_SPACING_MM, MAX_SPACING_MM, MAX_THICKNESS_MM
 
     _positive_mm(payload, path, "thickness_mm", MAX_THICKNESS_MM)
     _positive_mm(payload, path, "spacing_mm", MAX_SPACING_MM)
@@ -164,7 +164,7 @@ def network_parameters(network: str, config: dict[str, int]) -> int:
 
 def _check_network(payload: dict, path: Path) -> None:
     from sr4zct.method.networks import NETWORKS
-    from sr4zct.run.validation import check_memory
+    from sr4zct.system import check_memory
 
     network = payload.get("network")
     if not isinstance(network, str) or network not in NETWORKS or network not in NETWORK_LIMITS:

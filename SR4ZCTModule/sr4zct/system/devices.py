@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from sr4zct.errors import ParameterError, ResourceError
-from sr4zct.run.threads import cpu_thread_count
 from sr4zct.system import total_memory_bytes
+from sr4zct.system.threads import cpu_thread_count
 
 __all__ = [
     "AMP_DTYPES",
@@ -132,7 +132,7 @@ def set_cpu_threads(n_threads: int | None = None, *, leave_free: int | None = No
     """Set torch's intra-op threads and return the count.
 
     Default: ``OMP_NUM_THREADS`` when set (left as torch read it), otherwise
-    :func:`sr4zct.run.threads.cpu_thread_count` (the usable physical cores minus ``leave_free``, default
+    :func:`sr4zct.system.threads.cpu_thread_count` (the usable physical cores minus ``leave_free``, default
     from ``SR4ZCT_LEAVE_CORES``). Results are bit-identical only for the same thread count; the count is
     part of the device description recorded with every result.
     """

@@ -17,7 +17,7 @@ import time
 import torch
 from torch import nn
 
-from sr4zct.run.devices import autocast
+from sr4zct.system.devices import autocast
 
 __all__ = ["InferenceTimer", "TimeBudget"]
 
@@ -36,7 +36,7 @@ class InferenceTimer:
         against about 98 s of forward passes at the rate measured for its pass shape; 1.15 let that run end
         17 s past its limit.
     remeasure_s : minimum seconds between two timings (:meth:`maybe_measure`).
-    precision : the autocast type inference will run in (:func:`sr4zct.run.devices.autocast`; None: the
+    precision : the autocast type inference will run in (:func:`sr4zct.system.devices.autocast`; None: the
         device's default).
     """
 

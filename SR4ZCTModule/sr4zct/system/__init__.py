@@ -1,4 +1,8 @@
-"""What the machine has: memory and processes, from the standard library.
+"""What the machine has and how a run uses it; the bottom layer, with no knowledge of the method.
+
+This module: memory (available, installed, :func:`check_memory`) and processes, from the standard library.
+The submodules: :mod:`~sr4zct.system.threads` (CPU threads, OpenMP), :mod:`~sr4zct.system.devices`
+(compute devices, mixed precision) and :mod:`~sr4zct.system.progress` (progress records, cancellation).
 
 3D Slicer's Python does not ship psutil, so these work without it on Linux, macOS and Windows; psutil is
 used when it is installed (it knows more platforms and containers).
@@ -10,7 +14,9 @@ import ctypes
 import os
 import sys
 
-__all__ = ["available_memory_bytes", "pid_exists", "total_memory_bytes"]
+from sr4zct.errors import ResourceError
+
+__all__ = ["available_memory_bytes", "check_memory", "format_bytes", "pid_exists", "total_memory_bytes"]
 
 
 def _psutil():
@@ -121,3 +127,32 @@ def pid_exists(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``"1.5 GiB"`` style size."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover
+
+
+def check_memory(
+    required_bytes: int,
+    *,
+    available_bytes: int | None = None,
+    hint: str = "use a coarser target_spacing_mm, crop the volume or close other programs",
+) -> None:
+    """Raise :class:`ResourceError` when ``required_bytes`` exceeds the available memory.
+
+    The message gives both numbers so that the user can judge (``hint`` says what to change).
+    """
+    if available_bytes is None:
+        available_bytes = available_memory_bytes()
+    if available_bytes is not None and required_bytes > available_bytes:
+        raise ResourceError(
+            f"Not enough memory: enhancing needs about {format_bytes(required_bytes)} but only "
+            f"{format_bytes(available_bytes)} is available; {hint}."
+        )
