@@ -374,7 +374,9 @@ def run(args: argparse.Namespace) -> int:
         f"It ran on {report['parameters']['device']}."
     )
     written = [name for name in OUTPUT_FILES if (folder / name).is_file()]
-    print(f"wrote {', '.join(written)} to {folder}")
+    from sr4zct.cli.messages import echo, printable
+
+    echo(printable(f"wrote {', '.join(written)} to {folder}"))
     if not args.quiet:
         for message in report["warnings"]:
             print(f"warning: {message}", file=sys.stderr)

@@ -180,7 +180,8 @@ class EnhanceOptions:
         ``auto`` (int16 HU, rounded and clipped, when the input is integer; else float32), ``int16`` or
         ``float32``.
     overwrite : bool
-        Replace an earlier SR4ZCT output at the output path (anything else is refused).
+        Replace an earlier SR4ZCT output of the same kind at an output path (an enhanced volume by an enhanced
+        volume, an uncertainty map or a model file by its own kind; anything else is refused before any work).
     """
 
     thickness_mm: float | None = _option(
@@ -268,7 +269,8 @@ class EnhanceOptions:
         group="output",
     )  # fmt: skip
     overwrite: bool = _option(
-        False, "replace an earlier SR4ZCT output at the output path", kind=bool, group="output",
+        False, "replace an earlier SR4ZCT output of the same kind (volume, uncertainty map, model) at an output path",
+        kind=bool, group="output",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
