@@ -9,11 +9,13 @@ progress goes to a callback, cancellation is polled.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,7 +153,8 @@ def _enhance_with_fallback(
 ) -> EnhanceResult:
     """:func:`_enhance`; a GPU out of memory (after its own retries) reruns on the CPU when allowed."""
     try:
-        return _enhance(vol, options, reporter, hooks, uncertainty=uncertainty)
+        with _torch_cache_left_as_found():
+            return _enhance(vol, options, reporter, hooks, uncertainty=uncertainty)
     except Exception as exc:
         from sr4zct.run.devices import is_out_of_memory
 
@@ -161,9 +164,44 @@ def _enhance_with_fallback(
             raise ResourceError(GPU_OOM_ADVICE, detail=str(exc)) from exc
         log.warning("Out of GPU memory (%s); running again on the CPU.", exc)
         _free_gpu_memory()
-        result = _enhance(vol, options.replace(device="cpu"), reporter, hooks, uncertainty=uncertainty)
+        with _torch_cache_left_as_found():
+            result = _enhance(vol, options.replace(device="cpu"), reporter, hooks, uncertainty=uncertainty)
         result.warnings.insert(0, "The GPU ran out of memory; the enhancement ran on the CPU instead.")
         return result
+
+
+#: the variable torch sets to the folder of its compiler cache (``$TMPDIR/torchinductor_<user>`` by default)
+TORCH_CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
+
+
+@contextlib.contextmanager
+def _torch_cache_left_as_found() -> Iterator[None]:
+    """Leave no empty torch compiler cache folder behind, and the environment as it was.
+
+    Creating the Adam optimiser imports ``torch._dynamo``, which creates ``$TMPDIR/torchinductor_<user>`` and
+    sets :data:`TORCH_CACHE_VARIABLE` to it, though nothing is compiled. When the variable was not set before
+    the run, it is removed again, and the folder it names is removed when it lies in the temporary folder, did
+    not exist before the run and is still empty (a folder something wrote into stays).
+    """
+    if TORCH_CACHE_VARIABLE in os.environ:
+        yield
+        return
+    temporary = Path(tempfile.gettempdir())
+    before = _torch_cache_folders(temporary)
+    try:
+        yield
+    finally:
+        made = os.environ.pop(TORCH_CACHE_VARIABLE, None)
+        if made is not None and Path(made).parent == temporary and Path(made).name not in before:
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                Path(made).rmdir()
+
+
+def _torch_cache_folders(temporary: Path) -> set[str]:
+    try:
+        return {entry.name for entry in os.scandir(temporary) if entry.name.startswith("torchinductor_")}
+    except OSError:
+        return set()
 
 
 def _free_gpu_memory() -> None:
@@ -206,7 +244,16 @@ def _enhance(
         trained = _load_trained(options, acquisition, _pixel_mm(vol), device, reporter)
     else:
         trained = _train(
-            vol, array, options, preset, acquisition, device, reporter, t_start, hooks, slice_model,
+            vol,
+            array,
+            options,
+            preset,
+            acquisition,
+            device,
+            reporter,
+            t_start,
+            hooks,
+            slice_model,
             precision.name,
         )
     timings["train"] = trained.seconds
