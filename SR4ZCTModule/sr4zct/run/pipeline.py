@@ -244,18 +244,9 @@ def _enhance(
         trained = _load_trained(options, acquisition, _pixel_mm(vol), device, reporter)
     else:
         trained = _train(
-            vol,
-            array,
-            options,
-            preset,
-            acquisition,
-            device,
-            reporter,
-            t_start,
-            hooks,
-            slice_model,
+            vol, array, options, preset, acquisition, device, reporter, t_start, hooks, slice_model,
             precision.name,
-        )
+        )  # fmt: skip
     timings["train"] = trained.seconds
     warnings += trained.warnings
 
