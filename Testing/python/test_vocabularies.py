@@ -139,6 +139,30 @@ def test_the_documented_choice_lists_are_the_options_choices():
     assert {"profile", "noise", "preset", "network", "device", "precision"} <= checked
 
 
-def test_the_readme_gives_the_presets_time_limits():
+def test_the_pages_give_the_presets_time_limits():
     minutes = " / ".join(f"{preset.max_minutes:g}" for preset in PRESETS.values())
-    assert f"about {minutes} minutes" in (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    found = []
+    for path in DOCUMENTS:
+        for stated in re.findall(r"about (\d+(?: / \d+)+) min", path.read_text(encoding="utf-8")):
+            found.append((path.name, stated))
+    assert ("README.md", minutes) in found
+    assert all(stated == minutes for _, stated in found), found
+
+
+_PRESET_ROW = re.compile(
+    r"^\| `(\w+)` \| ([\d,]+) \| (\d+) x (\d+) \| ([\d.]+) min \| (yes|no) \|$", re.MULTILINE
+)
+
+
+def test_the_method_page_has_the_presets_table():
+    rows = _PRESET_ROW.findall((REPO_ROOT / "docs" / "method.md").read_text(encoding="utf-8"))
+    assert [row[0] for row in rows] == list(PRESETS)
+    for name, steps, layers, channels, minutes, flips in rows:
+        preset = PRESETS[name]
+        assert int(steps.replace(",", "")) == preset.steps, name
+        assert (int(layers), int(channels)) == (
+            preset.network_config["layers"],
+            preset.network_config["channels"],
+        )
+        assert preset.network_config["unshuffle"] == 2 and float(minutes) == preset.max_minutes, name
+        assert (flips == "yes") == preset.test_time_flips, name
