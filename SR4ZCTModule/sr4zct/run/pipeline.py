@@ -30,7 +30,7 @@ from sr4zct.run.progress import Progress, ProgressReporter
 from sr4zct.run.validation import AcquisitionParameters
 from sr4zct.volume import SeriesGeometry, Volume
 
-__all__ = ["EnhanceResult", "enhance", "enhance_file"]
+__all__ = ["EnhanceResult", "enhance", "enhance_file", "torch_cache_left_as_found"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,43 @@ class EnhanceResult:
     warnings: list[str] = field(default_factory=list)
 
 
+#: the variable torch sets to the folder of its compiler cache (``$TMPDIR/torchinductor_<user>`` by default)
+TORCH_CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
+
+
+@contextlib.contextmanager
+def torch_cache_left_as_found() -> Iterator[None]:
+    """Leave no empty torch compiler cache folder behind, and the environment as it was.
+
+    The first torch call that goes through ``torch._compile`` (creating the Adam optimiser, initialising a
+    network's weights to check a saved model) imports ``torch._dynamo``, which creates
+    ``$TMPDIR/torchinductor_<user>`` and sets :data:`TORCH_CACHE_VARIABLE` to it, though nothing is compiled.
+    When the variable was not set before the run, it is removed again, and the folder it names is removed when
+    it lies in the temporary folder, did not exist before the run and is still empty (a folder something wrote
+    into stays). :func:`enhance` and :func:`enhance_file` run inside it; so can other entry points.
+    """
+    if TORCH_CACHE_VARIABLE in os.environ:
+        yield
+        return
+    temporary = Path(tempfile.gettempdir())
+    before = _torch_cache_folders(temporary)
+    try:
+        yield
+    finally:
+        made = os.environ.pop(TORCH_CACHE_VARIABLE, None)
+        if made is not None and Path(made).parent == temporary and Path(made).name not in before:
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                Path(made).rmdir()
+
+
+def _torch_cache_folders(temporary: Path) -> set[str]:
+    try:
+        return {entry.name for entry in os.scandir(temporary) if entry.name.startswith("torchinductor_")}
+    except OSError:
+        return set()
+
+
+@torch_cache_left_as_found()
 def enhance(
     volume: Volume | np.ndarray,
     options: EnhanceOptions | None = None,
@@ -153,8 +190,7 @@ def _enhance_with_fallback(
 ) -> EnhanceResult:
     """:func:`_enhance`; a GPU out of memory (after its own retries) reruns on the CPU when allowed."""
     try:
-        with _torch_cache_left_as_found():
-            return _enhance(vol, options, reporter, hooks, uncertainty=uncertainty)
+        return _enhance(vol, options, reporter, hooks, uncertainty=uncertainty)
     except Exception as exc:
         from sr4zct.run.devices import is_out_of_memory
 
@@ -164,44 +200,9 @@ def _enhance_with_fallback(
             raise ResourceError(GPU_OOM_ADVICE, detail=str(exc)) from exc
         log.warning("Out of GPU memory (%s); running again on the CPU.", exc)
         _free_gpu_memory()
-        with _torch_cache_left_as_found():
-            result = _enhance(vol, options.replace(device="cpu"), reporter, hooks, uncertainty=uncertainty)
+        result = _enhance(vol, options.replace(device="cpu"), reporter, hooks, uncertainty=uncertainty)
         result.warnings.insert(0, "The GPU ran out of memory; the enhancement ran on the CPU instead.")
         return result
-
-
-#: the variable torch sets to the folder of its compiler cache (``$TMPDIR/torchinductor_<user>`` by default)
-TORCH_CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
-
-
-@contextlib.contextmanager
-def _torch_cache_left_as_found() -> Iterator[None]:
-    """Leave no empty torch compiler cache folder behind, and the environment as it was.
-
-    Creating the Adam optimiser imports ``torch._dynamo``, which creates ``$TMPDIR/torchinductor_<user>`` and
-    sets :data:`TORCH_CACHE_VARIABLE` to it, though nothing is compiled. When the variable was not set before
-    the run, it is removed again, and the folder it names is removed when it lies in the temporary folder, did
-    not exist before the run and is still empty (a folder something wrote into stays).
-    """
-    if TORCH_CACHE_VARIABLE in os.environ:
-        yield
-        return
-    temporary = Path(tempfile.gettempdir())
-    before = _torch_cache_folders(temporary)
-    try:
-        yield
-    finally:
-        made = os.environ.pop(TORCH_CACHE_VARIABLE, None)
-        if made is not None and Path(made).parent == temporary and Path(made).name not in before:
-            with contextlib.suppress(OSError):  # not empty, or already gone
-                Path(made).rmdir()
-
-
-def _torch_cache_folders(temporary: Path) -> set[str]:
-    try:
-        return {entry.name for entry in os.scandir(temporary) if entry.name.startswith("torchinductor_")}
-    except OSError:
-        return set()
 
 
 def _free_gpu_memory() -> None:
@@ -584,6 +585,7 @@ def _output_geometry(geom: SeriesGeometry, positions_mm: np.ndarray, target_mm: 
     )
 
 
+@torch_cache_left_as_found()
 def enhance_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
