@@ -87,20 +87,33 @@ def torch_cache_left_as_found() -> Iterator[None]:
     if TORCH_CACHE_VARIABLE in os.environ:
         yield
         return
-    temporary = Path(tempfile.gettempdir())
-    before = _torch_cache_folders(temporary)
+    before = {folder: _torch_cache_folders(folder) for folder in _temporary_folders()}
     try:
         yield
     finally:
         made = os.environ.pop(TORCH_CACHE_VARIABLE, None)
-        if made is not None and Path(made).parent == temporary and Path(made).name not in before:
+        parent = None if made is None else _folder_key(os.path.dirname(made))
+        if parent in before and os.path.basename(made) not in before[parent]:
             with contextlib.suppress(OSError):  # not empty, or already gone
-                Path(made).rmdir()
+                os.rmdir(made)
 
 
-def _torch_cache_folders(temporary: Path) -> set[str]:
+def _temporary_folders() -> list[str]:
+    """The folders :func:`tempfile.gettempdir` may choose, without calling it: its first call writes and
+    removes a probe file, which a signal arriving then (the run's first moments) would leave behind."""
+    if tempfile.tempdir is not None:
+        return [_folder_key(tempfile.tempdir)]
+    candidates = getattr(tempfile, "_candidate_tempdir_list", None)
+    return [_folder_key(folder) for folder in (candidates() if candidates else [tempfile.gettempdir()])]
+
+
+def _folder_key(folder: str) -> str:
+    return os.path.normcase(os.path.abspath(folder))
+
+
+def _torch_cache_folders(folder: str) -> set[str]:
     try:
-        return {entry.name for entry in os.scandir(temporary) if entry.name.startswith("torchinductor_")}
+        return {entry.name for entry in os.scandir(folder) if entry.name.startswith("torchinductor_")}
     except OSError:
         return set()
 
