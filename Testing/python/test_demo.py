@@ -15,7 +15,7 @@ def test_defaults():
     assert args.output == "sr4zct-demo"
     assert args.preset == "fast"
     assert args.size == "small"
-    assert (args.thickness, args.spacing, args.profile) == (3.0, 2.0, "box")
+    assert (args.thickness_mm, args.spacing_mm, args.profile) == (3.0, 2.0, "box")
     assert args.device == "auto" and args.seed == 0 and args.max_minutes is None
     assert set(SIZES) >= {"small", "medium"}
 

@@ -205,3 +205,13 @@ def test_non_finite_values_give_no_estimate(texture):
     thick[10:20] = np.nan
     with pytest.raises(ParameterError, match="finite"):
         estimate_profile(thick, pixel_spacing_mm=(1.0, 1.0), spacing_mm=2.5)
+
+
+def test_a_body_narrower_than_a_segment_says_so():
+    """A volume big enough in all but its body (the body box crops the in-plane images) is refused with the
+    reason, not a NumPy error (it was ``ValueError: window shape cannot be larger than input array shape``)."""
+    from sr4zct.demo.phantom import make_demo_case
+
+    _, thick = make_demo_case(3.0, 2.0, "box", 0, shape=(40, 64, 64), voxel_mm=1.0)
+    with pytest.raises(ParameterError, match=r"The body is too small .* must hold"):
+        estimate_profile(thick.array, pixel_spacing_mm=(1.0, 1.0), spacing_mm=2.0, nominal_mm=3.0)

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from sr4zct.run.options import PROFILES, EnhanceOptions
 
-__all__ = ["SIZES", "add_parser", "run", "run_demo"]
+__all__ = ["DEMO_DEFAULTS", "DEMO_OPTIONS", "SIZES", "add_parser", "run", "run_demo"]
+
+#: the enhancement options the demo takes: the same flags, types and checks as ``sr4zct enhance``
+DEMO_OPTIONS = ("thickness_mm", "spacing_mm", "profile", "preset", "device", "seed", "max_minutes")
+#: the demo's own defaults: a 3 mm / 2 mm box-profile acquisition, enhanced with the fast preset
+DEMO_DEFAULTS = {"thickness_mm": 3.0, "spacing_mm": 2.0, "profile": "box", "preset": "fast"}
 
 # phantom (shape, voxel_mm) per --size
 SIZES: dict[str, tuple[tuple[int, int, int], float]] = {
@@ -52,16 +56,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--output", default="sr4zct-demo", metavar="DIR", help="output folder (default sr4zct-demo)"
     )
-    parser.add_argument(
-        "--thickness", type=float, default=3.0, metavar="MM", help="simulated slice thickness (default 3)"
-    )
-    parser.add_argument(
-        "--spacing", type=float, default=2.0, metavar="MM", help="simulated slice spacing (default 2)"
-    )
-    parser.add_argument("--profile", choices=PROFILES, default="box", help="slice sensitivity profile")
     EnhanceOptions.add_arguments(
-        parser, only=("preset", "device", "seed", "max_minutes"), defaults={"preset": "fast"}
-    )
+        parser, only=DEMO_OPTIONS, defaults=DEMO_DEFAULTS,
+        changes={
+            "thickness_mm": {"help": "slice thickness T the demo simulates (and enhances)"},
+            "spacing_mm": {"help": "slice spacing d the demo simulates (and enhances)"},
+            "profile": {"choices": PROFILES, "help": "slice sensitivity profile the demo simulates (and enhances)"},
+        },
+    )  # fmt: skip
     parser.add_argument(
         "--size",
         choices=tuple(SIZES),
@@ -97,24 +99,26 @@ def _check_outputs(folder: Path, overwrite: bool) -> None:
         raise OutputError(f"Cannot create the output folder {folder}: {exc.strerror or exc}.") from None
 
 
-def _check_arguments(size: str, thickness_mm: float, spacing_mm: float) -> None:
+def _check_arguments(size: str, options: dict[str, Any]) -> None:
+    """The demo's options, checked before any work as ``sr4zct enhance`` checks them."""
     from sr4zct.errors import ParameterError
 
     if size not in SIZES:
         raise ParameterError(f"Unknown demo size {size!r}; choose one of {', '.join(SIZES)}.")
-    for name, value in (("--thickness", thickness_mm), ("--spacing", spacing_mm)):
-        if not (value > 0 and math.isfinite(value)):
-            raise ParameterError(f"{name} must be a positive number of millimetres, got {value}.")
+    EnhanceOptions(**options)
+    profile = options["profile"]
+    if profile not in PROFILES:
+        raise ParameterError(f"The demo simulates a profile: profile must be one of {', '.join(PROFILES)}.")
 
 
 def run_demo(
     output_dir: str | Path = "sr4zct-demo",
     *,
     size: str = "small",
-    thickness_mm: float = 3.0,
-    spacing_mm: float = 2.0,
-    profile: str = "box",
-    preset: str = "fast",
+    thickness_mm: float = DEMO_DEFAULTS["thickness_mm"],
+    spacing_mm: float = DEMO_DEFAULTS["spacing_mm"],
+    profile: str = DEMO_DEFAULTS["profile"],
+    preset: str = DEMO_DEFAULTS["preset"],
     device: str = "auto",
     seed: int = 0,
     max_minutes: float | None = None,
@@ -129,7 +133,10 @@ def run_demo(
     from sr4zct.io.atomic import write_text_atomic
     from sr4zct.run.pipeline import enhance
 
-    _check_arguments(size, thickness_mm, spacing_mm)
+    _check_arguments(
+        size, dict(thickness_mm=thickness_mm, spacing_mm=spacing_mm, profile=profile, preset=preset, device=device,
+                   seed=seed, max_minutes=max_minutes),
+    )  # fmt: skip
     folder = Path(output_dir).expanduser()
     _check_outputs(folder, overwrite)
 
@@ -345,8 +352,8 @@ def run(args: argparse.Namespace) -> int:
         report = run_demo(
             args.output,
             size=args.size,
-            thickness_mm=args.thickness,
-            spacing_mm=args.spacing,
+            thickness_mm=args.thickness_mm,
+            spacing_mm=args.spacing_mm,
             profile=args.profile,
             preset=args.preset,
             device=args.device,
@@ -367,7 +374,9 @@ def run(args: argparse.Namespace) -> int:
         f"It ran on {report['parameters']['device']}."
     )
     written = [name for name in OUTPUT_FILES if (folder / name).is_file()]
-    print(f"wrote {', '.join(written)} to {folder}")
+    from sr4zct.cli.messages import echo, printable
+
+    echo(printable(f"wrote {', '.join(written)} to {folder}"))
     if not args.quiet:
         for message in report["warnings"]:
             print(f"warning: {message}", file=sys.stderr)

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from sr4zct.run.control import CONTROL_COMMANDS, STDIN
 from sr4zct.run.options import EnhanceOptions
 
 __all__ = ["add_parser", "run", "summary_line"]
@@ -41,7 +42,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--events", action="store_true", help="write JSON-lines progress events on stdout (docs/events.md)"
     )
     shown.add_argument(
-        "--control-file", metavar="PATH", help="a file a calling program writes 'cancel' or 'finish' into"
+        "--control-file",
+        metavar="PATH",
+        help=f"where a calling program sends {' or '.join(CONTROL_COMMANDS)}, one a line: a file it writes into, "
+        f"or {STDIN} for standard input (whose end cancels the run)",
     )
     parser.set_defaults(func=run)
     return parser
@@ -69,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if not args.quiet:
-        print(summary_line(args.output, result))
-        from sr4zct.cli.messages import to_cli_words
+        from sr4zct.cli.messages import echo, printable, to_cli_words
 
+        echo(printable(summary_line(args.output, result)))
         for message in result.warnings:
             print(f"warning: {to_cli_words(message)}", file=sys.stderr)
     return 0

@@ -157,7 +157,7 @@ def _json_safe(value):
 
 
 def run(args: argparse.Namespace) -> int:
-    from sr4zct.cli.messages import to_cli_words
+    from sr4zct.cli.messages import echo, to_cli_words
     from sr4zct.io import read_geometry
 
     options = EnhanceOptions.from_args(args)
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(_json_safe(record), indent=2))
     else:
         text = format_geometry(geometry) + ("" if found is None else "\n" + "\n".join(estimate_lines(found)))
-        print("\n".join(to_cli_words(line) for line in text.splitlines()))
+        echo("\n".join(to_cli_words(line) for line in text.splitlines()))
     return 0
 
 

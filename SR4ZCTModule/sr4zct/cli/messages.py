@@ -9,7 +9,9 @@
   a whole word. Plain English words (``overwrite``, ``device``, ``preset``, ``network``, ...) are only
   rewritten in the two forms above, so prose such as "Unknown network" or "cannot overwrite" stays;
 * a name that starts the message before its label in brackets (``seed (the random seed) must ...``, as the
-  options' own checks word it) becomes the flag.
+  options' own checks word it) becomes the flag;
+* a name the sentence places in Python (``thickness_mm in Python, --thickness MM on the command line``,
+  ``allow_non_ct=True in Python``) stays.
 
 Names inside paths (``/data/model_path/x``), longer names (``sr4zct_slice_thickness_mm``) and flags
 already present are left alone. The names and flags are the options'
@@ -19,15 +21,21 @@ already present are left alone. The names and flags are the options'
 terminal: control characters (escape sequences), bidirectional overrides and bytes of file names that are
 not UTF-8 become visible escapes (``\x1b``, ``\u202e``, ``\udcff``). :func:`to_cli_words` returns printable
 text on one line.
+
+:func:`echo` prints a line that the stream may not be able to encode (a non-ASCII path on a Windows console in
+cp1252): what it cannot encode is shown as an escape instead of failing a run that has already succeeded.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
+import sys
+from typing import TextIO
 
 from sr4zct.run.options import EnhanceOptions, flag_of
 
-__all__ = ["API_TO_FLAG", "READER_FLAGS", "printable", "to_cli_words"]
+__all__ = ["API_TO_FLAG", "READER_FLAGS", "echo", "printable", "to_cli_words"]
 
 #: Reader keywords that are not (yet) enhancement options.
 READER_FLAGS = {"allow_detached_data": "--allow-detached-data"}
@@ -40,10 +48,16 @@ _BEFORE = r"(?<![\w/\\.\-])"
 _AFTER = r"(?![\w/\\\-])"
 
 
+# A name (with its ``=value``) that the sentence itself places in Python ("thickness_mm in Python,
+# --thickness MM on the command line") is the Python name on purpose.
+_IN_PYTHON = r"(?!\S* in Python\b)"
+
+
 def _pattern(name: str) -> re.Pattern[str]:
-    forms = [rf"{re.escape(name)}=True{_AFTER}", rf"{re.escape(name)}=(?=\S)", rf"^{re.escape(name)}(?= \()"]
+    named = re.escape(name) + _IN_PYTHON
+    forms = [rf"{named}=True{_AFTER}", rf"{named}=(?=\S)", rf"^{re.escape(name)}(?= \()"]
     if "_" in name:
-        forms.append(rf"{re.escape(name)}{_AFTER}(?!=)")
+        forms.append(rf"{named}{_AFTER}(?!=)")
     return re.compile(_BEFORE + "(?:" + "|".join(forms) + ")")
 
 
@@ -86,3 +100,21 @@ def to_cli_words(message: str) -> str:
     for pattern, flag in _PATTERNS:
         message = pattern.sub(replace(flag), message)
     return printable(message)
+
+
+def echo(text: str, file: TextIO | None = None) -> None:
+    """``print(text, file=file)`` (default standard output), with the characters the stream's encoding cannot
+    represent shown as escapes (``\u65e5``, ``\udcff``) instead of raising :class:`UnicodeEncodeError`."""
+    stream = sys.stdout if file is None else file
+    if stream is None:  # no console (pythonw) or a closed pipe
+        return
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        encoding = "ascii"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        text = text.encode(encoding, errors="backslashreplace").decode(encoding)
+    print(text, file=stream)

@@ -133,7 +133,6 @@ class MSDNet(nn.Module):
 
 NETWORKS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "default": (ResidualCNN, {"layers": 8, "channels": 48, "unshuffle": 2}),
-    "cnn": (ResidualCNN, {"layers": 8, "channels": 32, "unshuffle": 1}),
     "msd": (MSDNet, {"depth": 100, "width": 1, "max_dilation": 10}),
 }
 

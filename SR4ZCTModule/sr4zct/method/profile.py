@@ -289,6 +289,12 @@ def _all_stats(array: np.ndarray, design: _Design) -> list[_Stats]:
     rows, cols = body_box(array)
     rows = slice(rows.start, max(rows.stop, rows.start + 2))
     cols = slice(cols.start, max(cols.stop, cols.start + 2))
+    body_px = (rows.stop - rows.start, cols.stop - cols.start)
+    if body_px[0] < design.fine_px[0] or body_px[1] < design.fine_px[1]:
+        raise ParameterError(
+            f"The body is too small to estimate the slice profile ({body_px[0]} x {body_px[1]} pixels; the "
+            f"in-plane images must hold {design.fine_px[0]} x {design.fine_px[1]})."
+        )
     n = array.shape[0]
     blocks = max(1, min(BLOCKS, (2 * n) // (3 * design.segment)))
     edges = np.linspace(0, n, blocks + 1).round().astype(int)

@@ -40,7 +40,6 @@ MODEL_TOLERANCE = 0.02
 #: Bounds of a saved network's constructor arguments: (low, high) for integers, a set for choices.
 NETWORK_LIMITS: dict[str, dict[str, Any]] = {
     "default": {"layers": (2, 64), "channels": (1, 512), "unshuffle": {1, 2, 4}},
-    "cnn": {"layers": (2, 64), "channels": (1, 512), "unshuffle": {1, 2, 4}},
     "msd": {"depth": (1, 400), "width": (1, 16), "max_dilation": (1, 64)},
 }
 #: Largest network a model file may describe (float32 parameters); the shipped ones have < 1 million.

@@ -31,24 +31,55 @@ from sr4zct.errors import ParameterError
 from sr4zct.method import PROFILES
 from sr4zct.run.presets import PRESETS, Preset
 
-__all__ = ["DEVICES", "NETWORKS", "OUTPUT_DTYPES", "PRECISIONS", "PROFILES", "EnhanceOptions", "flag_of"]
+__all__ = [
+    "DEVICES",
+    "DEVICE_FORMS",
+    "NETWORKS",
+    "NETWORK_DESCRIPTIONS",
+    "OUTPUT_DTYPES",
+    "PRECISIONS",
+    "PROFILES",
+    "EnhanceOptions",
+    "flag_of",
+    "words",
+]
 
 #: the profile option's choices: ``auto`` estimates the family from the scan (sr4zct.method.profile)
 PROFILE_CHOICES = ("auto", *PROFILES)
 #: noise-aware training: ``auto`` adds the slice noise measured in the scan to the training inputs
 NOISE_CHOICES = ("auto", "off")
-#: network architectures (sr4zct.method.networks)
-NETWORKS = ("default", "msd")
-#: device choices; ``cuda:N`` picks one GPU
+#: network architectures and what each is; the keys are exactly the registry's,
+#: :data:`sr4zct.method.networks.NETWORKS` (kept apart because that module loads torch; a test ties them)
+NETWORK_DESCRIPTIONS = {"default": "fast residual CNN", "msd": "the paper's MS-D"}
+NETWORKS = tuple(NETWORK_DESCRIPTIONS)
+#: device choices; besides them, ``cuda:N`` picks one GPU (:data:`DEVICE_FORMS` lists every form)
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_FORMS = tuple(form for name in DEVICES for form in ((name, "cuda:N") if name == "cuda" else (name,)))
 #: numeric precision of the network's passes (sr4zct.run.precision); ``auto``: bf16 on a CPU that has it natively
 PRECISIONS = ("auto", "fp32", "bf16")
 #: data type of the enhanced volume; ``auto`` keeps integer HU as int16
 OUTPUT_DTYPES = ("auto", "int16", "float32")
 
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE_PATTERN = re.compile(
+    "^(" + "|".join(re.escape(name) for name in DEVICES if name != "cuda") + r"|cuda(:\d+)?)$"
+)
 #: the largest seed: NumPy's generators take seeds below 2**32
 SEED_MAX = 2**32 - 1
+
+
+def words(items: Any, conjunction: str = "or") -> str:
+    """``a, b or c`` (for help texts and messages)."""
+    items = [str(item) for item in items]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
+
+
+def _network_help() -> str:
+    return "network: " + words(f"{name} ({text})" for name, text in NETWORK_DESCRIPTIONS.items())
+
+
+def _preset_help() -> str:
+    minutes = " / ".join(f"{preset.max_minutes:g}" for preset in PRESETS.values())
+    return f"training budget: {words(PRESETS)} (about {minutes} min at most on a 2-core CPU)"
 
 
 def _option(
@@ -148,7 +179,8 @@ class EnhanceOptions:
         ``auto`` (int16 HU, rounded and clipped, when the input is integer; else float32), ``int16`` or
         ``float32``.
     overwrite : bool
-        Replace an earlier SR4ZCT output at the output path (anything else is refused).
+        Replace an earlier SR4ZCT output of the same kind at an output path (an enhanced volume by an enhanced
+        volume, an uncertainty map or a model file by its own kind; anything else is refused before any work).
     """
 
     thickness_mm: float | None = _option(
@@ -172,12 +204,10 @@ class EnhanceOptions:
         kind=str, choices=NOISE_CHOICES, group="training",
     )  # fmt: skip
     preset: str | Preset = _option(
-        "balanced", "training budget: fast, balanced or best (about 5 / 15 / 45 min at most on a 2-core CPU)",
-        kind=str, choices=tuple(PRESETS), group="training",
+        "balanced", _preset_help(), kind=str, choices=tuple(PRESETS), group="training",
     )  # fmt: skip
     network: str = _option(
-        "default", "network: default (fast residual CNN) or msd (the paper's MS-D)", kind=str,
-        choices=NETWORKS, group="training",
+        "default", _network_help(), kind=str, choices=NETWORKS, group="training",
     )  # fmt: skip
     seed: int = _option(
         0, "random seed (same seed, same result)", kind=int, label="the random seed", group="training",
@@ -196,7 +226,7 @@ class EnhanceOptions:
         group="training",
     )  # fmt: skip
     device: str = _option(
-        "auto", "auto, cpu, cuda, cuda:N or mps", kind=str, metavar="DEVICE", group="device",
+        "auto", words(DEVICE_FORMS), kind=str, metavar="DEVICE", group="device",
     )  # fmt: skip
     allow_cpu_fallback: bool = _option(
         False, "when the GPU runs out of memory, run again on the CPU", kind=bool, flag="--cpu-fallback",
@@ -238,7 +268,8 @@ class EnhanceOptions:
         group="output",
     )  # fmt: skip
     overwrite: bool = _option(
-        False, "replace an earlier SR4ZCT output at the output path", kind=bool, group="output",
+        False, "replace an earlier SR4ZCT output of the same kind (volume, uncertainty map, model) at an output path",
+        kind=bool, group="output",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -284,6 +315,7 @@ class EnhanceOptions:
         *,
         only: tuple[str, ...] | None = None,
         defaults: dict[str, Any] | None = None,
+        changes: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """Add one command-line argument per option to ``parser``, grouped as in the class.
 
@@ -295,8 +327,11 @@ class EnhanceOptions:
             Add just these options (e.g. the demo's).
         defaults : dict, optional
             Other defaults for some options (the demo's preset is ``fast``).
+        changes : dict, optional
+            Other ``help`` or ``choices`` (a subset of the option's) for some options: the demo's
+            ``--thickness`` is the thickness it simulates, its ``--profile`` one of :data:`PROFILES`.
         """
-        defaults = defaults or {}
+        defaults, changes = defaults or {}, changes or {}
         groups: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if only is not None and f.name not in only:
@@ -314,6 +349,7 @@ class EnhanceOptions:
                 if meta["choices"] is not None:
                     kwargs["choices"] = meta["choices"]
                     kwargs.pop("metavar")
+            kwargs.update(_changed(f.name, meta, changes.get(f.name, {}), default))
             group.add_argument(flag_of(f.name), **kwargs)
 
     @classmethod
@@ -349,6 +385,19 @@ def flag_of(name: str) -> str:
         if f.name == name:
             return f.metadata["flag"] or "--" + name.replace("_", "-")
     raise KeyError(name)
+
+
+def _changed(name: str, meta: Any, change: dict[str, Any], default: Any) -> dict[str, Any]:
+    """The argparse keywords ``change`` gives option ``name``: only its help, or fewer of its choices."""
+    unknown = set(change) - {"help", "choices"}
+    if unknown:
+        raise ValueError(f"{name}: only help and choices can change, not {', '.join(sorted(unknown))}")
+    out = dict(change)
+    if "choices" in change and not set(change["choices"]) <= set(meta["choices"] or ()):
+        raise ValueError(f"{name}: the choices {change['choices']} are not among the option's")
+    if "help" in change:
+        out["help"] = _help_text(change["help"], default)
+    return out
 
 
 def _help_text(text: str, default: Any) -> str:
@@ -396,7 +445,7 @@ def _checked_text(name: str, value: Any, meta: Any) -> Any:
     if meta["choices"] is not None and value not in meta["choices"]:
         raise ParameterError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}.")
     if name == "device" and not _DEVICE_PATTERN.match(value):
-        raise ParameterError(f"device must be auto, cpu, cuda, cuda:N or mps, got {value!r}.")
+        raise ParameterError(f"device must be {words(DEVICE_FORMS)}, got {value!r}.")
     return value
 
 

@@ -9,11 +9,13 @@ progress goes to a callback, cancellation is polled.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from sr4zct.run.validation import AcquisitionParameters
 from sr4zct.system.progress import Progress, ProgressReporter
 from sr4zct.volume import SeriesGeometry, Volume
 
-__all__ = ["EnhanceResult", "enhance", "enhance_file"]
+__all__ = ["EnhanceResult", "enhance", "enhance_file", "torch_cache_left_as_found"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,56 @@ class EnhanceResult:
     warnings: list[str] = field(default_factory=list)
 
 
+#: the variable torch sets to the folder of its compiler cache (``$TMPDIR/torchinductor_<user>`` by default)
+TORCH_CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
+
+
+@contextlib.contextmanager
+def torch_cache_left_as_found() -> Iterator[None]:
+    """Leave no empty torch compiler cache folder behind, and the environment as it was.
+
+    The first torch call that goes through ``torch._compile`` (creating the Adam optimiser, initialising a
+    network's weights to check a saved model) imports ``torch._dynamo``, which creates
+    ``$TMPDIR/torchinductor_<user>`` and sets :data:`TORCH_CACHE_VARIABLE` to it, though nothing is compiled.
+    When the variable was not set before the run, it is removed again, and the folder it names is removed when
+    it lies in the temporary folder, did not exist before the run and is still empty (a folder something wrote
+    into stays). :func:`enhance` and :func:`enhance_file` run inside it; so can other entry points.
+    """
+    if TORCH_CACHE_VARIABLE in os.environ:
+        yield
+        return
+    before = {folder: _torch_cache_folders(folder) for folder in _temporary_folders()}
+    try:
+        yield
+    finally:
+        made = os.environ.pop(TORCH_CACHE_VARIABLE, None)
+        parent = None if made is None else _folder_key(os.path.dirname(made))
+        if parent in before and os.path.basename(made) not in before[parent]:
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                os.rmdir(made)
+
+
+def _temporary_folders() -> list[str]:
+    """The folders :func:`tempfile.gettempdir` may choose, without calling it: its first call writes and
+    removes a probe file, which a signal arriving then (the run's first moments) would leave behind."""
+    if tempfile.tempdir is not None:
+        return [_folder_key(tempfile.tempdir)]
+    candidates = getattr(tempfile, "_candidate_tempdir_list", None)
+    return [_folder_key(folder) for folder in (candidates() if candidates else [tempfile.gettempdir()])]
+
+
+def _folder_key(folder: str) -> str:
+    return os.path.normcase(os.path.abspath(folder))
+
+
+def _torch_cache_folders(folder: str) -> set[str]:
+    try:
+        return {entry.name for entry in os.scandir(folder) if entry.name.startswith("torchinductor_")}
+    except OSError:
+        return set()
+
+
+@torch_cache_left_as_found()
 def enhance(
     volume: Volume | np.ndarray,
     options: EnhanceOptions | None = None,
@@ -208,7 +260,7 @@ def _enhance(
         trained = _train(
             vol, array, options, preset, acquisition, device, reporter, t_start, hooks, slice_model,
             precision.name,
-        )
+        )  # fmt: skip
     timings["train"] = trained.seconds
     warnings += trained.warnings
 
@@ -546,6 +598,7 @@ def _output_geometry(geom: SeriesGeometry, positions_mm: np.ndarray, target_mm: 
     )
 
 
+@torch_cache_left_as_found()
 def enhance_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
