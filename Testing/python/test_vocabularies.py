@@ -38,8 +38,8 @@ def actions_of(name: str) -> dict[str, argparse.Action]:
 
 
 def test_the_network_choices_are_the_registry_and_the_model_file_limits():
-    from sr4zct.run.model_file import NETWORK_LIMITS
     from sr4zct.method.networks import NETWORKS as REGISTRY
+    from sr4zct.run.model_file import NETWORK_LIMITS
 
     assert NETWORKS == tuple(REGISTRY)
     assert set(NETWORK_LIMITS) == set(REGISTRY)
