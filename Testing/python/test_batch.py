@@ -429,7 +429,9 @@ def test_protocol_reuse_trains_once_per_protocol(tmp_path):
     assert roles["B #1 synthetic"] == "train"
     models = sorted(p.name for p in (shared / "models").iterdir())
     assert (
-        len(models) == 2 and models[0].startswith("T3_d2_px0.8x0.8_box-") and models[1].startswith("T5_d2.5_")
+        len(models) == 2
+        and models[0].startswith("T3_d2_px0.8x0.8_auto-")
+        and models[1].startswith("T5_d2.5_")
     )
     assert not (each / "models").exists()
     assert {r["model_role"] for r in latest(each).values()} == {"own"}
@@ -442,7 +444,7 @@ def test_protocol_reuse_trains_once_per_protocol(tmp_path):
     assert all(r["timings_s"]["train"] == 0 and r["model_path"].endswith(models[0]) for r in applied)
     assert all(r["training_steps"] == 0 and r["validation_gain_db"] is None for r in applied)
     trained = [r for r in latest(shared).values() if r["model_role"] == "train"]
-    assert all(r["validation_gain_db"] is not None and r["protocol_values"][-1] == "box" for r in trained)
+    assert all(r["validation_gain_db"] is not None and r["protocol_values"][-1] == "auto" for r in trained)
 
 
 def test_other_training_options_get_other_model_files(tmp_path):

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -182,6 +185,42 @@ def test_the_real_probe_is_short_and_leaves_the_random_state_alone():
     assert math.isfinite(speedup) and speedup > 0
     assert elapsed < 15.0  # about a second on a quiet machine; generous for a shared one
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_probe_times_pairs_of_steps_on_one_thread_and_gives_their_median(monkeypatch):
+    seen, times = [], iter([3.0, 1.0, 2.0, 1.0, 9.0, 1.0, 2.0, 1.0, 2.0, 0.5, 2.0, 1.0, 2.0, 2.0])
+
+    def timed(model, x, name):
+        seen.append((name, torch.get_num_threads()))
+        return 1.0 if len(seen) <= 4 else next(times)  # four warm-up steps, then the pairs
+
+    monkeypatch.setattr(precision, "_timed_step", timed)
+    torch.set_num_threads(2)
+    try:
+        ratio = precision._measure_speedup(torch.nn.Conv2d(1, 1, 3), 0.0)
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+    assert {threads for _, threads in seen} == {1}
+    assert [name for name, _ in seen[4:]] == ["fp32", "bf16"] * precision.MIN_PAIRS
+    assert ratio == 3.0  # pairs 3, 2, 9, 2, 4: one slow step cannot move the median
+
+
+@pytest.mark.skipif(cpu_bf16_support()[0] == "none", reason="auto never probes without native bf16")
+def test_the_probe_gives_the_same_answer_beside_busy_processes():
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    values = []
+    try:
+        for _ in range(3):
+            precision.clear_probe_cache()
+            values.append(precision.bf16_speedup())
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+        precision.clear_probe_cache()
+    assert max(values) / min(values) < 1.3, values  # two threads' probes ranged from 0.1 to 5 here
+    assert min(values) >= precision.MIN_SPEEDUP, values
 
 
 # --- bf16 on the CPU -----------------------------------------------------------------------------------

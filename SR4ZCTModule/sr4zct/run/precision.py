@@ -19,8 +19,8 @@ correctly but usually slower) and says so in a warning.
 
 from __future__ import annotations
 
-import math
 import platform
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +41,10 @@ __all__ = [
 
 #: bf16 must run at least this many times as fast as fp32 in the probe for ``auto`` to choose it
 MIN_SPEEDUP = 1.2
-#: seconds of timed steps in the probe (after one warm-up step of each precision: about a second in all)
-PROBE_SECONDS = 0.5
+#: seconds of timed pairs of steps in the probe (after two warm-up steps of each precision: about a second)
+PROBE_SECONDS = 0.6
+PROBE_BATCH = 4  #: patches of 64 x 64 per probe step
+MIN_PAIRS, MAX_PAIRS = 5, 40  #: pairs of timed steps (fp32, bf16) in the probe
 #: the network the probe times: the ``fast`` preset's (the presets differ in depth and width only)
 PROBE_NETWORK = {"layers": 8, "channels": 32, "unshuffle": 2}
 #: runs with a shorter time limit, or less work (forward-pass pixels: about 120 ``fast`` training steps, or
@@ -157,9 +159,9 @@ def bf16_speedup() -> float:
     """How many times as fast bf16 runs as fp32 on this CPU for SR4ZCT's default network (cached per process).
 
     The first call times training steps (forward and backward) of the ``fast`` preset's network
-    (:data:`PROBE_NETWORK`) on 4 patches of 64 x 64 in each precision, alternating, for about
-    :data:`PROBE_SECONDS` after one warm-up step of each, and keeps the ratio of the fastest fp32 step to
-    the fastest bf16 step; later calls return it at once.
+    (:data:`PROBE_NETWORK`) on :data:`PROBE_BATCH` patches of 64 x 64, an fp32 step and a bf16 step in turn
+    on one thread, for about :data:`PROBE_SECONDS` after two warm-up steps of each, and keeps the median
+    ratio of the pairs (:func:`_measure_speedup`); later calls return it at once.
     """
     if "speedup" not in _probe_cache:
         from sr4zct.method.networks import build_network
@@ -177,19 +179,26 @@ def clear_probe_cache() -> None:
 
 
 def _measure_speedup(model: torch.nn.Module, seconds: float) -> float:
-    """fp32 step time over bf16 step time, each the fastest of at least 2 alternating timed steps."""
+    """fp32 step time over bf16 step time: the median ratio of back-to-back pairs of steps, on one thread.
+
+    One thread, because the ratio is a property of the core's instructions, and one thread's step time hardly
+    moves when other programs share the machine, while two threads wait on each other whenever one is
+    descheduled (probes on two threads of a busy 2-core machine gave anything from 0.1 to 5). A pair's two steps
+    see the same load; the median drops the pairs a pause hit.
+    """
+    from sr4zct.system.devices import single_thread
+
     model = model.to(memory_format=torch.channels_last).train()
-    x = torch.rand((4, 1, 64, 64)).contiguous(memory_format=torch.channels_last)
-    best = {"fp32": math.inf, "bf16": math.inf}
-    for name in best:  # warm-up: oneDNN builds its kernels for each type on first use
-        _timed_step(model, x, name)
-    t_end = time.perf_counter() + seconds
-    rounds = 0
-    while rounds < 2 or (rounds < 10 and time.perf_counter() < t_end):
-        for name in best:
-            best[name] = min(best[name], _timed_step(model, x, name))
-        rounds += 1
-    return best["fp32"] / max(best["bf16"], 1e-9)
+    x = torch.rand((PROBE_BATCH, 1, 64, 64)).contiguous(memory_format=torch.channels_last)
+    ratios: list[float] = []
+    with single_thread():
+        for name in ("fp32", "bf16", "fp32", "bf16"):  # warm-up: oneDNN builds its kernels on first use
+            _timed_step(model, x, name)
+        t_end = time.perf_counter() + seconds
+        while len(ratios) < MIN_PAIRS or (len(ratios) < MAX_PAIRS and time.perf_counter() < t_end):
+            fp32 = _timed_step(model, x, "fp32")
+            ratios.append(fp32 / max(_timed_step(model, x, "bf16"), 1e-9))
+    return statistics.median(ratios)
 
 
 def _timed_step(model: torch.nn.Module, x: torch.Tensor, precision: str) -> float:
