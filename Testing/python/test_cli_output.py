@@ -89,3 +89,18 @@ def test_the_control_file_help_names_standard_input():
     action = next(a for a in enhance_parser._actions if a.dest == "control_file")
     assert f"or {STDIN} for standard input" in action.help
     assert all(command in action.help for command in CONTROL_COMMANDS)
+
+
+def test_the_batch_progress_line_writes_the_eta_as_every_other_view_does():
+    import io
+
+    from sr4zct.cli.batch import _Progress
+    from sr4zct.system.progress import format_duration
+
+    stream = io.StringIO()
+    progress = _Progress(total=3, stream=stream)
+    progress({"event": "job_started", "job_id": "j1", "description": "A #1", "model_role": "own"})
+    progress({"event": "job_progress", "job_id": "j1", "stage": "train", "step": 120, "total": 3000,
+              "fraction": 0.41, "eta_s": 83.0})  # fmt: skip
+    assert f"train 120/3000, ETA {format_duration(83.0)}" in stream.getvalue()
+    assert format_duration(83.0) == "1 min 23 s"

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 from sr4zct.cli.messages import printable
 from sr4zct.run.options import EnhanceOptions
+from sr4zct.system.progress import format_duration
 
 __all__ = ["add_parser", "run"]
 
@@ -257,7 +258,7 @@ def _stop_on_signals(stopped: list[str]) -> Iterator[None]:
 
 
 class _Progress:
-    """One line across the jobs (``[3/10] series: train 41% ETA 1:23``), on stderr."""
+    """One line across the jobs (``[3/10] series: 41% train 120/3000, ETA 1 min 23 s``), on stderr."""
 
     def __init__(self, total: int, enabled: bool = True, stream=None):
         self.total = total
@@ -289,8 +290,8 @@ class _Progress:
             step, total = event.get("step", 0), event.get("total", 0)
             eta = event.get("eta_s")
             text = f"{stage} {step}/{total}" if total and total > 1 else stage
-            if eta is not None:
-                text += f", ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+            if format_duration(eta):
+                text += f", ETA {format_duration(eta)}"
             name = self.current.get(event["job_id"], event["job_id"])
             self._line(
                 f"{self._count()} {name}: {100 * float(event.get('fraction') or 0):.0f}% {text}", False
