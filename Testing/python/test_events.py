@@ -179,8 +179,8 @@ def test_commands_on_stdin_finish_then_interrupt_the_run_where_it_is():
         os.write(write_end, b"sh\n")
         _wait(control.should_finish)
         assert not control.should_stop()
+        t0 = time.monotonic()  # before the command: the interrupt may come before the next line runs
         os.write(write_end, b"cancel\n")
-        t0 = time.monotonic()
         _busy(5.0)  # the run's own work: interrupted there, not at its next check
     assert time.monotonic() - t0 < 2.0
     assert info.value.reason == "cancel requested" and control.should_stop()
