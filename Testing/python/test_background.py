@@ -534,3 +534,13 @@ def test_a_local_engine_hands_its_environment_to_every_job(tiny_nrrd, tmp_path, 
     result = Batch(tmp_path / "out", jobs, EnhanceOptions(device="cpu"), engine=engine).run()
     assert [row["status"] for row in result.rows] == ["failed"]
     assert seen.read_text().splitlines() == ["given|removed"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs /bin/sh")
+def test_a_process_that_dies_at_once_still_ends_its_job():
+    """The stdout reader may reach EOF and join the stderr reader before the client has started that one
+    (it hung the batch 1 time in 3 with an interpreter that crashed at start)."""
+    for _ in range(25):
+        job = BackgroundJob.from_command(["/bin/sh", "-c", "exit 3"]).start()
+        terminal = job.wait(timeout=20)
+        assert terminal["event"] == "failed" and terminal["exit_code"] == 3

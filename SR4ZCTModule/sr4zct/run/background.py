@@ -244,8 +244,8 @@ class BackgroundJob:
             raise errors.ResourceError(f"Cannot start {command[0]}: {exc.strerror or exc}.") from None
         self._readers = [threading.Thread(target=self._read, args=(stream,), name=f"sr4zct-{stream}", daemon=True)
                          for stream in ("stdout", "stderr")]  # fmt: skip
-        for reader in self._readers:
-            reader.start()
+        for reader in reversed(self._readers):  # stderr's first: stdout's may join it at once (a process
+            reader.start()  # that dies at start), and joining a thread not yet started raises
         return self
 
     def poll(self) -> list[dict]:
