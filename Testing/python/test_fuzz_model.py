@@ -102,8 +102,8 @@ def _apply(payload: dict, op: tuple) -> None:
         if not isinstance(t, torch.Tensor):
             return
         state[key] = {
-            "nan": lambda: torch.full_like(t, float("nan")),
-            "inf": lambda: torch.full_like(t, float("inf")),
+            "nan": lambda: torch.full(t.shape, float("nan")),  # float even after an "int" step
+            "inf": lambda: torch.full(t.shape, float("inf")),
             "shape": lambda: torch.zeros(t.numel() + 1),
             "int": lambda: t.to(torch.int64),
             "string": lambda: "weights",
