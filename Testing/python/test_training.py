@@ -56,6 +56,38 @@ def test_sampler_pairs_are_the_exact_acquisition_model():
     np.testing.assert_array_equal(targets[1, 0].numpy(), img[0].numpy().T)
 
 
+@pytest.mark.parametrize("profile", ["box", "gaussian"])
+def test_patches_of_a_large_image_are_cut_from_the_whole_degraded_image(profile):
+    # the sampler degrades only a band around each patch; the result must equal degrading the whole image
+    rng = np.random.default_rng(2)
+    images = torch.tensor(rng.normal(size=(3, 150, 130)), dtype=torch.float32)
+    common = {"thickness_mm": 3.0, "spacing_mm": 2.0, "profile": profile}
+    corners = [(0, 0, 0), (1, 0, 0), (2, 126, 106), (0, 126, 106), (1, 3, 60), (2, 70, 2), (0, 70, 100)]
+    corners += [
+        (k, int(r), int(c))
+        for k, r, c in zip([0, 1, 2, 0, 1], rng.integers(0, 127, 5), rng.integers(0, 107, 5), strict=True)
+    ]
+
+    class AtCorners(PatchSampler):  # patches at the image edges, where the strip's start is clamped
+        def positions(self, count, rng):
+            return corners[:count]
+
+    sampler = AtCorners(images, pixel_spacing_mm=(0.7, 0.8), patch_px=24, n_phases=1, **common)
+    assert sampler.windows[0] < 150 and sampler.windows[1] < 130  # the band is really narrower
+    inputs, targets = sampler.sample(len(corners), np.random.default_rng(5), augment=False)
+    positions = corners
+    for i, (k, r, c) in enumerate(positions):
+        image = images[k].numpy()
+        if i % 2 == 0:
+            full = acquisition.degrade(image, pixel_mm=0.7, axis=-2, **common)
+            expected, target = full[r : r + 24, c : c + 24], image[r : r + 24, c : c + 24]
+        else:
+            full = acquisition.degrade(image, pixel_mm=0.8, axis=-1, **common)
+            expected, target = full[r : r + 24, c : c + 24].T, image[r : r + 24, c : c + 24].T
+        np.testing.assert_allclose(inputs[i, 0].numpy(), expected, atol=1e-5)
+        np.testing.assert_array_equal(targets[i, 0].numpy(), target)
+
+
 def test_intensity_augmentation_scales_both_patches_of_a_pair_alike():
     img = torch.tensor(synthetic_ct((3, 40, 40))[1:2] / 1000.0 + 1.0, dtype=torch.float32)
     kwargs = {

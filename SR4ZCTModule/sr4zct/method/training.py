@@ -153,6 +153,14 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def _operator_band(operators: np.ndarray, rtol: float = 1e-9) -> int:
+    """Largest ``|i - j|`` at which any of ``operators`` (P, n, n) has an entry above ``rtol`` of its largest
+    (a Gaussian profile's tails never reach exactly zero; what is left out is below float32's resolution)."""
+    mags = np.abs(operators).max(axis=0)
+    i, j = np.nonzero(mags > rtol * mags.max())
+    return int(np.abs(i - j).max()) if i.size else 0
+
+
 class PatchSampler:
     """Draws degraded/sharp patch pairs from normalised axial images.
 
@@ -193,12 +201,16 @@ class PatchSampler:
         self.patch = int(min(patch_px, rows, cols))
         phases = [spacing_mm * k / n_phases for k in range(n_phases)]
         self.ops = []  # [vertical (P, rows, rows), horizontal (P, cols, cols)]
+        self.windows = []  # rows of the strip a patch needs: the patch plus the operator's band each side
         for n_px, px in ((rows, pixel_spacing_mm[0]), (cols, pixel_spacing_mm[1])):
-            mats = [
-                acquisition.degrade_operator_matrix(n_px, px, thickness_mm, spacing_mm, ph, profile)
-                for ph in phases
-            ]
-            self.ops.append(torch.tensor(np.stack(mats), dtype=torch.float32, device=images.device))
+            mats = np.stack(
+                [
+                    acquisition.degrade_operator_matrix(n_px, px, thickness_mm, spacing_mm, ph, profile)
+                    for ph in phases
+                ]
+            )
+            self.ops.append(torch.tensor(mats, dtype=torch.float32, device=images.device))
+            self.windows.append(min(n_px, self.patch + 2 * _operator_band(mats)))
         flat = self.images.reshape(n, -1)
         self.lo = flat.amin(dim=1)
         self.hi = flat.amax(dim=1)
@@ -241,6 +253,11 @@ class PatchSampler:
         c = np.minimum(gj * self.stride + rng.integers(0, self.stride, count), cols - self.patch)
         return [(int(a), int(b), int(d)) for a, b, d in zip(k, r, c, strict=True)]
 
+    def _start(self, first: int, axis: int) -> int:
+        """First row of the strip that a patch beginning at ``first`` needs along ``axis``."""
+        n_px, width = self.images.shape[1 + axis], self.windows[axis]
+        return min(max(first - (width - self.patch) // 2, 0), n_px - width)
+
     def sample(
         self, count: int, rng: np.random.Generator, *, augment: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,28 +265,30 @@ class PatchSampler:
         p = self.patch
         dev = self.images.device
         pos = np.asarray(self.positions(count, rng), dtype=np.int64).reshape(count, 3)
-        phase = torch.from_numpy(rng.integers(self.ops[0].shape[0], size=count)).to(dev)
+        phases = rng.integers(self.ops[0].shape[0], size=count)
+        phase = torch.from_numpy(phases).to(dev)
         k, r, c = (torch.from_numpy(pos[:, i]).to(dev) for i in range(3))
-        span = torch.arange(p, device=dev)
-        _, rows, cols = self.images.shape
+        # Plain slices, not advanced indexing (several times slower on the CPU). Even samples: vertical
+        # pairs (degraded along rows); odd: horizontal pairs, transposed. A strip spans the patch plus the
+        # operator's band, outside which the operator is zero.
+        ops, strips, targets = [], [], []
+        for i, ((kk, rr, cc), f) in enumerate(zip(pos.tolist(), phases.tolist(), strict=True)):
+            image = self.images[kk]
+            if i % 2 == 0:
+                s, w = self._start(rr, 0), self.windows[0]
+                ops.append(self.ops[0][f, rr : rr + p, s : s + w])
+                strips.append(image[s : s + w, cc : cc + p])
+                targets.append(image[rr : rr + p, cc : cc + p])
+            else:
+                s, w = self._start(cc, 1), self.windows[1]
+                ops.append(self.ops[1][f, cc : cc + p, s : s + w])
+                strips.append(image[rr : rr + p, s : s + w].T)
+                targets.append(image[rr : rr + p, cc : cc + p].T)
         inputs = torch.empty((count, p, p), device=dev)
-        targets = torch.empty((count, p, p), device=dev)
-        # even samples: vertical pairs (degrade along rows); odd: horizontal pairs, transposed
-        v, h = slice(0, count, 2), slice(1, count, 2)
-        kv, rv, cv = k[v], r[v], c[v]
-        strips = self.images[
-            kv[:, None, None], torch.arange(rows, device=dev)[None, :, None], (cv[:, None] + span)[:, None, :]
-        ]
-        ops = self.ops[0][phase[v][:, None], rv[:, None] + span]  # (b, P, rows)
-        inputs[v] = torch.bmm(ops, strips)
-        targets[v] = strips[torch.arange(kv.numel(), device=dev)[:, None], rv[:, None] + span]
-        kh, rh, ch = k[h], r[h], c[h]
-        strips = self.images[
-            kh[:, None, None], (rh[:, None] + span)[:, :, None], torch.arange(cols, device=dev)[None, None, :]
-        ]
-        ops = self.ops[1][phase[h][:, None], ch[:, None] + span]  # (b, P, cols)
-        inputs[h] = torch.bmm(ops, strips.transpose(1, 2))
-        targets[h] = strips[torch.arange(kh.numel(), device=dev)[:, None], :, ch[:, None] + span]
+        for j in (0, 1):
+            if ops[j::2]:
+                inputs[j::2] = torch.bmm(torch.stack(ops[j::2]), torch.stack(strips[j::2]))
+        targets = torch.stack(targets)
         inputs = torch.maximum(torch.minimum(inputs, self.hi[k][:, None, None]), self.lo[k][:, None, None])
         if self.noise is not None:
             inputs = self.noise.add(inputs, phase, r, c, rng)
