@@ -267,3 +267,17 @@ def test_vhm_head_crop_beats_linear(vhm_head_path):
         f"vhm crop gain over linear {gain:.2f} dB ({res.parameters['steps']} steps, {res.timings_s['total']:.0f} s)"
     )
     assert gain >= 1.5
+
+
+def test_integer_output_rounds_half_to_even_and_clips_to_int16():
+    from sr4zct.run.pipeline import _cast_output
+
+    values = np.array(
+        [-40000.4, -32768.6, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.49, 32767.4, 41000.0], np.float32
+    )
+    array = np.tile(values, (70, 3, 1))  # more slices than one block of the cast
+    out = _cast_output(array, "auto", integer_input=True)
+    assert out.dtype == np.int16 and out.shape == array.shape
+    np.testing.assert_array_equal(out, np.clip(np.rint(array), -32768, 32767).astype(np.int16))
+    assert out[0, 0].tolist() == [-32768, -32768, -2, -2, 0, 0, 2, 2, 3, 32767, 32767]
+    assert _cast_output(array, "float32", integer_input=True) is array

@@ -573,7 +573,13 @@ def _cast_output(array: np.ndarray, output_dtype: str, integer_input: bool) -> n
     """The result in the data type asked for: int16 HU (rounded, clipped to the int16 range) or float32."""
     if output_dtype == "float32" or (output_dtype == "auto" and not integer_input):
         return array
-    return np.clip(np.rint(array), -32768, 32767).astype(np.int16)
+    import torch
+
+    # torch rounds half to even like np.rint, on all threads; blocks avoid a float copy of the whole volume
+    src, out = torch.from_numpy(np.ascontiguousarray(array)), torch.empty(array.shape, dtype=torch.int16)
+    for i in range(0, src.shape[0], 32):
+        out[i : i + 32] = src[i : i + 32].round().clamp_(-32768, 32767)
+    return out.numpy()
 
 
 def _output_geometry(geom: SeriesGeometry, positions_mm: np.ndarray, target_mm: float) -> SeriesGeometry:
