@@ -265,11 +265,11 @@ def test_bf16_training_keeps_fp32_weights_and_runs_the_convolutions_in_bf16():
     from test_training import synthetic_ct
 
     images = synthetic_ct((6, 64, 64), 0)
-    seen = set()
+    seen = {}
 
     def hook(module, inputs, output):
         if isinstance(module, torch.nn.Conv2d) and torch.is_grad_enabled():  # training steps, not validation
-            seen.add(output.dtype)
+            seen.setdefault(module.in_channels, set()).add(output.dtype)
 
     config = TrainingConfig(
         steps=4, patch_px=32, batch=4, validate_every=2, network_config={"layers": 3, "channels": 8}
@@ -286,9 +286,24 @@ def test_bf16_training_keeps_fp32_weights_and_runs_the_convolutions_in_bf16():
         )
     finally:
         handle.remove()
-    assert seen == {torch.bfloat16}
+    # the first convolution (4 input channels after the unshuffle) in float32, the others in bf16
+    assert seen == {4: {torch.float32}, 8: {torch.bfloat16}}
     assert result.steps == 4 and math.isfinite(result.validation_loss)
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
+
+
+def test_in_bf16_the_first_convolution_sees_the_input_unrounded():
+    from sr4zct.method.networks import ResidualCNN
+
+    torch.manual_seed(0)
+    model = ResidualCNN(layers=3, channels=8, unshuffle=2)
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    water = torch.ones(1, 1, 16, 16)
+    near = water + 0.003  # 3 HU more: the same number in bf16, whose steps are 1/128 there
+    assert torch.equal(water.bfloat16(), near.bfloat16())
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        correction, correction_near = model(water) - water, model(near) - near
+    assert not torch.equal(correction, correction_near)
 
 
 # --- what the run records and says ---------------------------------------------------------------------

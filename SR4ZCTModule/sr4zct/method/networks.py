@@ -72,13 +72,23 @@ class ResidualCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.unshuffle
         if s == 1:
-            return x + self.head(self.body(x))
+            return x + self.head(self.body[1:](self._first(x)))
         h, w = x.shape[-2:]
         ph, pw = (-h) % s, (-w) % s
         xp = nn.functional.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
-        y = nn.functional.pixel_unshuffle(xp, s)
-        y = nn.functional.pixel_shuffle(self.head(self.body(y)), s)
+        y = self._first(nn.functional.pixel_unshuffle(xp, s))
+        y = nn.functional.pixel_shuffle(self.head(self.body[1:](y)), s)
         return x + y[..., :h, :w]
+
+    def _first(self, x: torch.Tensor) -> torch.Tensor:
+        """The first convolution in float32 even under autocast. In bf16 the input itself would be rounded
+        (near water, normalised 1, to steps of 8 HU), detail the network could not restore: on a soft-tissue
+        case bf16 training lost 0.5 dB against fp32 that way, 0.06 dB with this layer in float32. The
+        layer has few input channels, so it costs little."""
+        if x.device.type not in ("cpu", "cuda"):
+            return self.body[0](x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.body[0](x.float())
 
 
 class MSDNet(nn.Module):
