@@ -145,6 +145,36 @@ def test_dicom_attributes_give_the_series_geometry_and_its_warnings(tmp_path):
         series_geometry([h.SOPInstanceUID for h in headers.values()], instance_value, list(headers))
 
 
+def test_the_series_scan_mode_reaches_the_run_and_the_estimate(tmp_path):
+    """The scan mode the DICOM files state becomes the run's (unless given) and fixes the panel's estimate."""
+    from dicom_factory import write_series
+    from sr4zct.app.run_folder import run_options
+
+    series = write_series(tmp_path / "ct", n_slices=6, extra_tags={"SpiralPitchFactor": 0.9})
+    headers = {str(p): pydicom.dcmread(p, stop_before_pixels=True) for p in series.paths}
+    uids = [h.SOPInstanceUID for h in headers.values()]
+    geometry = series_geometry(uids, _database(headers), list(headers))
+    assert (geometry.scan_mode, geometry.scan_mode_source) == ("helical", "SpiralPitchFactor 0.9")
+    node = _node(dimensions=(10, 12, 6), series=geometry, source="DICOM")
+    folder = tmp_path / "run"
+    assert (
+        run_options(EnhanceOptions(), node, "CT", folder, preview=False, uncertainty=False).scan_mode
+        == "helical"
+    )
+    given = EnhanceOptions(scan_mode="sequential")
+    assert run_options(given, node, "CT", folder, preview=False, uncertainty=False).scan_mode == "sequential"
+    assert (
+        run_options(EnhanceOptions(), _node(), "CT", folder, preview=False, uncertainty=False).scan_mode
+        == "auto"
+    )
+    mixed = write_series(
+        tmp_path / "mixed", n_slices=6, per_slice_tags={"SpiralPitchFactor": [0.9, 0.9, 0, 0, 0, 0]}
+    )
+    headers = {str(p): pydicom.dcmread(p, stop_before_pixels=True) for p in mixed.paths}
+    uids = [h.SOPInstanceUID for h in headers.values()]
+    assert series_geometry(uids, _database(headers), list(headers)).scan_mode is None
+
+
 def _database(headers):
     """``instance_value(uid, tag)`` as ctkDICOMDatabase.instanceValue answers it: the attribute's text."""
     by_uid = {h.SOPInstanceUID: h for h in headers.values()}

@@ -186,7 +186,7 @@ def test_the_run_warns_about_a_doubtful_estimate(texture, monkeypatch):
     """An estimate far from the thickness, of an unclear family: the run says so and keeps the thickness."""
     import sr4zct.method.profile as profile_module
 
-    def doubtful(array_hu, *, pixel_spacing_mm, spacing_mm, nominal_mm=None):
+    def doubtful(array_hu, *, pixel_spacing_mm, spacing_mm, nominal_mm=None, scan_mode=None):
         return ProfileEstimate(
             "gaussian", 9.0, (8.5, 9.5), {"box": 0.011, "gaussian": 0.01}, 1.1, nominal_mm, 50
         )
@@ -215,3 +215,49 @@ def test_a_body_narrower_than_a_segment_says_so():
     _, thick = make_demo_case(3.0, 2.0, "box", 0, shape=(40, 64, 64), voxel_mm=1.0)
     with pytest.raises(ParameterError, match=r"The body is too small .* must hold"):
         estimate_profile(thick.array, pixel_spacing_mm=(1.0, 1.0), spacing_mm=2.0, nominal_mm=3.0)
+
+
+def test_a_scan_mode_fixes_the_family_and_the_images_give_the_width(texture):
+    """A box acquisition said to be helical is read as a Gaussian: the scan mode wins over the images, whose
+    preference stays visible (margin below 1); the FWHM is still the images' best Gaussian."""
+    thick = thick_slices(texture, 5.0, 2.5, "box")
+    images = estimate_profile(thick, pixel_spacing_mm=(1.0, 1.0), spacing_mm=2.5, nominal_mm=5.0)
+    helical = estimate_profile(
+        thick, pixel_spacing_mm=(1.0, 1.0), spacing_mm=2.5, nominal_mm=5.0, scan_mode="helical"
+    )
+    assert images.family == "box" and images.family_source == "images"
+    assert helical.family == "gaussian" and helical.family_source == "helical scan" and helical.family_certain
+    assert helical.family_margin == pytest.approx(1.0 / images.family_margin) and helical.family_margin < 1.0
+    assert 3.0 < helical.fwhm_mm < 4.5  # narrower than the box: at equal width a Gaussian blurs more
+    assert "gaussian (from the helical scan), FWHM" in helical.describe()
+    assert helical.to_parameters()["profile_estimate_family_source"] == "helical scan"
+    same = estimate_profile(
+        thick, pixel_spacing_mm=(1.0, 1.0), spacing_mm=2.5, nominal_mm=5.0, scan_mode="sequential"
+    )
+    assert same.family == "box" and same.family_margin == images.family_margin
+    with pytest.raises(ParameterError, match="Unknown scan mode 'spiral'"):
+        estimate_profile(thick, pixel_spacing_mm=(1.0, 1.0), spacing_mm=2.5, scan_mode="spiral")
+
+
+def test_the_run_takes_the_scan_mode_from_the_geometry_or_the_option(texture):
+    import dataclasses
+
+    vol = _volume(thick_slices(texture[:64], 5.0, 2.5, "box"), 5.0, 2.5)
+    vol.geometry = dataclasses.replace(
+        vol.geometry, scan_mode="helical", scan_mode_source="SpiralPitchFactor 1"
+    )
+    p = enhance(vol, preset=TINY, noise="off").parameters
+    assert (p["profile"], p["scan_mode"], p["scan_mode_source"]) == (
+        "gaussian",
+        "helical",
+        "DICOM SpiralPitchFactor 1",
+    )
+    assert p["profile_estimate_family_source"] == "helical scan"
+    p = enhance(vol, preset=TINY, noise="off", scan_mode="sequential").parameters
+    assert (p["profile"], p["scan_mode"], p["scan_mode_source"]) == (
+        "box",
+        "sequential",
+        "the scan_mode option",
+    )
+    p = enhance(vol, preset=TINY, noise="off", profile="gaussian", scan_mode="sequential").parameters
+    assert p["profile"] == "gaussian" and "scan_mode" not in p  # a given profile wins; no scan mode was used

@@ -20,11 +20,7 @@ __all__ = ["estimate_lines", "estimate_text", "result_lines", "start_estimate"]
 def estimate_lines(estimate: Any) -> list[str]:
     """A :class:`~sr4zct.method.profile.ProfileEstimate` as the panel's lines: family, FWHM and its range, and
     a warning when it disagrees with the slice thickness (or the family is unclear)."""
-    lo, hi = estimate.fwhm_range_mm
-    family = estimate.family if estimate.family_certain else f"{estimate.family} (family uncertain)"
-    lines = [
-        f"Estimated from the scan: {family}, FWHM {estimate.fwhm_mm:.2f} mm (range {lo:.2f}-{hi:.2f} mm)"
-    ]
+    lines = [f"Estimated from the scan: {estimate.describe()}"]
     if estimate.disagrees_with_nominal:
         lines.append(
             f"\u26a0 Far from the slice thickness of {estimate.nominal_mm:g} mm: check the thickness (the run uses "
@@ -34,16 +30,24 @@ def estimate_lines(estimate: Any) -> list[str]:
 
 
 def estimate_text(
-    array_hu: np.ndarray, pixel_spacing_mm: tuple[float, float], spacing_mm: float, thickness_mm: float | None
+    array_hu: np.ndarray,
+    pixel_spacing_mm: tuple[float, float],
+    spacing_mm: float,
+    thickness_mm: float | None,
+    scan_mode: str | None = None,
 ) -> str:
     """:func:`estimate_lines` of a ``(slice, row, column)`` array (as
-    :func:`~sr4zct.method.profile.estimate_profile` takes it), or why it could not be estimated. Imports
-    torch; takes about 2 s for a 512 x 512 x 343 series."""
+    :func:`~sr4zct.method.profile.estimate_profile` takes it), or why it could not be estimated; a known
+    ``scan_mode`` fixes the family. Imports torch; takes about 2 s for a 512 x 512 x 343 series."""
     from sr4zct.method.profile import estimate_profile
 
     try:
         estimate = estimate_profile(
-            array_hu, pixel_spacing_mm=pixel_spacing_mm, spacing_mm=spacing_mm, nominal_mm=thickness_mm
+            array_hu,
+            pixel_spacing_mm=pixel_spacing_mm,
+            spacing_mm=spacing_mm,
+            nominal_mm=thickness_mm,
+            scan_mode=scan_mode,
         )
     except SR4ZCTError as exc:
         return f"Slice profile not estimated: {exc.message}"
@@ -61,20 +65,22 @@ def start_estimate(
     array_kji : the node's voxel array, ``(K, J, I)`` (``slicer.util.arrayFromVolume``); copied here, before
         the thread starts, so that the node may change meanwhile.
     voxel_mm_ijk : the node's spacing along I, J, K.
-    geometry : its :class:`~sr4zct.app.node_geometry.NodeGeometry` (the slice axis and spacing).
+    geometry : its :class:`~sr4zct.app.node_geometry.NodeGeometry` (the slice axis and spacing, and the scan
+        mode of its DICOM series, if any).
     thickness_mm : the slice thickness to compare with; default the geometry's.
     """
     axis = 2 - geometry.axis  # the NumPy axis of the slices
     array = np.array(np.moveaxis(np.asarray(array_kji), axis, 0), dtype=np.float32)
     pixel = tuple(float(voxel_mm_ijk[2 - n]) for n in range(3) if n != axis)
     nominal = thickness_mm or geometry.thickness_mm
+    scan_mode = geometry.series.scan_mode if geometry.series is not None else None
     future: concurrent.futures.Future = concurrent.futures.Future()
 
     def work() -> None:
         if not future.set_running_or_notify_cancel():
             return
         try:
-            future.set_result(estimate_text(array, pixel, geometry.spacing_mm, nominal))
+            future.set_result(estimate_text(array, pixel, geometry.spacing_mm, nominal, scan_mode))
         except BaseException as exc:  # handed to the panel, which shows it
             future.set_exception(exc)
 

@@ -51,7 +51,8 @@ def run_options(
 
     The thickness defaults to the node's (``geometry``, a :class:`~sr4zct.app.node_geometry.NodeGeometry`);
     unknown, it is an error naming the volume ``name``. The file keeps the node's IJK axes, so the slice axis
-    (which may come from the DICOM stacking direction) is NumPy axis ``2 - geometry.axis``. With ``preview``
+    (which may come from the DICOM stacking direction) is NumPy axis ``2 - geometry.axis``. The scan mode
+    (``auto``) becomes the one the node's DICOM series states, if any. With ``preview``
     and ``uncertainty``, the live preview and the disagreement map go into ``folder`` unless the options
     name other paths.
     """
@@ -62,6 +63,9 @@ def run_options(
         "thickness_mm": options.thickness_mm or float(geometry.thickness_mm),
         "slice_axis": 2 - geometry.axis,
     }
+    series = getattr(geometry, "series", None)
+    if options.scan_mode == "auto" and series is not None and series.scan_mode is not None:
+        changes["scan_mode"] = series.scan_mode  # read from the DICOM database; the run's file has no header
     if preview and options.preview_path is None:
         changes["preview_path"] = os.path.join(folder, "preview.nrrd")
     if uncertainty and options.uncertainty_path is None:

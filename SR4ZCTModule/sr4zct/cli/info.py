@@ -10,6 +10,7 @@ import math
 
 from sr4zct.run.options import EnhanceOptions
 from sr4zct.volume import SeriesGeometry
+from sr4zct.volume.scan_mode import SCAN_MODES
 
 #: |overlap| up to this many millimetres counts as contiguous.
 CONTIGUOUS_TOLERANCE_MM = 0.01
@@ -99,6 +100,13 @@ def _slab_lines(g: SeriesGeometry) -> list[str]:
     else:
         lines.append(
             f"Slice thickness:   {_mm(g.slice_thickness_mm)} ({_SOURCES.get(g.thickness_source, g.thickness_source)})"
+        )
+    if g.scan_mode is not None:
+        family = SCAN_MODES[g.scan_mode]
+        lines.append(f"Scan mode:         {g.scan_mode} (DICOM {g.scan_mode_source}): {family} slice profile")
+    elif "dicom" in g.extra:
+        lines.append(
+            "Scan mode:         not stated in the DICOM header (the profile family comes from the images)"
         )
     origin = "measured from the slice positions" if "dicom" in g.extra else "from the file header"
     lines.append(f"Slice spacing:     {_mm(g.slice_spacing_mm)} ({origin})")
@@ -190,7 +198,8 @@ def estimate_from_images(args: argparse.Namespace, options: EnhanceOptions) -> d
             slice_axis=options.slice_axis, allow_detached_data=options.allow_detached_data,
         )  # fmt: skip
         noise = estimate_noise(volume.array)
-        profile = estimate_volume_profile(volume)
+        scan_mode = None if options.scan_mode == "auto" else options.scan_mode
+        profile = estimate_volume_profile(volume, scan_mode=scan_mode)
     except SR4ZCTError as exc:
         return {"estimate_error": exc.message}
     return {"profile_estimate": profile.to_dict(), "noise_estimate": dataclasses.asdict(noise)}
@@ -202,7 +211,10 @@ def estimate_lines(found: dict) -> list[str]:
         return [f"Slice profile:     not estimated ({found['estimate_error']})"]
     p, n = found["profile_estimate"], found["noise_estimate"]
     lo, hi = p["fwhm_range_mm"]
-    family = p["family"] + ("" if p["family_certain"] else " (family uncertain)")
+    if p.get("family_source", "images") != "images":
+        family = f"{p['family']} (from the {p['family_source']})"
+    else:
+        family = p["family"] + ("" if p["family_certain"] else " (family uncertain)")
     lines = [f"Slice profile:     {family}, FWHM {p['fwhm_mm']:.2f} mm (range {lo:.2f}-{hi:.2f} mm), "
              "estimated from the images"]  # fmt: skip
     if p["disagrees_with_nominal"]:

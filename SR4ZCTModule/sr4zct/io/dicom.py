@@ -28,6 +28,7 @@ from sr4zct.errors import GeometryError, InputError, ParameterError, ResourceErr
 from sr4zct.io.files import require_regular_file, walk_files
 from sr4zct.volume import SeriesGeometry, Volume
 from sr4zct.volume.geometry import geometry_from_slices
+from sr4zct.volume.scan_mode import scan_mode_from_attributes
 
 #: Attributes copied from the first slice into ``geometry.extra["dicom"]`` so that a derived series can
 #: be written into the same study (see ``sr4zct.io.dicom_writer``).
@@ -89,6 +90,7 @@ class SliceHeader:
     reference: dict[str, Any]
     image_type: tuple[str, ...] = ()
     rescale: tuple[bool, bool] = (False, False)  # RescaleSlope, RescaleIntercept present with a value
+    scan_mode: tuple[str | None, str] = (None, "")  # helical / sequential and the attribute that said so
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,12 @@ def _header(path: Path, ds: Any) -> SliceHeader:
         reference=reference,
         image_type=_image_type(_get(ds, "ImageType")),
         rescale=_rescale_present(ds),
+        scan_mode=scan_mode_from_attributes(
+            acquisition_type=_get(ds, "AcquisitionType"),
+            spiral_pitch_factor=_get(ds, "SpiralPitchFactor"),
+            scan_options=_get(ds, "ScanOptions"),
+            image_type=_get(ds, "ImageType"),
+        ),
     )
 
 
@@ -546,6 +554,10 @@ def _geometry(
         modality=headers[0].modality,
     )
     sorted_headers = [headers[int(i)] for i in order]
+    modes = {h.scan_mode for h in sorted_headers}
+    if len(modes) == 1:  # slices that disagree (a merged series) state no scan mode
+        mode, mode_source = modes.pop()
+        geometry = dataclasses.replace(geometry, scan_mode=mode, scan_mode_source=mode_source)
     reference = dict(sorted_headers[0].reference)
     geometry.extra["dicom"] = reference
     geometry.extra["source_path"] = str(folder.resolve())

@@ -14,15 +14,19 @@ blurred by the slice profile and sampled every ``d`` mm (docs/method.md, section
   combined with the window and the DFT; a candidate costs microseconds, the whole estimate about a second.
 * Misfit: mean squared log ratio of the two spectra up to a free scale (contrast differs between directions),
   over the frequencies whose z cross-spectrum stands above its standard error.
-* Family: with a nominal thickness ``T`` (DICOM SliceThickness), the family that fits better at widths near
-  ``T`` (within a factor :data:`FAMILY_BAND`); a box of width ``T`` and a Gaussian of FWHM ``T`` blur very
-  differently, so this holds where the free fits of the two families are confounded by anatomy. Without
-  ``T``, the family of the best free fit. The FWHM is then the free best fit within that family.
+* Family: given by the caller when the scan mode is known (helical: Gaussian, sequential: box;
+  :mod:`sr4zct.volume.scan_mode`), since the images alone cannot always tell (below). Otherwise, with a
+  nominal thickness ``T`` (DICOM SliceThickness), the family that fits better at widths near ``T`` (within a
+  factor :data:`FAMILY_BAND`); a box of width ``T`` and a Gaussian of FWHM ``T`` blur very differently, so this
+  holds where the free fits of the two families are confounded by anatomy. Without ``T``, the family of the
+  best free fit. The FWHM is then the free best fit within that family.
 * Uncertainty: the widths that fit nearly as well as the best, widened to hold the FWHM estimated on
   separate blocks of slices (anatomy changes along z).
 
 The estimate assumes the anatomy's statistics along z resemble those in-plane; where they do not (long
-structures along z, or a ground truth that is itself blurred along z), the FWHM is biased accordingly.
+structures along z, or a ground truth that is itself blurred along z), the FWHM is biased accordingly, and
+so is the family: a box profile on anatomy smoother along z has nearly the spectrum of a Gaussian profile
+until the box's first null, which only slices overlapping by more than half their thickness resolve.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from sr4zct.errors import ParameterError
 from sr4zct.method.acquisition import PROFILES, gaussian_sigma_mm, profile_weights
 from sr4zct.method.body import BODY_THRESHOLD_HU, body_box
 from sr4zct.system.devices import single_thread
+from sr4zct.volume.scan_mode import SCAN_MODES
 
 __all__ = [
     "DISAGREEMENT",
@@ -78,11 +83,14 @@ class ProfileEstimate:
         The best misfit of each family (mean squared log spectrum ratio; 0 is a perfect match).
     family_margin : float
         The other family's misfit over this family's (where the family was decided); above
-        :data:`FAMILY_MARGIN` the family is clear.
+        :data:`FAMILY_MARGIN` the images prefer it clearly, below 1 they prefer the other (possible only when
+        the scan mode fixed the family).
     nominal_mm : float or None
         The nominal thickness it was compared with (DICOM SliceThickness), if any.
     segments : int
         Through-plane segments used (a measure of how much body the volume holds).
+    family_source : str
+        What decided the family: ``"images"``, or the scan mode that fixed it (``"helical scan"``).
     """
 
     family: str
@@ -92,11 +100,12 @@ class ProfileEstimate:
     family_margin: float = math.inf
     nominal_mm: float | None = None
     segments: int = 0
+    family_source: str = "images"
 
     @property
     def family_certain(self) -> bool:
-        """True when the data prefer the family clearly (:data:`FAMILY_MARGIN`)."""
-        return self.family_margin >= FAMILY_MARGIN
+        """True when the scan mode fixed the family or the data prefer it clearly (:data:`FAMILY_MARGIN`)."""
+        return self.family_source != "images" or self.family_margin >= FAMILY_MARGIN
 
     @property
     def disagrees_with_nominal(self) -> bool:
@@ -112,7 +121,10 @@ class ProfileEstimate:
     def describe(self) -> str:
         """One line, e.g. ``"gaussian, FWHM 3.1 mm (2.9-3.4 mm over 4 blocks of slices)"``."""
         lo, hi = self.fwhm_range_mm
-        family = self.family if self.family_certain else f"{self.family} (family uncertain)"
+        if self.family_source != "images":
+            family = f"{self.family} (from the {self.family_source})"
+        else:
+            family = self.family if self.family_certain else f"{self.family} (family uncertain)"
         return f"{family}, FWHM {self.fwhm_mm:.2f} mm (range {lo:.2f}-{hi:.2f} mm)"
 
     def to_parameters(self) -> dict[str, str]:
@@ -124,6 +136,7 @@ class ProfileEstimate:
             "profile_estimate_fwhm_mm": f"{self.fwhm_mm:.3g}",
             "profile_estimate_range_mm": f"{lo:.3g}-{hi:.3g}",
             "profile_estimate_family_margin": f"{min(self.family_margin, 1e6):.3g}",
+            "profile_estimate_family_source": self.family_source,
         }
 
     def to_dict(self) -> dict[str, object]:
@@ -138,6 +151,7 @@ class ProfileEstimate:
             "nominal_mm": self.nominal_mm,
             "disagrees_with_nominal": self.disagrees_with_nominal,
             "segments": self.segments,
+            "family_source": self.family_source,
         }
 
 
@@ -396,6 +410,7 @@ def estimate_profile(
     pixel_spacing_mm: tuple[float, float],
     spacing_mm: float,
     nominal_mm: float | None = None,
+    scan_mode: str | None = None,
 ) -> ProfileEstimate:
     """Estimate the slice profile (family and FWHM) of a thick-slice CT volume from its own images.
 
@@ -406,6 +421,9 @@ def estimate_profile(
     spacing_mm : slice spacing d in mm.
     nominal_mm : nominal slice thickness (DICOM SliceThickness), optional; it decides the family where the
         two families' free fits are close (see the module notes) and is recorded.
+    scan_mode : ``"helical"`` or ``"sequential"`` (:data:`~sr4zct.volume.scan_mode.SCAN_MODES`), optional: fixes
+        the family (Gaussian or box); the images then give the FWHM, and the margin still says which family
+        they prefer.
 
     Returns
     -------
@@ -416,6 +434,8 @@ def estimate_profile(
     ParameterError
         When the volume is too small, holds too little body (above -500 HU), or no candidate fits.
     """
+    if scan_mode is not None and scan_mode not in SCAN_MODES:
+        raise ParameterError(f"Unknown scan mode {scan_mode!r}; use {' or '.join(SCAN_MODES)}.")
     a = np.asarray(array_hu)
     if a.ndim != 3:
         raise ParameterError(f"The slice profile is estimated from a 3-D volume, got shape {a.shape}.")
@@ -433,6 +453,11 @@ def estimate_profile(
     with single_thread():  # hundreds of tiny tensor operations: thread hand-offs would cost more
         table = _misfit_table(design, stats)
     family, margin = _choose_family(table, design.widths_mm, nominal_mm)
+    source = "images"
+    if scan_mode is not None:
+        if SCAN_MODES[scan_mode] != family:  # the margin stays the fixed family's: below 1, images disagree
+            family, margin = SCAN_MODES[scan_mode], 1.0 / margin if margin > 0 else math.inf
+        source = f"{scan_mode} scan"
     rows = table[family]
     if not np.isfinite(rows[-1]).any():
         raise ParameterError("No candidate slice profile matches the volume's statistics.")
@@ -446,14 +471,18 @@ def estimate_profile(
         family_margin=margin,
         nominal_mm=None if nominal_mm is None else float(nominal_mm),
         segments=whole.z_count,
+        family_source=source,
     )
 
 
-def estimate_volume_profile(volume, *, thickness_mm: float | None = None) -> ProfileEstimate:
+def estimate_volume_profile(
+    volume, *, thickness_mm: float | None = None, scan_mode: str | None = None
+) -> ProfileEstimate:
     """:func:`estimate_profile` of a :class:`~sr4zct.volume.Volume`, from its own geometry.
 
-    ``thickness_mm`` replaces the geometry's nominal thickness (as a user-given thickness does). The slice
-    spacing is the geometry's (the median step when the positions are irregular).
+    ``thickness_mm`` replaces the geometry's nominal thickness (as a user-given thickness does), ``scan_mode``
+    the geometry's scan mode (read from DICOM). The slice spacing is the geometry's (the median step when the
+    positions are irregular).
     """
     g = volume.geometry
     nominal = thickness_mm if thickness_mm is not None else g.slice_thickness_mm
@@ -462,4 +491,5 @@ def estimate_volume_profile(volume, *, thickness_mm: float | None = None) -> Pro
         pixel_spacing_mm=g.pixel_spacing_mm,
         spacing_mm=g.slice_spacing_mm,
         nominal_mm=nominal,
+        scan_mode=scan_mode if scan_mode is not None else g.scan_mode,
     )

@@ -30,6 +30,7 @@ from typing import Any
 from sr4zct.errors import ParameterError
 from sr4zct.method import PROFILES
 from sr4zct.run.presets import PRESETS, Preset
+from sr4zct.volume.scan_mode import SCAN_MODES
 
 __all__ = [
     "DEVICES",
@@ -39,6 +40,7 @@ __all__ = [
     "OUTPUT_DTYPES",
     "PRECISIONS",
     "PROFILES",
+    "SCAN_MODE_CHOICES",
     "EnhanceOptions",
     "flag_of",
     "words",
@@ -46,6 +48,8 @@ __all__ = [
 
 #: the profile option's choices: ``auto`` estimates the family from the scan (sr4zct.method.profile)
 PROFILE_CHOICES = ("auto", *PROFILES)
+#: how the series was acquired (sr4zct.volume.scan_mode): ``auto`` reads it from the DICOM header
+SCAN_MODE_CHOICES = ("auto", *SCAN_MODES)
 #: noise-aware training: ``auto`` adds the slice noise measured in the scan to the training inputs
 NOISE_CHOICES = ("auto", "off")
 #: network architectures and what each is; the keys are exactly the registry's,
@@ -131,6 +135,11 @@ class EnhanceOptions:
         Slice sensitivity profile, one of :data:`PROFILE_CHOICES`: ``auto`` (the family, box or Gaussian,
         estimated from the scan itself, :mod:`sr4zct.method.profile`; width T), ``box`` (as in the paper) or
         ``gaussian`` (FWHM = T, closer to helical CT).
+    scan_mode : str
+        How the scanner acquired the series, one of :data:`SCAN_MODE_CHOICES`; it decides the family that
+        ``profile="auto"`` uses: ``helical`` (Gaussian), ``sequential`` (box), or ``auto``: the scan mode the
+        input's DICOM attributes state (:mod:`sr4zct.volume.scan_mode`), else the family estimated from the
+        images. A ``profile`` other than ``auto`` wins.
     noise : str
         Noise-aware training, one of :data:`NOISE_CHOICES`: ``auto`` measures the slice noise of the scan and
         adds it to the simulated thick slices of the training inputs (the network learns not to sharpen it);
@@ -198,6 +207,11 @@ class EnhanceOptions:
     profile: str = _option(
         "auto", "slice sensitivity profile: auto (box or gaussian, estimated from the scan), box (as in the "
         "paper) or gaussian (FWHM = thickness)", kind=str, choices=PROFILE_CHOICES, group="acquisition",
+    )  # fmt: skip
+    scan_mode: str = _option(
+        "auto", "how the scanner acquired the series, for --profile auto: auto (from the DICOM header, else "
+        "estimated from the images), helical (gaussian profile) or sequential (box)", kind=str,
+        choices=SCAN_MODE_CHOICES, group="acquisition",
     )  # fmt: skip
     noise: str = _option(
         "auto", "noise-aware training: auto (add the scan's measured slice noise to the training inputs) or off",
@@ -449,7 +463,9 @@ def _checked_text(name: str, value: Any, meta: Any) -> Any:
     return value
 
 
-_REQUIRED_VALUES = ("profile", "noise", "preset", "network", "seed", "device", "precision", "output_dtype")
+_REQUIRED_VALUES = (
+    "profile", "scan_mode", "noise", "preset", "network", "seed", "device", "precision", "output_dtype"
+)  # fmt: skip
 
 
 def _kind_words(kind: type) -> str:

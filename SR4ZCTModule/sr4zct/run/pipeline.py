@@ -248,7 +248,7 @@ def _enhance(
     warnings = list(vol.geometry.warnings) + [
         w for w in acquisition.warnings if w not in vol.geometry.warnings
     ]
-    slice_model = _slice_model(array, options, acquisition, _pixel_mm(vol), reporter)
+    slice_model = _slice_model(array, options, acquisition, _pixel_mm(vol), vol.geometry, reporter)
     warnings += slice_model.warnings
     warnings += [precision.warning] if precision.warning else []
     timings = {"prepare": time.monotonic() - t_start}
@@ -314,10 +314,14 @@ class _SliceModel:
     estimate: Any = None  # sr4zct.method.profile.ProfileEstimate
     noise: Any = None  # sr4zct.method.noise.NoiseEstimate
     warnings: list[str] = field(default_factory=list)
+    scan_mode: tuple[str | None, str] = (None, "")  # the scan mode that fixed the family, and its source
 
     def parameters(self, options: EnhanceOptions, trained: _Trained) -> dict[str, str]:
-        """What the output records: the profile used and asked for, the estimate, the noise."""
+        """What the output records: the profile used and asked for, the scan mode, the estimate, the noise."""
         out = {"profile": str(trained.info.get("profile", self.profile)), "profile_option": options.profile}
+        mode, source = self.scan_mode
+        if mode is not None:
+            out.update(scan_mode=mode, scan_mode_source=source)
         if self.estimate is not None:
             out.update(self.estimate.to_parameters())
         if self.noise is not None:
@@ -326,26 +330,41 @@ class _SliceModel:
         return out
 
 
-def _slice_model(array: np.ndarray, options: EnhanceOptions, acq, pixel, reporter) -> _SliceModel:
+def _scan_mode(options: EnhanceOptions, geometry) -> tuple[str | None, str]:
+    """The scan mode that fixes ``profile="auto"``'s family, and where it came from (option, DICOM, none)."""
+    if options.scan_mode != "auto":
+        return options.scan_mode, "the scan_mode option"
+    if geometry.scan_mode is not None:
+        return geometry.scan_mode, f"DICOM {geometry.scan_mode_source}".strip()
+    return None, ""
+
+
+def _slice_model(array: np.ndarray, options: EnhanceOptions, acq, pixel, geometry, reporter) -> _SliceModel:
     """Estimate what ``auto`` leaves open (a saved model brings its own profile; nothing is estimated)."""
     from sr4zct.errors import SR4ZCTError
+    from sr4zct.volume.scan_mode import SCAN_MODES
 
     if options.model_path is not None or options.profile != "auto":
         model = _SliceModel(options.profile if options.profile != "auto" else "box")
     else:
         from sr4zct.method.profile import estimate_profile
 
+        mode, source = _scan_mode(options, geometry)
         reporter.report("prepare", 0, 1, message="estimating the slice profile from the scan")
         try:
             estimate = estimate_profile(
-                array, pixel_spacing_mm=pixel, spacing_mm=acq.spacing_mm, nominal_mm=acq.thickness_mm
-            )
+                array, pixel_spacing_mm=pixel, spacing_mm=acq.spacing_mm, nominal_mm=acq.thickness_mm,
+                scan_mode=mode,
+            )  # fmt: skip
         except SR4ZCTError as exc:
-            model = _SliceModel("box", warnings=[
-                f"The slice profile could not be estimated from the scan ({exc.message}); the box profile is "
-                "used. Choose the profile (box or gaussian) to silence this."])  # fmt: skip
+            fallback = SCAN_MODES[mode] if mode is not None else "box"
+            model = _SliceModel(fallback, scan_mode=(mode, source), warnings=[
+                f"The slice profile could not be estimated from the scan ({exc.message}); the {fallback} profile "
+                "is used. Choose the profile (box or gaussian) to silence this."])  # fmt: skip
         else:
-            model = _SliceModel(estimate.family, estimate, warnings=_estimate_warnings(estimate))
+            model = _SliceModel(
+                estimate.family, estimate, warnings=_estimate_warnings(estimate), scan_mode=(mode, source)
+            )
             log.info("Slice profile estimated from the scan: %s.", estimate.describe())
     if options.noise == "auto" and options.model_path is None:
         from sr4zct.method.noise import estimate_noise
@@ -366,7 +385,8 @@ def _estimate_warnings(estimate) -> list[str]:
     if not estimate.family_certain:
         out.append(
             f"The scan does not tell a box from a Gaussian slice profile clearly; the one that fits better "
-            f"({estimate.family}) is used. Choose the profile if you know the scanner's."
+            f"({estimate.family}) is used. Give the scan mode (helical or sequential) or the profile if you "
+            "know the scanner's."
         )
     return out
 

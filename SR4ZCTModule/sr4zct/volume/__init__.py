@@ -48,6 +48,9 @@ class SeriesGeometry:
     thickness_values_mm : the distinct thicknesses found (mixed thickness when more than one).
     warnings : human-readable findings (irregular spacing, tilt, mixed thickness, thickness missing ...).
     description : series description / file name, for messages.
+    scan_mode : "helical", "sequential" or ``None`` (unknown): how the scanner acquired the series, from its
+        DICOM attributes (:mod:`sr4zct.volume.scan_mode`); it decides the slice profile's family.
+    scan_mode_source : the attribute that stated the scan mode (``"SpiralPitchFactor 0.8"``), or "".
     """
 
     pixel_spacing_mm: tuple[float, float]
@@ -66,6 +69,8 @@ class SeriesGeometry:
     description: str = ""
     series_uid: str | None = None
     modality: str | None = None
+    scan_mode: str | None = None
+    scan_mode_source: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -118,6 +123,8 @@ class SeriesGeometry:
             "irregular_positions": list(self.irregular_positions),
             "slice_positions_mm": list(self.slice_positions_mm),
             "thickness_values_mm": list(self.thickness_values_mm),
+            "scan_mode": self.scan_mode,
+            "scan_mode_source": self.scan_mode_source,
             "warnings": list(self.warnings),
         }
 
