@@ -236,6 +236,32 @@ def test_protocol_groups_follow_the_model_tolerance():
     assert p(3.0).key == "T3_d2_px0.8x0.8_box"
 
 
+def test_a_known_scan_mode_keeps_helical_and_sequential_series_apart():
+    """With ``--profile auto`` the scan mode fixes the family before training, so it is part of the protocol."""
+    import dataclasses
+
+    from sr4zct.batch.protocol import job_protocol
+
+    geometry = make_geometry(
+        (8, 32, 32), slice_spacing_mm=2.0, pixel_spacing_mm=(0.8, 0.8), slice_thickness_mm=3.0
+    )
+    helical = dataclasses.replace(geometry, scan_mode="helical", scan_mode_source="SpiralPitchFactor 1")
+    sequential = dataclasses.replace(
+        geometry, scan_mode="sequential", scan_mode_source="AcquisitionType SEQUENCED"
+    )
+
+    def protocol(geometry, **options):
+        return job_protocol(
+            BatchJob("j", "in.nrrd", "out.nrrd", geometry=geometry), EnhanceOptions(**options)
+        )
+
+    assert protocol(helical).profile == "gaussian" and protocol(sequential).profile == "box"
+    assert protocol(geometry).profile == "auto"  # unknown: the estimate decides when the model trains
+    assert protocol(helical, profile="box").profile == "box"  # a given profile wins
+    assert protocol(geometry, scan_mode="sequential").profile == "box"
+    assert not protocol(helical).matches(protocol(sequential))
+
+
 # --- the ledger ----------------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from sr4zct.batch.jobs import BatchJob
 from sr4zct.errors import SR4ZCTError
 from sr4zct.run.model_file import MODEL_TOLERANCE
 from sr4zct.run.options import EnhanceOptions
+from sr4zct.volume.scan_mode import SCAN_MODES
 
 __all__ = ["MODELS_FOLDER", "Protocol", "assign_protocols", "job_protocol", "model_file"]
 
@@ -79,7 +80,16 @@ def job_protocol(job: BatchJob, options: EnhanceOptions) -> Protocol | None:
     if thickness is None or spacing is None or not spacing > 0:
         return None
     pixel = tuple(float(v) for v in geometry.pixel_spacing_mm)
-    return Protocol(float(thickness), float(spacing), (pixel[0], pixel[1]), merged.profile)
+    return Protocol(float(thickness), float(spacing), (pixel[0], pixel[1]), _profile(merged, geometry))
+
+
+def _profile(options: EnhanceOptions, geometry) -> str:
+    """The profile a job's model is trained for, as far as it is known before training: the option's, or for
+    ``auto`` the family a known scan mode fixes (so that helical and sequential series never share a model)."""
+    mode = options.scan_mode if options.scan_mode != "auto" else geometry.scan_mode
+    if options.profile == "auto" and mode is not None:
+        return SCAN_MODES[mode]
+    return options.profile
 
 
 def assign_protocols(protocols: dict[str, Protocol | None]) -> dict[str, Protocol | None]:
