@@ -148,6 +148,7 @@ def estimate_row(
 def l291_row() -> dict:
     """The estimate on the real L291 series (nominal 3 mm every 2 mm, Siemens helical; no ground truth)."""
     from sr4zct.io import read_volume
+    from sr4zct.method.acquisition import PROFILES
     from sr4zct.method.noise import estimate_noise
     from sr4zct.method.profile import estimate_volume_profile
 
@@ -159,12 +160,31 @@ def l291_row() -> dict:
     found = estimate_volume_profile(volume)
     row["seconds"] = time.perf_counter() - t0
     noise = estimate_noise(volume.array)
+    g = volume.geometry
     return {
-        **row, "status": "ok", "nominal_mm": found.nominal_mm, "spacing_mm": volume.geometry.slice_spacing_mm,
+        **row, "status": "ok", "nominal_mm": found.nominal_mm, "spacing_mm": g.slice_spacing_mm,
         "family": found.family, "fwhm_mm": found.fwhm_mm, "range_mm": list(found.fwhm_range_mm),
         "family_margin": min(found.family_margin, 1e6), "misfit": found.misfit,
+        "family_source": found.family_source, "scan_mode": g.scan_mode, "scan_mode_source": g.scan_mode_source,
         "noise_sigma_hu": noise.sigma_hu, "noise_correlation": noise.correlation,
+        "predicted_correlation": {
+            family: profile_correlation(family, found.nominal_mm, g.slice_spacing_mm) for family in PROFILES
+        },
     }  # fmt: skip
+
+
+def profile_correlation(family: str, thickness_mm: float, spacing_mm: float) -> float:
+    """The correlation of the noise of neighbouring slices that a profile implies for noise that is white along
+    z before slicing (quantum noise): the profile's normalised autocorrelation at the slice spacing."""
+    from sr4zct.method.acquisition import gaussian_sigma_mm
+
+    z = np.linspace(-4.0 * thickness_mm, 4.0 * thickness_mm, 16001)
+    if family == "box":
+        s = (np.abs(z) <= thickness_mm / 2).astype(float)
+    else:
+        s = np.exp(-0.5 * (z / gaussian_sigma_mm(thickness_mm)) ** 2)
+    shifted = np.interp(z + spacing_mm, z, s, left=0.0, right=0.0)
+    return float(np.sum(s * shifted) / np.sum(s * s))
 
 
 def run_estimates(whole, args, save) -> None:
@@ -356,11 +376,27 @@ def real_lines(row: dict | None) -> list[str]:
     if row.get("status") != "ok":
         return [f"L291: {row.get('status')}"]
     lo, hi = row["range_mm"]
+    margin = row["family_margin"]
+    if row.get("family_source", "images") != "images":
+        agree = "agree" if margin >= 1 else "disagree"
+        family = (
+            f"the scan mode fixes the family: {row['scan_mode']} (DICOM {row['scan_mode_source']}); the images "
+            f"alone {agree} (the other family fits {max(margin, 1 / margin):.1f} x "
+            f"{'worse' if margin >= 1 else 'better'})"
+        )
+    else:
+        family = f"from the images; the other family fits {margin:.1f} x worse"
+    predicted = row.get("predicted_correlation") or {}
+    check = (
+        f" (noise white along z before slicing would give {predicted['gaussian']:.2f} with a Gaussian of FWHM "
+        f"{row['nominal_mm']:g} mm, {predicted['box']:.2f} with a box: an independent sign of the family)"
+        if predicted else ""
+    )  # fmt: skip
     return [
         f"**L291** (real, Siemens helical, nominal {row['nominal_mm']:g} mm every {row['spacing_mm']:g} mm): "
         f"**{row['family']}, FWHM {row['fwhm_mm']:.2f} mm** (range {lo:.2f}-{hi:.2f} mm over blocks of slices; "
-        f"the other family fits {row['family_margin']:.1f} x worse), estimated in {row['seconds']:.1f} s; slice "
-        f"noise {row['noise_sigma_hu']:.1f} HU, neighbouring slices correlated {row['noise_correlation']:.2f}."
+        f"{family}), estimated in {row['seconds']:.1f} s; slice noise {row['noise_sigma_hu']:.1f} HU, "
+        f"neighbouring slices correlated {row['noise_correlation']:.2f}{check}."
     ]
 
 

@@ -123,3 +123,32 @@ def test_the_report_shows_the_time_part_only_when_it_ran():
     assert "What the estimates cost" not in acq.report(results)
     results["rows"] = {r["key"]: r for r in (_time_row(0, "before", 100.0), _time_row(0, "default", 101.0))}
     assert "What the estimates cost" in acq.report(results)
+
+
+@pytest.mark.parametrize(("thickness", "spacing"), [(3.0, 2.0), (5.0, 2.5), (5.0, 5.0), (2.0, 1.0)])
+def test_the_noise_correlation_a_profile_implies(thickness, spacing):
+    """Box: the overlap fraction (T - d) / T; Gaussian: exp(-d^2 / (4 sigma^2)), sigma = FWHM / 2.3548."""
+    sigma = thickness / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    assert acq.profile_correlation("box", thickness, spacing) == pytest.approx(
+        (thickness - spacing) / thickness, abs=2e-3
+    )
+    assert acq.profile_correlation("gaussian", thickness, spacing) == pytest.approx(
+        np.exp(-(spacing**2) / (4 * sigma**2)), abs=1e-3
+    )
+
+
+def test_the_real_series_line_says_what_fixed_the_family():
+    row = {
+        "status": "ok", "nominal_mm": 3.0, "spacing_mm": 2.0, "family": "gaussian", "fwhm_mm": 3.15,
+        "range_mm": [3.05, 3.37], "family_margin": 0.5, "family_source": "helical scan", "scan_mode": "helical",
+        "scan_mode_source": "SpiralPitchFactor 0.8", "seconds": 2.0, "noise_sigma_hu": 36.3,
+        "noise_correlation": 0.55, "predicted_correlation": {"box": 0.33, "gaussian": 0.54},
+    }  # fmt: skip
+    line = acq.real_lines(row)[0]
+    assert "the scan mode fixes the family: helical (DICOM SpiralPitchFactor 0.8)" in line
+    assert "the images alone disagree (the other family fits 2.0 x better)" in line
+    assert "0.54 with a Gaussian of FWHM 3 mm, 0.33 with a box" in line
+    assert (
+        "from the images; the other family fits 37.0 x worse"
+        in acq.real_lines({**row, "family_source": "images", "family_margin": 37.0})[0]
+    )
