@@ -148,7 +148,7 @@ def estimate_row(
 def l291_row() -> dict:
     """The estimate on the real L291 series (nominal 3 mm every 2 mm, Siemens helical; no ground truth)."""
     from sr4zct.io import read_volume
-    from sr4zct.method.acquisition import PROFILES
+    from sr4zct.method.acquisition import PROFILES, neighbour_noise_correlation
     from sr4zct.method.noise import estimate_noise
     from sr4zct.method.profile import estimate_volume_profile
 
@@ -168,23 +168,9 @@ def l291_row() -> dict:
         "family_source": found.family_source, "scan_mode": g.scan_mode, "scan_mode_source": g.scan_mode_source,
         "noise_sigma_hu": noise.sigma_hu, "noise_correlation": noise.correlation,
         "predicted_correlation": {
-            family: profile_correlation(family, found.nominal_mm, g.slice_spacing_mm) for family in PROFILES
+            family: neighbour_noise_correlation(family, found.nominal_mm, g.slice_spacing_mm) for family in PROFILES
         },
     }  # fmt: skip
-
-
-def profile_correlation(family: str, thickness_mm: float, spacing_mm: float) -> float:
-    """The correlation of the noise of neighbouring slices that a profile implies for noise that is white along
-    z before slicing (quantum noise): the profile's normalised autocorrelation at the slice spacing."""
-    from sr4zct.method.acquisition import gaussian_sigma_mm
-
-    z = np.linspace(-4.0 * thickness_mm, 4.0 * thickness_mm, 16001)
-    if family == "box":
-        s = (np.abs(z) <= thickness_mm / 2).astype(float)
-    else:
-        s = np.exp(-0.5 * (z / gaussian_sigma_mm(thickness_mm)) ** 2)
-    shifted = np.interp(z + spacing_mm, z, s, left=0.0, right=0.0)
-    return float(np.sum(s * shifted) / np.sum(s * s))
 
 
 def run_estimates(whole, args, save) -> None:

@@ -509,3 +509,23 @@ def test_simulate_on_real_head_matches_oracle(vhm_head_path):
     assert thick.dtype == np.float32
     assert _rel_err(thick, expected) < 1e-5
     assert centres.size == math.floor((arr.shape[0] - 5.0 - 0.7) / 2.0) + 1
+
+
+@pytest.mark.parametrize(
+    ("thickness", "spacing"), [(3.0, 2.0), (5.0, 2.5), (5.0, 5.0), (2.0, 1.0), (3.0, 4.0)]
+)
+@pytest.mark.parametrize("profile", ["box", "gaussian"])
+def test_the_neighbour_noise_correlation_is_the_profiles_autocorrelation(profile, thickness, spacing):
+    """White noise along z, sliced by the profile every d: the correlation of neighbouring slices, counted."""
+    dz = 0.01
+    z = np.arange(-4 * thickness, 4 * thickness + dz, dz)
+    if profile == "box":
+        s = (np.abs(z) <= thickness / 2).astype(float)
+    else:
+        s = np.exp(-0.5 * (z / acq.gaussian_sigma_mm(thickness)) ** 2)
+    shifted = np.interp(z + spacing, z, s, left=0.0, right=0.0)
+    counted = float(np.sum(s * shifted) / np.sum(s * s))
+    implied = acq.neighbour_noise_correlation(profile, thickness, spacing)
+    assert implied == pytest.approx(counted, abs=3e-3)
+    with pytest.raises(ParameterError, match="Unknown profile"):
+        acq.neighbour_noise_correlation("trapezoid", thickness, spacing)

@@ -125,18 +125,6 @@ def test_the_report_shows_the_time_part_only_when_it_ran():
     assert "What the estimates cost" in acq.report(results)
 
 
-@pytest.mark.parametrize(("thickness", "spacing"), [(3.0, 2.0), (5.0, 2.5), (5.0, 5.0), (2.0, 1.0)])
-def test_the_noise_correlation_a_profile_implies(thickness, spacing):
-    """Box: the overlap fraction (T - d) / T; Gaussian: exp(-d^2 / (4 sigma^2)), sigma = FWHM / 2.3548."""
-    sigma = thickness / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-    assert acq.profile_correlation("box", thickness, spacing) == pytest.approx(
-        (thickness - spacing) / thickness, abs=2e-3
-    )
-    assert acq.profile_correlation("gaussian", thickness, spacing) == pytest.approx(
-        np.exp(-(spacing**2) / (4 * sigma**2)), abs=1e-3
-    )
-
-
 def test_the_real_series_line_says_what_fixed_the_family():
     row = {
         "status": "ok", "nominal_mm": 3.0, "spacing_mm": 2.0, "family": "gaussian", "fwhm_mm": 3.15,

@@ -165,11 +165,13 @@ def test_info_shows_the_estimate(texture, tmp_path, capsys):
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Slice profile:     gaussian, FWHM" in out and "estimated from the images" in out
+    assert "(white noise sliced by each profile would give: box 0.50, gaussian 0.71)" in out
     assert main(["info", str(path), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["profile_estimate"]["family"] == "gaussian"
     assert record["profile_estimate"]["fwhm_mm"] == pytest.approx(5.0, rel=0.15)
     assert "sigma_hu" in record["noise_estimate"]
+    assert record["noise_estimate"]["implied_correlation"] == pytest.approx({"box": 0.5, "gaussian": 2**-0.5})
     assert main(["info", str(path), "--no-estimate"]) == 0
     assert "Slice profile" not in capsys.readouterr().out
 

@@ -189,6 +189,7 @@ def estimate_from_images(args: argparse.Namespace, options: EnhanceOptions) -> d
     """``profile_estimate`` and ``noise_estimate`` (dicts) from the series' images, or ``estimate_error``."""
     from sr4zct.errors import SR4ZCTError
     from sr4zct.io import read_volume
+    from sr4zct.method.acquisition import PROFILES, neighbour_noise_correlation
     from sr4zct.method.noise import estimate_noise
     from sr4zct.method.profile import estimate_volume_profile
 
@@ -202,7 +203,13 @@ def estimate_from_images(args: argparse.Namespace, options: EnhanceOptions) -> d
         profile = estimate_volume_profile(volume, scan_mode=scan_mode)
     except SR4ZCTError as exc:
         return {"estimate_error": exc.message}
-    return {"profile_estimate": profile.to_dict(), "noise_estimate": dataclasses.asdict(noise)}
+    found = {"profile_estimate": profile.to_dict(), "noise_estimate": dataclasses.asdict(noise)}
+    if profile.nominal_mm is not None:
+        spacing = volume.geometry.slice_spacing_mm
+        found["noise_estimate"]["implied_correlation"] = {
+            family: neighbour_noise_correlation(family, profile.nominal_mm, spacing) for family in PROFILES
+        }
+    return found
 
 
 def estimate_lines(found: dict) -> list[str]:
@@ -223,4 +230,8 @@ def estimate_lines(found: dict) -> list[str]:
         lines.append(
             f"Slice noise:       {n['sigma_hu']:.1f} HU (neighbouring slices correlated {n['correlation']:.2f})"
         )
+        implied = n.get("implied_correlation")
+        if implied:  # quantum noise is white along z before slicing: the correlation is a sign of the profile
+            said = ", ".join(f"{family} {value:.2f}" for family, value in implied.items())
+            lines.append(f"                   (white noise sliced by each profile would give: {said})")
     return lines

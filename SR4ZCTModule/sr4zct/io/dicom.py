@@ -554,10 +554,7 @@ def _geometry(
         modality=headers[0].modality,
     )
     sorted_headers = [headers[int(i)] for i in order]
-    modes = {h.scan_mode for h in sorted_headers}
-    if len(modes) == 1:  # slices that disagree (a merged series) state no scan mode
-        mode, mode_source = modes.pop()
-        geometry = dataclasses.replace(geometry, scan_mode=mode, scan_mode_source=mode_source)
+    geometry = _with_scan_mode(geometry, sorted_headers)
     reference = dict(sorted_headers[0].reference)
     geometry.extra["dicom"] = reference
     geometry.extra["source_path"] = str(folder.resolve())
@@ -569,6 +566,15 @@ def _geometry(
         note = f"Ignored {n_localizers} localizer (scout) image(s) stored in this series."
         geometry = dataclasses.replace(geometry, warnings=(*geometry.warnings, note))
     return geometry, sorted_headers
+
+
+def _with_scan_mode(geometry: SeriesGeometry, headers: list[SliceHeader]) -> SeriesGeometry:
+    """The geometry with the scan mode its slices state; slices that disagree (a merged series) state none."""
+    modes = {h.scan_mode for h in headers}
+    if len(modes) != 1:
+        return geometry
+    mode, source = modes.pop()
+    return dataclasses.replace(geometry, scan_mode=mode, scan_mode_source=source)
 
 
 def reference_attributes(path: str | os.PathLike) -> dict[str, Any]:

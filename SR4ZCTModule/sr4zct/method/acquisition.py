@@ -33,6 +33,7 @@ from sr4zct.method import PROFILES
 __all__ = [
     "PROFILES",
     "gaussian_sigma_mm",
+    "neighbour_noise_correlation",
     "slice_centres_mm",
     "degrade_matrix",
     "profile_weights",
@@ -105,6 +106,19 @@ def _check_phase(phase_mm: Any, spacing_mm: float) -> float:
 def gaussian_sigma_mm(thickness_mm: float) -> float:
     """Standard deviation of the Gaussian slice profile whose FWHM is ``thickness_mm``."""
     return _positive("thickness_mm", thickness_mm) * _FWHM_TO_SIGMA
+
+
+def neighbour_noise_correlation(profile: str, thickness_mm: float, spacing_mm: float) -> float:
+    """The correlation of the noise of neighbouring slices that a profile implies, for noise that is white
+    along z before slicing (quantum noise): the profile's normalised autocorrelation at the slice spacing,
+    ``max(0, (T - d) / T)`` for a box, ``exp(-d^2 / (4 sigma^2))`` for a Gaussian of FWHM ``T``."""
+    thickness_mm = _positive("thickness_mm", thickness_mm)
+    spacing_mm = _positive("spacing_mm", spacing_mm)
+    if profile == "box":
+        return max(0.0, (thickness_mm - spacing_mm) / thickness_mm)
+    if profile == "gaussian":
+        return math.exp(-(spacing_mm**2) / (4.0 * gaussian_sigma_mm(thickness_mm) ** 2))
+    raise ParameterError(f"Unknown profile {profile!r}; use {' or '.join(PROFILES)}.")
 
 
 # --------------------------------------------------------------------------------------------------
