@@ -70,17 +70,21 @@ def test_the_quality_targets_are_counted():
         _quality("box", "8HU", "linear", 0.0, 0.9),
         _quality("box", "8HU", "before", 4.0, 0.89),
         _quality("box", "8HU", "default", 3.7, 0.93),
+        _quality("box", "8HU", "scan-mode", 4.1, 0.92),
     ]
     checks = "\n".join(acq.quality_checks(rows))
-    assert "| gaussian: default within 1 dB of the right profile | 1 of 1 |" in checks
-    assert "| box: default >= before - 0.2 dB | 0 of 1 |" in checks
-    assert "| noisy: default SSIM > linear's | 1 of 1 |" in checks
-    assert "| noisy: default gain >= before's | 0 of 1 |" in checks
-    assert "+3.70 dB, +5.60 dB" in checks
+    assert "| default: gaussian: within 1 dB of the right profile | 1 of 1 |" in checks
+    assert "| default: box: >= before - 0.2 dB | 0 of 1 |" in checks
+    assert "| default: noisy: SSIM > linear's | 1 of 1 |" in checks
+    assert "| default: noisy: gain >= before's | 0 of 1 |" in checks
+    assert "| default: gain over linear, minimum and median | +3.70 dB, +5.60 dB |" in checks
+    assert "| scan mode in the header: box: >= before - 0.2 dB | 1 of 1 |" in checks
+    assert "| scan mode in the header: noisy: gain >= before's | 1 of 1 |" in checks
+    assert "scan mode in the header: gaussian" not in checks  # no such run: not counted as 0 of 0
     table = "\n".join(acq.quality_table(rows))
     assert (
-        "| c | 5 / 2.5 mm box | 8HU | 30.00 dB, 0.900 | +4.00 dB, 0.890 | +3.70 dB, 0.930 | +4.00 dB, 0.890 |"
-        in table
+        "| c | 5 / 2.5 mm box | 8HU | 30.00 dB, 0.900 | +4.00 dB, 0.890 | +3.70 dB, 0.930 | +4.00 dB, 0.890 "
+        "| +4.10 dB, 0.920 |" in table
     )
 
 
