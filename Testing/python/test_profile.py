@@ -148,6 +148,14 @@ def test_a_volume_too_small_to_estimate_falls_back_to_box_with_a_warning(texture
     assert any("could not be estimated" in w for w in result.warnings)
 
 
+def test_a_volume_too_small_to_estimate_takes_the_family_of_its_scan_mode_without_a_warning(texture):
+    vol = _volume(thick_slices(texture[:24, :40, :40], 3.0, 2.0, "gaussian"), 3.0, 2.0)
+    result = enhance(vol, preset=TINY, noise="off", scan_mode="helical")
+    assert result.parameters["profile"] == "gaussian" and result.parameters["scan_mode"] == "helical"
+    assert "profile_estimate" not in result.parameters
+    assert not any("could not be estimated" in w for w in result.warnings)
+
+
 def test_a_saved_model_brings_its_profile(texture, tmp_path):
     vol = _volume(thick_slices(texture[:64], 5.0, 2.5, "gaussian"), 5.0, 2.5)
     first = enhance(vol, preset=TINY, save_model_path=tmp_path / "m.pt")

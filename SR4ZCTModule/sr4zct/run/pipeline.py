@@ -357,10 +357,13 @@ def _slice_model(array: np.ndarray, options: EnhanceOptions, acq, pixel, geometr
                 scan_mode=mode,
             )  # fmt: skip
         except SR4ZCTError as exc:
-            fallback = SCAN_MODES[mode] if mode is not None else "box"
-            model = _SliceModel(fallback, scan_mode=(mode, source), warnings=[
-                f"The slice profile could not be estimated from the scan ({exc.message}); the {fallback} profile "
-                "is used. Choose the profile (box or gaussian) to silence this."])  # fmt: skip
+            if mode is not None:  # the scan mode gives the family; the run uses the width T anyway
+                log.info("Slice profile not estimated (%s); the %s scan's is used.", exc.message, mode)
+                model = _SliceModel(SCAN_MODES[mode], scan_mode=(mode, source))
+            else:
+                model = _SliceModel("box", warnings=[
+                    f"The slice profile could not be estimated from the scan ({exc.message}); the box profile is "
+                    "used. Choose the profile (box or gaussian) to silence this."])  # fmt: skip
         else:
             model = _SliceModel(
                 estimate.family, estimate, warnings=_estimate_warnings(estimate), scan_mode=(mode, source)
