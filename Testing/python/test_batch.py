@@ -189,6 +189,13 @@ def test_manifest(tmp_path):
     manifest.write_text("path,thickness\nvols/ct.nrrd,-1\n")
     with pytest.raises(ParameterError, match="line 2: thickness_mm must be a positive number"):
         read_manifest(manifest)
+    manifest.write_text("path,scan_mode\nvols/ct.nrrd,Helical\na,auto\n")
+    jobs = read_manifest(manifest)
+    assert jobs[0].options == {"scan_mode": "helical"} and jobs[1].options == {}
+    assert jobs[0].enhance_options(EnhanceOptions(scan_mode="sequential")).scan_mode == "helical"
+    manifest.write_text("path,scan_mode\nvols/ct.nrrd,spiral\n")
+    with pytest.raises(ParameterError, match="line 2: scan_mode must be helical or sequential"):
+        read_manifest(manifest)
     manifest.write_text("file,thickness\nvols/ct.nrrd,3\n")
     with pytest.raises(InputError, match="'path' column"):
         read_manifest(manifest)

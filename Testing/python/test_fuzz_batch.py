@@ -113,9 +113,9 @@ def test_fuzz_ledger_lines_are_read_or_refused_by_line(lines):
 
 
 cell = st.one_of(text, st.sampled_from(["", "#", "..", "../x", "/abs", "~", "a/b", "a\\b", "x.nrrd", "CT", "ct",
-                                        "3", "-1", "nan", "1e400", "0x10", "batch.jsonl", ".hidden"]))  # fmt: skip
+                                        "3", "-1", "nan", "1e400", "0x10", "batch.jsonl", ".hidden", "helical", "AUTO"]))  # fmt: skip
 header = st.lists(st.sampled_from(["path", "input", "series_uid", "thickness_mm", "thickness", "output_name",
-                                   "output", "other", ""]), min_size=1, max_size=5)  # fmt: skip
+                                   "output", "scan_mode", "other", ""]), min_size=1, max_size=5)  # fmt: skip
 
 
 @SETTINGS

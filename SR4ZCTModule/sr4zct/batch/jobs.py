@@ -39,7 +39,7 @@ __all__ = [
 FORMATS = {"nrrd": ".nrrd", "nii.gz": ".nii.gz", "mha": ".mha", "dicom": ""}
 
 #: per-job options a job may set itself (from the manifest, from discovery or from the Slicer module)
-JOB_OPTIONS = ("thickness_mm", "series_uid", "slice_axis", "spacing_mm")
+JOB_OPTIONS = ("thickness_mm", "series_uid", "slice_axis", "spacing_mm", "scan_mode")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

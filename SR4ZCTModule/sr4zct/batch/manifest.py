@@ -8,6 +8,9 @@ Columns (a header row names them; only ``path`` is required, order does not matt
     SeriesInstanceUID when the folder holds several series.
 ``thickness_mm`` (or ``thickness``)
     Slice thickness in mm (image files record none unless SR4ZCT wrote them).
+``scan_mode``
+    ``helical`` or ``sequential`` (image files state none; for ``--profile auto`` it fixes the profile family,
+    :mod:`sr4zct.volume.scan_mode`); empty or ``auto``: from the DICOM header, if any.
 ``output_name`` (or ``output``)
     Output path inside the output folder, without suffix (the ``--format``'s is added).
 
@@ -32,6 +35,7 @@ from sr4zct.batch.jobs import BatchJob, check_output_names, disambiguate, name_p
 from sr4zct.errors import InputError, ParameterError
 from sr4zct.io import as_path, image_suffix
 from sr4zct.io.files import require_regular_file
+from sr4zct.volume.scan_mode import SCAN_MODES
 
 __all__ = ["read_manifest"]
 
@@ -45,6 +49,7 @@ _ALIASES = {
     "thickness": "thickness_mm",
     "output_name": "output_name",
     "output": "output_name",
+    "scan_mode": "scan_mode",
 }
 
 
@@ -56,7 +61,8 @@ def read_manifest(path: str | os.PathLike) -> list[BatchJob]:
     InputError
         The manifest cannot be read, has no ``path`` column or no rows.
     ParameterError
-        A row's thickness is not a positive number, or two rows name the same output.
+        A row's thickness is not a positive number, its scan mode not one of :data:`SCAN_MODES`, or two rows
+        name the same output.
     """
     manifest = as_path(path, "manifest").expanduser().resolve()
     text = _manifest_text(manifest, path)
@@ -145,6 +151,8 @@ def _job(values: dict[str, str], base: Path, where: str) -> BatchJob:
         options["series_uid"] = values["series_uid"]
     if values.get("thickness_mm"):
         options["thickness_mm"] = _thickness(values["thickness_mm"], where)
+    if values.get("scan_mode", "auto").lower() != "auto":
+        options["scan_mode"] = _scan_mode(values["scan_mode"], where)
     if values.get("output_name"):
         problem = name_problem(values["output_name"])
         if problem is not None:
@@ -166,6 +174,14 @@ def _thickness(text: str, where: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ParameterError(f"{where}: thickness_mm must be a positive number of millimetres, got {text!r}.")
     return value
+
+
+def _scan_mode(text: str, where: str) -> str:
+    if text.lower() not in SCAN_MODES:
+        raise ParameterError(
+            f"{where}: scan_mode must be {' or '.join(SCAN_MODES)} (or empty), got {text!r}."
+        )
+    return text.lower()
 
 
 def _default_name(source: Path, series_uid: str | None) -> str:
