@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from sr4zct.errors import GeometryError, SR4ZCTError
 from sr4zct.volume import SeriesGeometry, make_geometry
-from sr4zct.volume.scan_mode import scan_mode_from_attributes
+from sr4zct.volume.scan_mode import SCAN_MODE_KEYWORDS, scan_mode_of_header, series_scan_mode
 
 __all__ = [
     "LPS_TO_RAS", "NodeGeometry", "check_dimensions", "geometry_of_node", "ijk_to_ras", "kji_geometry",
@@ -32,9 +32,6 @@ TAG_ROWS = "0028,0010"
 TAG_COLUMNS = "0028,0011"
 TAG_SERIES_UID = "0020,000E"
 TAG_SERIES_DESCRIPTION = "0008,103E"
-# the attributes that state the scan mode (pydicom keywords), as scan_mode_from_attributes names them
-_SCAN_MODE_TAGS = ("AcquisitionType", "SpiralPitchFactor", "ScanOptions", "ImageType")
-_SCAN_MODE_ARGUMENTS = ("acquisition_type", "spiral_pitch_factor", "scan_options", "image_type")
 #: files whose header may record SR4ZCT's slice thickness (``sr4zct_slice_thickness_mm``)
 HEADER_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -126,18 +123,17 @@ def series_geometry(
             )
         positions.append(position)
         orientations.append(split_dicom_value(instance_value(uid, TAG_ORIENTATION)))
-    spacings, thicknesses, modality, modes = [], [], None, set()
+    spacings, thicknesses, modality, modes = [], [], None, []
     for path in files:
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[
-                "PixelSpacing", "SliceThickness", "Modality", *_SCAN_MODE_TAGS])  # fmt: skip
+                "PixelSpacing", "SliceThickness", "Modality", *SCAN_MODE_KEYWORDS])  # fmt: skip
         except (OSError, pydicom.errors.InvalidDicomError) as exc:
             raise GeometryError(f"Cannot read the DICOM header of {path}: {exc}.") from None
         spacings.append([float(v) for v in header.get("PixelSpacing") or []])
         thicknesses.append(header.get("SliceThickness"))
         modality = modality or header.get("Modality")
-        modes.add(scan_mode_from_attributes(**{
-            name: header.get(tag) for name, tag in zip(_SCAN_MODE_ARGUMENTS, _SCAN_MODE_TAGS, strict=True)}))  # fmt: skip
+        modes.append(scan_mode_of_header(header.get))
     first = instance_uids[0]
     rows = int(split_dicom_value(instance_value(first, TAG_ROWS))[0])
     columns = int(split_dicom_value(instance_value(first, TAG_COLUMNS))[0])
@@ -146,10 +142,7 @@ def series_geometry(
         description=instance_value(first, TAG_SERIES_DESCRIPTION) or "",
         series_uid=instance_value(first, TAG_SERIES_UID) or None, modality=modality or None,
     )  # fmt: skip
-    if len(modes) == 1:  # slices that disagree state no scan mode
-        mode, source = modes.pop()
-        geometry = dataclasses.replace(geometry, scan_mode=mode, scan_mode_source=source)
-    return geometry
+    return dataclasses.replace(geometry, **series_scan_mode(modes))
 
 
 def thickness_from_file(path: str | None) -> float | None:

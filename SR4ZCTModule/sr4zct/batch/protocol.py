@@ -18,7 +18,7 @@ from pathlib import Path
 from sr4zct.batch.jobs import BatchJob
 from sr4zct.errors import SR4ZCTError
 from sr4zct.run.model_file import MODEL_TOLERANCE
-from sr4zct.run.options import EnhanceOptions
+from sr4zct.run.options import EnhanceOptions, resolved_scan_mode
 from sr4zct.volume.scan_mode import SCAN_MODES
 
 __all__ = ["MODELS_FOLDER", "Protocol", "assign_protocols", "job_protocol", "model_file"]
@@ -86,7 +86,7 @@ def job_protocol(job: BatchJob, options: EnhanceOptions) -> Protocol | None:
 def _profile(options: EnhanceOptions, geometry) -> str:
     """The profile a job's model is trained for, as far as it is known before training: the option's, or for
     ``auto`` the family a known scan mode fixes (so that helical and sequential series never share a model)."""
-    mode = options.scan_mode if options.scan_mode != "auto" else geometry.scan_mode
+    mode, _ = resolved_scan_mode(options, geometry)
     if options.profile == "auto" and mode is not None:
         return SCAN_MODES[mode]
     return options.profile

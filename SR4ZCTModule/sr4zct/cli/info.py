@@ -199,8 +199,7 @@ def estimate_from_images(args: argparse.Namespace, options: EnhanceOptions) -> d
             slice_axis=options.slice_axis, allow_detached_data=options.allow_detached_data,
         )  # fmt: skip
         noise = estimate_noise(volume.array)
-        scan_mode = None if options.scan_mode == "auto" else options.scan_mode
-        profile = estimate_volume_profile(volume, scan_mode=scan_mode)
+        profile = estimate_volume_profile(volume)
     except SR4ZCTError as exc:
         return {"estimate_error": exc.message}
     found = {"profile_estimate": profile.to_dict(), "noise_estimate": dataclasses.asdict(noise)}

@@ -19,6 +19,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from sr4zct.errors import GeometryError, InputError, ParameterError, ResourceErr
 from sr4zct.io.files import require_regular_file, walk_files
 from sr4zct.volume import SeriesGeometry, Volume
 from sr4zct.volume.geometry import geometry_from_slices
-from sr4zct.volume.scan_mode import scan_mode_from_attributes
+from sr4zct.volume.scan_mode import scan_mode_of_header, series_scan_mode
 
 #: Attributes copied from the first slice into ``geometry.extra["dicom"]`` so that a derived series can
 #: be written into the same study (see ``sr4zct.io.dicom_writer``).
@@ -278,12 +279,7 @@ def _header(path: Path, ds: Any) -> SliceHeader:
         reference=reference,
         image_type=_image_type(_get(ds, "ImageType")),
         rescale=_rescale_present(ds),
-        scan_mode=scan_mode_from_attributes(
-            acquisition_type=_get(ds, "AcquisitionType"),
-            spiral_pitch_factor=_get(ds, "SpiralPitchFactor"),
-            scan_options=_get(ds, "ScanOptions"),
-            image_type=_get(ds, "ImageType"),
-        ),
+        scan_mode=scan_mode_of_header(lambda keyword: _get(ds, keyword)),
     )
 
 
@@ -554,7 +550,7 @@ def _geometry(
         modality=headers[0].modality,
     )
     sorted_headers = [headers[int(i)] for i in order]
-    geometry = _with_scan_mode(geometry, sorted_headers)
+    geometry = dataclasses.replace(geometry, **series_scan_mode(map(attrgetter("scan_mode"), sorted_headers)))
     reference = dict(sorted_headers[0].reference)
     geometry.extra["dicom"] = reference
     geometry.extra["source_path"] = str(folder.resolve())
@@ -566,15 +562,6 @@ def _geometry(
         note = f"Ignored {n_localizers} localizer (scout) image(s) stored in this series."
         geometry = dataclasses.replace(geometry, warnings=(*geometry.warnings, note))
     return geometry, sorted_headers
-
-
-def _with_scan_mode(geometry: SeriesGeometry, headers: list[SliceHeader]) -> SeriesGeometry:
-    """The geometry with the scan mode its slices state; slices that disagree (a merged series) state none."""
-    modes = {h.scan_mode for h in headers}
-    if len(modes) != 1:
-        return geometry
-    mode, source = modes.pop()
-    return dataclasses.replace(geometry, scan_mode=mode, scan_mode_source=source)
 
 
 def reference_attributes(path: str | os.PathLike) -> dict[str, Any]:

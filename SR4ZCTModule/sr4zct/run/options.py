@@ -43,6 +43,7 @@ __all__ = [
     "SCAN_MODE_CHOICES",
     "EnhanceOptions",
     "flag_of",
+    "resolved_scan_mode",
     "words",
 ]
 
@@ -391,6 +392,16 @@ class EnhanceOptions:
                 text = format(value, ".17g") if isinstance(value, float) else str(value)
                 args.append(f"{flag_of(f.name)}={text}")
         return args
+
+
+def resolved_scan_mode(options: EnhanceOptions, geometry: Any) -> tuple[str | None, str]:
+    """The scan mode a run on ``geometry`` (a :class:`~sr4zct.volume.SeriesGeometry`) takes and where it came
+    from: the option when given, else the one the input's DICOM header states, else ``(None, "")``."""
+    if options.scan_mode != "auto":
+        return options.scan_mode, "the scan_mode option"
+    if geometry.scan_mode is not None:
+        return geometry.scan_mode, f"DICOM {geometry.scan_mode_source}".strip()
+    return None, ""
 
 
 def flag_of(name: str) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 
 from sr4zct._version import __version__
 from sr4zct.errors import Cancelled, OutputError, ParameterError, ResourceError
-from sr4zct.run.options import EnhanceOptions
+from sr4zct.run.options import EnhanceOptions, resolved_scan_mode
 from sr4zct.run.presets import Preset, get_preset
 from sr4zct.run.validation import AcquisitionParameters
 from sr4zct.system.progress import Progress, ProgressReporter
@@ -330,15 +330,6 @@ class _SliceModel:
         return out
 
 
-def _scan_mode(options: EnhanceOptions, geometry) -> tuple[str | None, str]:
-    """The scan mode that fixes ``profile="auto"``'s family, and where it came from (option, DICOM, none)."""
-    if options.scan_mode != "auto":
-        return options.scan_mode, "the scan_mode option"
-    if geometry.scan_mode is not None:
-        return geometry.scan_mode, f"DICOM {geometry.scan_mode_source}".strip()
-    return None, ""
-
-
 def _slice_model(array: np.ndarray, options: EnhanceOptions, acq, pixel, geometry, reporter) -> _SliceModel:
     """Estimate what ``auto`` leaves open (a saved model brings its own profile; nothing is estimated)."""
     from sr4zct.errors import SR4ZCTError
@@ -349,7 +340,7 @@ def _slice_model(array: np.ndarray, options: EnhanceOptions, acq, pixel, geometr
     else:
         from sr4zct.method.profile import estimate_profile
 
-        mode, source = _scan_mode(options, geometry)
+        mode, source = resolved_scan_mode(options, geometry)
         reporter.report("prepare", 0, 1, message="estimating the slice profile from the scan")
         try:
             estimate = estimate_profile(

@@ -20,14 +20,27 @@ of the averaging, not of the scan: it gets no scan mode.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["SCAN_MODES", "scan_mode_from_attributes"]
+__all__ = [
+    "SCAN_MODES",
+    "SCAN_MODE_KEYWORDS",
+    "scan_mode_from_attributes",
+    "scan_mode_of_header",
+    "series_scan_mode",
+]
 
 #: the scan modes, and the slice profile family each implies
 SCAN_MODES = {"helical": "gaussian", "sequential": "box"}
 
+#: the DICOM keywords the scan mode is read from, and the argument of scan_mode_from_attributes each fills
+SCAN_MODE_KEYWORDS = {
+    "AcquisitionType": "acquisition_type",
+    "SpiralPitchFactor": "spiral_pitch_factor",
+    "ScanOptions": "scan_options",
+    "ImageType": "image_type",
+}
 _ACQUISITION_TYPES = {"SPIRAL": "helical", "SEQUENCED": "sequential", "STATIONARY": "sequential"}
 _SIEMENS_IMAGE_TYPE = re.compile(r"^CT_SOM\d+\s+(SPI|SEQ)$")
 
@@ -98,3 +111,20 @@ def scan_mode_from_attributes(
         if match:
             return ("helical" if match.group(1) == "SPI" else "sequential"), f"ImageType {word}"
     return None, ""
+
+
+def scan_mode_of_header(get: Callable[[str], Any]) -> tuple[str | None, str]:
+    """:func:`scan_mode_from_attributes` of one file's header; ``get(keyword)`` returns an attribute's value or
+    None (``pydicom.Dataset.get``)."""
+    return scan_mode_from_attributes(
+        **{argument: get(keyword) for keyword, argument in SCAN_MODE_KEYWORDS.items()}
+    )
+
+
+def series_scan_mode(per_slice: Iterable[tuple[str | None, str]]) -> dict[str, str | None]:
+    """The scan mode of a series from its slices' (mode, source) pairs, as the fields ``scan_mode`` and
+    ``scan_mode_source`` of a :class:`~sr4zct.volume.SeriesGeometry`: the slices' when they all agree, else
+    none (a series merged from two acquisitions)."""
+    modes = set(per_slice)
+    mode, source = modes.pop() if len(modes) == 1 else (None, "")
+    return {"scan_mode": mode, "scan_mode_source": source}
